@@ -1,0 +1,52 @@
+# FaultMaven: every target installs what it needs itself (scripts/bootstrap.sh).
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+UV_RUN := uv run --frozen --no-sync
+BASE_PORT ?= 8000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: bootstrap
+bootstrap: ## Install uv, system servers and the locked Python environment
+	@scripts/bootstrap.sh
+
+.PHONY: run
+run: ## Run the whole system (gateway on http://localhost:8000); Ctrl-C stops it
+	@scripts/bootstrap.sh
+	@$(UV_RUN) python -m fm_common.devstack run --base-port $(BASE_PORT)
+
+.PHONY: test
+test: ## Run every test (real Redis, Chroma, SQLite, PostgreSQL, embeddings)
+	@scripts/bootstrap.sh --test
+	@$(UV_RUN) pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: ## ruff check + ruff format --check
+	@scripts/bootstrap.sh
+	@$(UV_RUN) ruff check .
+	@$(UV_RUN) ruff format --check .
+
+.PHONY: format
+format: ## Apply ruff's fixes and formatting
+	@$(UV_RUN) ruff check --fix .
+	@$(UV_RUN) ruff format .
+
+.PHONY: typecheck
+typecheck: ## mypy on fm-common
+	@$(UV_RUN) mypy fm-common/src
+
+.PHONY: bench
+bench: ## Run the benchmarks in bench/ (results in bench/results/)
+	@scripts/bootstrap.sh --bench
+	@for b in bench/*.py; do echo "== $$b"; $(UV_RUN) python $$b || exit 1; done
+
+.PHONY: clean
+clean: ## Remove local data and caches (not the lock)
+	rm -rf data .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""FaultMaven agent service: troubleshooting turns, retrieval, redaction, provider failover"""

@@ -1,0 +1,1 @@
+"""FaultMaven API gateway: routing, token check, rate limits, CORS"""

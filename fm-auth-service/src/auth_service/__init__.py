@@ -1,0 +1,1 @@
+"""FaultMaven auth service: users, passwords, tokens, JWKS"""

@@ -1,0 +1,1 @@
+"""FaultMaven case service: cases, messages, investigation state, reports"""

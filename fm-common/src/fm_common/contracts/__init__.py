@@ -1,0 +1,1 @@
+"""Wire models shared between services, one module per owning service."""

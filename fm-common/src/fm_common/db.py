@@ -1,0 +1,151 @@
+"""SQL for the services that own tables: async engine, request-scoped session, Alembic.
+
+SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL; the same Alembic
+migrations serve both. A service runs its migrations at start-up (`migrate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; for SQLite, the file's folder is created and WAL switched on."""
+    if is_sqlite(url):
+        db = make_url(url).database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+    return create_async_engine(url, **kwargs)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    """Request-scoped session: commits when the handler succeeds, rolls back otherwise.
+
+    Needs `app.state.sessionmaker`. Services never commit; this does.
+    """
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with maker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def _alembic_config(script_location: Path, url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def migrate_sync(script_location: Path, url: str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the migrations in `script_location`."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(script_location, url), revision)
+
+
+async def migrate(script_location: Path, url: str, revision: str = "head") -> None:
+    # Alembic's env runs its own event loop for the async driver, so keep it off ours.
+    await asyncio.to_thread(migrate_sync, script_location, url, revision)
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py (online and offline modes)."""
+    from alembic import context
+
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is set by fm_common.db.migrate"
+    render_as_batch = is_sqlite(url)
+
+    if context.is_offline_mode():
+        context.configure(
+            url=url,
+            target_metadata=target_metadata,
+            literal_binds=True,
+            render_as_batch=render_as_batch,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def do_run(connection: Any) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=render_as_batch,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(do_run)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run_async())

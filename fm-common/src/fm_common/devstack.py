@@ -1,0 +1,364 @@
+"""Run the whole system on one machine from faultmaven-deploy/Procfile (`make run`).
+
+A small Procfile supervisor (in the manner of honcho/foreman) that also knows the
+system's topology: it gives every process its port and every service the URLs of the
+others, skips Procfile lines whose Python module is not installed, refuses to start on
+a taken port with a clear message, waits until the gateway reports healthy, and stops
+everything on Ctrl-C or when any process dies. System tests use the same `Stack` on free
+ports, so they start the real processes the way `make run` does.
+
+    python -m fm_common.devstack run [--data-dir data] [--base-port 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[3]
+PROCFILE = ROOT / "faultmaven-deploy" / "Procfile"
+
+# Service name -> (env prefix, default port). Redis and Chroma are the stores.
+SERVICES: dict[str, tuple[str, int]] = {
+    "gateway": ("FM_GATEWAY", 8000),
+    "auth": ("FM_AUTH", 8001),
+    "session": ("FM_SESSION", 8002),
+    "case": ("FM_CASE", 8003),
+    "knowledge": ("FM_KNOWLEDGE", 8004),
+    "evidence": ("FM_EVIDENCE", 8005),
+    "agent": ("FM_AGENT", 8006),
+}
+STORES: dict[str, tuple[str, int]] = {"chroma": ("FM_CHROMA", 8007), "redis": ("FM_REDIS", 6379)}
+START_FIRST = ("redis", "chroma")
+
+
+@dataclass(frozen=True)
+class ProcSpec:
+    name: str
+    command: str
+
+    def module(self) -> str | None:
+        """The Python module the line runs (python -m X, celery -A X), if any."""
+        m = re.match(r"python -m ([\w.]+)", self.command)
+        if m:
+            return m.group(1)
+        m = re.search(r"celery -A ([\w.]+)", self.command)
+        return m.group(1) if m else None
+
+    def installed(self) -> bool:
+        mod = self.module()
+        if mod is None:
+            exe = shlex.split(self.command)[0]
+            return _which(exe) is not None
+        try:
+            return importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            return False
+
+
+def _which(exe: str) -> str | None:
+    from shutil import which
+
+    return which(exe, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+
+
+def read_procfile(path: Path = PROCFILE) -> list[ProcSpec]:
+    specs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, command = line.partition(":")
+        specs.append(ProcSpec(name.strip(), command.strip()))
+    return specs
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """The processes of the Procfile with their ports and environment."""
+
+    data_dir: Path
+    ports: dict[str, int]
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    only: set[str] | None = None
+    log_dir: Path | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    specs: dict[str, ProcSpec] = field(default_factory=dict)
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def default_ports(cls, base: int = 8000) -> dict[str, int]:
+        ports = {name: base + (p - 8000) for name, (_, p) in SERVICES.items()}
+        ports["chroma"] = base + 7
+        ports["redis"] = 6379 if base == 8000 else free_port()
+        return ports
+
+    @classmethod
+    def free_ports(cls) -> dict[str, int]:
+        return {name: free_port() for name in (*SERVICES, *STORES)}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "FM_DATA_DIR": str(self.data_dir),
+                "FM_REDIS_PORT": str(self.ports["redis"]),
+                "FM_REDIS_URL": self.redis_url,
+                "FM_CHROMA_PORT": str(self.ports["chroma"]),
+                "FM_CHROMA_URL": self.url("chroma"),
+                "FM_WORKER_CONCURRENCY": env.get("FM_WORKER_CONCURRENCY", "2"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name, (prefix, _) in SERVICES.items():
+            env[f"{prefix}_PORT"] = str(self.ports[name])
+            env[f"FM_{name.upper()}_URL"] = self.url(name)
+        # Put the venv's scripts first so `python`, `celery` and `chroma` are ours.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.update(self.extra_env)
+        return env
+
+    def selected(self) -> list[ProcSpec]:
+        chosen = []
+        for spec in read_procfile():
+            if self.only is not None and spec.name not in self.only:
+                continue
+            if spec.installed():
+                chosen.append(spec)
+        return chosen
+
+    def check_ports(self) -> None:
+        taken = [
+            f"{self.ports[s.name]} ({s.name})"
+            for s in self.selected()
+            if s.name in self.ports and port_in_use(self.ports[s.name])
+        ]
+        if taken:
+            raise SystemExit(
+                f"port already in use: {', '.join(taken)}. Stop what holds it, or run on "
+                f"other ports: make run BASE_PORT=9000"
+            )
+
+    def start(self, wait: bool = True, timeout: float = 120.0) -> Stack:
+        for sub in ("redis", "chroma"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        specs = sorted(self.selected(), key=lambda s: s.name not in START_FIRST)
+        env = self.env()
+        for spec in specs:
+            self.specs[spec.name] = spec
+            self.start_process(spec.name, env)
+            if spec.name in START_FIRST:
+                _wait_port(
+                    self.ports[spec.name], timeout=60, proc=self.procs[spec.name], name=spec.name
+                )
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def start_process(self, name: str, env: dict[str, str] | None = None) -> None:
+        spec = self.specs[name]
+        env = env or self.env()
+        command = os.path.expandvars(_expand(spec.command, env))
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out: IO[bytes] | int = open(self.log_dir / f"{name}.log", "ab")
+            self._logs[name] = out  # type: ignore[assignment]
+        else:
+            out = subprocess.PIPE
+        proc = subprocess.Popen(
+            shlex.split(command),
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        if out == subprocess.PIPE:
+            threading.Thread(target=_pump, args=(name, proc), daemon=True).start()
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        """Wait until every started service answers /health."""
+        deadline = time.monotonic() + timeout
+        pending = [n for n in self.procs if n in SERVICES]
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name in list(pending):
+                    proc = self.procs[name]
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+                    try:
+                        if client.get(f"{self.url(name)}/health").status_code == 200:
+                            pending.remove(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not healthy after {timeout}s: {', '.join(pending)}")
+                if pending:
+                    time.sleep(0.2)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        # Services first, stores last, so nothing loses its store while draining.
+        order = [n for n in self.procs if n not in START_FIRST] + [
+            n for n in START_FIRST if n in self.procs
+        ]
+        threads = [
+            threading.Thread(target=self.stop_process, args=(n,))
+            for n in order
+            if n not in START_FIRST
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name in START_FIRST:
+            self.stop_process(name)
+        for fh in self._logs.values():
+            fh.close()
+
+    def first_dead(self) -> str | None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+
+def _expand(command: str, env: Mapping[str, str]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        return env.get(m.group(1), m.group(2) or "")
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", repl, command)
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+        if port_in_use(port):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} does not listen on {port} after {timeout}s")
+
+
+_COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95", "94"]
+
+
+def _pump(name: str, proc: subprocess.Popen[bytes]) -> None:
+    color = _COLORS[hash(name) % len(_COLORS)]
+    tty = sys.stdout.isatty()
+    prefix = f"\033[{color}m{name:>9} |\033[0m " if tty else f"{name:>9} | "
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        sys.stdout.write(prefix + raw.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fm_common.devstack")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the whole system until Ctrl-C")
+    run.add_argument("--data-dir", default=os.environ.get("FM_DATA_DIR", "data"))
+    run.add_argument("--base-port", type=int, default=int(os.environ.get("BASE_PORT", "8000")))
+    args = parser.parse_args(argv)
+
+    data_dir = Path(args.data_dir).resolve()
+    stack = Stack(data_dir=data_dir, ports=Stack.default_ports(args.base_port))
+    stack.check_ports()
+    stopping = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    names = ", ".join(s.name for s in stack.selected())
+    print(f"FaultMaven: starting {names} (data in {data_dir})", flush=True)  # noqa: T201
+    try:
+        stack.start(wait=False)
+        deadline = time.monotonic() + 180
+        healthy = False
+        while not stopping.is_set():
+            dead = stack.first_dead()
+            if dead is not None:
+                print(f"FaultMaven: {dead} exited; stopping everything", flush=True)  # noqa: T201
+                return 1
+            if not healthy:
+                try:
+                    stack.wait_healthy(timeout=0.5)
+                    healthy = True
+                    print(  # noqa: T201
+                        f"\nFaultMaven is up: {stack.gateway_url}  (API docs: "
+                        f"{stack.gateway_url}/docs, health: {stack.gateway_url}/health)\n"
+                        "Press Ctrl-C to stop.\n",
+                        flush=True,
+                    )
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        print("FaultMaven: not healthy after 180 s; stopping", flush=True)  # noqa: T201
+                        return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("FaultMaven: stopping", flush=True)  # noqa: T201
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""pytest fixtures shared by every service's tests (loaded with -p fm_common.testing.plugin).
+
+- `redis_server` (session): a real redis-server on a free port; `redis_url` gives each
+  test a clean (flushed) database on it.
+- `token_issuer` (session): signs test tokens; its JWKS is served over real HTTP.
+- `sqlite_url`: a fresh SQLite file per test.
+- `data_dir`: a fresh data dir per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fm_common.testing.redis_server import RedisServer
+from fm_common.testing.tokens import TokenIssuer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def token_issuer() -> Iterator[TokenIssuer]:
+    issuer = TokenIssuer().start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"

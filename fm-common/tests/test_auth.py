@@ -1,0 +1,109 @@
+"""Token attacks against a service reached directly: every one is a 401."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import jwt
+import pytest
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives import serialization
+
+from fm_common.auth import deny_key
+from fm_common.testing.tokens import TokenIssuer
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_valid_token_is_accepted(demo_client: httpx.AsyncClient, token_issuer: TokenIssuer):
+    resp = await demo_client.get("/whoami", headers=token_issuer.headers("u-1"))
+    assert resp.status_code == 200
+    assert resp.json() == {"user_id": "u-1"}
+
+
+async def test_missing_token_is_401_with_error_model(demo_client: httpx.AsyncClient):
+    resp = await demo_client.get("/whoami", headers={"X-User-ID": "u-1"})
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "UNAUTHORIZED"
+    assert resp.headers["x-error-code"] == "UNAUTHORIZED"
+
+
+def _attacks(issuer: TokenIssuer) -> dict[str, str]:
+    claims = issuer.claims("victim")
+    public_pem = issuer.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    valid = issuer.sign(claims)
+    head, body, sig = valid.split(".")
+    tampered_body = _b64({**claims, "sub": "attacker"})
+    return {
+        "alg_none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': issuer.kid})}.{_b64(claims)}.",
+        "hs256_with_public_key": f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': issuer.kid})}."
+        f"{_b64(claims)}."
+        + base64.urlsafe_b64encode(
+            __import__("hmac")
+            .new(public_pem, f"{_b64({'alg': 'HS256'})}.{_b64(claims)}".encode(), "sha256")
+            .digest()
+        )
+        .rstrip(b"=")
+        .decode(),
+        "expired": issuer.sign(
+            {**claims, "exp": int(time.time()) - 60, "iat": int(time.time()) - 960}
+        ),
+        "wrong_audience": issuer.sign({**claims, "aud": "someone-else"}),
+        "wrong_issuer": issuer.sign({**claims, "iss": "evil"}),
+        "refresh_as_access": issuer.sign({**claims, "type": "refresh"}),
+        "tampered_signature": f"{head}.{body}.{sig[:-4]}AAAA",
+        "tampered_payload": f"{head}.{tampered_body}.{sig}",
+        "unknown_kid": jwt.encode(
+            claims, issuer.private_key, algorithm="EdDSA", headers={"kid": "nope"}
+        ),
+        "garbage": "not-a-jwt",
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "refresh_as_access",
+        "tampered_signature",
+        "tampered_payload",
+        "unknown_kid",
+        "garbage",
+    ],
+)
+async def test_token_attack_is_401(
+    demo_client: httpx.AsyncClient, token_issuer: TokenIssuer, attack: str
+):
+    token = _attacks(token_issuer)[attack]
+    resp = await demo_client.get(
+        "/whoami", headers={"Authorization": f"Bearer {token}", "X-User-ID": "victim"}
+    )
+    assert resp.status_code == 401, resp.text
+    assert resp.json()["code"] in {"INVALID_TOKEN", "TOKEN_EXPIRED"}
+
+
+async def test_denylisted_jti_is_401(
+    demo_client: httpx.AsyncClient, token_issuer: TokenIssuer, redis_url: str
+):
+    claims = token_issuer.claims("u-2")
+    token = token_issuer.sign(claims)
+    assert (
+        await demo_client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 200
+    r = aioredis.from_url(redis_url)
+    await r.set(deny_key(claims["jti"]), "1", ex=60)
+    await r.aclose()
+    resp = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "TOKEN_REVOKED"

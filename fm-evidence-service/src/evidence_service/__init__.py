@@ -1,0 +1,1 @@
+"""FaultMaven evidence service: uploaded files and their metadata"""

@@ -1,0 +1,1 @@
+"""FaultMaven job worker: Celery tasks for ingestion, turns, post-mortems and cleanup."""

@@ -1,0 +1,1 @@
+"""FaultMaven session service: user sessions in Redis"""

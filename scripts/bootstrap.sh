@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs everything `make run` and `make test` need on a fresh machine, and nothing
+# twice: uv, the system servers (Redis, PostgreSQL, Chromium for browser tests, wrk for
+# benchmarks), the CPU torch wheel, and the locked Python environment.
+#   scripts/bootstrap.sh            runtime needs (make run)
+#   scripts/bootstrap.sh --test     plus what the tests use (PostgreSQL, Chromium)
+#   scripts/bootstrap.sh --bench    plus the load generator
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0; want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_test=1; want_bench=1 ;;
+  esac
+done
+
+log() { printf '\033[1;34m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+# --- uv -------------------------------------------------------------------------------
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v uv >/dev/null 2>&1; then
+  log "installing uv from PyPI"
+  python3 -m pip install --user --quiet "uv>=0.9,<0.14"
+fi
+
+# --- system packages (Debian) ---------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "$want_test" = 1 ]; then
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+    || missing+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+[ "$want_bench" = 1 ] && { command -v wrk >/dev/null 2>&1 || missing+=(wrk); }
+if [ "${#missing[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing system packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
+    log "installing system packages with sudo: ${missing[*]}"
+    sudo apt-get update -qq >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    log "please install: ${missing[*]} (FaultMaven looks for them on PATH)"
+  fi
+fi
+# Debian starts no server on install in containers, and we run our own on our own ports.
+
+# --- CPU torch ------------------------------------------------------------------------
+torch_whl="torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+mkdir -p .wheels
+if [ ! -f ".wheels/$torch_whl" ]; then
+  if [ -f "/opt/wheels/$torch_whl" ]; then
+    ln "/opt/wheels/$torch_whl" ".wheels/$torch_whl" 2>/dev/null || cp "/opt/wheels/$torch_whl" .wheels/
+  else
+    log "downloading the CPU build of torch 2.13.0"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --index-url "${FM_TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" \
+      -d .wheels "torch==2.13.0+cpu"
+  fi
+fi
+
+# --- Python environment ---------------------------------------------------------------
+export UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
+uv sync --frozen --all-packages --quiet
