@@ -169,6 +169,13 @@ def _dependency_down(exc: BaseException) -> str | None:
             return "upstream"
     except ImportError:  # pragma: no cover
         pass
+    try:
+        import kombu.exceptions
+
+        if isinstance(exc, kombu.exceptions.OperationalError):
+            return "job queue"
+    except ImportError:  # pragma: no cover
+        pass
     if isinstance(exc, ConnectionError):
         return "upstream"
     return None

@@ -1,0 +1,162 @@
+"""Background jobs: the job store the `.../jobs/{id}` routes read, and enqueueing.
+
+A job record lives in Redis (`fm:job:<id>`, kept `JOB_TTL_SECONDS`) with its kind, owner,
+status (queued -> running -> completed | failed), progress, attempts, error and result.
+Services create the record and enqueue the Celery task by name (after their database
+commit); the worker updates the record as the task runs. Both the asyncio services and
+the synchronous Celery worker use the same layout (`JobStore` / `SyncJobStore`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["queued", "running", "completed", "failed"]
+JOB_TTL_SECONDS = 7 * 24 * 3600
+QUEUES = ("ingest", "agent", "maintenance")
+
+
+def job_key(job_id: str) -> str:
+    return f"fm:job:{job_id}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class JobError(BaseModel):
+    message: str
+    code: str | None = None
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    kind: str
+    owner_id: str
+    status: JobStatus = "queued"
+    resource_id: str | None = None
+    progress: float = 0.0
+    attempts: int = 0
+    error: JobError | None = None
+    result: Any = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=_now)
+    updated_at: str = Field(default_factory=_now)
+
+
+def new_job(kind: str, owner_id: str, **fields: Any) -> JobRecord:
+    return JobRecord(
+        job_id=fields.pop("job_id", None) or str(uuid.uuid4()),
+        kind=kind,
+        owner_id=owner_id,
+        **fields,
+    )
+
+
+def _apply(record: JobRecord, fields: dict[str, Any]) -> JobRecord:
+    data = record.model_dump()
+    data.update(fields)
+    data["updated_at"] = _now()
+    return JobRecord.model_validate(data)
+
+
+class JobStore:
+    """Async job store (services)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def save(self, record: JobRecord) -> JobRecord:
+        await self.redis.set(job_key(record.job_id), record.model_dump_json(), ex=JOB_TTL_SECONDS)
+        return record
+
+    async def create(self, kind: str, owner_id: str, **fields: Any) -> JobRecord:
+        return await self.save(new_job(kind, owner_id, **fields))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw = await self.redis.get(job_key(job_id))
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    async def get_owned(self, job_id: str, owner_id: str) -> JobRecord | None:
+        """The job when it belongs to `owner_id`; None otherwise (callers answer 404)."""
+        record = await self.get(job_id)
+        return record if record is not None and record.owner_id == owner_id else None
+
+    async def update(self, job_id: str, **fields: Any) -> JobRecord | None:
+        record = await self.get(job_id)
+        if record is None:
+            return None
+        return await self.save(_apply(record, fields))
+
+
+class SyncJobStore:
+    """Synchronous job store (the Celery worker)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    def save(self, record: JobRecord) -> JobRecord:
+        self.redis.set(job_key(record.job_id), record.model_dump_json(), ex=JOB_TTL_SECONDS)
+        return record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.get(job_key(job_id))
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord | None:
+        record = self.get(job_id)
+        if record is None:
+            return None
+        return self.save(_apply(record, fields))
+
+
+@lru_cache(maxsize=4)
+def _producer(broker_url: str) -> Any:
+    from celery import Celery
+
+    app = Celery("fm-producer", broker=broker_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=False,
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    return app
+
+
+def enqueue(
+    broker_url: str,
+    task: str,
+    *,
+    queue: str,
+    kwargs: dict[str, Any],
+    task_id: str | None = None,
+    countdown: float | None = None,
+) -> str:
+    """Send task `task` (by name) to `queue`; returns the Celery task id.
+
+    Synchronous (kombu); call it with `asyncio.to_thread` from async code. Raises the
+    broker's connection error when Redis is down, which services answer with 503.
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    result = _producer(broker_url).send_task(
+        task,
+        kwargs=kwargs,
+        queue=queue,
+        task_id=task_id,
+        countdown=countdown,
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+    )
+    return str(result.id)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
