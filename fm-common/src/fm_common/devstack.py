@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -116,6 +117,7 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     specs: dict[str, ProcSpec] = field(default_factory=dict)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+    service_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def default_ports(cls, base: int = 8000) -> dict[str, int]:
@@ -152,6 +154,9 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # The worker's credential for service tokens (DESIGN.md "Identity"): one random
+        # secret per run unless the operator set one.
+        env.setdefault("FM_SERVICE_CLIENT_SECRET", self.service_secret)
         for name, (prefix, _) in SERVICES.items():
             env[f"{prefix}_PORT"] = str(self.ports[name])
             env[f"FM_{name.upper()}_URL"] = self.url(name)
