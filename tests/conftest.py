@@ -1,0 +1,84 @@
+"""Whole-system fixtures: the real processes of faultmaven-deploy/Procfile, as `make run`
+starts them, on free ports, with the fake LLM provider wired into the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fm_common.devstack import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real runbooks); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (a user's own clone): real-data tests skipped")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[object | None]:
+    try:
+        from fm_common.testing.fake_llm import FakeLLMServer
+    except ImportError:
+        yield None
+        return
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_stack(
+    tmp_path_factory: pytest.TempPathFactory, fake_llm: object | None
+) -> Iterator[Stack]:
+    """Every installed Procfile process on free ports; the gateway at `stack.gateway_url`."""
+    root = tmp_path_factory.mktemp("system")
+    extra_env = {
+        "FM_LOG_FORMAT": "json",
+        "FM_WORKER_CONCURRENCY": "1",
+        "FM_AUTH_ADMIN_USERNAMES": "admin",
+        "HF_HUB_OFFLINE": "1",
+    }
+    if fake_llm is not None:
+        extra_env["FM_AGENT_PROVIDERS"] = json.dumps(
+            [
+                {
+                    "name": "fake-openai",
+                    "kind": "openai_compatible",
+                    "model": "fake-model",
+                    "api_key": "test-key",
+                    "base_url": f"{fake_llm.base_url}/v1",  # type: ignore[attr-defined]
+                }
+            ]
+        )
+    stack = Stack(
+        data_dir=root / "data",
+        ports=Stack.free_ports(),
+        log_dir=root / "logs",
+        extra_env=extra_env,
+    )
+    stack.fake_llm = fake_llm  # type: ignore[attr-defined]
+    try:
+        stack.start(timeout=float(os.environ.get("FM_SYSTEM_START_TIMEOUT", "180")))
+    except Exception:
+        stack.stop()
+        _dump_logs(root / "logs")
+        raise
+    yield stack
+    stack.stop()
+
+
+def _dump_logs(log_dir: Path) -> None:
+    for log in sorted(log_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-30:]
+        print(f"--- {log.name} (last lines)\n" + "\n".join(tail))  # noqa: T201
