@@ -1,0 +1,104 @@
+"""Typed client of the case service (used by the agent service and the worker).
+
+Every call carries a bearer token (the caller's, forwarded from the request context, or
+the `token=` given: a worker service token acting on behalf of the case's owner); the
+case service scopes every answer to that user, so another user's case is NotFound.
+"""
+
+from __future__ import annotations
+
+from fm_common.clients.base import ServiceClient
+from fm_common.contracts.case import (
+    CaseContext,
+    CaseDetail,
+    CaseMessagesResponse,
+    CaseUpdateRequest,
+    InvestigationRead,
+    Message,
+    Report,
+    ReportStoreRequest,
+    TurnAppendRequest,
+    TurnAppendResult,
+)
+
+
+class CaseClient(ServiceClient):
+    service = "case"
+
+    async def get_case(self, case_id: str, *, token: str | None = None) -> CaseContext:
+        """The case with its state and investigation (NotFound when not the caller's)."""
+        return await self.get_model(f"/internal/v1/cases/{case_id}", CaseContext, token=token)
+
+    async def get_investigation(
+        self, case_id: str, *, token: str | None = None
+    ) -> InvestigationRead:
+        return await self.get_model(
+            f"/internal/v1/cases/{case_id}/investigation", InvestigationRead, token=token
+        )
+
+    async def append_turn(
+        self, case_id: str, turn: TurnAppendRequest, *, token: str | None = None
+    ) -> TurnAppendResult:
+        """Store a user message + assistant message + investigation update atomically.
+
+        Idempotent by `turn.turn_key`: a repeat returns the first result (`replayed`).
+        Conflict (code INVALID_TRANSITION) when `to_state` is not allowed.
+        """
+        return await self.send_model(
+            "POST",
+            f"/internal/v1/cases/{case_id}/turns",
+            TurnAppendResult,
+            json=turn.model_dump(mode="json"),
+            token=token,
+        )
+
+    async def recent_messages(
+        self, case_id: str, *, limit: int = 20, token: str | None = None
+    ) -> list[Message]:
+        """The last `limit` messages of the case, oldest first."""
+        resp = await self.request(
+            "GET",
+            f"/internal/v1/cases/{case_id}/messages/recent",
+            params={"limit": limit},
+            token=token,
+        )
+        return CaseMessagesResponse.model_validate_json(resp.content).messages
+
+    async def list_messages(
+        self, case_id: str, *, limit: int = 50, offset: int = 0, token: str | None = None
+    ) -> CaseMessagesResponse:
+        return await self.get_model(
+            f"/api/v1/cases/{case_id}/messages",
+            CaseMessagesResponse,
+            params={"limit": limit, "offset": offset},
+            token=token,
+        )
+
+    async def update_case(
+        self, case_id: str, update: CaseUpdateRequest, *, token: str | None = None
+    ) -> CaseDetail:
+        """PUT the case (e.g. a generated title); last write wins unless If-Match is used."""
+        return await self.send_model(
+            "PUT",
+            f"/api/v1/cases/{case_id}",
+            CaseDetail,
+            json=update.model_dump(mode="json", exclude_none=True),
+            token=token,
+        )
+
+    async def store_report(
+        self,
+        case_id: str,
+        report_id: str,
+        report: ReportStoreRequest,
+        *,
+        token: str | None = None,
+    ) -> Report:
+        """The worker stores a generated report (status, markdown, error)."""
+        return await self.send_model(
+            "PUT",
+            f"/internal/v1/cases/{case_id}/reports/{report_id}",
+            Report,
+            json=report.model_dump(mode="json"),
+            token=token,
+        )
