@@ -29,6 +29,7 @@ from fm_common.errors import (
     Unauthorized,
     Unavailable,
     Unprocessable,
+    UnsupportedMediaType,
 )
 
 log = structlog.get_logger("fm_common.clients")
@@ -42,6 +43,7 @@ _STATUS_ERRORS: dict[int, type[FMError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    415: UnsupportedMediaType,
     422: Unprocessable,
 }
 

@@ -1,0 +1,120 @@
+"""Wire models of the evidence service (API.md "Evidence", reference schemas).
+
+Two vocabularies meet here, as in the reference API:
+- `source_type` on an uploaded file (POST/GET /api/v1/evidence, AttachmentResult) is the
+  data type classified from the content: logs | metrics | configuration | code | text |
+  image.
+- `source_type` in the case's `uploaded-files` list (UploadedFileMetadata) is the
+  provenance (file_upload | paste | screenshot | ...), which EvidenceFile calls
+  `upload_source`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SourceType = Literal["logs", "metrics", "configuration", "code", "text", "image"]
+UploadSource = Literal[
+    "file_upload",
+    "paste",
+    "screenshot",
+    "page_capture",
+    "page_injection",
+    "agent_generated",
+    "conversion_source",
+]
+AnalysisStatus = Literal["pending", "processing", "completed", "failed"]
+
+# Data types whose text the knowledge service indexes into the case's collection.
+TEXT_SOURCE_TYPES: frozenset[str] = frozenset({"logs", "metrics", "configuration", "code", "text"})
+
+# The Celery task that indexes an uploaded file (implemented by the knowledge service's
+# worker tasks); kwargs: {file_id, case_id, owner_id}.
+INDEX_TASK = "knowledge.index_evidence"
+INDEX_QUEUE = "ingest"
+
+
+class EvidenceFile(BaseModel):
+    """An uploaded file's metadata: the answer of POST and GET /api/v1/evidence[/{id}]."""
+
+    file_id: str
+    filename: str
+    size_bytes: int = Field(ge=0)
+    content_type: str
+    content_hash: str = Field(description="sha256 of the bytes, hex")
+    source_type: SourceType
+    case_id: str
+    uploaded_at: datetime
+    duplicate_of: str | None = Field(
+        default=None,
+        description="Set when a byte-identical file already existed in this case: its id "
+        "(then file_id is that existing file too).",
+    )
+    description: str | None = None
+    upload_source: UploadSource = "file_upload"
+    uploaded_at_turn: int = Field(default=0, ge=0)
+    analysis_status: AnalysisStatus = "pending"
+    summary: str | None = None
+    source_metadata: dict[str, Any] | None = None
+
+
+class UploadedFileMetadata(BaseModel):
+    """One row of GET /api/v1/cases/{case_id}/uploaded-files (reference schema)."""
+
+    file_id: str
+    filename: str
+    size_bytes: int = Field(ge=0)
+    size_display: str
+    uploaded_at_turn: int = Field(ge=0)
+    uploaded_at: datetime
+    source_type: str = Field(description="Provenance: file_upload | paste | screenshot | ...")
+    analysis_status: AnalysisStatus
+    summary: str | None = None
+    source_metadata: dict[str, Any] | None = None
+
+
+class UploadedFilesList(BaseModel):
+    files: list[UploadedFileMetadata]
+    total_count: int
+    limit: int
+    offset: int
+    has_more: bool = False
+
+
+class DerivedEvidenceSummary(BaseModel):
+    evidence_id: str
+    summary: str = Field(max_length=500)
+    category: str
+    collected_at_turn: int
+    source_type: str
+    primary_purpose: str | None = None
+    related_hypothesis_ids: list[str] = Field(default_factory=list)
+
+
+class UploadedFileDetailsResponse(BaseModel):
+    """GET /api/v1/cases/{case_id}/uploaded-files/{file_id} (reference schema)."""
+
+    file_id: str
+    filename: str
+    size_bytes: int
+    size_display: str
+    uploaded_at_turn: int
+    uploaded_at: datetime
+    upload_source: str
+    evidence_count: int = Field(ge=0)
+    derived_evidence: list[DerivedEvidenceSummary] = Field(default_factory=list)
+    summary: str | None = None
+    content_type: str | None = None
+    content_hash: str | None = None
+
+
+class AnalysisUpdate(BaseModel):
+    """PUT /internal/v1/evidence/{file_id}/analysis: the indexer reports its progress."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analysis_status: AnalysisStatus
+    summary: str | None = Field(default=None, max_length=2000)
