@@ -5,6 +5,8 @@
 - `token_issuer` (session): signs test tokens; its JWKS is served over real HTTP.
 - `sqlite_url`: a fresh SQLite file per test.
 - `data_dir`: a fresh data dir per test.
+- `chroma_server` (session): a real Chroma server (`chroma run`) on a free port;
+  `chroma_url` gives each test a clean server (every collection deleted).
 """
 
 from __future__ import annotations
@@ -52,3 +54,22 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    # Imported here so services that never use Chroma do not load chromadb.
+    from fm_common.testing.chroma import ChromaServer
+
+    server = ChromaServer(tmp_path_factory.mktemp("chroma")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chroma_url(chroma_server: object) -> str:
+    from fm_common.testing.chroma import ChromaServer
+
+    assert isinstance(chroma_server, ChromaServer)
+    chroma_server.reset()
+    return chroma_server.url
