@@ -1,1 +1,1 @@
-"""FaultMaven session service: user sessions in Redis"""
+"""FaultMaven session service: user sessions in Redis with TTL, heartbeat and resume."""

@@ -1,0 +1,84 @@
+"""Public session routes (API.md "Sessions")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from fm_common.auth import CurrentPrincipal, OptionalPrincipal
+from fm_common.contracts.session import (
+    SessionCreateRequest,
+    SessionListResponse,
+    SessionResponse,
+)
+from session_service.api.deps import ClientAddress, SettingsDep, StoreDep
+from session_service.domain.sessions import service
+
+router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+
+_ERR = {"description": "Error", "content": {"application/json": {}}}
+_401 = {401: {**_ERR, "description": "Missing or invalid token"}}
+_404 = {404: {**_ERR, "description": "Session expired, unknown or not the caller's"}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**_401, 429: {**_ERR, "description": "Too many sessions from this address"}},
+)
+async def create_session(
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: OptionalPrincipal,
+    address: ClientAddress,
+    request: Annotated[SessionCreateRequest | None, Body()] = None,
+) -> SessionResponse:
+    """Create a session (token optional), or resume the active one of the same client_id."""
+    await service.check_creation_rate(
+        store,
+        address,
+        limit=settings.create_limit_per_address,
+        window_seconds=settings.create_limit_window_seconds,
+    )
+    return await service.open_session(store, principal, request or SessionCreateRequest())
+
+
+@router.get("", responses=_401)
+async def list_sessions(
+    store: StoreDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SessionListResponse:
+    """The caller's active sessions."""
+    return await service.list_sessions(store, principal, limit=limit, offset=offset)
+
+
+@router.get("/{session_id}", responses={**_401, **_404})
+async def get_session(
+    session_id: str, store: StoreDep, principal: CurrentPrincipal
+) -> SessionResponse:
+    """One session of the caller; 404 when expired or not the caller's."""
+    return await service.get_session(store, principal, session_id)
+
+
+@router.post(
+    "/{session_id}/heartbeat",
+    responses={
+        401: {**_ERR, "description": "SESSION_EXPIRED once the session is gone, else bad token"},
+        **_404,
+    },
+)
+async def heartbeat(
+    session_id: str, store: StoreDep, principal: CurrentPrincipal
+) -> SessionResponse:
+    """Extend the session's TTL."""
+    return await service.heartbeat(store, principal, session_id)
+
+
+@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_401, **_404})
+async def delete_session(session_id: str, store: StoreDep, principal: CurrentPrincipal) -> Response:
+    """End a session of the caller."""
+    await service.end_session(store, principal, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
