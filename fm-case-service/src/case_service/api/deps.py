@@ -1,0 +1,79 @@
+"""Dependency aliases of the case service's routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from case_service.config import Settings
+from case_service.domain.cases.flows import Enqueue
+from fm_common.auth import CurrentPrincipal
+from fm_common.db import session_dependency
+from fm_common.errors import Unprocessable
+from fm_common.jobs import JobStore
+
+SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,255}$"
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_maker(request: Request) -> async_sessionmaker[AsyncSession]:
+    return request.app.state.sessionmaker  # type: ignore[no-any-return]
+
+
+def get_jobs(request: Request) -> JobStore:
+    return JobStore(request.app.state.redis)
+
+
+def get_cleanup_enqueue(request: Request) -> Enqueue:
+    return request.app.state.cleanup_enqueue  # type: ignore[no-any-return]
+
+
+def if_match_version(
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=64)] = None,
+) -> int | None:
+    """`If-Match: <version>` (also `"3"` or `W/"3"`); absent means no version check."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    m = _ETAG.match(if_match)
+    if m is None:
+        raise Unprocessable(
+            "If-Match must be the case version, a whole number.", code="INVALID_IF_MATCH"
+        )
+    return int(m.group(1))
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_maker)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+CleanupEnqueueDep = Annotated[Enqueue, Depends(get_cleanup_enqueue)]
+IfMatchDep = Annotated[int | None, Depends(if_match_version)]
+IdempotencyKeyDep = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=255,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="8-255 chars of [A-Za-z0-9_-]; a repeat returns the first answer",
+    ),
+]
+
+__all__ = [
+    "CleanupEnqueueDep",
+    "CurrentPrincipal",
+    "IdempotencyKeyDep",
+    "IfMatchDep",
+    "JobsDep",
+    "MakerDep",
+    "SessionDep",
+    "SettingsDep",
+]

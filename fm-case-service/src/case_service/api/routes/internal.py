@@ -1,0 +1,86 @@
+"""Internal routes (never routed by the gateway): the agent service and the worker.
+
+They need a bearer token like every route (the user's, or a service token acting on
+behalf of the user) and scope every answer to that user.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from case_service.api.deps import CurrentPrincipal, JobsDep, SessionDep
+from case_service.domain.cases import internal as internal_service
+from case_service.domain.cases import service
+from case_service.domain.reports import service as reports_service
+from fm_common.contracts.case import (
+    CaseContext,
+    CaseMessagesResponse,
+    InvestigationRead,
+    Report,
+    ReportStoreRequest,
+    TurnAppendRequest,
+    TurnAppendResult,
+)
+
+router = APIRouter(prefix="/internal/v1/cases/{case_id}", tags=["internal"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not authenticated"},
+    404: {"description": "No such case of the caller"},
+}
+
+
+@router.get("", response_model=CaseContext, responses=_NOT_FOUND)
+async def get_case_context(
+    case_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> CaseContext:
+    """The case, its state and its investigation."""
+    return await internal_service.case_context(session, principal.user_id, case_id)
+
+
+@router.get("/investigation", response_model=InvestigationRead, responses=_NOT_FOUND)
+async def get_investigation(
+    case_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> InvestigationRead:
+    """Milestones, hypotheses, phase."""
+    return await service.get_investigation(session, principal.user_id, case_id)
+
+
+@router.get("/messages/recent", response_model=CaseMessagesResponse, responses=_NOT_FOUND)
+async def recent_messages(
+    case_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> CaseMessagesResponse:
+    """The last `limit` messages, oldest first."""
+    return await service.recent_messages(session, principal.user_id, case_id, limit=limit)
+
+
+@router.post(
+    "/turns",
+    response_model=TurnAppendResult,
+    responses={**_NOT_FOUND, 409: {"description": "INVALID_TRANSITION"}},
+)
+async def append_turn(
+    case_id: str, body: TurnAppendRequest, principal: CurrentPrincipal, session: SessionDep
+) -> TurnAppendResult:
+    """Store a user message, the answer and the investigation update in one transaction."""
+    return await service.append_turn(session, principal.user_id, case_id, body)
+
+
+@router.put("/reports/{report_id}", response_model=Report, responses=_NOT_FOUND)
+async def store_report(
+    case_id: str,
+    report_id: str,
+    body: ReportStoreRequest,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    jobs: JobsDep,
+) -> Report:
+    """The worker stores a generated report (status, markdown, error)."""
+    return await reports_service.store_report(
+        session, jobs, principal.user_id, case_id, report_id, body
+    )

@@ -1,0 +1,330 @@
+"""The side-panel views (`GET /cases/{id}/ui`) and the mapping of rows to wire models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from case_service.domain.cases.models import Case, CaseMessage
+from fm_common.contracts.case import (
+    MILESTONES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    CaseDetail,
+    CaseState,
+    CaseSummary,
+    Hypothesis,
+    InvestigationState,
+    Message,
+)
+
+
+class InquiryResponseData(BaseModel):
+    decided_to_investigate: bool = False
+    inquiry_turns: int = 0
+    problem_confirmation: dict[str, Any] | None = None
+    problem_statement_confirmed: bool = False
+    proposed_problem_statement: str | None = None
+
+
+class InvestigationProgressSummary(BaseModel):
+    active_hypotheses: int = 0
+    completed_indicators: list[str] = Field(default_factory=list)
+    completed_stage_gates: list[str] = Field(default_factory=list)
+    current_stage: Literal["diagnosis", "mitigation", "treatment"]
+    total_evidence: int = 0
+    turns_without_progress: int = 0
+
+
+class EvidenceSummary(BaseModel):
+    evidence_id: str
+    type: str
+    summary: str
+    timestamp: datetime
+    relevance_score: float
+    category: str = "OTHER"
+    collected_at_turn: int = 0
+    source_filename: str | None = None
+
+
+class WorkingConclusionSummary(BaseModel):
+    summary: str
+    confidence: float
+    last_updated: datetime
+
+
+class ProblemVerificationData(BaseModel):
+    severity: str | None = None
+    urgency_level: str | None = None
+    user_impact: str | None = None
+
+
+class RootCauseSummary(BaseModel):
+    root_cause_id: str
+    description: str
+    category: str
+    severity: str
+    cause_assurance: str
+    cause_overclaim: bool = False
+
+
+class SolutionSummary(BaseModel):
+    description: str
+    applied_at: datetime
+    applied_by: str
+
+
+class SolutionVerificationData(BaseModel):
+    verified: bool
+    verification_method: str
+    details: str
+
+
+class ResolutionSummary(BaseModel):
+    total_duration_minutes: int
+    milestones_completed: int
+    hypotheses_tested: int
+    evidence_collected: int
+    key_insights: list[str] = Field(default_factory=list)
+
+
+class ReportAvailability(BaseModel):
+    report_type: str
+    status: str
+    reason: str | None = None
+
+
+class _UIBase(BaseModel):
+    case_id: str
+    title: str
+    current_turn: int
+    created_at: datetime
+    updated_at: datetime
+    uploaded_files_count: int = 0
+    valid_next_states: list[str] = Field(default_factory=list)
+    disposition_eligibility: dict[str, str] | None = None
+
+
+class CaseUIResponseInquiry(_UIBase):
+    state: Literal["inquiry"] = "inquiry"
+    inquiry: InquiryResponseData
+
+
+class CaseUIResponseInvestigating(_UIBase):
+    state: Literal["investigating"] = "investigating"
+    agent_status: str
+    progress: InvestigationProgressSummary
+    active_hypotheses: list[Hypothesis] = Field(default_factory=list)
+    latest_evidence: list[EvidenceSummary] = Field(default_factory=list)
+    next_actions: list[str] = Field(default_factory=list)
+    problem_statement: str | None = None
+    problem_verification: ProblemVerificationData | None = None
+    working_conclusion: WorkingConclusionSummary | None = None
+
+
+class CaseUIResponseResolved(_UIBase):
+    state: Literal["resolved", "closed"]
+    resolved_at: datetime
+    problem_statement: str | None = None
+    root_cause: RootCauseSummary
+    solution_applied: SolutionSummary
+    verification_status: SolutionVerificationData
+    resolution_summary: ResolutionSummary
+    reports_available: list[ReportAvailability] = Field(default_factory=list)
+
+
+CaseUIResponseInquiry.model_config["title"] = "CaseUIResponse_Inquiry"
+CaseUIResponseInvestigating.model_config["title"] = "CaseUIResponse_Investigating"
+CaseUIResponseResolved.model_config["title"] = "CaseUIResponse_Resolved"
+
+CaseUIResponse = Annotated[
+    CaseUIResponseInquiry | CaseUIResponseInvestigating | CaseUIResponseResolved,
+    Field(discriminator="state"),
+]
+
+
+# ---- mapping ---------------------------------------------------------------------
+
+
+def investigation_of(case: Case) -> InvestigationState:
+    return InvestigationState.model_validate(case.investigation or {})
+
+
+def valid_next_states(state: str) -> list[str]:
+    return [s.value for s in TRANSITIONS[CaseState(state)]]
+
+
+def to_summary(case: Case) -> CaseSummary:
+    inv = investigation_of(case)
+    return CaseSummary(
+        case_id=case.id,
+        title=case.title,
+        description=case.description,
+        state=CaseState(case.state),
+        priority=case.priority,  # type: ignore[arg-type]
+        source=case.source,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        last_activity_at=case.last_activity_at,
+        resolved_at=case.resolved_at,
+        closed_at=case.closed_at,
+        user_id=case.owner_id,
+        organization_id=case.organization_id,
+        closure_reason=case.closure_reason,
+        current_turn=case.current_turn,
+        milestones_completed=len(inv.milestones_completed),
+        is_terminal=CaseState(case.state) in TERMINAL_STATES,
+        is_archived=case.archived_at is not None,
+        valid_next_states=valid_next_states(case.state),
+        version=case.version,
+    )
+
+
+def to_detail(case: Case) -> CaseDetail:
+    inv = investigation_of(case)
+    done = inv.milestones_completed
+    return CaseDetail(
+        case_id=case.id,
+        title=case.title,
+        description=case.description,
+        state=CaseState(case.state),
+        priority=case.priority,  # type: ignore[arg-type]
+        source=case.source,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        last_activity_at=case.last_activity_at,
+        resolved_at=case.resolved_at,
+        closed_at=case.closed_at,
+        archived_at=case.archived_at,
+        user_id=case.owner_id,
+        organization_id=case.organization_id,
+        closure_reason=case.closure_reason,
+        current_turn=case.current_turn,
+        turns_without_progress=case.turns_without_progress,
+        current_stage=inv.current_stage if case.state == CaseState.INVESTIGATING else None,
+        milestones_completed=done,
+        pending_milestones=[m for m in MILESTONES if m not in done],
+        evidence_count=len(inv.evidence),
+        hypothesis_count=len(inv.hypotheses),
+        solution_count=1 if inv.solution is not None else 0,
+        is_terminal=CaseState(case.state) in TERMINAL_STATES,
+        is_archived=case.archived_at is not None,
+        escalated=inv.escalated,
+        valid_next_states=valid_next_states(case.state),
+        version=case.version,
+    )
+
+
+def to_message(message: CaseMessage) -> Message:
+    return Message(
+        message_id=message.id,
+        turn_number=message.turn_number,
+        role=message.role,  # type: ignore[arg-type]
+        content=message.content,
+        created_at=message.created_at.isoformat(),
+        author_id=message.author_id,
+        token_count=message.token_count,
+        metadata=message.meta,
+    )
+
+
+def _files_count(inv: InvestigationState) -> int:
+    return len({e.source_filename for e in inv.evidence if e.source_filename})
+
+
+def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
+    """The view of the case for its state (reference: CaseUIResponse_* by `state`)."""
+    inv = investigation_of(case)
+    base: dict[str, Any] = {
+        "case_id": case.id,
+        "title": case.title,
+        "current_turn": case.current_turn,
+        "created_at": case.created_at,
+        "updated_at": case.updated_at,
+        "uploaded_files_count": _files_count(inv),
+        "valid_next_states": valid_next_states(case.state),
+    }
+    state = CaseState(case.state)
+    if state == CaseState.INQUIRY:
+        return CaseUIResponseInquiry(
+            **base,
+            disposition_eligibility={"resolved": "not_eligible", "closed": "ready"},
+            inquiry=InquiryResponseData(
+                inquiry_turns=case.current_turn,
+                problem_statement_confirmed=inv.problem_statement_confirmed,
+                proposed_problem_statement=inv.problem_statement,
+                decided_to_investigate=inv.problem_statement_confirmed,
+            ),
+        )
+    done = inv.milestones_completed
+    if state == CaseState.INVESTIGATING:
+        has_fix = inv.root_cause is not None and inv.solution is not None
+        return CaseUIResponseInvestigating(
+            **base,
+            disposition_eligibility={
+                "resolved": "ready" if has_fix else "needs_info",
+                "closed": "suggests_alternative" if has_fix else "ready",
+            },
+            agent_status=inv.agent_status,
+            progress=InvestigationProgressSummary(
+                active_hypotheses=sum(1 for h in inv.hypotheses if h.state == "active"),
+                completed_indicators=[m for m in done if not m.startswith("solution_")],
+                completed_stage_gates=[m for m in done if m.startswith("solution_")],
+                current_stage=inv.current_stage,
+                total_evidence=len(inv.evidence),
+                turns_without_progress=case.turns_without_progress,
+            ),
+            active_hypotheses=[h for h in inv.hypotheses if h.state in ("captured", "active")],
+            latest_evidence=[EvidenceSummary(**e.model_dump()) for e in inv.evidence[-5:]],
+            next_actions=inv.next_actions,
+            problem_statement=inv.problem_statement or case.description or None,
+            problem_verification=ProblemVerificationData(
+                severity=inv.severity, urgency_level=inv.urgency_level, user_impact=inv.user_impact
+            ),
+            working_conclusion=(
+                WorkingConclusionSummary(**inv.working_conclusion.model_dump())
+                if inv.working_conclusion
+                else None
+            ),
+        )
+    ended = case.resolved_at or case.closed_at or case.updated_at
+    rc = inv.root_cause
+    sol = inv.solution
+    return CaseUIResponseResolved(
+        **base,
+        state=state.value,
+        disposition_eligibility={"resolved": "not_eligible", "closed": "not_eligible"},
+        resolved_at=ended,
+        problem_statement=inv.problem_statement or case.description or None,
+        root_cause=RootCauseSummary(
+            root_cause_id=rc.root_cause_id if rc else "none",
+            description=rc.description if rc else "No root cause was recorded.",
+            category=rc.category if rc else "other",
+            severity=rc.severity if rc else "unknown",
+            cause_assurance=rc.cause_assurance if rc else "no_root",
+        ),
+        solution_applied=SolutionSummary(
+            description=sol.description
+            if sol
+            else (case.closure_reason or "No solution recorded."),
+            applied_at=(sol.applied_at if sol and sol.applied_at else ended),
+            applied_by=sol.applied_by if sol else case.owner_id,
+        ),
+        verification_status=SolutionVerificationData(
+            verified=bool(sol and sol.verified),
+            verification_method=sol.verification_method if sol else "",
+            details=sol.verification_details if sol else "",
+        ),
+        resolution_summary=ResolutionSummary(
+            total_duration_minutes=max(0, int((ended - case.created_at).total_seconds() // 60)),
+            milestones_completed=len(done),
+            hypotheses_tested=sum(
+                1 for h in inv.hypotheses if h.state in ("validated", "refuted", "inconclusive")
+            ),
+            evidence_collected=len(inv.evidence),
+            key_insights=inv.key_insights,
+        ),
+        reports_available=reports,
+    )

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from case_service.config import Settings
+from case_service.main import create_app
+from fm_common.testing.tokens import TokenIssuer
+
+
+@pytest.fixture
+def settings(sqlite_url: str, redis_url: str, token_issuer: TokenIssuer, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=sqlite_url,
+        redis_url=redis_url,
+        jwks_url=token_issuer.jwks_url,
+        data_dir=data_dir,
+        outbox_sweep_seconds=0,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://case") as c:
+        yield c
+
+
+@pytest.fixture
+def alice(token_issuer: TokenIssuer) -> dict[str, str]:
+    return token_issuer.headers(f"alice-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def bob(token_issuer: TokenIssuer) -> dict[str, str]:
+    return token_issuer.headers(f"bob-{uuid.uuid4().hex[:8]}")
+
+
+async def create_case(client: httpx.AsyncClient, headers: dict[str, str], **body: object) -> dict:
+    """A case of the user behind `headers` (plain factory: POST /api/v1/cases)."""
+    resp = await client.post("/api/v1/cases", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def turn_body(key: str | None = None, **overrides: object) -> dict:
+    body: dict = {
+        "turn_key": key or f"turn-{uuid.uuid4().hex}",
+        "user_message": {"content": "The API returns 502 since 10:00"},
+        "assistant_message": {"content": "Let us check the upstream.", "metadata": {"provider": "fake"}},
+    }
+    body.update(overrides)
+    return body
