@@ -1,1 +1,1 @@
-"""FaultMaven evidence service: uploaded files and their metadata"""
+"""FaultMaven evidence service: uploaded files, per-case dedupe, metadata, download."""

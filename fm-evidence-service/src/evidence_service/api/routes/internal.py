@@ -1,0 +1,37 @@
+"""/internal/v1/...: called by other services (never routed by the gateway).
+
+They take the same bearer tokens (the user's forwarded token, or a worker's service token
+acting on behalf of the user) and the same ownership rules as the public routes.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from evidence_service.api.deps import EvidenceServiceDep
+from fm_common.auth import CurrentPrincipal
+from fm_common.contracts.evidence import AnalysisUpdate, EvidenceFile
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+_ERROR = {"description": "Error", "content": {"application/json": {}}}
+
+
+@router.delete(
+    "/cases/{case_id}/files",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: _ERROR, 503: _ERROR},
+)
+async def delete_case_files(
+    case_id: str, principal: CurrentPrincipal, service: EvidenceServiceDep
+) -> None:
+    """Delete every file of the caller's case (idempotent; used on case deletion)."""
+    await service.delete_case_files(principal, case_id)
+
+
+@router.put("/evidence/{file_id}/analysis", responses={401: _ERROR, 404: _ERROR, 422: _ERROR})
+async def set_analysis(
+    file_id: str, body: AnalysisUpdate, principal: CurrentPrincipal, service: EvidenceServiceDep
+) -> EvidenceFile:
+    """The indexer reports a file's analysis status and summary."""
+    return await service.set_analysis(principal, file_id, body)

@@ -1,0 +1,111 @@
+"""Every query of the evidence_files table. Each one is scoped to an owner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evidence_service.domain.evidence.models import EvidenceFileRow
+from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
+
+SORT_COLUMNS = {
+    "uploaded_at_turn": (EvidenceFileRow.uploaded_at_turn, EvidenceFileRow.uploaded_at),
+    "filename": (EvidenceFileRow.filename,),
+    "size": (EvidenceFileRow.size_bytes,),
+    "uploaded_at": (EvidenceFileRow.uploaded_at,),
+}
+
+
+class EvidenceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_owned(self, owner_id: str, file_id: str) -> EvidenceFileRow | None:
+        return await self.session.scalar(
+            select(EvidenceFileRow).where(
+                EvidenceFileRow.id == file_id, EvidenceFileRow.owner_id == owner_id
+            )
+        )
+
+    async def find_by_hash(
+        self, owner_id: str, case_id: str, content_hash: str
+    ) -> EvidenceFileRow | None:
+        return await self.session.scalar(
+            select(EvidenceFileRow).where(
+                EvidenceFileRow.owner_id == owner_id,
+                EvidenceFileRow.case_id == case_id,
+                EvidenceFileRow.content_hash == content_hash,
+            )
+        )
+
+    async def add(self, row: EvidenceFileRow) -> EvidenceFileRow:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def list_case(
+        self,
+        owner_id: str,
+        case_id: str,
+        *,
+        limit: int,
+        offset: int,
+        sort_by: str,
+        descending: bool,
+    ) -> tuple[Sequence[EvidenceFileRow], int]:
+        scope = (EvidenceFileRow.owner_id == owner_id, EvidenceFileRow.case_id == case_id)
+        total = await self.session.scalar(
+            select(func.count()).select_from(EvidenceFileRow).where(*scope)
+        )
+        columns = SORT_COLUMNS[sort_by]
+        order: list[ColumnElement[object]] = [c.desc() if descending else c.asc() for c in columns]
+        order.append(EvidenceFileRow.id.asc())  # a stable order for paging
+        rows = await self.session.scalars(
+            select(EvidenceFileRow).where(*scope).order_by(*order).limit(limit).offset(offset)
+        )
+        return rows.all(), int(total or 0)
+
+    async def delete(self, row: EvidenceFileRow) -> None:
+        await self.session.delete(row)
+        await self.session.flush()
+
+    async def delete_case(self, owner_id: str, case_id: str) -> list[str]:
+        """Delete the owner's rows of a case; the ids of the deleted rows."""
+        result = await self.session.execute(
+            delete(EvidenceFileRow)
+            .where(EvidenceFileRow.owner_id == owner_id, EvidenceFileRow.case_id == case_id)
+            .returning(EvidenceFileRow.id)
+        )
+        return [row[0] for row in result.all()]
+
+    async def unqueued_text_files(
+        self, uploaded_before: datetime, limit: int
+    ) -> Sequence[EvidenceFileRow]:
+        """Text files whose index task was never queued (the broker was down)."""
+        rows = await self.session.scalars(
+            select(EvidenceFileRow)
+            .where(
+                EvidenceFileRow.index_queued_at.is_(None),
+                EvidenceFileRow.source_type.in_(sorted(TEXT_SOURCE_TYPES)),
+                EvidenceFileRow.uploaded_at < uploaded_before,
+            )
+            .order_by(EvidenceFileRow.uploaded_at)
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def mark_queued(self, file_id: str, at: datetime) -> None:
+        await self.session.execute(
+            update(EvidenceFileRow).where(EvidenceFileRow.id == file_id).values(index_queued_at=at)
+        )
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(EvidenceFileRow.id).where(EvidenceFileRow.id.in_(list(ids)))
+        )
+        return set(rows.all())

@@ -1,0 +1,232 @@
+"""Reading, listing and deleting evidence files; every call is scoped to the caller.
+
+Another user's file (or a file of another case) is NotFound, never Forbidden. Files on
+disk are removed only after the metadata delete has committed (`_unlink_after_commit`),
+so a failed transaction never leaves a row pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import IO
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from evidence_service.domain.evidence.cases import CaseGate
+from evidence_service.domain.evidence.models import EvidenceFileRow
+from evidence_service.domain.evidence.repository import EvidenceRepository
+from evidence_service.domain.evidence.storage import FileStore
+from fm_common.auth import Principal
+from fm_common.contracts.evidence import (
+    AnalysisUpdate,
+    EvidenceFile,
+    UploadedFileDetailsResponse,
+    UploadedFileMetadata,
+    UploadedFilesList,
+)
+from fm_common.errors import NotFound
+
+log = structlog.get_logger("evidence_service.evidence")
+
+UNSAFE_INLINE_TYPES = frozenset(
+    {"text/html", "image/svg+xml", "application/xhtml+xml", "application/xml", "text/xml"}
+)
+
+
+class FileNotFound(NotFound):
+    code, detail = "FILE_NOT_FOUND", "No such file."
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def size_display(size: int) -> str:
+    """'512 B', '2.3 KB', '48.0 MB' (powers of 1024, as the reference UI shows)."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def to_contract(row: EvidenceFileRow, *, duplicate_of: str | None = None) -> EvidenceFile:
+    return EvidenceFile(
+        file_id=row.id,
+        filename=row.filename,
+        size_bytes=row.size_bytes,
+        content_type=row.content_type,
+        content_hash=row.content_hash,
+        source_type=row.source_type,  # type: ignore[arg-type]
+        case_id=row.case_id,
+        uploaded_at=as_utc(row.uploaded_at),
+        duplicate_of=duplicate_of,
+        description=row.description,
+        upload_source=row.upload_source,  # type: ignore[arg-type]
+        uploaded_at_turn=row.uploaded_at_turn,
+        analysis_status=row.analysis_status,  # type: ignore[arg-type]
+        summary=row.summary,
+        source_metadata=row.source_metadata,
+    )
+
+
+def serving_type(content_type: str) -> str:
+    """The Content-Type a download is served with: active content never as itself."""
+    if content_type in UNSAFE_INLINE_TYPES:
+        return "application/octet-stream"
+    if content_type.startswith("text/"):
+        return f"{content_type}; charset=utf-8"
+    return content_type
+
+
+def _unlink_after_commit(session: AsyncSession, store: FileStore, file_ids: Iterable[str]) -> None:
+    pending: list[str] = session.info.setdefault("evidence_unlink", [])
+    if not session.info.get("evidence_hooks"):
+        session.info["evidence_hooks"] = True
+        sync_session = session.sync_session
+
+        @event.listens_for(sync_session, "after_commit")
+        def _committed(sess: Session) -> None:
+            for file_id in sess.info.pop("evidence_unlink", []):
+                store.remove(file_id)
+
+        @event.listens_for(sync_session, "after_rollback")
+        def _rolled_back(sess: Session) -> None:
+            sess.info.pop("evidence_unlink", None)
+
+    pending.extend(file_ids)
+
+
+class EvidenceService:
+    """Evidence files of one request (one session, one caller)."""
+
+    def __init__(self, session: AsyncSession, store: FileStore, cases: CaseGate) -> None:
+        self.session = session
+        self.repo = EvidenceRepository(session)
+        self.store = store
+        self.cases = cases
+
+    async def _owned(self, principal: Principal, file_id: str) -> EvidenceFileRow:
+        row = await self.repo.get_owned(principal.user_id, file_id)
+        if row is None:
+            raise FileNotFound()
+        return row
+
+    async def get_file(self, principal: Principal, file_id: str) -> EvidenceFile:
+        """The caller's file's metadata."""
+        return to_contract(await self._owned(principal, file_id))
+
+    async def open_content(
+        self, principal: Principal, file_id: str
+    ) -> tuple[EvidenceFile, IO[bytes], int]:
+        """The caller's file, open for reading (the caller closes it), and its size.
+
+        The file is opened before the answer starts, so a concurrent delete cannot cut a
+        download short: the open handle keeps the bytes readable.
+        """
+        row = await self._owned(principal, file_id)
+        handle = await asyncio.to_thread(self.store.open, row.id)
+        if handle is None:
+            log.error("evidence.content_missing", file_id=row.id)
+            raise FileNotFound("The file's content is missing.", code="CONTENT_MISSING")
+        return to_contract(row), handle, row.size_bytes
+
+    async def delete_file(self, principal: Principal, file_id: str) -> None:
+        """Delete the caller's file (row now, bytes once the delete has committed)."""
+        row = await self._owned(principal, file_id)
+        await self.repo.delete(row)
+        _unlink_after_commit(self.session, self.store, [row.id])
+        log.info("evidence.deleted", file_id=row.id, case_id=row.case_id)
+
+    async def delete_case_files(self, principal: Principal, case_id: str) -> int:
+        """Delete every file of the caller's case; idempotent (0 when none is left)."""
+        ids = await self.repo.delete_case(principal.user_id, case_id)
+        _unlink_after_commit(self.session, self.store, ids)
+        log.info("evidence.case_files_deleted", case_id=case_id, count=len(ids))
+        return len(ids)
+
+    async def list_case_files(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        limit: int,
+        offset: int,
+        sort_by: str,
+        sort_order: str,
+    ) -> UploadedFilesList:
+        """A page of the case's files; NotFound when the case is not the caller's."""
+        rows, total = await self.repo.list_case(
+            principal.user_id,
+            case_id,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            descending=sort_order == "desc",
+        )
+        if total == 0:
+            # No file of the caller's in it: an empty case of theirs, or not theirs at all.
+            await self.cases.ensure_case(case_id, principal.token)
+        return UploadedFilesList(
+            files=[
+                UploadedFileMetadata(
+                    file_id=row.id,
+                    filename=row.filename,
+                    size_bytes=row.size_bytes,
+                    size_display=size_display(row.size_bytes),
+                    uploaded_at_turn=row.uploaded_at_turn,
+                    uploaded_at=as_utc(row.uploaded_at),
+                    source_type=row.upload_source,
+                    analysis_status=row.analysis_status,  # type: ignore[arg-type]
+                    summary=row.summary,
+                    source_metadata=row.source_metadata,
+                )
+                for row in rows
+            ],
+            total_count=total,
+            limit=limit,
+            offset=offset,
+            has_more=offset + len(rows) < total,
+        )
+
+    async def get_case_file(
+        self, principal: Principal, case_id: str, file_id: str
+    ) -> UploadedFileDetailsResponse:
+        """One file of the caller's case, in the reference's details shape."""
+        row = await self._owned(principal, file_id)
+        if row.case_id != case_id:
+            raise FileNotFound()
+        return UploadedFileDetailsResponse(
+            file_id=row.id,
+            filename=row.filename,
+            size_bytes=row.size_bytes,
+            size_display=size_display(row.size_bytes),
+            uploaded_at_turn=row.uploaded_at_turn,
+            uploaded_at=as_utc(row.uploaded_at),
+            upload_source=row.upload_source,
+            # Evidence derived from a file (claims tied to hypotheses) lives in the case's
+            # investigation state, not here; this service reports the file itself.
+            evidence_count=0,
+            derived_evidence=[],
+            summary=row.summary,
+            content_type=row.content_type,
+            content_hash=row.content_hash,
+        )
+
+    async def set_analysis(
+        self, principal: Principal, file_id: str, update: AnalysisUpdate
+    ) -> EvidenceFile:
+        """The indexer's report on a file (status, summary)."""
+        row = await self._owned(principal, file_id)
+        row.analysis_status = update.analysis_status
+        if update.summary is not None:
+            row.summary = update.summary
+        await self.session.flush()
+        return to_contract(row)
