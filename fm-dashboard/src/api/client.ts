@@ -285,7 +285,7 @@ export class ApiClient {
       });
       if (!res.ok) {
         if (res.status >= 500 || res.status === 429) throw await errorFromResponse(res);
-        this.store.save(null);
+        // Refused (used, revoked or expired): the caller ends the login with expire().
         return false;
       }
       const data = (await res.json()) as TokenRefreshResponse;
