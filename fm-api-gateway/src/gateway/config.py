@@ -1,0 +1,110 @@
+"""Gateway settings (env prefix FM_GATEWAY_; shared FM_* settings are inherited)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from fm_common.settings import BaseServiceSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_ALLOWED_EXTENSIONS = (
+    ".md",
+    ".txt",
+    ".log",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".csv",
+    ".pdf",
+    ".html",
+    ".htm",
+)
+
+
+def _split(value: object) -> object:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseServiceSettings):
+    service_name: ClassVar[str] = "gateway"
+    model_config = SettingsConfigDict(env_prefix="FM_GATEWAY_", extra="ignore", frozen=True)
+
+    port: int = 8000
+    # Where the gateway is reached from outside; the dashboard's URL and CORS origin.
+    public_url: str | None = None
+    dashboard_dir: Path = REPO_ROOT / "fm-dashboard" / "dist"
+
+    # CORS: exact origins, or `scheme://*` for any origin of a scheme. The dashboard's
+    # own origin (public_url) is always allowed.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["chrome-extension://*", "moz-extension://*"]
+    )
+
+    # Per-user limit on authenticated routes, per-address limit on public ones.
+    rate_limit_per_window: int = Field(default=600, ge=1)
+    public_rate_limit_per_window: int = Field(default=120, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+
+    # Request bodies: the general limit, and the larger one for upload routes.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(default=55 * 1024 * 1024, ge=1)
+
+    # Upstream calls: connect, time to the response head, idle gap inside a streamed body.
+    upstream_connect_timeout: float = Field(default=2.0, gt=0)
+    upstream_timeout: float = Field(default=120.0, gt=0)
+    stream_idle_timeout: float = Field(default=300.0, gt=0)
+    upstream_max_idle_connections: int = Field(default=64, ge=0)
+
+    # Verified tokens kept in memory (per token string, until exp).
+    token_cache_size: int = Field(default=10_000, ge=0)
+
+    # /health: components whose failure makes the system unhealthy (503), not degraded.
+    critical_components: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["redis", "auth"]
+    )
+    health_timeout: float = Field(default=2.0, gt=0)
+
+    # /v1/meta/capabilities.
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    allowed_extensions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_EXTENSIONS)
+    )
+    max_documents: int = Field(default=10_000, ge=1)
+    team_sharing: bool = False
+    sso: bool = False
+    capabilities_cache_seconds: float = Field(default=30.0, ge=0)
+    openapi_cache_seconds: float = Field(default=60.0, ge=0)
+
+    # One structured line per proxied request.
+    access_log: bool = True
+
+    @field_validator("cors_origins", "critical_components", "allowed_extensions", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split(value)
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    def service_urls(self) -> dict[str, str]:
+        return {
+            "auth": self.auth_url,
+            "session": self.session_url,
+            "case": self.case_url,
+            "knowledge": self.knowledge_url,
+            "evidence": self.evidence_url,
+            "agent": self.agent_url,
+        }

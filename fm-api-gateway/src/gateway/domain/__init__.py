@@ -1,0 +1,1 @@
+"""What the gateway's own routes compute: health, capabilities, the merged OpenAPI."""

@@ -1,0 +1,1 @@
+"""The proxy hot path: route table, token check, limits, and the upstream HTTP client."""

@@ -1,0 +1,187 @@
+"""A lean, pipelined Redis client for the gateway's hot path.
+
+Every request needs one Redis round trip (deny-list check + rate-limit counter). The
+general client (redis-py) costs more Python time per call than the rest of the proxy
+path, so the hot path uses one multiplexed RESP2 connection: commands from concurrent
+requests are written as they come and the replies, which Redis returns in order, are
+matched to a FIFO of futures. Anything else (health, admin) uses redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error reply."""
+
+
+class RedisDown(ConnectionError):
+    """Redis cannot be reached (or stopped answering)."""
+
+
+class _Incomplete(Exception):
+    pass
+
+
+_INCOMPLETE = _Incomplete()
+
+
+def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buf[pos]
+    if kind == 58:  # ':' integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # '+' simple string
+        return bytes(buf[pos + 1 : end]), end + 2
+    if kind == 36:  # '$' bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise _INCOMPLETE
+        return bytes(buf[end + 2 : stop]), stop + 2
+    if kind == 42:  # '*' array
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
+        items = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 45:  # '-' error
+        return RedisReplyError(buf[pos + 1 : end].decode(errors="replace")), end + 2
+    raise RedisDown(f"unexpected RESP reply type {chr(kind)!r}")
+
+
+def encode(*args: str | bytes | int) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _RespProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.buf = bytearray()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        pending = self.pending
+        try:
+            while pending:
+                value, pos = _parse(buf, pos)
+                fut = pending.popleft()
+                if not fut.done():
+                    fut.set_result(value)
+        except _Incomplete:
+            pass
+        except (RedisDown, ValueError) as exc:
+            self._fail(RedisDown(f"bad reply from Redis: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(RedisDown(f"Redis connection lost: {exc!r}"))
+
+    def _fail(self, exc: Exception) -> None:
+        while self.pending:
+            fut = self.pending.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+class RedisPipe:
+    """One multiplexed connection to Redis; reconnects on the next call after a failure."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 2.0, timeout: float = 2.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", ""):
+            raise ValueError(f"the gateway's Redis client speaks redis:// only, not {url!r}")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.password = unquote(parts.password) if parts.password else None
+        self.username = unquote(parts.username) if parts.username else None
+        db = parts.path.lstrip("/")
+        self.db = int(db) if db else 0
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._proto: _RespProtocol | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> _RespProtocol:
+        async with self._lock:
+            proto = self._proto
+            if proto is not None and not proto.closed:
+                return proto
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, proto = await loop.create_connection(_RespProtocol, self.host, self.port)
+            except (OSError, TimeoutError) as exc:
+                raise RedisDown(f"cannot connect to Redis at {self.host}:{self.port}") from exc
+            setup: list[bytes] = []
+            if self.password is not None:
+                auth = ("AUTH", self.username, self.password) if self.username else None
+                setup.append(encode(*(auth or ("AUTH", self.password))))
+            if self.db:
+                setup.append(encode("SELECT", self.db))
+            self._proto = proto
+            if setup:
+                for reply in await self._send(proto, setup):
+                    if isinstance(reply, RedisReplyError):
+                        proto.transport.close()  # type: ignore[union-attr]
+                        raise RedisDown(f"Redis refused the connection set-up: {reply}")
+            log.info("redis_pipe.connected", host=self.host, port=self.port, db=self.db)
+            return proto
+
+    async def _send(self, proto: _RespProtocol, commands: list[bytes]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        proto.pending.extend(futures)
+        proto.transport.write(b"".join(commands))  # type: ignore[union-attr]
+        try:
+            async with asyncio.timeout(self.timeout):
+                return [await fut for fut in futures]
+        except TimeoutError:
+            # Replies are matched by order: after a timeout the stream cannot be trusted.
+            proto.transport.close()  # type: ignore[union-attr]
+            raise RedisDown("Redis did not answer in time") from None
+
+    async def execute(self, commands: list[bytes]) -> list[Any]:
+        """Send encoded commands in one write; return their replies in order."""
+        proto = self._proto
+        if proto is None or proto.closed:
+            proto = await self._connect()
+        return await self._send(proto, commands)
+
+    async def close(self) -> None:
+        proto = self._proto
+        self._proto = None
+        if proto is not None and proto.transport is not None and not proto.closed:
+            proto.transport.close()

@@ -1,0 +1,134 @@
+"""Real HTTP servers for the gateway tests: uvicorn in a thread per app, on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from fm_common.devstack import free_port
+
+
+class ServerThread:
+    """One uvicorn server (uvloop + httptools, as in production) in its own thread."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class Gate:
+    """Lets a test hold an upstream's streamed answer open until it has seen a part."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    async def wait(self, timeout: float = 15.0) -> bool:
+        return await asyncio.to_thread(self.event.wait, timeout)
+
+
+def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
+    """A stand-in service: echoes what it received, plus streaming and slow routes."""
+    app = FastAPI(title=f"{name} stand-in")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy", "service": name}
+
+    @app.get(f"/internal/v1/{name}-secrets", summary="internal only")
+    async def internal() -> dict[str, str]:
+        return {"secret": name}
+
+    @app.get("/internal/v1/capabilities")
+    async def caps() -> dict[str, Any]:
+        return {"llmProviders": [{"name": "primary", "kind": "openai", "model": "gpt-test"}]}
+
+    @app.get("/api/v1/cases/{case_id}/turns/sse")
+    async def sse(case_id: str) -> StreamingResponse:
+        async def events():  # type: ignore[no-untyped-def]
+            yield b"event: token\ndata: first\n\n"
+            released = await gates["sse"].wait()
+            yield f"event: done\ndata: released={released}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/api/v1/evidence/{file_id}/content")
+    async def download(file_id: str) -> StreamingResponse:
+        chunk = b"x" * (1024 * 1024)
+
+        async def body():  # type: ignore[no-untyped-def]
+            yield chunk
+            await gates["download"].wait()
+            for _ in range(19):
+                yield chunk
+
+        return StreamingResponse(body(), media_type="application/octet-stream")
+
+    @app.get("/api/v1/knowledge/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(3)
+        return {"late": "yes"}
+
+    @app.post("/api/v1/evidence")
+    async def upload(request: Request) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+        return {"service": name, "size": size, "sha256": digest.hexdigest()}
+
+    @app.get("/api/v1/auth/me", summary="public route of the auth stand-in")
+    async def me() -> JSONResponse:
+        return JSONResponse({"service": name}, headers={"x-upstream": name})
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
+    async def echo(path: str, request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse(
+            {
+                "service": name,
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "headers": dict(request.headers),
+                "body_len": len(body),
+            },
+            headers={"x-upstream": name, "location": f"/from/{name}"},
+        )
+
+    return app
