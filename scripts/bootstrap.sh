@@ -66,3 +66,35 @@ fi
 # --- Python environment ---------------------------------------------------------------
 export UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
 uv sync --frozen --all-packages --quiet
+
+# --- Web dashboard (fm-dashboard, served by the gateway at /) -------------------------
+# Built when dist/ is missing or older than any of its sources; needs Node.js 20.19+.
+dash=fm-dashboard
+dash_stale() {
+  [ ! -f "$dash/dist/index.html" ] && return 0
+  [ -n "$(find "$dash/src" "$dash/public" "$dash/index.html" "$dash/package.json" \
+      "$dash/package-lock.json" "$dash/vite.config.ts" "$dash/tsconfig.json" \
+      -newer "$dash/dist/index.html" -print -quit 2>/dev/null)" ]
+}
+if dash_stale; then
+  if ! command -v npm >/dev/null 2>&1 || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=19)?0:1)' 2>/dev/null; then
+    log "ERROR: the dashboard needs Node.js 20.19+ with npm to build (found: $(node --version 2>/dev/null || echo none)); install it from https://nodejs.org or your distribution"
+    exit 1
+  fi
+  mkdir -p .cache
+  (
+    # One build at a time when several runs start together on one checkout.
+    command -v flock >/dev/null 2>&1 && { exec 9>.cache/fm-dashboard-build.lock; flock 9; }
+    dash_stale || exit 0
+    log "building the dashboard ($dash/dist)"
+    dash_log="$(mktemp)"
+    if [ ! -f "$dash/node_modules/.package-lock.json" ] \
+        || [ "$dash/package-lock.json" -nt "$dash/node_modules/.package-lock.json" ]; then
+      (cd "$dash" && npm ci --no-audit --no-fund --loglevel=error) >"$dash_log" 2>&1 \
+        || { cat "$dash_log" >&2; log "ERROR: npm ci failed in $dash"; exit 1; }
+    fi
+    (cd "$dash" && npm run build --silent) >"$dash_log" 2>&1 \
+      || { cat "$dash_log" >&2; log "ERROR: the dashboard build failed (npm run build in $dash)"; exit 1; }
+    rm -f "$dash_log"
+  )
+fi
