@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from fastapi import FastAPI
+from referencing import Registry, Resource
 
 from case_service.config import Settings
 from case_service.main import create_app
@@ -14,7 +19,9 @@ from fm_common.testing.tokens import TokenIssuer
 
 
 @pytest.fixture
-def settings(sqlite_url: str, redis_url: str, token_issuer: TokenIssuer, data_dir: Path) -> Settings:
+def settings(
+    sqlite_url: str, redis_url: str, token_issuer: TokenIssuer, data_dir: Path
+) -> Settings:
     return Settings(
         database_url=sqlite_url,
         redis_url=redis_url,
@@ -49,6 +56,23 @@ def bob(token_issuer: TokenIssuer) -> dict[str, str]:
     return token_issuer.headers(f"bob-{uuid.uuid4().hex[:8]}")
 
 
+SchemaCheck = Callable[[str, Any], None]
+
+
+@pytest.fixture
+def reference() -> SchemaCheck:
+    """`reference("CaseDetail", body)` validates against the reference OpenAPI schema."""
+    return assert_matches
+
+
+@pytest.fixture
+def make_case(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict]]:
+    async def _make(headers: dict[str, str], **body: object) -> dict:
+        return await create_case(client, headers, **body)
+
+    return _make
+
+
 async def create_case(client: httpx.AsyncClient, headers: dict[str, str], **body: object) -> dict:
     """A case of the user behind `headers` (plain factory: POST /api/v1/cases)."""
     resp = await client.post("/api/v1/cases", json=body, headers=headers)
@@ -56,11 +80,40 @@ async def create_case(client: httpx.AsyncClient, headers: dict[str, str], **body
     return resp.json()
 
 
+@pytest.fixture
+def turn() -> Callable[..., dict]:
+    return turn_body
+
+
 def turn_body(key: str | None = None, **overrides: object) -> dict:
     body: dict = {
         "turn_key": key or f"turn-{uuid.uuid4().hex}",
         "user_message": {"content": "The API returns 502 since 10:00"},
-        "assistant_message": {"content": "Let us check the upstream.", "metadata": {"provider": "fake"}},
+        "assistant_message": {
+            "content": "Let us check the upstream.",
+            "metadata": {"provider": "fake"},
+        },
     }
     body.update(overrides)
     return body
+
+
+REFERENCE = (
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "faultmaven-openapi-core.json"
+)
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
+    return json.loads(REFERENCE.read_text())
+
+
+def assert_matches(schema_name: str, instance: Any) -> None:
+    """Raise when `instance` does not satisfy components/schemas/<schema_name>."""
+    doc = _document()
+    registry = Registry().with_resource("urn:ref", Resource.opaque(doc))
+    schema = {"$ref": f"urn:ref#/components/schemas/{schema_name}"}
+    validator = jsonschema.Draft202012Validator(
+        schema, registry=registry, format_checker=jsonschema.FormatChecker()
+    )
+    validator.validate(instance)
