@@ -1,0 +1,165 @@
+"""Bodies stream both ways; limits, dead and slow upstreams answer in the error model."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+from fm_common.testing.tokens import TokenIssuer
+
+from ..servers import Gate
+
+
+async def test_sse_event_arrives_before_the_upstream_finishes(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer, gates: dict[str, Gate]
+):
+    gate = gates["sse"]
+    gate.event.clear()
+    headers = {**token_issuer.headers("u-sse"), "Accept": "text/event-stream"}
+    async with client.stream("GET", "/api/v1/cases/c1/turns/sse", headers=headers) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.aiter_lines()
+        first = [await anext(lines), await anext(lines)]
+        # The upstream is still blocked on the gate: this came through unbuffered.
+        assert first == ["event: token", "data: first"]
+        assert not gate.event.is_set()
+        gate.event.set()
+        rest = [line async for line in lines]
+    assert "data: released=True" in rest
+
+
+async def test_large_download_streams_without_waiting_for_the_end(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer, gates: dict[str, Gate]
+):
+    gate = gates["download"]
+    gate.event.clear()
+    async with client.stream(
+        "GET", "/api/v1/evidence/e1/content", headers=token_issuer.headers("u-dl")
+    ) as resp:
+        assert resp.status_code == 200
+        received = 0
+        chunks = resp.aiter_raw()
+        while received < 1024 * 1024:
+            received += len(await anext(chunks))
+        assert not gate.event.is_set()
+        gate.event.set()
+        async for chunk in chunks:
+            received += len(chunk)
+    assert received == 20 * 1024 * 1024
+
+
+async def test_client_leaving_an_endless_stream_releases_it(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer, gates: dict[str, Gate]
+):
+    gate = gates["sse"]
+    gate.event.clear()
+    headers = token_issuer.headers("u-leave")
+    async with client.stream("GET", "/api/v1/cases/c1/turns/sse", headers=headers) as resp:
+        lines = resp.aiter_lines()
+        assert await anext(lines) == "event: token"
+    # The gateway keeps serving after the client hung up mid-stream.
+    gate.event.set()
+    after = await client.get("/api/v1/cases", headers=headers)
+    assert after.status_code == 200
+
+
+async def _chunks(total: int, size: int = 65536) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        part = bytes([sent // size % 251]) * min(size, total - sent)
+        sent += len(part)
+        yield part
+
+
+async def test_chunked_upload_is_streamed_to_the_upstream_intact(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    total = 5 * 1024 * 1024
+    digest = hashlib.sha256()
+    async for part in _chunks(total):
+        digest.update(part)
+    resp = await client.post(
+        "/api/v1/evidence", content=_chunks(total), headers=token_issuer.headers("u-up")
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"service": "evidence", "size": total, "sha256": digest.hexdigest()}
+
+
+async def test_multipart_upload_with_content_length_arrives_whole(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    data = bytes(range(256)) * 8192  # 2 MiB: above the general limit, within uploads'
+    resp = await client.post(
+        "/api/v1/evidence",
+        files={"file": ("app.log", data, "text/plain")},
+        data={"case_id": "c1"},
+        headers=token_issuer.headers("u-mp"),
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["size"] > len(data)
+
+
+async def test_oversized_body_is_413_from_its_content_length(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    resp = await client.post(
+        "/api/v1/cases", content=b"x" * (1024 * 1024 + 1), headers=token_issuer.headers("u-big")
+    )
+    assert resp.status_code == 413
+    assert resp.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_oversized_chunked_body_is_413_while_counting(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer
+):
+    url = start_gateway(max_upload_bytes=256 * 1024)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        resp = await client.post(
+            "/api/v1/evidence",
+            content=_chunks(2 * 1024 * 1024),
+            headers=token_issuer.headers("u-big2"),
+        )
+        assert resp.status_code == 413
+        assert resp.headers["x-error-code"] == "PAYLOAD_TOO_LARGE"
+        # A body within the limit still goes through on the same gateway.
+        ok = await client.post(
+            "/api/v1/evidence", content=_chunks(100_000), headers=token_issuer.headers("u-big2")
+        )
+        assert ok.status_code == 200
+        assert ok.json()["size"] == 100_000
+
+
+async def test_upstream_down_is_503_with_retry_after(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer, dead_url: str
+):
+    url = start_gateway(session_url=dead_url)
+    async with httpx.AsyncClient(base_url=url) as client:
+        resp = await client.get("/api/v1/sessions", headers=token_issuer.headers("u-down"))
+    assert resp.status_code == 503
+    assert resp.json()["code"] == "UPSTREAM_UNAVAILABLE"
+    assert int(resp.headers["retry-after"]) >= 1
+    assert "Traceback" not in resp.text
+
+
+async def test_upstream_timeout_is_504(client: httpx.AsyncClient, token_issuer: TokenIssuer):
+    resp = await client.get("/api/v1/knowledge/slow", headers=token_issuer.headers("u-slow"))
+    assert resp.status_code == 504
+    assert resp.json()["code"] == "UPSTREAM_TIMEOUT"
+
+
+async def test_concurrent_streams_and_plain_requests_do_not_mix(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    headers = token_issuer.headers("u-mix")
+
+    async def upload(n: int) -> int:
+        resp = await client.post("/api/v1/evidence", content=_chunks(n), headers=headers)
+        return int(resp.json()["size"])
+
+    sizes = [70_000 * (i + 1) for i in range(8)]
+    results = await asyncio.gather(*(upload(n) for n in sizes))
+    assert results == sizes
