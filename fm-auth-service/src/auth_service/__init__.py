@@ -1,1 +1,1 @@
-"""FaultMaven auth service: users, passwords, tokens, JWKS"""
+"""FaultMaven auth service: users, passwords, tokens, JWKS."""

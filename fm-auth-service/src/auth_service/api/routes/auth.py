@@ -1,0 +1,116 @@
+"""Public auth routes (API.md "Auth")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from auth_service import flows
+from auth_service.api.deps import BindSessionId, ClientAddress, ContextDep, DbDep, SettingsDep
+from fm_common.auth import CurrentPrincipal
+from fm_common.contracts.auth import (
+    AuthConfigResponse,
+    AuthTokenResponse,
+    DevLoginRequest,
+    LoginRequest,
+    LogoutResponse,
+    RefreshRequest,
+    RegisterRequest,
+    TokenRefreshResponse,
+    UserInfoResponse,
+)
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {}}}
+
+
+_503 = {503: _err("The session service or a store is down (Retry-After)")}
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        403: _err("Registration is turned off"),
+        409: _err("Username or email already registered"),
+        **_503,
+    },
+)
+async def register(
+    body: RegisterRequest, ctx: ContextDep, db: DbDep, session_id: BindSessionId
+) -> AuthTokenResponse:
+    """Create an account and log it in."""
+    return await flows.register(ctx, db, body, session_id)
+
+
+@router.post(
+    "/login",
+    responses={
+        401: _err("Wrong username/email or password (one answer for both)"),
+        429: _err("Too many failed logins for this account or address (Retry-After)"),
+        **_503,
+    },
+)
+async def login(
+    body: LoginRequest,
+    ctx: ContextDep,
+    db: DbDep,
+    address: ClientAddress,
+    session_id: BindSessionId,
+) -> AuthTokenResponse:
+    """Log in by username or email; opens a session, or binds the X-Session-Id one."""
+    return await flows.login(ctx, db, body, address, session_id)
+
+
+@router.post("/dev-login", responses={404: _err("Dev login is not enabled"), **_503})
+async def dev_login(
+    body: DevLoginRequest, ctx: ContextDep, db: DbDep, session_id: BindSessionId
+) -> AuthTokenResponse:
+    """Passwordless login, only where explicitly enabled for development."""
+    return await flows.dev_login(ctx, db, body, session_id)
+
+
+@router.post("/refresh", responses={401: _err("Refresh token invalid, expired, reused or revoked")})
+async def refresh(body: RefreshRequest, ctx: ContextDep, db: DbDep) -> TokenRefreshResponse:
+    """Rotate a refresh token: a new access and refresh token; the old one is spent."""
+    return await flows.refresh(ctx, db, body)
+
+
+@router.get("/me", responses={401: _err("Missing, invalid or revoked token")})
+async def me(principal: CurrentPrincipal, ctx: ContextDep, db: DbDep) -> UserInfoResponse:
+    """The calling user."""
+    return await flows.me(ctx, db, principal)
+
+
+@router.post(
+    "/logout",
+    responses={401: _err("Missing, invalid or revoked token"), **_503},
+)
+async def logout(
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    all: Annotated[bool, Query(description="End every session of the user")] = False,
+) -> LogoutResponse:
+    """Revoke this session's tokens (or, with ?all=true, every session's)."""
+    return await flows.logout(ctx, principal, everywhere=all)
+
+
+@router.get("/config")
+async def config(settings: SettingsDep) -> AuthConfigResponse:
+    """Which login flow the client should use."""
+    return AuthConfigResponse(
+        auth_mode="local",
+        supports_registration=settings.registration_enabled,
+        register_endpoint="/api/v1/auth/register" if settings.registration_enabled else None,
+    )
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(ctx: ContextDep, response: Response) -> dict[str, Any]:
+    """The public keys that verify access tokens."""
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return ctx.minter.key.jwks

@@ -1,0 +1,56 @@
+"""Settings of the auth service (env prefix FM_AUTH_; shared ones also from FM_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from fm_common.client_address import DEFAULT_TRUSTED_PROXIES
+from fm_common.settings import BaseServiceSettings
+
+
+class Settings(BaseServiceSettings):
+    service_name: ClassVar[str] = "auth"
+    model_config = SettingsConfigDict(env_prefix="FM_AUTH_", extra="ignore", frozen=True)
+
+    registration_enabled: bool = True
+    dev_login_enabled: bool = False
+    # Comma-separated usernames that get the admin role (global knowledge base writes).
+    admin_usernames: str = "admin"
+
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=7 * 86_400, ge=300)
+    # PEM Ed25519 private key; generated into <data_dir>/auth/signing_key.pem when unset.
+    signing_key_path: Path | None = None
+
+    # The worker's credential for service tokens (shared FM_SERVICE_CLIENT_SECRET).
+    service_client_id: str = "worker"
+    service_client_secret: SecretStr | None = None
+    service_token_max_ttl_seconds: int = Field(default=300, ge=1, le=300)
+
+    # bcrypt cost; 12 in production (~0.25 s per hash on a laptop core).
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    # Login throttling: failures counted per account and per client address in a window.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Peers whose X-Forwarded-For is believed (the gateway).
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+
+    @property
+    def admin_username_set(self) -> frozenset[str]:
+        return frozenset(u.strip().lower() for u in self.admin_usernames.split(",") if u.strip())
+
+    @property
+    def effective_signing_key_path(self) -> Path:
+        return self.signing_key_path or self.data_dir / "auth" / "signing_key.pem"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'auth' / 'auth.db'}"

@@ -1,0 +1,98 @@
+"""The signing key: loaded from a PEM file, or generated into the data dir on first start.
+
+Only Ed25519 (EdDSA) is supported; the `kid` is the key's RFC 7638 JWK thumbprint, so
+the same key always has the same kid and a replaced key gets a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+log = structlog.get_logger(__name__)
+
+ALGORITHM = "EdDSA"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: Ed25519PrivateKey
+    kid: str
+    public_jwk: dict[str, str]
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}
+
+
+def thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638 thumbprint of an OKP public key (members crv, kty, x in order)."""
+    canonical = json.dumps(
+        {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":")
+    )
+    return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def signing_key_from(private_key: Ed25519PrivateKey) -> SigningKey:
+    raw = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+    kid = thumbprint(jwk)
+    return SigningKey(private_key, kid, {**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM})
+
+
+def _write_new_key(path: Path) -> None:
+    """Write a fresh key so that it appears complete or not at all (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".signing_key.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            # link() fails when another process created the key first; theirs wins.
+            os.link(tmp, path)
+            log.info("auth.signing_key_created", path=str(path))
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def load_or_create_signing_key(path: Path, *, create: bool) -> SigningKey:
+    """The key at `path`; created there first when `create` and it does not exist."""
+    if not path.exists():
+        if not create:
+            raise SystemExit(f"invalid configuration: FM_AUTH_SIGNING_KEY_PATH: {path} not found")
+        _write_new_key(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(
+            f"invalid configuration: the signing key {path} is not an unencrypted PEM key"
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SystemExit(f"invalid configuration: the signing key {path} is not an Ed25519 key")
+    return signing_key_from(key)

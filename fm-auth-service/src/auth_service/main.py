@@ -1,0 +1,92 @@
+"""The auth service app: users, passwords, tokens and the JWKS."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from auth_service.api.routes import auth, internal
+from auth_service.config import Settings
+from auth_service.domain.tokens.issuer import TokenMinter
+from auth_service.domain.tokens.keys import load_or_create_signing_key
+from auth_service.domain.tokens.repository import TokenStore
+from auth_service.domain.users.passwords import PasswordHasher
+from auth_service.domain.users.throttle import LoginThrottle
+from auth_service.flows import AuthContext
+from fm_common.app import create_service_app
+from fm_common.clients.session import SessionClient
+from fm_common.db import create_engine, create_sessionmaker, migrate
+from fm_common.settings import load_settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+    # The key is read (or made) before the app exists, so the app verifies its own tokens
+    # with it instead of fetching its own JWKS over HTTP.
+    key = load_or_create_signing_key(
+        settings.effective_signing_key_path, create=settings.signing_key_path is None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.effective_database_url
+        await migrate(MIGRATIONS, url)
+        engine = create_engine(url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        minter = TokenMinter(
+            key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=settings.access_token_ttl_seconds,
+            refresh_ttl=settings.refresh_token_ttl_seconds,
+        )
+        app.state.auth = AuthContext(
+            settings=settings,
+            minter=minter,
+            store=TokenStore(
+                app.state.redis,
+                refresh_ttl=settings.refresh_token_ttl_seconds,
+                access_ttl=settings.access_token_ttl_seconds,
+            ),
+            hasher=PasswordHasher(settings.bcrypt_rounds),
+            throttle=LoginThrottle(
+                app.state.redis,
+                max_per_account=settings.login_max_failures_per_account,
+                max_per_address=settings.login_max_failures_per_address,
+                window_seconds=settings.login_failure_window_seconds,
+            ),
+            sessions=SessionClient(
+                settings.session_url, app.state.http, retry_after=settings.retry_after_seconds
+            ),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    def checks(app: FastAPI) -> dict:
+        async def database() -> None:
+            from sqlalchemy import text
+
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        return {"database": database} if hasattr(app.state, "engine") else {}
+
+    app = create_service_app(
+        settings,
+        title="FaultMaven auth service",
+        description="Users, passwords, access and refresh tokens, JWKS.",
+        lifespan=lifespan,
+        checks=checks,
+        jwks=key.jwks,
+    )
+    app.include_router(auth.router)
+    app.include_router(internal.router)
+    return app

@@ -1,0 +1,52 @@
+"""Run an ASGI app under a real uvicorn server in a background thread, on a free port.
+
+For tests where one service must reach another over real HTTP (e.g. the auth service
+opening a session in the session service) without starting whole processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from fm_common.testing.ports import free_port
+
+
+class AppServer:
+    """`AppServer(app).start()`; `url`; `stop()` (runs the app's lifespan both ways)."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the app server exited while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the app server did not start in {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
