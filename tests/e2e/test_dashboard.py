@@ -1,0 +1,452 @@
+"""The web dashboard in a real browser: headless Chromium driven by Playwright, against
+every real process of the Procfile (the `system_stack` of tests/conftest.py) and the fake
+LLM provider, through the gateway that serves fm-dashboard/dist.
+
+Set FM_E2E_SCREENSHOTS=1 to write the main pages to docs/screenshots/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from fm_common.devstack import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+DIST = REPO / "fm-dashboard" / "dist"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+LAPTOP = {"width": 1280, "height": 860}
+SIDE_PANEL = {"width": 360, "height": 760}
+# Ingestion loads the embedding model in the worker on first use: minutes on a busy CPU.
+PROCESSING_TIMEOUT_MS = 240_000
+TURN_TIMEOUT_MS = 120_000
+
+pytestmark = pytest.mark.timeout(900)
+
+
+# ---- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(system_stack: Stack) -> Stack:
+    if not (DIST / "index.html").is_file():
+        pytest.fail(f"{DIST} is missing: scripts/bootstrap.sh builds it (npm ci, npm run build)")
+    return system_stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `scripts/bootstrap.sh --test` installs chromium")
+    with sync_playwright() as p:
+        # Playwright gives every launch a fresh, temporary user-data dir.
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class Client:
+    """One browser context (one user's browser) and every request it made."""
+
+    def __init__(self, browser: Browser, base_url: str, viewport: dict[str, int]) -> None:
+        self.base_url = base_url
+        self.context: BrowserContext = browser.new_context(
+            base_url=base_url, viewport=viewport, accept_downloads=True
+        )
+        self.context.set_default_timeout(30_000)
+        self.requests: list[str] = []
+        self.console_errors: list[str] = []
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.page: Page = self.context.new_page()
+        self.page.on(
+            "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
+        )
+
+    def foreign_requests(self) -> list[str]:
+        gateway = urlsplit(self.base_url).netloc
+        return [
+            url
+            for url in self.requests
+            if not url.startswith(("data:", "blob:")) and urlsplit(url).netloc != gateway
+        ]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_client(browser: Browser, stack: Stack) -> Iterator:
+    clients: list[Client] = []
+
+    def make(viewport: dict[str, int] = LAPTOP) -> Client:
+        c = Client(browser, stack.gateway_url, viewport)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def shot(page: Page, name: str) -> None:
+    if os.environ.get("FM_E2E_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+# ---- steps -------------------------------------------------------------------------
+
+
+def register(page: Page, username: str) -> None:
+    page.goto("/register")
+    expect(page.get_by_role("heading", name="Create your FaultMaven account")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Email (optional)").fill(f"{username}@example.com")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/cases$"))
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
+
+
+def upload_documents(page: Page, paths: list[Path]) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge base").click()
+    expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
+    page.get_by_label("Document type").select_option("runbook")
+    page.get_by_label("Choose documents to upload").set_input_files([str(p) for p in paths])
+    uploads = page.get_by_role("list", name="Uploads")
+    for path in paths:
+        row = uploads.get_by_role("listitem").filter(has_text=path.name)
+        expect(row).to_have_attribute("data-phase", "processed", timeout=PROCESSING_TIMEOUT_MS)
+    table = page.get_by_role("table", name="Documents")
+    for path in paths:
+        row = table.get_by_role("row").filter(has_text=path.stem)
+        expect(row).to_contain_text("processed")
+        expect(row).to_contain_text(re.compile(r"\d+ chunks"))
+
+
+def create_case(page: Page, title: str) -> str:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Cases").click()
+    page.get_by_label("New case title").fill(title)
+    page.get_by_role("button", name="New case").click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+    return page.url.rsplit("/", 1)[-1]
+
+
+# ---- tests -------------------------------------------------------------------------
+
+
+def test_user_journey_from_registration_to_post_mortem(
+    open_client, stack: Stack, shared_data: Path, tmp_path: Path
+) -> None:
+    """Register, upload runbooks and find them, open a case, send a turn with a log and
+    see the answer stream in with a citation, confirm a state change, generate and
+    download the post-mortem, log out; no request leaves for another host."""
+    fake = stack.fake_llm  # type: ignore[attr-defined]
+    etcd = shared_data / "runbooks" / "prometheus-operator" / "etcd"
+    client = open_client()
+    page = client.page
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    shot(page, "login")
+
+    user = unique("ada")
+    register(page, user)
+    me = page.evaluate("JSON.parse(localStorage.getItem('fm.tokens'))")
+    assert me["user"]["username"] == user
+    assert me["refreshToken"], "the refresh token is kept for silent refresh"
+
+    # Knowledge base: two documents at once, processed, then found by search with scores.
+    upload_documents(page, [etcd / "etcdNoLeader.md", etcd / "etcdMembersDown.md"])
+    page.get_by_label("Search the knowledge base").fill("etcd cluster has no leader")
+    page.get_by_label("Mode").select_option("hybrid")
+    page.get_by_role("button", name="Search", exact=True).click()
+    results = page.get_by_role("region", name="Search results")
+    expect(results.get_by_role("link", name="etcdNoLeader")).to_be_visible()
+    expect(results).to_contain_text(re.compile(r"score \d\.\d{3}"))
+    expect(results).to_contain_text("does not have a leader")
+    shot(page, "knowledge-base")
+
+    # A case, and a turn with a log attached, answered as a stream with a citation.
+    title = unique("etcd outage ")
+    case_id = create_case(page, title)
+    log = tmp_path / "etcd.log"
+    log.write_text(
+        "2026-11-24T05:01:02Z etcd-0 etcdserver: no leader\n"
+        "2026-11-24T05:01:03Z etcd-0 raft: lost leader, term 7\n" * 20
+    )
+    page.get_by_label("Message").fill("The API server hangs and etcd says no leader. Why?")
+    page.get_by_label("Attach files").set_input_files(str(log))
+    expect(page.get_by_role("list", name="Attached files")).to_contain_text("etcd.log")
+    if fake is not None:
+        fake.chunk_delay("*", 0.05)  # slow enough to watch the answer being written
+    streamed: list[str] = []
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/cases/{case_id}/turns") and r.request.method == "POST",
+        timeout=TURN_TIMEOUT_MS,
+    ) as turn_response:
+        page.get_by_role("button", name="Send").click()
+    try:
+        answer = page.get_by_role("article", name="FaultMaven's answer").last
+        deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
+        while time.monotonic() < deadline and answer.get_attribute("aria-busy") == "true":
+            streamed.append(answer.locator(".md").inner_text())
+            time.sleep(0.05)
+    finally:
+        if fake is not None:
+            fake.clear_faults()
+    response = turn_response.value
+    assert response.request.headers["accept"] == "text/event-stream"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.request.headers["idempotency-key"]
+    partial = [s for s in streamed if s.strip()]
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
+    final = answer.locator(".md").inner_text()
+    assert "etcdNoLeader" in final
+    assert partial, "the answer was shown while it was being written"
+    assert any(len(s) < len(final) for s in partial), "text appeared before the turn ended"
+    expect(page.get_by_role("article", name="Your message").last).to_contain_text("etcd.log")
+    sources = answer.get_by_role("list", name="Sources")
+    citation = sources.get_by_role("link").first
+    expect(citation).to_have_text("etcdNoLeader")
+    assert citation.get_attribute("href").startswith("/knowledge/")
+
+    # The investigation panel reflects the turn: milestones, hypotheses, actions.
+    panel = page.get_by_role("complementary", name="Investigation")
+    expect(panel.get_by_role("list", name="Milestones")).to_contain_text("symptom verified")
+    expect(panel.get_by_role("list", name="Hypotheses")).to_contain_text("known failure mode")
+    expect(panel.get_by_role("group", name="Suggested actions")).to_contain_text(
+        "Share the relevant logs"
+    )
+    shot(page, "case-conversation")
+
+    # A state change is applied only once the user confirms it.
+    panel.get_by_role("button", name="Mark as investigating").click()
+    dialog = page.get_by_role("dialog", name="Change the case state?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(panel.locator("[data-state]").first).to_have_attribute("data-state", "investigating")
+
+    # The citation opens the source passage, highlighted.
+    citation.click()
+    expect(page).to_have_url(re.compile(r"/knowledge/[^/?]+\?chunk="))
+    mark = page.get_by_label("Cited passage")
+    expect(mark).to_be_visible()
+    runbook_text = (etcd / "etcdNoLeader.md").read_text()
+    assert " ".join(mark.inner_text().split()) in " ".join(runbook_text.split())
+    page.go_back()
+
+    # The post-mortem: generated by the worker, rendered, downloadable as Markdown.
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+    page.get_by_role("button", name="Generate post-mortem").click()
+    report = page.get_by_role("article", name="Post-mortem report")
+    expect(report).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    expect(report.get_by_role("heading", name="Post-mortem")).to_be_visible()
+    with page.expect_download() as dl:
+        report.get_by_role("link", name="Download .md").click()
+    download = dl.value
+    assert download.suggested_filename.endswith(".md")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert saved.read_text().startswith("# Post-mortem")
+
+    # Rename shows in the list; the list has the state badge and finds it by search.
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_label("Case title").fill(f"{title} (renamed)")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name=f"{title} (renamed)")).to_be_visible()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Cases").click()
+    page.get_by_label("Search cases").fill("renamed")
+    page.get_by_role("button", name="Search", exact=True).click()
+    item = page.get_by_role("list", name="Cases").get_by_role("listitem")
+    expect(item).to_have_count(1)
+    expect(item.locator("[data-state]")).to_have_text("investigating")
+    shot(page, "cases")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    providers = page.get_by_role("table", name="LLM providers")
+    if fake is not None:
+        expect(providers).to_contain_text("fake-openai")
+    expect(page.get_by_role("table", name="Service health")).to_contain_text("agent")
+    shot(page, "settings")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("You are logged out.")
+    assert page.evaluate("localStorage.getItem('fm.tokens')") is None
+    page.goto(f"/cases/{case_id}")
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+
+    assert client.foreign_requests() == []
+    assert not [e for e in client.console_errors if "Content Security Policy" in e]
+
+
+def test_another_user_never_sees_my_cases_or_documents(
+    open_client, stack: Stack, shared_data: Path
+) -> None:
+    runbook = shared_data / "runbooks" / "prometheus-operator" / "node" / "NodeClockSkewDetected.md"
+    owner = open_client()
+    register(owner.page, unique("owner"))
+    upload_documents(owner.page, [runbook])
+    title = unique("private case ")
+    case_id = create_case(owner.page, title)
+    owner.page.goto("/knowledge")
+    doc_link = owner.page.get_by_role("table", name="Documents").get_by_role(
+        "link", name="NodeClockSkewDetected"
+    )
+    doc_path = doc_link.get_attribute("href")
+
+    other = open_client()
+    register(other.page, unique("other"))
+    page = other.page
+    expect(page.get_by_text("No cases yet. Start one above.")).to_be_visible()
+    page.get_by_label("Include archived").check()
+    expect(page.get_by_text(title)).to_have_count(0)
+    page.goto(f"/cases/{case_id}")
+    expect(page.get_by_role("heading", name="Case not found")).to_be_visible()
+    expect(page.get_by_text(title)).to_have_count(0)
+
+    page.goto("/knowledge")
+    expect(page.get_by_text("No documents yet.")).to_be_visible()
+    page.get_by_label("Search the knowledge base").fill("clock skew detected on a node")
+    page.get_by_role("button", name="Search", exact=True).click()
+    results = page.get_by_role("region", name="Search results")
+    expect(results).to_be_visible()
+    expect(results.get_by_role("link", name="NodeClockSkewDetected")).to_have_count(0)
+    page.goto(doc_path)
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_text("NodeClockSkewDetected")).to_have_count(0)
+    assert other.foreign_requests() == []
+
+
+def test_expired_login_says_so_then_shows_the_login_page(open_client) -> None:
+    client = open_client()
+    page = client.page
+    register(page, unique("expiry"))
+    # The server refuses both tokens, as after a revocation or a reused refresh token.
+    page.evaluate(
+        """() => {
+        const t = JSON.parse(localStorage.getItem('fm.tokens'));
+        t.accessToken = 'not-a-token'; t.refreshToken = 'revoked-refresh-token';
+        localStorage.setItem('fm.tokens', JSON.stringify(t));
+    }"""
+    )
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge base").click()
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text(
+        "Your session has expired. Please log in again."
+    )
+    assert page.evaluate("localStorage.getItem('fm.tokens')") is None
+
+
+def test_access_token_is_refreshed_silently_with_rotation(open_client) -> None:
+    client = open_client()
+    page = client.page
+    user = unique("refresh")
+    register(page, user)
+    before = page.evaluate("JSON.parse(localStorage.getItem('fm.tokens'))")
+    # Pretend the access token is about to expire: the next call refreshes it first.
+    page.evaluate(
+        """() => {
+        const t = JSON.parse(localStorage.getItem('fm.tokens'));
+        t.expiresAt = Date.now() + 1000;
+        localStorage.setItem('fm.tokens', JSON.stringify(t));
+    }"""
+    )
+    with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    assert refreshed.value.status == 200
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    after = page.evaluate("JSON.parse(localStorage.getItem('fm.tokens'))")
+    assert after["refreshToken"] != before["refreshToken"], "the newest refresh token is kept"
+    assert after["accessToken"] != before["accessToken"]
+    assert after["expiresAt"] > before["expiresAt"] - 60_000
+    # The old refresh token is spent: the server refuses it now.
+    body = httpx.post(
+        f"{client.base_url}/api/v1/auth/refresh",
+        json={"refresh_token": before["refreshToken"]},
+        timeout=10,
+    )
+    assert body.status_code == 401
+    # And the user is still logged in after a reload.
+    page.reload()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+
+
+def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:
+    fake = stack.fake_llm  # type: ignore[attr-defined]
+    if fake is None:
+        pytest.skip("the fake LLM provider is not installed")
+    client = open_client()
+    page = client.page
+    register(page, unique("xss"))
+    create_case(page, unique("xss case "))
+    evil = (
+        'Look: <img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> '
+        "[link](javascript:window.__pwned=3) ![remote](https://evil.example/x.png) **bold**"
+    )
+    fake.script(json.dumps({"answer": evil, "cited_sources": [], "suggested_actions": []}))
+    page.get_by_label("Message").fill("Render this")
+    page.get_by_role("button", name="Send").click()
+    answer = page.get_by_role("article", name="FaultMaven's answer").last
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
+    expect(answer.locator("strong")).to_have_text("bold")
+    page.get_by_role("button", name="Send").wait_for()
+    assert page.evaluate("window.__pwned") is None
+    assert answer.locator("script").count() == 0
+    assert answer.locator("[onerror]").count() == 0
+    assert answer.locator("a[href^='javascript']").count() == 0
+    assert client.foreign_requests() == []
+
+
+def test_narrow_side_panel_keeps_every_page_usable(open_client) -> None:
+    client = open_client(SIDE_PANEL)
+    page = client.page
+    register(page, unique("narrow"))
+    create_case(page, "Narrow panel case")
+    toggle = page.get_by_role("button", name="Show investigation")
+    expect(toggle).to_be_visible()
+    expect(page.get_by_role("complementary", name="Investigation")).to_be_hidden()
+    toggle.click()
+    expect(page.get_by_role("complementary", name="Investigation")).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= SIDE_PANEL["width"], f"the page scrolls sideways ({width}px)"
+    shot(page, "side-panel")
+    # Keyboard: Tab reaches the message box and Ctrl+Enter is not needed to find Send.
+    page.get_by_label("Message").focus()
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+    assert focused == "Attach files"
