@@ -55,9 +55,7 @@ async def test_other_user_gets_404_on_every_case_route(client, victim, bob, alic
     own = (await client.get(f"/api/v1/cases/{victim['case_id']}", headers=alice)).json()
     assert (own["title"], own["state"], own["current_turn"]) == ("secret outage", "inquiry", 1)
     assert own["is_archived"] is False
-    reports = (
-        await client.get(f"/api/v1/cases/{victim['case_id']}/reports", headers=alice)
-    ).json()
+    reports = (await client.get(f"/api/v1/cases/{victim['case_id']}/reports", headers=alice)).json()
     assert reports["total_count"] == 1
     assert reports["reports"][0]["status"] == "pending"
 

@@ -11,7 +11,9 @@ import pytest
 async def test_create_answers_case_summary_with_placeholder_title(
     client: httpx.AsyncClient, alice, reference
 ):
-    resp = await client.post("/api/v1/cases", json={"title": None, "priority": "low"}, headers=alice)
+    resp = await client.post(
+        "/api/v1/cases", json={"title": None, "priority": "low"}, headers=alice
+    )
     assert resp.status_code == 201
     body = resp.json()
     reference("CaseSummary", body)
@@ -129,7 +131,9 @@ async def test_list_filters_by_state_source_and_text(client, make_case, alice):
     a = await make_case(alice, title="Redis latency", description="p99 up")
     await make_case(alice, title="Disk", description="full", source="slack")
     await client.post(
-        f"/api/v1/cases/{a['case_id']}/transition", json={"to_state": "investigating"}, headers=alice
+        f"/api/v1/cases/{a['case_id']}/transition",
+        json={"to_state": "investigating"},
+        headers=alice,
     )
 
     async def titles(query: str) -> list[str]:

@@ -63,8 +63,10 @@ async def test_resolving_sets_resolved_at_and_closing_sets_reason(client, make_c
             headers=alice,
         )
     ).json()
-    assert resolved["resolved_at"] is not None and resolved["closed_at"] is None
-    assert closed["closed_at"] is not None and closed["closure_reason"] == "duplicate"
+    assert resolved["resolved_at"] is not None
+    assert resolved["closed_at"] is None
+    assert closed["closed_at"] is not None
+    assert closed["closure_reason"] == "duplicate"
 
 
 async def test_unknown_target_state_is_422(client, make_case, alice):

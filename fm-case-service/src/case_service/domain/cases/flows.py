@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -152,3 +152,60 @@ async def purge_expired(
     if purged:
         log.info("case.purged_expired", count=purged)
     return purged
+
+
+class CleanupFailed(Exception):
+    """A cleanup step failed; the outbox row keeps the case for the next attempt."""
+
+
+async def run_cleanup(
+    maker: async_sessionmaker[AsyncSession],
+    *,
+    case_id: str,
+    owner_id: str,
+    token_for: Callable[[str], Awaitable[str]],
+    drop_files: Callable[[str, str], Awaitable[None]],
+    drop_collection: Callable[[str, str], Awaitable[None]],
+) -> None:
+    """Drop the case's evidence files and knowledge collection, then its outbox row.
+
+    `token_for(owner_id)` gives a service token acting for the owner; `drop_files` and
+    `drop_collection` (case_id, token) call the evidence and knowledge internal routes
+    (both idempotent). On any failure the attempt and error are recorded on the outbox
+    row and CleanupFailed is raised for the caller to retry.
+    """
+    errors: list[str] = []
+    try:
+        token = await token_for(owner_id)
+    except Exception as exc:  # auth down or refusing: recorded, retried
+        errors.append(f"service token: {exc!r}")
+    else:
+        for name, step in (("evidence", drop_files), ("knowledge", drop_collection)):
+            try:
+                await step(case_id, token)
+            except Exception as exc:  # one service down must not skip the other
+                errors.append(f"{name}: {exc!r}")
+    async with maker() as session, session.begin():
+        repo = CaseRepository(session)
+        row = await repo.get_outbox(case_id)
+        if not errors:
+            await repo.remove_outbox(case_id)
+            log.info("case.cleanup_done", case_id=case_id)
+            return
+        if row is not None:
+            row.attempts += 1
+            row.last_error = "; ".join(errors)[:4000]
+    log.warning("case.cleanup_failed", case_id=case_id, errors=errors)
+    raise CleanupFailed("; ".join(errors))
+
+
+async def mark_cleanup_failed(
+    maker: async_sessionmaker[AsyncSession], case_id: str, error: str
+) -> None:
+    """Retries are used up: flag the outbox row (kept, and retried by the sweeper later)."""
+    async with maker() as session, session.begin():
+        row = await CaseRepository(session).get_outbox(case_id)
+        if row is not None:
+            row.failed_at = now()
+            row.last_error = error[:4000]
+    log.error("case.cleanup_gave_up", case_id=case_id, error=error)

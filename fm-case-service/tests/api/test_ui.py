@@ -1,0 +1,73 @@
+"""GET /cases/{id}/ui: the view of each state, in the reference schema's shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+
+async def test_inquiry_view(client, make_case, alice, reference):
+    case = await make_case(alice)
+    body = (await client.get(f"/api/v1/cases/{case['case_id']}/ui", headers=alice)).json()
+    reference("CaseUIResponse_Inquiry", body)
+    assert body["state"] == "inquiry"
+    assert body["valid_next_states"] == ["investigating", "closed"]
+
+
+async def test_investigating_view_shows_the_investigation(
+    client, make_case, alice, turn, reference
+):
+    case = await make_case(alice, description="API 502s")
+    cid = case["case_id"]
+    now = datetime.now(UTC).isoformat()
+    inv = {
+        "milestones": {"symptom_verified": True, "scope_assessed": True},
+        "hypotheses": [
+            {"hypothesis_id": "h1", "text": "pool exhausted", "likelihood": 0.8, "state": "active"},
+            {
+                "hypothesis_id": "h2",
+                "text": "dns",
+                "likelihood": 0.1,
+                "state": "refuted",
+                "refutation_reason": "resolves fine",
+            },
+        ],
+        "evidence": [
+            {
+                "evidence_id": "e1",
+                "summary": "502 burst",
+                "timestamp": now,
+                "source_filename": "app.log",
+            }
+        ],
+        "working_conclusion": {"summary": "pool", "confidence": 0.7, "last_updated": now},
+        "agent_status": "Checking the pool size",
+    }
+    await client.post(
+        f"/internal/v1/cases/{cid}/turns",
+        json=turn(to_state="investigating", investigation=inv, progress_made=True),
+        headers=alice,
+    )
+    body = (await client.get(f"/api/v1/cases/{cid}/ui", headers=alice)).json()
+    reference("CaseUIResponse_Investigating", body)
+    assert body["agent_status"] == "Checking the pool size"
+    assert [h["hypothesis_id"] for h in body["active_hypotheses"]] == ["h1"]
+    assert body["progress"]["completed_indicators"] == ["symptom_verified", "scope_assessed"]
+    assert body["uploaded_files_count"] == 1
+    assert body["latest_evidence"][0]["evidence_id"] == "e1"
+
+
+@pytest.mark.parametrize("final", ["resolved", "closed"])
+async def test_final_views(client, make_case, alice, reference, final):
+    case = await make_case(alice)
+    url = f"/api/v1/cases/{case['case_id']}/transition"
+    await client.post(url, json={"to_state": "investigating"}, headers=alice)
+    await client.post(url, json={"to_state": final, "closure_reason": "fixed"}, headers=alice)
+    body = (await client.get(f"/api/v1/cases/{case['case_id']}/ui", headers=alice)).json()
+    reference("CaseUIResponse_Resolved", body)
+    assert body["state"] == final
+    assert body["valid_next_states"] == []
+    assert {"report_type": "postmortem", "status": "recommended", "reason": None} in body[
+        "reports_available"
+    ]
