@@ -1,0 +1,33 @@
+"""POST /api/v1/cases/{case_id}/title."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from agent_service.api.deps import RuntimeDep
+from agent_service.domain.turns.title import generate_title
+from fm_common.auth import CurrentPrincipal
+from fm_common.contracts.agent import TitleRequest, TitleResponse
+
+router = APIRouter(tags=["cases"])
+
+
+@router.post(
+    "/api/v1/cases/{case_id}/title",
+    response_model=TitleResponse,
+    responses={404: {"description": "No such case"}, 422: {"description": "Too little context"}},
+)
+async def title(
+    case_id: str,
+    _principal: CurrentPrincipal,
+    rt: RuntimeDep,
+    body: Annotated[TitleRequest | None, Body()] = None,
+    force: Annotated[bool, Query()] = False,
+) -> TitleResponse:
+    """Generate a concise title from the case's conversation."""
+    req = body or TitleRequest()
+    if force:
+        req = req.model_copy(update={"force": True})
+    return await generate_title(rt, case_id, req)

@@ -1,0 +1,221 @@
+"""The ordered provider chain: failover, circuit breakers, Retry-After, one deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from agent_service.config import ProviderConfig
+from agent_service.domain.llm.providers import (
+    LLM_CALLS,
+    LLM_FAILURES,
+    LLM_LATENCY,
+    LLM_TOKENS,
+    CircuitBreaker,
+    Failure,
+    build_model,
+    classify,
+)
+from fm_common.errors import Unavailable
+
+log = structlog.get_logger("agent.llm")
+
+TokenSink = Callable[[str], Awaitable[None]]
+# Leave this much of the deadline for a call after waiting out a Retry-After.
+MIN_CALL_SECONDS = 0.5
+
+
+class LLMUnavailable(Unavailable):
+    code, detail = (
+        "LLM_UNAVAILABLE",
+        "No language model provider answered in time; your message was saved, retry later.",
+    )
+
+
+@dataclass
+class LLMResult:
+    text: str
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    config: ProviderConfig
+    model: BaseChatModel
+    breaker: CircuitBreaker
+
+
+class _CallFailed(Exception):
+    def __init__(self, failure: Failure, emitted: bool) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+        self.emitted = emitted
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            b.get("text", "") if isinstance(b, dict) else str(b)
+            for b in content
+            if not isinstance(b, dict) or b.get("type", "text") in ("text", "text_delta")
+        )
+    return ""
+
+
+class ProviderChain:
+    """Calls the providers in order until one answers within the turn's deadline."""
+
+    def __init__(
+        self,
+        configs: Sequence[ProviderConfig],
+        *,
+        max_tokens: int,
+        breaker_failures: int = 3,
+        breaker_reset_seconds: float = 30.0,
+    ) -> None:
+        self.entries = [
+            _Entry(
+                cfg,
+                build_model(cfg, max_tokens),
+                CircuitBreaker(breaker_failures, breaker_reset_seconds),
+            )
+            for cfg in configs
+        ]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.entries)
+
+    def describe(self) -> list[dict[str, str]]:
+        return [
+            {"name": e.config.name, "kind": e.config.kind, "model": e.config.model}
+            for e in self.entries
+        ]
+
+    async def complete(
+        self,
+        messages: list[BaseMessage],
+        *,
+        deadline: float,
+        on_token: TokenSink | None = None,
+        on_failover: Callable[[str], Awaitable[None]] | None = None,
+    ) -> LLMResult:
+        """The first provider's answer that arrives before `deadline` (time.monotonic)."""
+        attempts: list[dict[str, Any]] = []
+        waits: list[tuple[float, _Entry]] = []
+        for entry in self.entries:
+            if deadline - time.monotonic() <= 0:
+                break
+            if not entry.breaker.available():
+                attempts.append(
+                    {
+                        "provider": entry.config.name,
+                        "outcome": "skipped",
+                        "state": entry.breaker.state,
+                    }
+                )
+                if entry.breaker.cooldown_until > time.monotonic():
+                    waits.append((entry.breaker.cooldown_until, entry))
+                continue
+            try:
+                return await self._call(entry, messages, deadline, on_token, attempts)
+            except _CallFailed as exc:
+                if exc.failure.reason == "rate_limited":
+                    waits.append((time.monotonic() + (exc.failure.retry_after or 1.0), entry))
+                if exc.emitted and on_failover is not None:
+                    await on_failover(entry.config.name)
+        # Honour Retry-After: wait for a rate-limited provider when the deadline allows it.
+        for ready, entry in sorted(waits, key=lambda w: w[0]):
+            if ready + MIN_CALL_SECONDS > deadline:
+                continue
+            await asyncio.sleep(max(0.0, ready - time.monotonic()))
+            entry.breaker.cooldown_until = 0.0
+            try:
+                return await self._call(entry, messages, deadline, on_token, attempts)
+            except _CallFailed as exc:
+                if exc.emitted and on_failover is not None:
+                    await on_failover(entry.config.name)
+        log.warning("llm.all_failed", attempts=attempts)
+        raise LLMUnavailable(
+            extra={"attempts": [a["provider"] + ":" + a["outcome"] for a in attempts]}
+        )
+
+    async def _call(
+        self,
+        entry: _Entry,
+        messages: list[BaseMessage],
+        deadline: float,
+        on_token: TokenSink | None,
+        attempts: list[dict[str, Any]],
+    ) -> LLMResult:
+        name = entry.config.name
+        start = time.monotonic()
+        timeout = min(entry.config.timeout_seconds, deadline - start)
+        parts: list[str] = []
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        emitted = False
+        try:
+            async with asyncio.timeout(timeout):
+                if on_token is None:
+                    msg = await entry.model.ainvoke(messages)
+                    parts.append(_text(msg.content))
+                    meta = getattr(msg, "usage_metadata", None) or {}
+                    usage = {k: int(meta.get(k) or 0) for k in usage}
+                else:
+                    async for chunk in entry.model.astream(messages):
+                        piece = _text(chunk.content)
+                        meta = getattr(chunk, "usage_metadata", None) or {}
+                        for k in usage:
+                            usage[k] += int(meta.get(k) or 0)
+                        if piece:
+                            parts.append(piece)
+                            emitted = True
+                            await on_token(piece)
+        except Exception as exc:  # every provider failure is classified and failed over
+            failure = classify(exc)
+            elapsed = time.monotonic() - start
+            entry.breaker.failure(failure)
+            LLM_FAILURES.labels(name, failure.reason).inc()
+            LLM_CALLS.labels(name, "failure").inc()
+            LLM_LATENCY.labels(name, "failure").observe(elapsed)
+            attempts.append({"provider": name, "outcome": failure.reason, "status": failure.status})
+            log.warning(
+                "llm.provider_failed",
+                provider=name,
+                reason=failure.reason,
+                status=failure.status,
+                retry_after=failure.retry_after,
+                elapsed_ms=round(elapsed * 1000, 1),
+                error=type(exc).__name__,
+            )
+            raise _CallFailed(failure, emitted) from exc
+        elapsed = time.monotonic() - start
+        entry.breaker.success()
+        LLM_CALLS.labels(name, "success").inc()
+        LLM_LATENCY.labels(name, "success").observe(elapsed)
+        LLM_TOKENS.labels(name, "input").inc(usage["input_tokens"])
+        LLM_TOKENS.labels(name, "output").inc(usage["output_tokens"])
+        attempts.append({"provider": name, "outcome": "success"})
+        return LLMResult(
+            text="".join(parts),
+            provider=name,
+            model=entry.config.model,
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            latency_ms=round(elapsed * 1000, 2),
+            attempts=attempts,
+        )

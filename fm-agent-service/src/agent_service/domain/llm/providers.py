@@ -1,0 +1,141 @@
+"""LLM providers through LangChain, their failures classified, and their metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+from langchain_core.language_models.chat_models import BaseChatModel
+from prometheus_client import Counter, Histogram
+
+from agent_service.config import ProviderConfig
+
+LLM_LATENCY = Histogram(
+    "fm_agent_llm_request_duration_seconds",
+    "LLM provider call latency",
+    ["provider", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LLM_TOKENS = Counter("fm_agent_llm_tokens_total", "LLM tokens", ["provider", "direction"])
+LLM_FAILURES = Counter(
+    "fm_agent_llm_failures_total", "LLM provider failures", ["provider", "reason"]
+)
+LLM_CALLS = Counter("fm_agent_llm_calls_total", "LLM provider calls", ["provider", "outcome"])
+
+
+def build_model(cfg: ProviderConfig, max_tokens: int, *, streaming: bool = False) -> BaseChatModel:
+    """A LangChain chat model for one provider; SDK retries off (the chain fails over)."""
+    key = cfg.api_key.get_secret_value() if cfg.api_key else "not-needed"
+    common = {"model": cfg.model, "timeout": cfg.timeout_seconds, "max_retries": 0}
+    if cfg.kind == "anthropic":
+        from langchain_anthropic import ChatAnthropic
+
+        kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
+        return ChatAnthropic(
+            api_key=key, max_tokens=max_tokens, streaming=streaming, **common, **kwargs
+        )
+    if cfg.kind == "fireworks":
+        from langchain_fireworks import ChatFireworks
+
+        kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
+        return ChatFireworks(api_key=key, max_tokens=max_tokens, **common, **kwargs)
+    from langchain_openai import ChatOpenAI
+
+    kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
+    return ChatOpenAI(
+        api_key=key,
+        max_tokens=max_tokens,
+        stream_usage=True,
+        temperature=0.2,
+        **common,
+        **kwargs,
+    )
+
+
+@dataclass
+class Failure:
+    reason: str  # timeout | connection | rate_limited | server_error | client_error | error
+    retry_after: float | None = None
+    status: int | None = None
+
+
+def _header(headers: object, name: str) -> str | None:
+    try:
+        return headers.get(name)  # type: ignore[attr-defined, no-any-return]
+    except AttributeError:
+        return None
+
+
+def classify(exc: BaseException) -> Failure:
+    """What kind of failure a provider call raised (SDK-agnostic)."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError | httpx.TimeoutException):
+        return Failure("timeout")
+    mro = {c.__name__ for c in type(exc).__mro__}
+    if "APITimeoutError" in mro:
+        return Failure("timeout")
+    if "APIConnectionError" in mro or isinstance(exc, httpx.TransportError | ConnectionError):
+        return Failure("connection")
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    if status is None and response is not None:
+        status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        if status == 429:
+            raw = _header(getattr(response, "headers", None), "retry-after")
+            try:
+                retry_after = float(raw) if raw is not None else None
+            except ValueError:
+                retry_after = None
+            return Failure("rate_limited", retry_after, status)
+        if status >= 500:
+            return Failure("server_error", status=status)
+        return Failure("client_error", status=status)
+    return Failure("error")
+
+
+class CircuitBreaker:
+    """Per provider: open after N consecutive failures, half-open after a pause; a
+    rate-limited provider also cools down until its Retry-After has passed."""
+
+    def __init__(self, failures: int, reset_seconds: float) -> None:
+        self.threshold = failures
+        self.reset_seconds = reset_seconds
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self.cooldown_until = 0.0
+        self._trial = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at >= self.reset_seconds:
+            return "half_open"
+        return "open"
+
+    def available(self) -> bool:
+        if time.monotonic() < self.cooldown_until:
+            return False
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._trial:
+            self._trial = True  # one trial call at a time
+            return True
+        return False
+
+    def success(self) -> None:
+        self.consecutive = 0
+        self.opened_at = None
+        self._trial = False
+
+    def failure(self, failure: Failure) -> None:
+        self._trial = False
+        if failure.reason == "rate_limited":
+            self.cooldown_until = time.monotonic() + (failure.retry_after or 1.0)
+            return
+        self.consecutive += 1
+        if self.consecutive >= self.threshold or self.opened_at is not None:
+            self.opened_at = time.monotonic()

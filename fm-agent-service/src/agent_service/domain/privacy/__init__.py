@@ -1,0 +1,1 @@
+"""Privacy and safety: redaction, fencing of untrusted text, sanitizing answers."""

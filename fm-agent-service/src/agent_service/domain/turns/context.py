@@ -1,0 +1,282 @@
+"""Gathering a turn's context: the case, attachments, history, retrieval, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, Field
+
+from agent_service.domain.evidence.condense import condense_text
+from agent_service.domain.privacy.redaction import CaseRedactor
+from agent_service.domain.privacy.safety import Fence
+from agent_service.domain.turns.prompt import EvidenceBlock, Passage, turn_messages
+from agent_service.domain.turns.state import case_summary
+from agent_service.runtime import AgentRuntime
+from fm_common.contracts.agent import AttachmentResult
+from fm_common.contracts.case import CaseContext, Message
+from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
+from fm_common.errors import BadGateway, GatewayTimeout, PayloadTooLarge, Unavailable
+
+log = structlog.get_logger("agent.turns")
+
+
+class FileInput(BaseModel):
+    filename: str
+    content_type: str = "application/octet-stream"
+    data: bytes = b""
+
+
+class TurnInput(BaseModel):
+    """What the user sent (also the payload of a queued turn, with files already stored)."""
+
+    query: str | None = None
+    pasted_content: str | None = None
+    files: list[FileInput] = Field(default_factory=list, exclude=True)
+    intent_type: str | None = None
+    intent_data: dict[str, Any] | None = None
+    input_type: str | None = None
+    source_url: str | None = None
+    observed_at: str | None = None
+    # Set when the attachments were stored before (a queued turn): read them back.
+    stored: list[AttachmentResult] = Field(default_factory=list)
+
+    def fingerprint(self, case_id: str) -> str:
+        h = hashlib.sha256()
+        for part in (case_id, self.query or "", self.pasted_content or "", self.intent_type or ""):
+            h.update(part.encode() + b"\0")
+        h.update(json.dumps(self.intent_data, sort_keys=True, default=str).encode())
+        for f in self.files:
+            h.update(f.filename.encode() + hashlib.sha256(f.data).digest())
+        return h.hexdigest()
+
+
+@dataclass
+class PreparedTurn:
+    case_id: str
+    ctx: CaseContext
+    inp: TurnInput
+    turn_key: str
+    deadline: float
+    attachments: list[AttachmentResult]
+    evidence: list[EvidenceBlock]
+    passages: list[Passage]
+    history: list[Message]
+    redactor: CaseRedactor
+    messages: list[BaseMessage] = field(default_factory=list)
+    redaction_count: int = 0
+    redaction_kinds: list[str] = field(default_factory=list)
+    retrieval_ok: bool = True
+
+    @property
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def check_caps(rt: AgentRuntime, inp: TurnInput) -> None:
+    s = rt.settings
+    if inp.query and len(inp.query) > s.max_query_chars:
+        raise PayloadTooLarge(f"The query is longer than {s.max_query_chars} characters.")
+    if inp.pasted_content and len(inp.pasted_content) > s.max_pasted_chars:
+        raise PayloadTooLarge(f"The pasted content is longer than {s.max_pasted_chars} characters.")
+    if len(inp.files) > s.max_files:
+        raise PayloadTooLarge(f"At most {s.max_files} files per turn.")
+    for f in inp.files:
+        if len(f.data) > s.max_file_bytes:
+            raise PayloadTooLarge(f"{f.filename} is larger than {s.max_file_bytes} bytes.")
+
+
+async def store_attachments(
+    rt: AgentRuntime, case_id: str, inp: TurnInput, turn_number: int
+) -> list[tuple[AttachmentResult, str]]:
+    """Store files and pasted content as evidence; return them with their text."""
+    uploads: list[tuple[FileInput, str]] = [(f, "file_upload") for f in inp.files]
+    if inp.pasted_content and inp.pasted_content.strip():
+        data = inp.pasted_content.encode()
+        uploads.append(
+            (
+                FileInput(filename="pasted-content.txt", content_type="text/plain", data=data),
+                "paste",
+            )
+        )
+
+    async def one(f: FileInput, source: str) -> tuple[AttachmentResult, str]:
+        stored = await rt.evidence.upload(
+            case_id,
+            f.data,
+            f.filename,
+            upload_source=source,  # type: ignore[arg-type]
+            uploaded_at_turn=turn_number,
+            source_url=inp.source_url,
+            content_type=f.content_type or "application/octet-stream",
+        )
+        result = AttachmentResult(
+            file_id=stored.duplicate_of or stored.file_id,
+            filename=stored.filename,
+            file_size=stored.size_bytes,
+            processing_status="completed",
+            source_type=stored.source_type,
+            upload_source=source,
+            uploaded_at=stored.uploaded_at.isoformat(),
+            duplicate_of=stored.duplicate_of,
+        )
+        text = (
+            f.data.decode("utf-8", errors="replace")
+            if stored.source_type in TEXT_SOURCE_TYPES
+            else ""
+        )
+        return result, text
+
+    return list(await asyncio.gather(*(one(f, src) for f, src in uploads)))
+
+
+async def read_stored(
+    rt: AgentRuntime, stored: list[AttachmentResult]
+) -> list[tuple[AttachmentResult, str]]:
+    """The text of attachments stored earlier (a queued turn run by the worker)."""
+    limit = rt.settings.max_file_bytes
+
+    async def one(a: AttachmentResult) -> tuple[AttachmentResult, str]:
+        if a.source_type not in TEXT_SOURCE_TYPES:
+            return a, ""
+        data = await rt.evidence.read_content(a.file_id, max_bytes=limit)
+        return a, data.decode("utf-8", errors="replace")
+
+    return list(await asyncio.gather(*(one(a) for a in stored)))
+
+
+async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Passage], bool]:
+    if not query.strip() or rt.settings.retrieval_limit == 0:
+        return [], True
+    try:
+        found = await rt.knowledge.search(
+            query[:4000],
+            limit=rt.settings.retrieval_limit,
+            scopes=["personal", "global", "case"],
+            case_id=case_id,
+            timeout=min(10.0, rt.settings.turn_deadline_seconds / 3),
+        )
+    except (Unavailable, GatewayTimeout, BadGateway) as exc:
+        # An answer without the knowledge base beats no answer; the response says so.
+        log.warning("turn.retrieval_unavailable", case_id=case_id, error=exc.code)
+        return [], False
+    passages = [
+        Passage(
+            sid=f"S{i}",
+            document_id=r.document_id,
+            chunk_id=r.chunk_id,
+            title=r.title,
+            scope=r.scope,
+            score=round(r.score, 4),
+            content=r.content[: rt.settings.passage_chars],
+        )
+        for i, r in enumerate(found.results, start=1)
+    ]
+    return passages, True
+
+
+def _search_text(inp: TurnInput, texts: list[str]) -> str:
+    if inp.query and inp.query.strip():
+        return inp.query
+    for text in texts:
+        if text.strip():
+            return text[:1000]
+    return ""
+
+
+async def prepare_turn(
+    rt: AgentRuntime, case_id: str, inp: TurnInput, turn_key: str, deadline: float
+) -> PreparedTurn:
+    """Everything the model will see, redacted and fenced (raises before any text leaves)."""
+    ctx = await rt.case.get_case(case_id)  # proves ownership (404 otherwise)
+    turn_number = ctx.case.current_turn + 1
+    if inp.stored:
+        attach_task = read_stored(rt, inp.stored)
+    else:
+        attach_task = store_attachments(rt, case_id, inp, turn_number)
+    history_task = rt.case.recent_messages(case_id, limit=rt.settings.history_messages)
+    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
+    if inp.query and inp.query.strip():
+        # Retrieval needs only the query: run it alongside the uploads.
+        (attached, history, (passages, retrieval_ok)) = await asyncio.gather(
+            attach_task, history_task, _search(rt, case_id, inp.query)
+        )
+    else:
+        attached, history = await asyncio.gather(attach_task, history_task)
+        texts = [t for _, t in attached]
+        passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
+    attachments = [a for a, _ in attached]
+    texts = [(a, t) for a, t in attached if t.strip()]
+    budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
+    evidence = [
+        EvidenceBlock(
+            eid=f"E{i}",
+            label=f"{a.filename} ({a.source_type}, {a.upload_source})",
+            content=condense_text(t, budget),
+        )
+        for i, (a, t) in enumerate(texts, start=1)
+    ]
+    return PreparedTurn(
+        case_id=case_id,
+        ctx=ctx,
+        inp=inp,
+        turn_key=turn_key,
+        deadline=deadline,
+        attachments=attachments,
+        evidence=evidence,
+        passages=passages,
+        history=history,
+        redactor=redactor,
+        retrieval_ok=retrieval_ok,
+    )
+
+
+def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
+    if inp.query and inp.query.strip():
+        return inp.query.strip()
+    names = ", ".join(a.filename for a in attachments) or "the pasted content"
+    return f"Analyse the attached evidence ({names}) and tell me what it shows."
+
+
+async def build_prompt(prep: PreparedTurn) -> None:
+    """Redact every piece (fail closed) and fence the untrusted ones."""
+    ctx = prep.ctx
+    summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
+    history = [(m.role, m.content) for m in prep.history if m.role in ("user", "assistant")]
+    question = question_text(prep.inp, prep.attachments)
+    pieces = [summary, question]
+    pieces += [c for _, c in history]
+    pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
+    pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
+    result = await prep.redactor.redact(pieces)
+    out = iter(result.texts)
+    summary_r, question_r = next(out), next(out)
+    history_r = [(role, next(out)) for role, _ in history]
+    titles = [next(out) for _ in prep.passages]
+    contents = [next(out) for _ in prep.passages]
+    passages_r = [
+        Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
+        for p, t, c in zip(prep.passages, titles, contents, strict=True)
+    ]
+    labels = [next(out) for _ in prep.evidence]
+    bodies = [next(out) for _ in prep.evidence]
+    evidence_r = [
+        EvidenceBlock(e.eid, lbl, body)
+        for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)
+    ]
+    prep.redaction_count = result.count
+    prep.redaction_kinds = result.kinds
+    prep.messages = turn_messages(
+        fence=Fence(),
+        case_summary=summary_r,
+        history=history_r,
+        passages=passages_r,
+        evidence=evidence_r,
+        question=question_r,
+    )

@@ -1,0 +1,382 @@
+"""A turn end to end: context, the provider chain, validation, write-back (DESIGN.md
+"Data flows: a question"); and queued turns, run by the worker through the same flow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from langchain_core.messages import AIMessage
+from prometheus_client import Counter
+
+from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
+from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
+from agent_service.domain.turns.answer import (
+    AnswerExtractor,
+    LLMTurnAnswer,
+    MalformedAnswer,
+    parse_answer,
+    plain_answer,
+)
+from agent_service.domain.turns.context import (
+    PreparedTurn,
+    TurnInput,
+    build_prompt,
+    prepare_turn,
+    question_text,
+    store_attachments,
+)
+from agent_service.domain.turns.prompt import retry_message
+from agent_service.domain.turns.state import (
+    apply_answer,
+    cited,
+    investigation_view,
+    suggested_actions,
+)
+from agent_service.runtime import AgentRuntime
+from fm_common.contracts.agent import (
+    AGENT_QUEUE,
+    RUN_TURN_TASK,
+    TURN_JOB_KIND,
+    Redactions,
+    TurnAccepted,
+    TurnJobStatus,
+    TurnResponse,
+)
+from fm_common.contracts.case import CaseState, TurnAppendRequest, TurnMessage
+from fm_common.errors import FMError, NotFound, Unavailable, Unprocessable
+from fm_common.jobs import enqueue
+
+log = structlog.get_logger("agent.turns")
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+TURNS = Counter("fm_agent_turns_total", "Turns answered", ["mode", "outcome"])
+NO_ANSWER = "I could not produce a readable answer this time; please ask again."
+
+
+def confirmed_transition(inp: TurnInput) -> CaseState | None:
+    """A state change the user confirms with this turn (never one the model decides)."""
+    if inp.intent_type not in ("confirm_transition", "transition"):
+        return None
+    raw = (inp.intent_data or {}).get("to_state")
+    try:
+        return CaseState(raw)
+    except ValueError:
+        raise Unprocessable(
+            "intent_data.to_state must be one of inquiry, investigating, resolved, closed.",
+            code="INVALID_INTENT",
+        ) from None
+
+
+def _user_text(prep: PreparedTurn) -> str:
+    return (
+        prep.inp.query.strip()
+        if prep.inp.query and prep.inp.query.strip()
+        else question_text(prep.inp, prep.attachments)
+    )
+
+
+def _user_meta(prep: PreparedTurn) -> dict[str, Any]:
+    return {
+        "attachments": [a.file_id for a in prep.attachments],
+        "input_type": prep.inp.input_type,
+        "source_url": prep.inp.source_url,
+        "observed_at": prep.inp.observed_at,
+        "intent_type": prep.inp.intent_type,
+    }
+
+
+def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
+    """No provider: say so, and give the best passages and the evidence summary."""
+    lines = [
+        "**No LLM provider is configured on this FaultMaven server**, so I cannot analyse "
+        "this or suggest a diagnosis. Here is what I found that may help:",
+        "",
+    ]
+    if prep.passages:
+        lines.append("**Best matching runbook passages**")
+        for p in prep.passages:
+            snippet = " ".join(p.content.split())[:400]
+            lines.append(f"{p.sid[1:]}. **{p.title}** ({p.scope}, score {p.score:.2f}) [{p.sid}]")
+            lines.append(f"   > {snippet}")
+    elif not prep.retrieval_ok:
+        lines.append("The knowledge base could not be searched just now.")
+    else:
+        lines.append("No runbook passage matched your question.")
+    if prep.evidence:
+        lines += ["", "**Evidence summary**"]
+        for e in prep.evidence:
+            lines += [f"_{e.label}_", "```", e.content[:1500], "```"]
+    lines += [
+        "",
+        "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
+    ]
+    return sanitize_markdown("\n".join(lines), allow)
+
+
+async def _call_model(
+    rt: AgentRuntime, prep: PreparedTurn, emit: Emit | None
+) -> tuple[LLMResult, LLMTurnAnswer | None, str, bool]:
+    """(result, structured answer or None, answer text with placeholders, streamed?)."""
+    allow = rt.settings.link_allowlist
+    streamed: list[str] = []
+    pipeline: dict[str, Any] = {}
+
+    def reset() -> None:
+        pipeline.update(
+            extractor=AnswerExtractor(),
+            sanitizer=StreamSanitizer(allow),
+            restorer=prep.redactor.stream_restorer(),
+        )
+        streamed.clear()
+
+    reset()
+
+    async def on_token(piece: str) -> None:
+        assert emit is not None
+        out = pipeline["extractor"].feed(piece)
+        out = pipeline["sanitizer"].feed(out) if out else ""
+        out = pipeline["restorer"].feed(out) if out else ""
+        if out:
+            streamed.append(out)
+            await emit("token", {"text": out})
+
+    async def on_failover(provider: str) -> None:
+        assert emit is not None
+        reset()
+        await emit(
+            "error",
+            {
+                "code": "PROVIDER_FAILOVER",
+                "message": f"{provider} failed mid-answer; answering again with the next provider.",
+                "retrying": True,
+            },
+        )
+
+    result = await rt.chain.complete(
+        prep.messages,
+        deadline=prep.deadline,
+        on_token=on_token if emit else None,
+        on_failover=on_failover if emit else None,
+    )
+    if emit:
+        tail = pipeline["extractor"].flush()
+        tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
+        tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
+        if tail:
+            streamed.append(tail)
+            await emit("token", {"text": tail})
+    try:
+        return result, parse_answer(result.text), "", bool(streamed)
+    except MalformedAnswer as exc:
+        log.warning("turn.malformed_answer", provider=result.provider, reason=str(exc))
+        if streamed:  # the user already read it: keep it as a plain answer
+            return result, None, plain_answer(result.text), True
+        first_reason = str(exc)
+    if rt.settings.max_steps < 2:
+        return result, None, plain_answer(result.text), False
+    retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
+    try:
+        second = await rt.chain.complete(retry_messages, deadline=prep.deadline)
+    except LLMUnavailable:
+        return result, None, plain_answer(result.text), False
+    try:
+        return second, parse_answer(second.text), "", False
+    except MalformedAnswer:
+        log.warning("turn.degraded_to_plain", provider=second.provider)
+        return second, None, plain_answer(second.text) or plain_answer(result.text), False
+
+
+async def _store_failed(rt: AgentRuntime, prep: PreparedTurn, exc: FMError) -> None:
+    """All providers failed: the user's message is still stored, with a note."""
+    try:
+        await rt.case.append_turn(
+            prep.case_id,
+            TurnAppendRequest(
+                turn_key=f"{prep.turn_key}-failed-{uuid.uuid4().hex[:8]}",
+                user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+                assistant_message=TurnMessage(
+                    content="No language model provider answered this message; please retry.",
+                    metadata={"failed": True, "error": exc.code, **exc.extra},
+                ),
+            ),
+        )
+    except FMError as store_exc:
+        log.error("turn.store_failed", case_id=prep.case_id, error=store_exc.code)
+
+
+async def answer_turn(
+    rt: AgentRuntime, prep: PreparedTurn, emit: Emit | None = None
+) -> TurnResponse:
+    """Answer a prepared turn and store it (user message, answer, investigation)."""
+    allow = rt.settings.link_allowlist
+    inv = prep.ctx.investigation
+    case_state = prep.ctx.case.state
+    to_state = confirmed_transition(prep.inp)
+    structured: LLMTurnAnswer | None = None
+    result: LLMResult | None = None
+    streamed = False
+    if not rt.chain.configured:
+        display = degraded_answer(prep, allow)
+        citations = cited(None, display, prep.passages)
+        new_inv, progress = inv, False
+    else:
+        await build_prompt(prep)  # redaction fails closed: nothing leaves on failure
+        try:
+            result, structured, plain, streamed = await _call_model(rt, prep, emit)
+        except LLMUnavailable as exc:
+            TURNS.labels("stream" if emit else "sync", "llm_unavailable").inc()
+            await _store_failed(rt, prep, exc)
+            raise
+        text = structured.answer if structured else (plain or NO_ANSWER)
+        display = prep.redactor.restore(sanitize_markdown(text, allow))
+        citations = cited(structured, text, prep.passages)
+        if structured is not None:
+            new_inv, progress = apply_answer(inv, structured, prep.redactor.restore)
+        else:
+            new_inv, progress = inv, False
+    actions = suggested_actions(structured, case_state, prep.redactor.restore)
+    assistant_meta: dict[str, Any] = {
+        "provider": result.provider if result else None,
+        "model": result.model if result else None,
+        "latency_ms": result.latency_ms if result else None,
+        "input_tokens": result.input_tokens if result else 0,
+        "output_tokens": result.output_tokens if result else 0,
+        "degraded": result is None,
+        "structured": structured is not None,
+        "citations": [c.model_dump() for c in citations],
+        "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
+        "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},
+    }
+    stored = await rt.case.append_turn(
+        prep.case_id,
+        TurnAppendRequest(
+            turn_key=prep.turn_key,
+            user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+            assistant_message=TurnMessage(
+                content=display,
+                metadata=assistant_meta,
+                token_count=result.output_tokens if result else None,
+            ),
+            investigation=new_inv if structured is not None else None,
+            progress_made=progress,
+            to_state=to_state,
+        ),
+    )
+    view = investigation_view(
+        stored.case_state,
+        new_inv,
+        provider=result.provider if result else None,
+        degraded=result is None,
+    )
+    response = TurnResponse(
+        agent_response=display,
+        turn_number=stored.turn_number,
+        milestones_completed=stored.milestones_completed,
+        case_state=stored.case_state,
+        progress_made=progress,
+        attachments_processed=prep.attachments,
+        suggested_actions=actions,
+        citations=citations,
+        investigation=view,
+        redactions=Redactions(count=prep.redaction_count, kinds=prep.redaction_kinds),
+    )
+    TURNS.labels("stream" if emit else "sync", "degraded" if result is None else "ok").inc()
+    log.info(
+        "turn.answered",
+        case_id=prep.case_id,
+        turn=stored.turn_number,
+        provider=assistant_meta["provider"],
+        structured=structured is not None,
+        citations=len(citations),
+        redactions=prep.redaction_count,
+    )
+    if emit:
+        if not streamed:
+            await emit("token", {"text": display})
+        for c in citations:
+            await emit("citation", c.model_dump())
+        await emit(
+            "state",
+            {
+                "case_state": response.case_state.value,
+                "milestones_completed": response.milestones_completed,
+                "progress_made": progress,
+                "suggested_actions": [a.model_dump() for a in actions],
+                "investigation": view.model_dump(mode="json"),
+            },
+        )
+    return response
+
+
+async def run_turn(
+    rt: AgentRuntime, case_id: str, inp: TurnInput, turn_key: str, emit: Emit | None = None
+) -> TurnResponse:
+    deadline = time.monotonic() + rt.settings.turn_deadline_seconds
+    prep = await prepare_turn(rt, case_id, inp, turn_key, deadline)
+    return await answer_turn(rt, prep, emit)
+
+
+async def queue_turn(
+    rt: AgentRuntime, user_id: str, case_id: str, inp: TurnInput, turn_key: str
+) -> TurnAccepted:
+    """Store the attachments, then hand the turn to the worker (202)."""
+    ctx = await rt.case.get_case(case_id)
+    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+    queued = inp.model_copy(update={"stored": [a for a, _ in attached], "pasted_content": None})
+    job = await rt.jobs.create(
+        TURN_JOB_KIND, user_id, resource_id=case_id, payload={"case_id": case_id}
+    )
+    kwargs = {
+        "job_id": job.job_id,
+        "case_id": case_id,
+        "owner_id": user_id,
+        "turn_key": turn_key,
+        "turn": queued.model_dump(mode="json"),
+    }
+    try:
+        await asyncio.to_thread(
+            enqueue,
+            rt.settings.effective_broker_url,
+            RUN_TURN_TASK,
+            queue=AGENT_QUEUE,
+            kwargs=kwargs,
+        )
+    except Exception as exc:  # the broker is down: the job is failed, the caller gets 503
+        await rt.jobs.update(
+            job.job_id, status="failed", error={"message": "The job queue is unavailable."}
+        )
+        log.warning("turn.enqueue_failed", case_id=case_id, error=type(exc).__name__)
+        raise Unavailable(
+            "The job queue is unavailable; retry later.",
+            retry_after=rt.settings.retry_after_seconds,
+        ) from exc
+    location = f"/api/v1/cases/{case_id}/turns/jobs/{job.job_id}"
+    log.info("turn.queued", case_id=case_id, job_id=job.job_id)
+    return TurnAccepted(job_id=job.job_id, location=location)
+
+
+async def get_turn_job(rt: AgentRuntime, user_id: str, case_id: str, job_id: str) -> TurnJobStatus:
+    record = await rt.jobs.get_owned(job_id, user_id)
+    if record is None or record.resource_id != case_id or record.kind != TURN_JOB_KIND:
+        raise NotFound("No such turn job.")
+    result = TurnResponse.model_validate(record.result) if record.result else None
+    error = record.error.model_dump(exclude_none=True) if record.error else None
+    return TurnJobStatus(job_id=job_id, status=record.status, result=result, error=error)
+
+
+async def run_queued_turn(
+    rt: AgentRuntime, job_id: str, case_id: str, turn_key: str, turn: dict[str, Any]
+) -> TurnResponse:
+    """The worker's side of a queued turn (the bearer token is a service token)."""
+    await rt.jobs.update(job_id, status="running")
+    inp = TurnInput.model_validate(turn)
+    response = await run_turn(rt, case_id, inp, turn_key)
+    await rt.jobs.update(
+        job_id, status="completed", progress=1.0, result=response.model_dump(mode="json")
+    )
+    return response

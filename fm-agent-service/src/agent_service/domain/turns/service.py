@@ -1,0 +1,165 @@
+"""Submitting a turn: caps, Idempotency-Key, and the three ways to answer (200, SSE, 202).
+
+A turn is queued for the worker (202 + Location) when the client asks with
+`Prefer: respond-async`, or when this process already answers `max_inflight_turns`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from agent_service.domain.turns.context import TurnInput, check_caps, prepare_turn
+from agent_service.domain.turns.flows import answer_turn, confirmed_transition, queue_turn, run_turn
+from agent_service.domain.turns.idempotency import check_key, turn_key
+from agent_service.runtime import AgentRuntime
+from fm_common.auth import Principal
+from fm_common.errors import FMError, Unprocessable
+
+log = structlog.get_logger("agent.turns")
+Mode = Literal["sync", "stream", "async"]
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+def choose_mode(rt: AgentRuntime, accept: str | None, prefer: str | None) -> Mode:
+    if prefer and "respond-async" in prefer.lower():
+        return "async"
+    if accept and "text/event-stream" in accept.lower():
+        return "stream"
+    if rt.inflight >= rt.settings.max_inflight_turns:
+        return "async"
+    return "sync"
+
+
+def validate_input(inp: TurnInput) -> None:
+    if not (
+        (inp.query and inp.query.strip())
+        or (inp.pasted_content and inp.pasted_content.strip())
+        or inp.files
+    ):
+        raise Unprocessable(
+            "Send at least one of query, pasted_content or files.", code="EMPTY_TURN"
+        )
+    confirmed_transition(inp)
+
+
+async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[bytes]:
+    yield sse("token", {"text": body.get("agent_response", "")})
+    for c in body.get("citations", []):
+        yield sse("citation", c)
+    yield sse("done", body)
+
+
+async def submit_turn(
+    rt: AgentRuntime,
+    principal: Principal,
+    case_id: str,
+    inp: TurnInput,
+    *,
+    idempotency_key: str | None,
+    mode: Mode,
+) -> Outcome:
+    """Answer (or queue) one turn; a repeated Idempotency-Key gets the first answer."""
+    validate_input(inp)
+    check_caps(rt, inp)
+    key = check_key(idempotency_key)
+    user = principal.user_id
+    fp = inp.fingerprint(case_id)
+    if key is not None:
+        tkey = turn_key(user, key)
+        replay = await rt.idempotency.begin(user, key, fp, rt.settings.turn_deadline_seconds)
+        if replay is not None:
+            log.info("turn.replayed", case_id=case_id)
+            if mode == "stream" and replay.status == 200:
+                return Outcome(200, stream=_replay_stream(replay.body))
+            return Outcome(replay.status, replay.body, replay.headers)
+    else:
+        tkey = f"turn-{uuid.uuid4().hex}"
+
+    async def release() -> None:
+        if key is not None:
+            await rt.idempotency.release(user, key)
+
+    try:
+        if mode == "async":
+            accepted = await queue_turn(rt, user, case_id, inp, tkey)
+            outcome = Outcome(202, accepted.model_dump(), {"Location": accepted.location})
+        elif mode == "stream":
+            deadline = time.monotonic() + rt.settings.turn_deadline_seconds
+            prep = await prepare_turn(rt, case_id, inp, tkey, deadline)
+            return Outcome(200, stream=_stream(rt, prep, user, key, fp))
+        else:
+            rt.inflight += 1
+            try:
+                response = await run_turn(rt, case_id, inp, tkey)
+            finally:
+                rt.inflight -= 1
+            outcome = Outcome(200, response.model_dump(mode="json"))
+    except BaseException:
+        await release()
+        raise
+    if key is not None:
+        await rt.idempotency.finish(user, key, fp, outcome.status, outcome.body, outcome.headers)
+    return outcome
+
+
+def _stream(
+    rt: AgentRuntime, prep: Any, user: str, key: str | None, fp: str
+) -> AsyncIterator[bytes]:
+    """Run the answer in a task that outlives a dropped client (the turn is still stored)."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def emit(event: str, data: dict[str, Any]) -> None:
+        await queue.put(sse(event, data))
+
+    async def work() -> None:
+        rt.inflight += 1
+        try:
+            response = await answer_turn(rt, prep, emit)
+            body = response.model_dump(mode="json")
+            if key is not None:
+                await rt.idempotency.finish(user, key, fp, 200, body)
+            await emit("done", body)
+        except FMError as exc:
+            if key is not None:
+                await rt.idempotency.release(user, key)
+            error: dict[str, Any] = {"code": exc.code, "message": exc.detail}
+            if "Retry-After" in exc.headers:
+                error["retry_after"] = int(exc.headers["Retry-After"])
+            await emit("error", error)
+        except Exception:  # the stream has started: the client gets an error event, not a 500
+            log.exception("turn.stream_failed", case_id=prep.case_id)
+            if key is not None:
+                await rt.idempotency.release(user, key)
+            await emit("error", {"code": "INTERNAL_ERROR", "message": "The turn failed."})
+        finally:
+            rt.inflight -= 1
+            await queue.put(None)
+
+    task = asyncio.create_task(work())
+    rt.background.add(task)
+    task.add_done_callback(rt.background.discard)
+
+    async def events() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    return events()

@@ -1,0 +1,147 @@
+"""Wire models of the agent service (API.md "Cases": turns, title; reference schemas
+TurnResponse, AttachmentResult, SuggestedActionResponse, TitleResponse) and the names of
+its worker tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fm_common.contracts.case import CaseState
+
+# Worker tasks (queue "agent"), enqueued by name with fm_common.jobs.enqueue.
+AGENT_QUEUE = "agent"
+RUN_TURN_TASK = "agent.run_turn"  # kwargs: {job_id, case_id, owner_id, turn: QueuedTurn}
+# Enqueued by the case service on POST /cases/{id}/reports;
+# kwargs: {job_id, case_id, report_id, owner_id}.
+POSTMORTEM_TASK = "agent.generate_postmortem"
+TURN_JOB_KIND = "agent.turn"
+
+
+class AttachmentResult(BaseModel):
+    """One attachment of a turn, stored by the evidence service (reference schema)."""
+
+    file_id: str
+    filename: str
+    file_size: int
+    processing_status: str
+    source_type: str
+    upload_source: str = "file_upload"
+    uploaded_at: str = ""
+    duplicate_of: str | None = None
+    duplicate_turn: int | None = None
+
+
+class SuggestedActionResponse(BaseModel):
+    """A follow-up suggestion (reference schema). A state change the model proposes is
+    one of these (`type: "transition"`): it is applied only when the user confirms it."""
+
+    label: str
+    type: str
+    payload: str | None = None
+    body: str | None = None
+    hints: list[str] | None = None
+    intent: dict[str, Any] | None = None
+    evidence_need_id: str | None = None
+
+
+class Citation(BaseModel):
+    document_id: str
+    title: str
+    chunk_id: str
+    snippet: str
+    score: float
+    scope: str
+
+
+class Redactions(BaseModel):
+    """How many values were replaced by placeholders before text left for a provider."""
+
+    count: int = 0
+    kinds: list[str] = Field(default_factory=list)
+
+
+class HypothesisView(BaseModel):
+    hypothesis_id: str
+    text: str
+    likelihood: float
+    state: str
+
+
+class InvestigationView(BaseModel):
+    phase: CaseState
+    current_stage: str | None = None
+    milestones_completed: list[str] = Field(default_factory=list)
+    pending_milestones: list[str] = Field(default_factory=list)
+    hypotheses: list[HypothesisView] = Field(default_factory=list)
+    working_conclusion: str | None = None
+    provider: str | None = None
+    degraded: bool = False
+
+
+class TurnResponse(BaseModel):
+    """200 body of POST /api/v1/cases/{id}/turns (reference TurnResponse plus ours)."""
+
+    agent_response: str
+    turn_number: int
+    milestones_completed: list[str]
+    case_state: CaseState
+    progress_made: bool
+    attachments_processed: list[AttachmentResult] = Field(default_factory=list)
+    suggested_actions: list[SuggestedActionResponse] = Field(default_factory=list)
+    cause_assurance: str | None = None
+    cause_overclaim: bool | None = None
+    progress_transparency: dict[str, Any] | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    investigation: InvestigationView | None = None
+    redactions: Redactions = Field(default_factory=Redactions)
+
+
+class TurnAccepted(BaseModel):
+    """202 body when a turn is queued; poll `location` (also the Location header)."""
+
+    job_id: str
+    status: Literal["queued"] = "queued"
+    location: str
+
+
+class TurnJobStatus(BaseModel):
+    """GET /api/v1/cases/{id}/turns/jobs/{job_id}."""
+
+    job_id: str
+    status: Literal["queued", "running", "completed", "failed"]
+    result: TurnResponse | None = None
+    error: dict[str, Any] | None = None
+
+
+class TitleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_words: int = Field(default=8, ge=3, le=12)
+    hint: str | None = Field(default=None, max_length=200)
+    force: bool = False
+
+
+class TitleResponse(BaseModel):
+    title: str
+    schema_version: str = "3.1.0"
+
+
+class LLMProviderInfo(BaseModel):
+    name: str
+    kind: str
+    model: str
+
+
+class AgentCapabilities(BaseModel):
+    """GET /internal/v1/capabilities (never any key)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    llmProviders: list[LLMProviderInfo] = Field(default_factory=list)
+    degraded: bool = False
+    streaming: bool = True
+    asyncTurns: bool = True
+    redaction: bool = True
