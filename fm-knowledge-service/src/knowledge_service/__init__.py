@@ -1,1 +1,1 @@
-"""FaultMaven knowledge service: documents, embeddings, semantic and hybrid search"""
+"""FaultMaven knowledge service: documents, embeddings, semantic and hybrid search."""

@@ -1,0 +1,114 @@
+"""The Celery app of FaultMaven: worker and beat (`celery -A job_worker.app ...`).
+
+Redis is broker and result store; queues `ingest`, `agent`, `maintenance`; JSON only.
+Tasks are idempotent and acknowledged late (`acks_late`, `reject_on_worker_lost`), so a
+task whose worker dies is redelivered; the visibility timeout exceeds the longest hard
+time limit. Every module of `job_worker.tasks` is imported, so a task module registers
+its tasks just by existing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from kombu import Queue
+
+from fm_common.jobs import QUEUES
+from fm_common.logging import configure_logging
+from fm_common.settings import load_settings
+from job_worker.config import Settings
+
+log = structlog.get_logger("worker.app")
+
+
+def create_celery(settings: Settings) -> Celery:
+    celery = Celery("faultmaven", broker=settings.redis_url, backend=settings.redis_url)
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_max_memory_per_child=settings.max_memory_per_child_kb,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_expires=86400,
+        task_queues=[Queue(q) for q in QUEUES],
+        task_default_queue="maintenance",
+        task_soft_time_limit=settings.maintenance_soft_time_limit,
+        task_time_limit=settings.maintenance_time_limit,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "cases-purge-expired": {
+                "task": "cases.purge_expired",
+                "schedule": float(settings.purge_cases_interval),
+                "options": {"queue": "maintenance"},
+            },
+            "knowledge-purge-orphans": {
+                "task": "knowledge.purge_orphans",
+                "schedule": float(settings.purge_orphans_interval),
+                "options": {"queue": "maintenance"},
+            },
+            "jobs-reap-stale": {
+                "task": "jobs.reap_stale",
+                "schedule": float(settings.reap_interval),
+                "options": {"queue": "maintenance"},
+            },
+        },
+    )
+    celery.fm_settings = settings  # type: ignore[attr-defined]
+    return celery
+
+
+def import_task_modules() -> list[str]:
+    """Import every module of job_worker.tasks (each registers its tasks on `app`)."""
+    import job_worker.tasks as package
+
+    names = []
+    for info in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
+        importlib.import_module(info.name)
+        names.append(info.name)
+    return names
+
+
+settings = load_settings(Settings)
+configure_logging("worker", settings.log_level, settings.log_format)
+app = create_celery(settings)
+TASK_MODULES = import_task_modules()
+
+
+@signals.worker_process_init.connect
+def _child_started(**_: Any) -> None:
+    # Share the CPUs among the children instead of every child using them all.
+    # torch reads OMP_NUM_THREADS when it is first imported (lazily, by the embedder).
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from job_worker.runtime import reset_runtime
+
+    reset_runtime()
+
+
+@signals.worker_ready.connect
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    # Work this worker had in flight when it died is redone now rather than after the
+    # visibility timeout.
+    from job_worker.tracking import recover_inflight
+
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        recovered = recover_inflight(app, hostname)
+        log.info("worker.ready", hostname=hostname, recovered=recovered, modules=TASK_MODULES)

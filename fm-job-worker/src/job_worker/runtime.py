@@ -1,0 +1,151 @@
+"""Per-process resources of a worker child, created lazily after the fork.
+
+The knowledge database is reached through the knowledge service's own settings and
+domain code (FM_KNOWLEDGE_DATABASE_URL, FM_DATA_DIR), on one event loop per process
+(`asyncio.Runner`) so the async engine and HTTP clients are reused between tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import Any, TypeVar
+
+import redis as redis_lib
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fm_common.jobs import SyncJobStore
+from fm_common.settings import load_settings
+from job_worker.config import Settings
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runner = asyncio.Runner()
+        self.redis = redis_lib.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
+        )
+        self.jobs = SyncJobStore(self.redis)
+
+    @cached_property
+    def knowledge(self) -> Any:
+        from knowledge_service.config import Settings as KnowledgeSettings
+
+        return load_settings(KnowledgeSettings)
+
+    @cached_property
+    def maker(self) -> Any:
+        from fm_common.db import create_engine, create_sessionmaker
+
+        async def build() -> Any:
+            return create_sessionmaker(create_engine(self.knowledge.effective_database_url))
+
+        return self.runner.run(build())
+
+    def db(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run one unit of work on the knowledge database and commit it."""
+
+        async def unit() -> T:
+            async with self.maker() as session:
+                result = await fn(session)
+                await session.commit()
+                return result
+
+        return self.runner.run(unit())
+
+    def run(self, coro: Awaitable[T]) -> T:
+        return self.runner.run(coro)  # type: ignore[arg-type]
+
+    @cached_property
+    def embedder(self) -> Any:
+        from knowledge_service.domain.vectors.embedder import get_embedder
+
+        return get_embedder(self.knowledge.embedding_model, self.knowledge.embedding_device)
+
+    @cached_property
+    def store(self) -> Any:
+        from knowledge_service.domain.vectors.store import VectorStore
+
+        k = self.knowledge
+        return VectorStore(k.chroma_url, self.embedder.name, k.retry_after_seconds)
+
+    @cached_property
+    def bm25(self) -> Any:
+        from knowledge_service.domain.vectors.bm25 import Bm25Indexes
+
+        return Bm25Indexes(self.knowledge.bm25_dir, self.store)
+
+    def bump_version(self, collection: str) -> str:
+        from knowledge_service.domain.vectors.bm25 import version_key
+
+        return str(self.redis.incr(version_key(collection)))
+
+    def ingest_deps(self) -> Any:
+        from knowledge_service.domain.ingest.pipeline import IngestDeps
+
+        return IngestDeps(
+            settings=self.knowledge,
+            store=self.store,
+            embedder=self.embedder,
+            bm25=self.bm25,
+            db=self.db,
+            bump_version=self.bump_version,
+        )
+
+    @cached_property
+    def aredis(self) -> Any:
+        """An asyncio Redis client on this process's loop (for async domain code)."""
+        from fm_common.redis import create_redis
+
+        async def build() -> Any:
+            return create_redis(self.settings.redis_url)
+
+        return self.runner.run(build())
+
+    @cached_property
+    def http(self) -> Any:
+        from fm_common.clients.base import create_http_client
+
+        async def build() -> Any:
+            return create_http_client(
+                connect_timeout=self.settings.http_connect_timeout,
+                timeout=self.settings.http_timeout,
+            )
+
+        return self.runner.run(build())
+
+    @cached_property
+    def auth(self) -> Any:
+        from fm_common.clients.auth import AuthClient
+
+        return AuthClient(
+            self.settings.auth_url,
+            self.http,
+            client_id=self.settings.service_client_id,
+            client_secret=self.settings.service_client_secret,
+        )
+
+    def service_token(self, user_id: str) -> str:
+        return self.run(self.auth.service_token(user_id))
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        from job_worker.app import settings
+
+        _runtime = Runtime(settings)
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the parent's resources in a freshly forked child."""
+    global _runtime
+    _runtime = None

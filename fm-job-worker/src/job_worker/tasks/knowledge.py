@@ -1,0 +1,170 @@
+"""Knowledge tasks: ingestion, evidence indexing, case cleanup, re-index, orphan purge.
+
+They call the knowledge service's domain code on its database and the Chroma server
+directly; only the evidence bytes come over HTTP (the evidence service owns them),
+with a service token acting for the evidence's owner.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from fm_common.errors import NotFound
+from job_worker.app import app, settings
+from job_worker.base import PermanentError, TaskContext, record_job_failure, tracked_task
+from job_worker.runtime import Runtime
+
+log = structlog.get_logger("worker.knowledge")
+
+INGEST = {
+    "queue": "ingest",
+    "soft_time_limit": settings.ingest_soft_time_limit,
+    "time_limit": settings.ingest_time_limit,
+}
+MAINTENANCE = {
+    "queue": "maintenance",
+    "soft_time_limit": settings.maintenance_soft_time_limit,
+    "time_limit": settings.maintenance_time_limit,
+}
+
+
+def _fail_ingest(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -> None:
+    from knowledge_service.domain.ingest.pipeline import fail_document
+
+    fail_document(rt.ingest_deps(), kwargs["document_id"], message)
+    record_job_failure(rt, kwargs, message, code)
+
+
+@tracked_task(app, "knowledge.ingest_document", give_up=_fail_ingest, **INGEST)
+def ingest_document(ctx: TaskContext, document_id: str) -> Any:
+    """Extract, chunk, embed and upsert one uploaded document; mark it processed."""
+    from knowledge_service.domain.ingest.pipeline import PermanentIngestError
+    from knowledge_service.domain.ingest.pipeline import ingest_document as ingest
+
+    try:
+        return ingest(ctx.rt.ingest_deps(), document_id, progress=ctx.progress)
+    except PermanentIngestError as exc:
+        raise PermanentError(str(exc), code="INGEST_FAILED") from None
+
+
+@tracked_task(app, "knowledge.index_evidence", **INGEST)
+def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> Any:
+    """Index a case's text evidence into `case_<case_id>` (as its owner)."""
+    from fm_common.clients.evidence import EvidenceClient
+    from knowledge_service.domain.documents import service as documents
+    from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind
+    from knowledge_service.domain.ingest.pipeline import (
+        chunks_for_file,
+        embed_and_upsert,
+        refresh_bm25,
+    )
+    from knowledge_service.domain.vectors.store import case_collection
+
+    rt = ctx.rt
+    k = rt.knowledge
+    try:
+        rt.db(lambda s: documents.claim_case(s, case_id, owner_id))
+    except documents.CaseNotFound:
+        raise PermanentError("The case belongs to another user.", "CASE_NOT_FOUND") from None
+    token = rt.service_token(owner_id)
+    client = EvidenceClient(rt.settings.evidence_url, rt.http)
+    try:
+        meta = rt.run(client.get(file_id, token=token))
+        data = rt.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
+    except NotFound:
+        log.info("evidence.gone", file_id=file_id)
+        return {"file_id": file_id, "status": "gone"}
+    if meta.case_id != case_id:
+        raise PermanentError("The evidence file is not part of this case.", "CASE_MISMATCH")
+    if len(data) > k.max_upload_bytes:
+        raise PermanentError("The evidence file is over the indexing limit.", "TOO_LARGE")
+    kind = detect_kind(meta.filename, meta.content_type, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence"
+        path.write_bytes(data)
+        try:
+            chunks, _ = chunks_for_file(path, kind, k, meta.filename)
+        except ExtractionError as exc:
+            raise PermanentError(str(exc), "NOT_INDEXABLE") from None
+    deps = rt.ingest_deps()
+    model = deps.store.model_name
+    collection = case_collection(case_id)
+    ids = [f"evidence:{file_id}:{c.index}" for c in chunks]
+    texts = [c.text for c in chunks]
+    metas = [
+        {
+            "document_id": file_id,
+            "owner_id": owner_id,
+            "scope": "case",
+            "title": meta.filename,
+            "chunk_index": c.index,
+            "source": meta.filename,
+            "document_type": "evidence",
+            "case_id": case_id,
+            "tags_index": ",",
+            "embedding_model": model,
+            "origin": "evidence",
+            **({"section": c.context[:500]} if c.context else {}),
+        }
+        for c in chunks
+    ]
+    embed_and_upsert(deps, collection, ids, texts, metas, ctx.progress)
+    deps.store.delete_where(
+        collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": len(chunks)}}]}
+    )
+    refresh_bm25(deps, collection, rt.bump_version(collection))
+    return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+@tracked_task(app, "knowledge.delete_case_collection", **MAINTENANCE)
+def delete_case_collection(ctx: TaskContext, case_id: str, owner_id: str) -> Any:
+    """Drop a case's collection, its documents and files (idempotent, owner-scoped)."""
+    from knowledge_service.domain.documents import service as documents
+
+    rt = ctx.rt
+    dropped = rt.db(
+        lambda s: documents.drop_case(
+            s, case_id, owner_id, rt.knowledge, rt.store, rt.aredis, strict=False
+        )
+    )
+    if dropped:
+        rt.bm25.drop(dropped)
+    return {"case_id": case_id, "dropped": bool(dropped)}
+
+
+@tracked_task(app, "knowledge.reindex_collection", **MAINTENANCE)
+def reindex_collection(ctx: TaskContext, collection: str) -> Any:
+    """Rebuild a collection with the configured embedding model (after a model change)."""
+    from knowledge_service.domain.ingest.pipeline import refresh_bm25
+    from knowledge_service.domain.vectors.reindex import reindex
+
+    rt = ctx.rt
+    result = reindex(
+        rt.store, rt.embedder, rt.db, collection, rt.knowledge.embed_batch_size, ctx.progress
+    )
+    refresh_bm25(rt.ingest_deps(), collection, rt.bump_version(collection))
+    return result
+
+
+@tracked_task(app, "knowledge.purge_orphans", **MAINTENANCE)
+def purge_orphans(ctx: TaskContext) -> Any:
+    """Delete vectors, files and indexes whose document or case no longer exists."""
+    from knowledge_service.domain.documents.cleanup import purge_orphans as purge
+
+    rt = ctx.rt
+    result = purge(
+        rt.knowledge,
+        rt.store,
+        rt.bm25,
+        rt.db,
+        grace_seconds=rt.settings.orphan_grace_seconds,
+        now=time.time(),
+    )
+    for collection in result.pop("changed_collections", []):
+        rt.bump_version(collection)
+    return result

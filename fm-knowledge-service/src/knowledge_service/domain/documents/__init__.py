@@ -1,0 +1,1 @@
+"""Knowledge documents: upload, list, read, delete; case collections and their owners."""

@@ -1,0 +1,200 @@
+"""The upload flow: store the original, record the document and its job, then enqueue.
+
+The ingestion task is enqueued only after the document row is committed (the worker
+must find it). If the queue is down the upload is undone and answered 503, so nothing
+is left `processing` with no job to finish it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import UploadFile
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fm_common.auth import Principal
+from fm_common.contracts.knowledge import DocumentAccepted, JobRef, Scope
+from fm_common.errors import (
+    Forbidden,
+    PayloadTooLarge,
+    Unavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from fm_common.jobs import JobStore, enqueue
+from knowledge_service.config import ALLOWED_EXTENSIONS, Settings
+from knowledge_service.domain.documents import repository as repo
+from knowledge_service.domain.documents import service
+from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.vectors.store import collection_for
+
+log = structlog.get_logger("knowledge.upload")
+
+INGEST_TASK = "knowledge.ingest_document"
+INGEST_QUEUE = "ingest"
+READ_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    title: str
+    document_type: str
+    scope: Scope
+    case_id: str | None
+    category: str | None
+    tags: list[str]
+    description: str | None
+    source_url: str | None
+
+
+def job_location(job_id: str) -> str:
+    return f"/api/v1/knowledge/jobs/{job_id}"
+
+
+def _check_extension(filename: str) -> None:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if ext and ext not in ALLOWED_EXTENSIONS:
+        raise UnsupportedMediaType(
+            f"Files of type .{ext} are not accepted; allowed: "
+            f"{', '.join('.' + e for e in ALLOWED_EXTENSIONS)}.",
+            code="UNSUPPORTED_FILE_TYPE",
+        )
+
+
+async def _store_file(upload: UploadFile, settings: Settings, document_id: str) -> tuple[int, str]:
+    """Copy the upload to the data dir; (size, sha256). 413 over the limit, 422 when empty."""
+    settings.files_dir.mkdir(parents=True, exist_ok=True)
+    final = service.file_path(settings, document_id)
+    part = final.with_suffix(".part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with part.open("wb") as out:
+            while block := await upload.read(READ_BLOCK):
+                size += len(block)
+                if size > settings.max_upload_bytes:
+                    raise PayloadTooLarge(
+                        f"The file is larger than the limit of {settings.max_upload_bytes} bytes."
+                    )
+                digest.update(block)
+                await asyncio.to_thread(out.write, block)
+        if size == 0:
+            raise Unprocessable("The file is empty.", code="EMPTY_FILE")
+        part.rename(final)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
+
+
+async def _verify_case(principal: Principal, case_id: str, settings: Settings, http: Any) -> None:
+    """404 unless the case service says the case is the caller's."""
+    if not settings.verify_case_ownership:
+        return
+    from fm_common.clients.case import CaseClient
+
+    client = CaseClient(settings.case_url, http, retry_after=settings.retry_after_seconds)
+    await client.get_case(case_id, token=principal.token)
+
+
+async def upload_document(
+    *,
+    maker: async_sessionmaker[AsyncSession],
+    redis: Any,
+    http: Any,
+    settings: Settings,
+    principal: Principal,
+    upload: UploadFile,
+    form: UploadForm,
+) -> DocumentAccepted:
+    """Accept an upload for background ingestion (202)."""
+    if form.scope == "global" and not principal.is_admin:
+        raise Forbidden("Uploading to the global knowledge base needs the admin role.")
+    if form.scope == "case":
+        if not form.case_id:
+            raise Unprocessable("A case scope upload needs a case_id.", code="CASE_ID_REQUIRED")
+        await _verify_case(principal, form.case_id, settings, http)
+    filename = (upload.filename or "upload.txt").replace("/", "_").replace("\\", "_")[-300:]
+    _check_extension(filename)
+
+    document_id = str(uuid.uuid4())
+    job_id = str(uuid.uuid4())
+    size, sha256 = await _store_file(upload, settings, document_id)
+    case_id = form.case_id if form.scope == "case" else None
+    kwargs = {"document_id": document_id, "job_id": job_id}
+    jobs = JobStore(redis)
+    try:
+        await jobs.create(
+            INGEST_TASK,
+            principal.user_id,
+            job_id=job_id,
+            resource_id=document_id,
+            payload={"task": INGEST_TASK, "queue": INGEST_QUEUE, "kwargs": kwargs},
+        )
+        async with maker() as session:
+            if case_id:
+                await service.claim_case(session, case_id, principal.user_id)
+            await repo.add(
+                session,
+                Document(
+                    id=document_id,
+                    owner_id=principal.user_id,
+                    scope=form.scope,
+                    case_id=case_id,
+                    collection=collection_for(form.scope, principal.user_id, case_id),
+                    title=form.title,
+                    document_type=form.document_type,
+                    category=form.category,
+                    tags=form.tags,
+                    tags_index=service.tags_index(form.tags),
+                    description=form.description,
+                    source_url=form.source_url,
+                    filename=filename,
+                    content_type=upload.content_type,
+                    size_bytes=size,
+                    sha256=sha256,
+                    status="processing",
+                    job_id=job_id,
+                ),
+            )
+            await session.commit()
+    except BaseException:
+        await asyncio.to_thread(service.remove_files, settings, document_id)
+        raise
+    try:
+        await asyncio.to_thread(
+            enqueue,
+            settings.redis_url,
+            INGEST_TASK,
+            queue=INGEST_QUEUE,
+            kwargs=kwargs,
+            task_id=job_id,
+        )
+    except Exception as exc:
+        # The queue is down: undo the upload so no document waits for a job never sent.
+        log.warning("document.enqueue_failed", document_id=document_id, error=repr(exc))
+        async with maker() as session:
+            doc = await repo.get(session, document_id)
+            if doc is not None:
+                await repo.remove(session, doc)
+            await session.commit()
+        await asyncio.to_thread(service.remove_files, settings, document_id)
+        await jobs.update(job_id, status="failed", error={"message": "queue unavailable"})
+        raise Unavailable(
+            "The job queue is unavailable; upload again later.",
+            code="QUEUE_UNAVAILABLE",
+            retry_after=settings.retry_after_seconds,
+        ) from exc
+    log.info(
+        "document.accepted", document_id=document_id, scope=form.scope, size=size, job_id=job_id
+    )
+    return DocumentAccepted(
+        document_id=document_id,
+        status="processing",
+        job=JobRef(job_id=job_id, status="queued", location=job_location(job_id)),
+    )

@@ -1,0 +1,137 @@
+"""Every query on documents and case collections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fm_common.db import utcnow
+from knowledge_service.domain.documents.models import CaseCollection, Document
+
+
+def _visible(user_id: str) -> Any:
+    """Own personal and case documents, and every global one."""
+    return or_(Document.scope == "global", Document.owner_id == user_id)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def add(session: AsyncSession, document: Document) -> Document:
+    session.add(document)
+    await session.flush()
+    return document
+
+
+async def get(session: AsyncSession, document_id: str) -> Document | None:
+    return await session.get(Document, document_id)
+
+
+async def get_visible(session: AsyncSession, document_id: str, user_id: str) -> Document | None:
+    stmt = select(Document).where(Document.id == document_id, _visible(user_id))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_visible(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    scope: str | None,
+    document_type: str | None,
+    tags: Sequence[str],
+    q: str | None,
+    case_id: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Document], int]:
+    conds: list[Any] = [_visible(user_id)]
+    if scope:
+        conds.append(Document.scope == scope)
+    if document_type:
+        conds.append(Document.document_type == document_type)
+    if case_id:
+        conds.append(Document.case_id == case_id)
+    for tag in tags:
+        conds.append(Document.tags_index.like(f"%,{_escape_like(tag)},%", escape="\\"))
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        conds.append(
+            or_(
+                func.lower(Document.title).like(pattern, escape="\\"),
+                func.lower(func.coalesce(Document.description, "")).like(pattern, escape="\\"),
+                func.lower(Document.filename).like(pattern, escape="\\"),
+            )
+        )
+    where = and_(*conds)
+    total = (
+        await session.execute(select(func.count()).select_from(Document).where(where))
+    ).scalar_one()
+    stmt = (
+        select(Document)
+        .where(where)
+        .order_by(Document.created_at.desc(), Document.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = list((await session.execute(stmt)).scalars())
+    return rows, int(total)
+
+
+async def remove(session: AsyncSession, document: Document) -> None:
+    await session.delete(document)
+    await session.flush()
+
+
+async def case_documents(session: AsyncSession, case_id: str, owner_id: str) -> list[Document]:
+    stmt = select(Document).where(Document.case_id == case_id, Document.owner_id == owner_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def existing_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    stmt = select(Document.id).where(Document.id.in_(list(ids)))
+    return set((await session.execute(stmt)).scalars())
+
+
+async def all_ids(session: AsyncSession) -> set[str]:
+    return set((await session.execute(select(Document.id))).scalars())
+
+
+async def stuck_processing(session: AsyncSession, before: datetime) -> list[Document]:
+    stmt = select(Document).where(Document.status == "processing", Document.updated_at < before)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def in_collection(session: AsyncSession, collection: str) -> list[Document]:
+    stmt = select(Document).where(Document.collection == collection)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_case_collection(session: AsyncSession, case_id: str) -> CaseCollection | None:
+    return await session.get(CaseCollection, case_id)
+
+
+async def claim_case_collection(
+    session: AsyncSession, case_id: str, owner_id: str
+) -> CaseCollection:
+    """The case's ownership record, created for `owner_id` when absent."""
+    record = await session.get(CaseCollection, case_id)
+    if record is None:
+        record = CaseCollection(case_id=case_id, owner_id=owner_id, created_at=utcnow())
+        session.add(record)
+        await session.flush()
+    return record
+
+
+async def drop_case_collection(session: AsyncSession, case_id: str) -> None:
+    await session.execute(delete(CaseCollection).where(CaseCollection.case_id == case_id))
+
+
+async def case_collection_ids(session: AsyncSession) -> set[str]:
+    return set((await session.execute(select(CaseCollection.case_id))).scalars())

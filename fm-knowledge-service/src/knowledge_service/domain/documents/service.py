@@ -1,0 +1,230 @@
+"""Document rules: visibility, listing, reading, deleting, case collections."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fm_common.auth import Principal
+from fm_common.contracts.knowledge import DocumentPage, KnowledgeDocument
+from fm_common.db import utcnow
+from fm_common.errors import Forbidden, NotFound
+from knowledge_service.config import Settings
+from knowledge_service.domain.documents import repository as repo
+from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.vectors.bm25 import bump_version
+from knowledge_service.domain.vectors.store import VectorStore, case_collection
+
+log = structlog.get_logger("knowledge.documents")
+
+# Characters of extracted text returned as `content` by GET (the whole text is on disk).
+MAX_CONTENT_CHARS = 1_000_000
+
+
+class DocumentNotFound(NotFound):
+    code, detail = "DOCUMENT_NOT_FOUND", "Document not found."
+
+
+class CaseNotFound(NotFound):
+    code, detail = "CASE_NOT_FOUND", "Case not found."
+
+
+def tags_index(tags: list[str]) -> str:
+    return "," + ",".join(tags) + ("," if tags else "")
+
+
+def file_path(settings: Settings, document_id: str) -> Path:
+    return settings.files_dir / document_id
+
+
+def text_path(settings: Settings, document_id: str) -> Path:
+    return settings.text_dir / f"{document_id}.txt"
+
+
+def _iso(value: datetime) -> str:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def to_contract(doc: Document, content: str = "") -> KnowledgeDocument:
+    return KnowledgeDocument(
+        document_id=doc.id,
+        title=doc.title,
+        content=content,
+        document_type=doc.document_type,
+        category=doc.category,
+        tags=list(doc.tags or []),
+        source_url=doc.source_url,
+        description=doc.description,
+        scope=doc.scope,  # type: ignore[arg-type]
+        case_id=doc.case_id,
+        owner_id=doc.owner_id,
+        status=doc.status,  # type: ignore[arg-type]
+        error=doc.error,
+        chunk_count=doc.chunk_count,
+        filename=doc.filename,
+        content_type=doc.content_type,
+        size_bytes=doc.size_bytes,
+        embedding_model=doc.embedding_model,
+        metadata={"collection": doc.collection, "sha256": doc.sha256, "job_id": doc.job_id},
+        created_at=_iso(doc.created_at),
+        updated_at=_iso(doc.updated_at),
+    )
+
+
+async def list_documents(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    scope: str | None,
+    document_type: str | None,
+    tags: list[str],
+    q: str | None,
+    case_id: str | None,
+    limit: int,
+    offset: int,
+) -> DocumentPage:
+    """Documents the caller may read: own personal and case ones, and every global one."""
+    rows, total = await repo.list_visible(
+        session,
+        principal.user_id,
+        scope=scope,
+        document_type=document_type,
+        tags=tags,
+        q=q,
+        case_id=case_id,
+        limit=limit,
+        offset=offset,
+    )
+    return DocumentPage(
+        documents=[to_contract(d, d.preview or "") for d in rows],
+        total_count=total,
+        limit=limit,
+        offset=offset,
+        has_more=offset + len(rows) < total,
+    )
+
+
+async def get_document(
+    session: AsyncSession, principal: Principal, document_id: str, settings: Settings
+) -> KnowledgeDocument:
+    """One visible document with its extracted text; 404 for anything else."""
+    doc = await repo.get_visible(session, document_id, principal.user_id)
+    if doc is None:
+        raise DocumentNotFound()
+    content = ""
+    if doc.status == "processed":
+        content = await asyncio.to_thread(_read_text, text_path(settings, doc.id))
+    return to_contract(doc, content)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.read(MAX_CONTENT_CHARS)
+    except FileNotFoundError:
+        return ""
+
+
+async def delete_document(
+    session: AsyncSession,
+    principal: Principal,
+    document_id: str,
+    settings: Settings,
+    store: VectorStore,
+    redis: Any,
+) -> None:
+    """Delete a document, its vectors (first: if Chroma is down nothing is deleted) and files."""
+    doc = await repo.get_visible(session, document_id, principal.user_id)
+    if doc is None:
+        raise DocumentNotFound()
+    if doc.scope == "global" and not principal.is_admin:
+        raise Forbidden("Deleting a global document needs the admin role.")
+    if doc.scope != "global" and doc.owner_id != principal.user_id:
+        raise DocumentNotFound()
+    await asyncio.to_thread(store.delete_document, doc.collection, doc.id)
+    collection = doc.collection
+    await repo.remove(session, doc)
+    await asyncio.to_thread(remove_files, settings, doc.id)
+    await bump_version(redis, collection)
+    log.info("document.deleted", document_id=document_id, collection=collection)
+
+
+def remove_files(settings: Settings, document_id: str) -> None:
+    file_path(settings, document_id).unlink(missing_ok=True)
+    text_path(settings, document_id).unlink(missing_ok=True)
+
+
+async def case_collection_owner(session: AsyncSession, case_id: str) -> str | None:
+    record = await repo.get_case_collection(session, case_id)
+    return None if record is None else record.owner_id
+
+
+async def claim_case(session: AsyncSession, case_id: str, owner_id: str) -> None:
+    """Record `owner_id` as the owner of `case_<case_id>`; 404 when another user owns it."""
+    record = await repo.claim_case_collection(session, case_id, owner_id)
+    if record.owner_id != owner_id:
+        raise CaseNotFound()
+
+
+async def drop_case(
+    session: AsyncSession,
+    case_id: str,
+    owner_id: str,
+    settings: Settings,
+    store: VectorStore,
+    redis: Any,
+    *,
+    strict: bool,
+) -> str | None:
+    """Delete `case_<case_id>` with its documents and files (idempotent, owner-scoped).
+
+    `strict` raises 404 when another user owns the case; otherwise that is a no-op.
+    Returns the dropped collection's name, or None when nothing was dropped.
+    """
+    record = await repo.get_case_collection(session, case_id)
+    if record is not None and record.owner_id != owner_id:
+        if strict:
+            raise CaseNotFound()
+        log.warning("case_collection.owner_mismatch", case_id=case_id)
+        return None
+    name = case_collection(case_id)
+    await asyncio.to_thread(store.delete_collection, name)
+    docs = await repo.case_documents(session, case_id, owner_id)
+    for doc in docs:
+        await repo.remove(session, doc)
+        await asyncio.to_thread(remove_files, settings, doc.id)
+    await repo.drop_case_collection(session, case_id)
+    await bump_version(redis, name)
+    log.info("case_collection.dropped", case_id=case_id, documents=len(docs))
+    return name
+
+
+# -- used by the worker's ingestion ---------------------------------------------------
+async def load(session: AsyncSession, document_id: str) -> Document | None:
+    return await repo.get(session, document_id)
+
+
+async def mark_processed(
+    session: AsyncSession, document_id: str, chunk_count: int, model: str, preview: str
+) -> bool:
+    """Mark processed; False when the document was deleted meanwhile."""
+    doc = await repo.get(session, document_id)
+    if doc is None:
+        return False
+    doc.status, doc.error, doc.chunk_count = "processed", None, chunk_count
+    doc.embedding_model, doc.preview, doc.updated_at = model, preview, utcnow()
+    return True
+
+
+async def mark_failed(session: AsyncSession, document_id: str, reason: str) -> bool:
+    doc = await repo.get(session, document_id)
+    if doc is None:
+        return False
+    doc.status, doc.error, doc.chunk_count, doc.updated_at = "failed", reason, 0, utcnow()
+    return True

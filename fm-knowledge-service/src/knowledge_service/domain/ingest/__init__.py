@@ -1,0 +1,1 @@
+"""Ingestion: text extraction, chunking and the pipeline the worker runs."""

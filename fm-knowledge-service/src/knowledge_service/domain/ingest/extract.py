@@ -1,0 +1,290 @@
+"""Text extraction per format, with guards against hostile files.
+
+Every failure a user can cause (encrypted or corrupt PDF, a PDF that inflates to too
+much text, binary content under a text name, invalid JSON/YAML, no text at all) raises
+`ExtractionError` with a sentence the document's `error` shows; it is permanent (the
+task does not retry it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowledge_service.domain.ingest.chunking import Unit
+
+KINDS = ("pdf", "markdown", "html", "log", "json", "yaml", "csv", "text")
+_EXT_KIND = {
+    "pdf": "pdf",
+    "md": "markdown",
+    "markdown": "markdown",
+    "html": "html",
+    "htm": "html",
+    "log": "log",
+    "json": "json",
+    "yaml": "yaml",
+    "yml": "yaml",
+    "csv": "csv",
+}
+_TYPE_KIND = {"log": "log", "logs": "log", "runbook": "markdown", "markdown": "markdown"}
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+class ExtractionError(Exception):
+    """The file cannot be turned into text; the message is shown to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_chars: int = 5_000_000
+    max_pdf_pages: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    kind: str
+    title: str | None
+    units: list[Unit]
+    text: str  # the whole extracted text (the document's `content`)
+    joiner: str = "\n\n"
+
+
+def detect_kind(filename: str, content_type: str | None, document_type: str | None) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if ext in _EXT_KIND:
+        return _EXT_KIND[ext]
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype == "application/pdf":
+        return "pdf"
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if ctype == "text/markdown":
+        return "markdown"
+    return _TYPE_KIND.get((document_type or "").lower(), "text")
+
+
+def decode_text(data: bytes, limits: Limits) -> str:
+    """Bytes as text, or ExtractionError for binary content."""
+    if not data.strip():
+        raise ExtractionError("The file is empty.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ExtractionError("The file is not valid UTF-16 text.") from None
+    else:
+        sample = data[:65536]
+        if b"\x00" in sample:
+            raise ExtractionError("The file is not text: it holds binary content.")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+            controls = sum(1 for ch in text[:65536] if ord(ch) < 32 and ch not in "\t\n\r\f")
+            high = sum(1 for ch in text[:65536] if 0x80 <= ord(ch) < 0xA0)
+            if (controls + high) > 0.02 * min(len(text), 65536):
+                raise ExtractionError(
+                    "The file is not text: it is neither UTF-8 nor readable Latin-1."
+                ) from None
+    controls = sum(1 for ch in text[:65536] if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if controls > 0.05 * min(len(text), 65536):
+        raise ExtractionError("The file is not text: it holds binary content.")
+    if len(text) > limits.max_chars:
+        raise ExtractionError(
+            f"The file holds more than {limits.max_chars} characters of text; split it."
+        )
+    return text
+
+
+def _pdf_text(path: Path, limits: Limits) -> str:
+    head = path.open("rb").read(1024)
+    if b"%PDF-" not in head:
+        raise ExtractionError("The file is not a PDF (no PDF header).")
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PyPdfError
+
+    try:
+        reader = PdfReader(str(path), strict=False)
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise ExtractionError("The PDF is encrypted with a password.")
+            except (FileNotDecryptedError, NotImplementedError):
+                raise ExtractionError("The PDF is encrypted with a password.") from None
+        count = len(reader.pages)
+        if count > limits.max_pdf_pages:
+            raise ExtractionError(
+                f"The PDF has {count} pages; the limit is {limits.max_pdf_pages}."
+            )
+        parts: list[str] = []
+        total = 0
+        for page in reader.pages:
+            text = page.extract_text() or ""
+            total += len(text)
+            if total > limits.max_chars:
+                raise ExtractionError(
+                    f"The PDF expands to more than {limits.max_chars} characters of text "
+                    "(a decompression bomb or an oversized document)."
+                )
+            parts.append(text)
+    except ExtractionError:
+        raise
+    except MemoryError:
+        raise ExtractionError("The PDF needs too much memory to read.") from None
+    except PyPdfError as exc:
+        raise ExtractionError(f"The PDF is corrupt or too large to read ({exc}).") from None
+    # pypdf raises plain Python errors on many malformed files: all mean "corrupt" here.
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        OSError,
+        RecursionError,
+        AssertionError,
+        ZeroDivisionError,
+    ) as exc:
+        raise ExtractionError(f"The PDF is corrupt ({type(exc).__name__}).") from None
+    return "\n\n".join(parts)
+
+
+def _paragraphs(text: str, context: str = "") -> list[Unit]:
+    return [Unit(p.strip(), context) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _front_matter(text: str) -> tuple[str | None, str]:
+    """Strip Hugo/Jekyll front matter; return its title."""
+    if not text.startswith("---"):
+        return None, text
+    end = text.find("\n---", 3)
+    if end == -1:
+        return None, text
+    block, rest = text[3:end], text[end + 4 :]
+    title = None
+    for line in block.splitlines():
+        if line.lower().startswith("title:"):
+            title = line.split(":", 1)[1].strip().strip("\"'") or None
+    return title, rest.lstrip("\n")
+
+
+def markdown_units(text: str, title: str | None = None) -> tuple[str | None, list[Unit]]:
+    """Paragraph units with their heading path ("Title > Section > Sub") as context."""
+    fm_title, text = _front_matter(text)
+    title = fm_title or title
+    headings: list[tuple[int, str]] = []
+    units: list[Unit] = []
+    buf: list[str] = []
+    in_fence = False
+
+    def context() -> str:
+        names = [h for _, h in headings]
+        if title and (not names or names[0].lower() != title.lower()):
+            names.insert(0, title)
+        return " > ".join(names)
+
+    def flush() -> None:
+        if buf:
+            units.extend(_paragraphs("\n".join(buf), context()))
+            buf.clear()
+
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            buf.append(line)
+            continue
+        m = None if in_fence else _HEADING.match(line)
+        if m:
+            flush()
+            level = len(m.group(1))
+            while headings and headings[-1][0] >= level:
+                headings.pop()
+            headings.append((level, m.group(2)))
+            continue
+        buf.append(line)
+    flush()
+    return title, units
+
+
+def _lines(text: str, context: str = "") -> list[Unit]:
+    return [Unit(line.rstrip(), context) for line in text.splitlines() if line.strip()]
+
+
+def extract(path: Path, kind: str, limits: Limits, title: str | None = None) -> Extracted:
+    """Extract a stored original as units ready for chunking."""
+    if path.stat().st_size == 0:
+        raise ExtractionError("The file is empty.")
+    if kind == "pdf":
+        text = _pdf_text(path, limits)
+        units = _paragraphs(text, title or "")
+        result = Extracted(kind, title, units, text)
+    else:
+        text = decode_text(path.read_bytes(), limits)
+        result = extract_text(kind, text, limits, title)
+    if not result.units or not result.text.strip():
+        raise ExtractionError("No text could be extracted from the file.")
+    return result
+
+
+def extract_text(kind: str, text: str, limits: Limits, title: str | None) -> Extracted:
+    if kind == "markdown":
+        md_title, units = markdown_units(text, title)
+        return Extracted(kind, md_title, units, text)
+    if kind == "html":
+        import html2text
+
+        converter = html2text.HTML2Text()
+        converter.body_width = 0
+        converter.ignore_images = True
+        converter.ignore_emphasis = True
+        markdown = converter.handle(text)
+        if len(markdown) > limits.max_chars:
+            raise ExtractionError("The HTML expands to too much text.")
+        md_title, units = markdown_units(markdown, title)
+        return Extracted(kind, md_title, units, markdown)
+    if kind == "log":
+        return Extracted(kind, title, _lines(text, title or ""), text, joiner="\n")
+    if kind == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExtractionError(
+                f"The file is not valid JSON ({exc.msg}, line {exc.lineno})."
+            ) from None
+        pretty = json.dumps(data, indent=2, ensure_ascii=False)
+        return Extracted(kind, title, _lines(pretty, title or ""), pretty, joiner="\n")
+    if kind == "yaml":
+        import yaml
+
+        try:
+            # compose, not load: validates without expanding aliases (no "billion laughs").
+            for _ in yaml.compose_all(text, Loader=yaml.SafeLoader):
+                pass
+        except yaml.YAMLError as exc:
+            raise ExtractionError(f"The file is not valid YAML ({exc}).") from None
+        return Extracted(kind, title, _lines(text, title or ""), text, joiner="\n")
+    if kind == "csv":
+        return _csv(text, title)
+    return Extracted("text", title, _paragraphs(text, title or ""), text)
+
+
+def _csv(text: str, title: str | None) -> Extracted:
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ExtractionError(f"The file is not valid CSV ({exc}).") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise ExtractionError("The CSV file has no rows.")
+    header, body = rows[0], rows[1:]
+    context = " > ".join(p for p in (title, "columns: " + ", ".join(header)) if p)
+    units = []
+    for row in body or [header]:
+        pairs = [f"{h}: {v}" for h, v in zip(header, row, strict=False) if v.strip()]
+        units.append(Unit("; ".join(pairs) if body else ", ".join(row), context))
+    return Extracted("csv", title, units, text, joiner="\n")

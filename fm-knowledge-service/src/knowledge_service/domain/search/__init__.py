@@ -1,0 +1,1 @@
+"""Semantic and hybrid search over the collections a caller may read."""

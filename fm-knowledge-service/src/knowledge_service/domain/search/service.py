@@ -1,0 +1,235 @@
+"""Search: the caller's collections, semantic (Chroma) or hybrid (Chroma + BM25, RRF).
+
+A search reads `user_<caller>`, `global` and, with a case id, `case_<id>` when the
+caller owns that case; nothing else is ever queried, so another user's chunks cannot
+appear however the query is phrased. Results from several collections merge by score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fm_common.auth import Principal
+from fm_common.contracts.knowledge import SearchRequest, SearchResponse, SearchResult
+from fm_common.errors import Unprocessable
+from knowledge_service.config import Settings
+from knowledge_service.domain.documents import service as documents
+from knowledge_service.domain.vectors.bm25 import Bm25Indexes, version_key
+from knowledge_service.domain.vectors.embedder import Embedder
+from knowledge_service.domain.vectors.store import (
+    GLOBAL_COLLECTION,
+    Hit,
+    VectorStore,
+    case_collection,
+    user_collection,
+)
+
+log = structlog.get_logger("knowledge.search")
+
+_INTERNAL_KEYS = ("tags_index", "origin")
+
+
+@dataclass
+class SearchDeps:
+    settings: Settings
+    store: VectorStore
+    embedder: Embedder
+    bm25: Bm25Indexes
+    redis: Any
+
+
+def _where(req: SearchRequest) -> dict[str, Any] | None:
+    conds: list[dict[str, Any]] = []
+    if req.document_type:
+        conds.append({"document_type": req.document_type})
+    if req.category:
+        conds.append({"category": req.category})
+    for tag in req.tags or []:
+        conds.append({f"tag:{tag}": True})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+def _keep(req: SearchRequest) -> Any:
+    if not (req.document_type or req.category or req.tags):
+        return None
+
+    def keep(meta: dict[str, Any]) -> bool:
+        if req.document_type and meta.get("document_type") != req.document_type:
+            return False
+        if req.category and meta.get("category") != req.category:
+            return False
+        return all(meta.get(f"tag:{t}") is True for t in req.tags or [])
+
+    return keep
+
+
+async def _collections(
+    session: AsyncSession, principal: Principal, req: SearchRequest
+) -> list[tuple[str, str]]:
+    """(collection, scope) pairs the caller may read and asked for."""
+    scopes = set(req.scopes or ("personal", "global", "case"))
+    if req.scopes and "case" in scopes and not req.case_id:
+        raise Unprocessable("Searching the case scope needs a case_id.", code="CASE_ID_REQUIRED")
+    out: list[tuple[str, str]] = []
+    if "personal" in scopes:
+        out.append((user_collection(principal.user_id), "personal"))
+    if "global" in scopes:
+        out.append((GLOBAL_COLLECTION, "global"))
+    if "case" in scopes and req.case_id:
+        owner = await documents.case_collection_owner(session, req.case_id)
+        if owner is not None and owner != principal.user_id:
+            raise documents.CaseNotFound()
+        if owner == principal.user_id:
+            out.append((case_collection(req.case_id), "case"))
+    return out
+
+
+def _result(
+    hit_id: str, content: str, meta: dict[str, Any], score: float, scope: str, extra: dict[str, Any]
+) -> SearchResult:
+    public = {k: v for k, v in meta.items() if k not in _INTERNAL_KEYS and not k.startswith("tag:")}
+    public["tags"] = [t for t in str(meta.get("tags_index", "")).split(",") if t]
+    public.update(extra)
+    return SearchResult(
+        document_id=str(meta.get("document_id", "")),
+        title=str(meta.get("title", "")),
+        chunk_id=hit_id,
+        content=content,
+        score=round(score, 6),
+        scope=meta.get("scope", scope)
+        if meta.get("scope") in ("personal", "global", "case")
+        else scope,  # type: ignore[arg-type]
+        metadata=public,
+    )
+
+
+async def search(
+    session: AsyncSession, principal: Principal, req: SearchRequest, deps: SearchDeps
+) -> SearchResponse:
+    """Search the caller's collections; semantic by default, hybrid on request."""
+    started = time.perf_counter()
+    targets = await _collections(session, principal, req)
+    if not targets:
+        return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
+    vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
+    where = _where(req)
+    depth = req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
+    semantic = await asyncio.gather(
+        *(asyncio.to_thread(deps.store.query, name, vector, depth, where) for name, _ in targets)
+    )
+    if req.mode == "semantic":
+        results = _merge_semantic(targets, semantic, req)
+    else:
+        versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
+        keyword = await asyncio.gather(
+            *(
+                asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
+                for (name, _), ver in zip(targets, versions, strict=True)
+            )
+        )
+        results = _fuse(targets, semantic, keyword, req, deps.settings.rrf_k)
+    took = round((time.perf_counter() - started) * 1000, 2)
+    log.info(
+        "knowledge.searched",
+        mode=req.mode,
+        collections=len(targets),
+        results=len(results),
+        took_ms=took,
+    )
+    return SearchResponse(results=results, total_count=len(results), took_ms=took, mode=req.mode)
+
+
+def _v(raw: Any) -> str:
+    if raw is None:
+        return "0"
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _bm25(
+    indexes: Bm25Indexes, collection: str, version: str, req: SearchRequest, k: int
+) -> list[tuple[str, str, dict[str, Any], float]]:
+    index = indexes.get(collection, version)
+    return [
+        (index.ids[pos], index.documents[pos], index.metadatas[pos], score)
+        for pos, score in index.search(req.query, k, _keep(req))
+    ]
+
+
+def _merge_semantic(
+    targets: list[tuple[str, str]], semantic: list[list[Hit]], req: SearchRequest
+) -> list[SearchResult]:
+    hits: list[SearchResult] = []
+    for (_, scope), found in zip(targets, semantic, strict=True):
+        for hit in found:
+            if req.similarity_threshold is not None and hit.score < req.similarity_threshold:
+                continue
+            hits.append(_result(hit.chunk_id, hit.content, hit.metadata, hit.score, scope, {}))
+    hits.sort(key=lambda r: r.score, reverse=True)
+    return hits[: req.limit]
+
+
+def _fuse(
+    targets: list[tuple[str, str]],
+    semantic: list[list[Hit]],
+    keyword: list[list[tuple[str, str, dict[str, Any], float]]],
+    req: SearchRequest,
+    rrf_k: int,
+) -> list[SearchResult]:
+    """Reciprocal rank fusion of the semantic and the BM25 rankings (over all collections).
+
+    The similarity threshold applies to the semantic side; a chunk found only by its
+    words is kept (that is what hybrid search adds).
+    """
+    sem_all = sorted(
+        (
+            (hit, scope)
+            for (_, scope), found in zip(targets, semantic, strict=True)
+            for hit in found
+        ),
+        key=lambda p: p[0].score,
+        reverse=True,
+    )
+    kw_all = sorted(
+        (
+            (item, scope)
+            for (_, scope), found in zip(targets, keyword, strict=True)
+            for item in found
+        ),
+        key=lambda p: p[0][3],
+        reverse=True,
+    )
+    fused: dict[str, dict[str, Any]] = {}
+    for rank, (hit, scope) in enumerate(sem_all, start=1):
+        if req.similarity_threshold is not None and hit.score < req.similarity_threshold:
+            continue
+        entry = fused.setdefault(
+            hit.chunk_id, {"content": hit.content, "meta": hit.metadata, "scope": scope, "rrf": 0.0}
+        )
+        entry["rrf"] += 1.0 / (rrf_k + rank)
+        entry["semantic_score"] = round(hit.score, 6)
+    for rank, ((cid, content, meta, score), scope) in enumerate(kw_all, start=1):
+        entry = fused.setdefault(
+            cid, {"content": content, "meta": meta, "scope": scope, "rrf": 0.0}
+        )
+        entry["rrf"] += 1.0 / (rrf_k + rank)
+        entry["bm25_score"] = round(score, 4)
+    ranked = sorted(fused.items(), key=lambda kv: kv[1]["rrf"], reverse=True)[: req.limit]
+    return [
+        _result(
+            cid,
+            e["content"],
+            e["meta"],
+            e["rrf"],
+            e["scope"],
+            {k: e[k] for k in ("semantic_score", "bm25_score") if k in e},
+        )
+        for cid, e in ranked
+    ]

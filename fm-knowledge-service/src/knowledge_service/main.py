@@ -1,0 +1,110 @@
+"""The knowledge service app: documents, embeddings, semantic and hybrid search."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fm_common.app import create_service_app
+from fm_common.db import create_engine, create_sessionmaker, migrate
+from fm_common.errors import PayloadTooLarge, error_response
+from fm_common.settings import load_settings
+from knowledge_service.api.routes import documents, internal, jobs, search
+from knowledge_service.config import Settings
+from knowledge_service.domain.search.service import SearchDeps
+from knowledge_service.domain.vectors.bm25 import Bm25Indexes
+from knowledge_service.domain.vectors.embedder import get_embedder
+from knowledge_service.domain.vectors.store import VectorStore
+
+log = structlog.get_logger("knowledge.main")
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Room for the multipart framing and form fields around the file itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+class UploadLimit:
+    """413 before reading a body whose declared length is over the upload limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        size = int(value)
+                    except ValueError:
+                        size = 0
+                    if size > self.max_bytes:
+                        exc = PayloadTooLarge(
+                            f"The upload is larger than the limit of {self.max_bytes} bytes."
+                        )
+                        resp = error_response(413, exc.detail, exc.code, {"Connection": "close"})
+                        await resp(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.effective_database_url
+        await migrate(MIGRATIONS, url)
+        engine = create_engine(url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        embedder = get_embedder(settings.embedding_model, settings.embedding_device)
+        store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
+        app.state.search_deps = SearchDeps(
+            settings=settings,
+            store=store,
+            embedder=embedder,
+            bm25=Bm25Indexes(settings.bm25_dir, store),
+            redis=app.state.redis,
+        )
+        preload = None
+        if settings.preload_model:
+            # Off the event loop: the service answers /health while the model loads.
+            preload = asyncio.create_task(asyncio.to_thread(lambda: embedder.model))
+        try:
+            yield
+        finally:
+            if preload is not None and not preload.done():
+                with contextlib.suppress(BaseException):
+                    await preload
+            await engine.dispose()
+
+    def checks(app: FastAPI) -> dict[str, Callable[[], Awaitable[Any]]]:
+        async def database() -> None:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        async def chroma() -> None:
+            await asyncio.to_thread(app.state.search_deps.store.heartbeat)
+
+        return {"database": database, "chroma": chroma}
+
+    app = create_service_app(
+        settings,
+        title="FaultMaven knowledge service",
+        description="Documents, embeddings, semantic and hybrid search.",
+        lifespan=lifespan,
+        checks=checks,
+    )
+    for module in (documents, search, jobs, internal):
+        app.include_router(module.router)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    return app
