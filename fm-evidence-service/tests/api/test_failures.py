@@ -1,0 +1,193 @@
+"""Failed writes leave nothing behind; dependencies that are down give 503 + Retry-After;
+racing uploads of the same bytes store one file."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import threading
+import time
+
+import httpx
+import uvicorn
+from sqlalchemy.exc import OperationalError
+
+from evidence_service.domain.evidence import flows, repository, storage
+from evidence_service.main import create_app
+from fm_common.testing.ports import free_port
+
+
+async def test_concurrent_uploads_of_same_bytes_store_exactly_one(kit, alice):
+    content = b"2024-05-01T10:00:00Z ERROR disk full on /var\n" * 12000
+    answers = await asyncio.gather(*(kit.upload(alice, content, "same.log") for _ in range(5)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200, 200, 200, 200, 201]
+    [winner] = [r.json() for r in answers if r.status_code == 201]
+    for r in answers:
+        assert r.json()["file_id"] == winner["file_id"]
+        if r.status_code == 200:
+            assert r.json()["duplicate_of"] == winner["file_id"]
+    assert len(kit.stored()) == 1
+    assert await kit.rows() == 1
+
+
+async def test_race_lost_on_unique_constraint_answers_duplicate_and_drops_its_copy(
+    kit, alice, monkeypatch
+):
+    first = (await kit.upload(alice)).json()
+    real_find = flows.Uploads._find
+    calls = 0
+
+    async def find_misses_once(self, *args):
+        # The pre-check runs before the winner's row is visible: the race window.
+        nonlocal calls
+        calls += 1
+        return None if calls == 1 else await real_find(self, *args)
+
+    monkeypatch.setattr(flows.Uploads, "_find", find_misses_once)
+    resp = await kit.upload(alice)
+    assert resp.status_code == 200
+    assert resp.json()["duplicate_of"] == first["file_id"]
+    assert calls == 2
+    assert [p.name for p in kit.stored()] == [first["file_id"]]
+    assert await kit.rows() == 1
+
+
+async def test_disk_full_while_writing_is_507_and_leaves_nothing(kit, alice, monkeypatch):
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.TempFile, "write", full)
+    resp = await kit.upload(alice)
+    assert resp.status_code == 507
+    assert resp.json()["code"] == "INSUFFICIENT_STORAGE"
+    assert "No space" not in resp.text
+    assert kit.stored() == []
+    assert await kit.rows() == 0
+
+
+async def test_failed_rename_is_503_with_retry_after_and_leaves_nothing(kit, alice, monkeypatch):
+    def broken(self, temp, file_id):
+        temp.finish()
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(storage.FileStore, "place", broken)
+    resp = await kit.upload(alice)
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"]
+    assert kit.stored() == []
+    assert await kit.rows() == 0
+
+
+async def test_database_failure_after_placing_removes_the_file(kit, alice, monkeypatch):
+    async def db_down(self, row):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(repository.EvidenceRepository, "add", db_down)
+    resp = await kit.upload(alice)
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "7"
+    assert kit.stored() == []
+
+
+async def test_case_service_down_is_503_with_retry_after_and_stores_nothing(settings, alice):
+    down = settings.model_copy(update={"case_url": f"http://127.0.0.1:{free_port()}"})
+    app = create_app(down)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://evidence") as client:
+            resp = await client.post(
+                "/api/v1/evidence",
+                data={"case_id": alice.case_id},
+                files={"file": ("a.log", b"2024-05-01 INFO x\n", "text/plain")},
+                headers=alice.headers,
+            )
+            listed = await client.get(
+                f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
+            )
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "7"
+    assert resp.json()["code"] == "CASE_UNAVAILABLE"
+    assert listed.status_code == 503
+    root = down.effective_storage_dir
+    assert list((root / "files").glob("*/*")) == []
+    assert list((root / "tmp").glob("*")) == []
+
+
+async def test_case_checked_before_the_file_is_read_when_case_id_comes_first(
+    kit, bob, alice, client, case_service
+):
+    sent = 0
+
+    async def body():
+        nonlocal sent
+        boundary = "early"
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="case_id"\r\n\r\n'
+            f'{alice.case_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="a.log"\r\n\r\n'
+        ).encode()
+        for _ in range(50):
+            sent += 1
+            yield b"2024-05-01 INFO line\n" * 1000
+
+    resp = await client.post(
+        "/api/v1/evidence",
+        content=body(),
+        headers={**bob.headers, "Content-Type": "multipart/form-data; boundary=early"},
+    )
+    assert resp.status_code == 404
+    assert sent <= 1
+    assert kit.stored() == []
+
+
+def _serve(app) -> tuple[uvicorn.Server, int]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    return server, port
+
+
+async def test_client_disconnect_mid_upload_leaves_no_file_and_no_row(settings, alice):
+    server, port = _serve(create_app(settings))
+    tmp = settings.effective_storage_dir / "tmp"
+    files = settings.effective_storage_dir / "files"
+    try:
+        boundary = "cut"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="case_id"\r\n\r\n'
+            f'{alice.case_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="cut.log"\r\n\r\n'
+        ).encode()
+        request = (
+            f"POST /api/v1/evidence HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {alice.headers['Authorization']}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: 900000\r\n\r\n"
+        ).encode()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(request + head + b"2024-05-01T10:00:00Z INFO partial line\n" * 8000)
+        deadline = time.monotonic() + 10
+        while not list(tmp.glob("*.part")):  # the upload is being written
+            assert time.monotonic() < deadline, "the upload never started"
+            await asyncio.sleep(0.02)
+        sock.close()
+        deadline = time.monotonic() + 10
+        while list(tmp.glob("*.part")):
+            assert time.monotonic() < deadline, "temp file left behind"
+            await asyncio.sleep(0.05)
+        assert list(files.glob("*/*")) == []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            listed = await client.get(
+                f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
+            )
+        assert listed.json()["total_count"] == 0
+    finally:
+        server.should_exit = True

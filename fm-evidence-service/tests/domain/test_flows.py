@@ -1,0 +1,79 @@
+"""Indexing is queued after the commit, survives a down broker, and crash leftovers go."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+import redis
+
+from evidence_service.domain.evidence.flows import requeue_unindexed, sweep_orphans
+from fm_common.testing.ports import free_port
+
+
+def _queued(redis_url: str) -> list[dict]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        messages = [json.loads(raw) for raw in client.lrange("ingest", 0, -1)]
+    finally:
+        client.close()
+    out = []
+    for message in messages:
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        out.append({"task": message["headers"]["task"], "kwargs": kwargs})
+    return out
+
+
+async def test_text_upload_queues_index_task_with_ids(kit, alice, settings):
+    file = (await kit.upload(alice)).json()
+    assert _queued(settings.redis_url) == [
+        {
+            "task": "knowledge.index_evidence",
+            "kwargs": {"file_id": file["file_id"], "case_id": alice.case_id,
+                       "owner_id": alice.user_id},
+        }
+    ]  # fmt: skip
+
+
+async def test_image_and_duplicate_uploads_queue_nothing_more(kit, alice, settings):
+    await kit.upload(alice, kit.png, "s.png")
+    await kit.upload(alice)
+    await kit.upload(alice)
+    assert len(_queued(settings.redis_url)) == 1
+
+
+async def test_broker_down_keeps_upload_and_requeue_sends_it_later(app, kit, alice, settings):
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    object.__setattr__(app.state.uploads, "settings", settings.model_copy(
+        update={"broker_url": dead}))  # fmt: skip
+    resp = await kit.upload(alice)
+    assert resp.status_code == 201
+    assert _queued(settings.redis_url) == []
+    requeue_settings = settings.model_copy(update={"requeue_after_seconds": 0})
+    assert await requeue_unindexed(requeue_settings, app.state.sessionmaker) == 1
+    [queued] = _queued(settings.redis_url)
+    assert queued["kwargs"]["file_id"] == resp.json()["file_id"]
+    # Queued once: a second pass finds nothing left to send.
+    assert await requeue_unindexed(requeue_settings, app.state.sessionmaker) == 0
+
+
+async def test_sweep_removes_stale_temp_and_unreferenced_files_only(app, kit, alice, settings):
+    kept = (await kit.upload(alice)).json()["file_id"]
+    store = app.state.file_store
+    stale_temp = store.tmp_dir / "dead.part"
+    stale_temp.write_bytes(b"half")
+    orphan = store.path_for("0f0f0f0f-0000-0000-0000-000000000000")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"no row")
+    fresh_temp = store.tmp_dir / "live.part"
+    fresh_temp.write_bytes(b"uploading")
+    old = time.time() - 7200
+    for path in (stale_temp, orphan, store.path_for(kept)):
+        os.utime(path, (old, old))
+    assert await sweep_orphans(settings, app.state.sessionmaker, store) == 2
+    assert not stale_temp.exists()
+    assert not orphan.exists()
+    assert fresh_temp.exists()
+    assert store.path_for(kept).exists()
