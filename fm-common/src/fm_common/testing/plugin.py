@@ -5,6 +5,7 @@
 - `token_issuer` (session): signs test tokens; its JWKS is served over real HTTP.
 - `sqlite_url`: a fresh SQLite file per test.
 - `data_dir`: a fresh data dir per test.
+- `postgres_server` (session) / `postgres_url`: a real PostgreSQL, a fresh database per test.
 - `chroma_server` (session): a real Chroma server (`chroma run`) on a free port;
   `chroma_url` gives each test a clean server (every collection deleted).
 """
@@ -73,3 +74,25 @@ def chroma_url(chroma_server: object) -> str:
     assert isinstance(chroma_server, ChromaServer)
     chroma_server.reset()
     return chroma_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL server for the session; skips loudly where it cannot start."""
+    from fm_common.testing.postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL UNAVAILABLE, PostgreSQL tests skipped: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: object) -> str:
+    """A fresh, empty PostgreSQL database per test (postgresql+asyncpg:// URL)."""
+    from fm_common.testing.postgres import PostgresServer
+
+    assert isinstance(postgres_server, PostgresServer)
+    return postgres_server.create_database()
