@@ -127,6 +127,7 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
                 "query": request.url.query,
                 "headers": dict(request.headers),
                 "body_len": len(body),
+                "peer_port": request.client.port if request.client else None,
             },
             headers={"x-upstream": name, "location": f"/from/{name}"},
         )

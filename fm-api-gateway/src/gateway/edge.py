@@ -141,7 +141,9 @@ class GatewayApp:
             elapsed = time.perf_counter() - start
             if path not in _QUIET_PATHS:
                 self._observe(method, label, status, elapsed)
-                if self.access_log:
+                # Successes are logged by the service that served them (same request
+                # id); the gateway logs what it refused or failed, unless asked for all.
+                if self.access_log or status >= 400:
                     log.info(
                         "http.request",
                         method=method,

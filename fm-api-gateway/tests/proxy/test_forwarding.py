@@ -132,3 +132,14 @@ async def test_keep_alive_connections_are_reused_across_many_requests(
         *(client.get(f"/api/v1/cases/c{i}", headers=headers) for i in range(60))
     )
     assert [r.json()["path"] for r in results] == [f"/api/v1/cases/c{i}" for i in range(60)]
+
+
+async def test_sequential_requests_reuse_one_upstream_connection(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    headers = token_issuer.headers("u-keepalive")
+    ports = {
+        (await client.get("/api/v1/knowledge/x", headers=headers)).json()["peer_port"]
+        for _ in range(20)
+    }
+    assert len(ports) == 1

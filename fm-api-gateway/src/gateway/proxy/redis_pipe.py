@@ -80,6 +80,21 @@ class _RespProtocol(asyncio.Protocol):
         self.pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.buf = bytearray()
         self.closed = False
+        # Commands of requests served in the same loop iteration go out in one write.
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -164,7 +179,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         proto.pending.extend(futures)
-        proto.transport.write(b"".join(commands))  # type: ignore[union-attr]
+        proto.write(b"".join(commands))
         try:
             async with asyncio.timeout(self.timeout):
                 return [await fut for fut in futures]

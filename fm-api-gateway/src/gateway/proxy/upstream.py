@@ -55,19 +55,23 @@ class RequestTooLarge(PayloadTooLarge):
 class _Response:
     """httptools callbacks, collecting one response."""
 
-    __slots__ = ("chunks", "done", "headers", "headers_done")
+    __slots__ = ("chunks", "done", "headers", "headers_done", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
         self.chunks: list[bytes] = []
         self.done = False
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # Read here: llhttp forgets it once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -240,6 +244,7 @@ class Upstream:
         reader = conn.reader
         resp = _Response()
         parser = httptools.HttpResponseParser(resp)
+        resp.parser = parser
         try:
             async with asyncio.timeout(self.response_timeout):
                 if chunked:
@@ -321,7 +326,7 @@ class Upstream:
         if head_only or resp.done:
             body = b"" if head_only else b"".join(resp.chunks)
             await send({"type": "http.response.body", "body": body, "more_body": False})
-            self._finish(conn, parser, resp.done and not head_only)
+            self._finish(conn, resp, resp.done and not head_only)
             return status
         # The body comes in several reads (a download, an SSE stream): watch for the
         # client leaving, since uvicorn drops sends to a gone client silently and an
@@ -339,7 +344,7 @@ class Upstream:
             conn.close()
             log.info("upstream.client_disconnected", service=self.name)
         else:
-            self._finish(conn, parser, True)
+            self._finish(conn, resp, True)
         return status
 
     @staticmethod
@@ -394,8 +399,9 @@ class Upstream:
                 raise BadGateway(f"The {self.name} service ended its answer early.")
             parser.feed_data(data)
 
-    def _finish(self, conn: _Conn, parser: httptools.HttpResponseParser, complete: bool) -> None:
-        if complete and parser.should_keep_alive():
+    def _finish(self, conn: _Conn, resp: _Response, complete: bool) -> None:
+        resp.parser = None  # no reference cycle left behind
+        if complete and resp.keep_alive:
             self._release(conn)
         else:
             conn.close()
