@@ -107,12 +107,13 @@ class _UIBase(BaseModel):
     disposition_eligibility: dict[str, str] | None = None
 
 
-class CaseUIResponseInquiry(_UIBase):
+# Class names are the reference schema's component names (the OpenAPI shows them).
+class CaseUIResponse_Inquiry(_UIBase):
     state: Literal["inquiry"] = "inquiry"
     inquiry: InquiryResponseData
 
 
-class CaseUIResponseInvestigating(_UIBase):
+class CaseUIResponse_Investigating(_UIBase):
     state: Literal["investigating"] = "investigating"
     agent_status: str
     progress: InvestigationProgressSummary
@@ -124,7 +125,7 @@ class CaseUIResponseInvestigating(_UIBase):
     working_conclusion: WorkingConclusionSummary | None = None
 
 
-class CaseUIResponseResolved(_UIBase):
+class CaseUIResponse_Resolved(_UIBase):
     state: Literal["resolved", "closed"]
     resolved_at: datetime
     problem_statement: str | None = None
@@ -135,12 +136,8 @@ class CaseUIResponseResolved(_UIBase):
     reports_available: list[ReportAvailability] = Field(default_factory=list)
 
 
-CaseUIResponseInquiry.model_config["title"] = "CaseUIResponse_Inquiry"
-CaseUIResponseInvestigating.model_config["title"] = "CaseUIResponse_Investigating"
-CaseUIResponseResolved.model_config["title"] = "CaseUIResponse_Resolved"
-
 CaseUIResponse = Annotated[
-    CaseUIResponseInquiry | CaseUIResponseInvestigating | CaseUIResponseResolved,
+    CaseUIResponse_Inquiry | CaseUIResponse_Investigating | CaseUIResponse_Resolved,
     Field(discriminator="state"),
 ]
 
@@ -248,7 +245,7 @@ def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
     }
     state = CaseState(case.state)
     if state == CaseState.INQUIRY:
-        return CaseUIResponseInquiry(
+        return CaseUIResponse_Inquiry(
             **base,
             disposition_eligibility={"resolved": "not_eligible", "closed": "ready"},
             inquiry=InquiryResponseData(
@@ -261,7 +258,7 @@ def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
     done = inv.milestones_completed
     if state == CaseState.INVESTIGATING:
         has_fix = inv.root_cause is not None and inv.solution is not None
-        return CaseUIResponseInvestigating(
+        return CaseUIResponse_Investigating(
             **base,
             disposition_eligibility={
                 "resolved": "ready" if has_fix else "needs_info",
@@ -292,7 +289,7 @@ def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
     ended = case.resolved_at or case.closed_at or case.updated_at
     rc = inv.root_cause
     sol = inv.solution
-    return CaseUIResponseResolved(
+    return CaseUIResponse_Resolved(
         **base,
         state=state.value,
         disposition_eligibility={"resolved": "not_eligible", "closed": "not_eligible"},
