@@ -25,17 +25,20 @@ LLM_FAILURES = Counter(
 LLM_CALLS = Counter("fm_agent_llm_calls_total", "LLM provider calls", ["provider", "outcome"])
 
 
-def build_model(cfg: ProviderConfig, max_tokens: int, *, streaming: bool = False) -> BaseChatModel:
+def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
     """A LangChain chat model for one provider; SDK retries off (the chain fails over)."""
     key = cfg.api_key.get_secret_value() if cfg.api_key else "not-needed"
     common = {"model": cfg.model, "timeout": cfg.timeout_seconds, "max_retries": 0}
     if cfg.kind == "anthropic":
+        import anthropic
         from langchain_anthropic import ChatAnthropic
 
         kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
-        return ChatAnthropic(
-            api_key=key, max_tokens=max_tokens, streaming=streaming, **common, **kwargs
-        )
+        model = ChatAnthropic(api_key=key, max_tokens=max_tokens, **common, **kwargs)
+        # Our own HTTP client: LangChain's default one is cached process-wide and bound to
+        # the first event loop (the worker runs a loop per task).
+        model.__dict__["_async_client"] = anthropic.AsyncClient(**model._client_params)
+        return model
     if cfg.kind == "fireworks":
         from langchain_fireworks import ChatFireworks
 
@@ -48,6 +51,7 @@ def build_model(cfg: ProviderConfig, max_tokens: int, *, streaming: bool = False
         api_key=key,
         max_tokens=max_tokens,
         stream_usage=True,
+        http_async_client=httpx.AsyncClient(timeout=cfg.timeout_seconds),
         temperature=0.2,
         **common,
         **kwargs,

@@ -1,0 +1,97 @@
+"""Fixtures of the agent's tests: the fake LLM provider, the HTTP stand-ins of the case,
+knowledge and evidence services, and the app wired to both (real Redis, real HTTP)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent_service.config import Settings
+from agent_service.main import create_app
+from fm_common.testing.fake_llm import FakeLLMServer
+
+_spec = importlib.util.spec_from_file_location(
+    "agent_standins", Path(__file__).parent / "standins.py"
+)
+assert _spec and _spec.loader
+standins_mod = importlib.util.module_from_spec(_spec)
+sys.modules["agent_standins"] = standins_mod
+_spec.loader.exec_module(standins_mod)
+Standins = standins_mod.Standins
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
+    fake_llm_server.reset()
+    return fake_llm_server
+
+
+@pytest.fixture(scope="session")
+def standins_server() -> Iterator[Any]:
+    server = Standins().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standins(standins_server: Any) -> Any:
+    standins_server.reset()
+    return standins_server
+
+
+@pytest.fixture
+def make_settings(redis_url: str, token_issuer: Any, standins: Any, data_dir: Path) -> Any:
+    def make(providers: list[dict[str, Any]] | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "redis_url": redis_url,
+            "jwks_url": token_issuer.jwks_url,
+            "case_url": standins.url,
+            "knowledge_url": standins.url,
+            "evidence_url": standins.url,
+            "data_dir": data_dir,
+            "providers": providers or [],
+            "turn_deadline_seconds": 10.0,
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://agent", timeout=30
+        ) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+def user_id() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def auth(token_issuer: Any, user_id: str) -> dict[str, str]:
+    return token_issuer.headers(user_id)

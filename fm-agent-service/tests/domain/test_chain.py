@@ -1,0 +1,111 @@
+"""The provider chain through the real SDKs (LangChain -> openai / anthropic -> HTTP) and
+the fake provider: both protocols, streaming, failover, Retry-After, breakers, deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from agent_standins import provider
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from agent_service.config import ProviderConfig
+from agent_service.domain.llm.chain import LLMUnavailable, ProviderChain
+from fm_common.testing.fake_llm import FakeLLMServer
+
+MESSAGES = [
+    SystemMessage("TASK: turn"),
+    HumanMessage("SOURCE S1 | title: Disk full | x |\nQUESTION: why?"),
+]
+
+
+def chain(fake: FakeLLMServer, *specs: tuple[str, str], **kw: object) -> ProviderChain:
+    configs = [
+        ProviderConfig(**provider(fake, name, kind, timeout_seconds=2.0)) for name, kind in specs
+    ]
+    return ProviderChain(configs, max_tokens=256, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "fireworks", "openai_compatible"])
+async def test_each_kind_answers_and_streams_through_its_sdk(
+    fake: FakeLLMServer, kind: str
+) -> None:
+    c = chain(fake, ("p", kind))
+    result = await c.complete(MESSAGES, deadline=time.monotonic() + 5)
+    assert '"answer": "According to \\"Disk full\\" [S1]' in result.text
+    assert result.provider == "p" and result.input_tokens > 0 and result.output_tokens > 0
+    tokens: list[str] = []
+
+    async def sink(t: str) -> None:
+        tokens.append(t)
+
+    streamed = await c.complete(MESSAGES, deadline=time.monotonic() + 5, on_token=sink)
+    assert len(tokens) > 3 and "".join(tokens) == streamed.text == result.text
+    sent = fake.requests
+    assert [r.stream for r in sent] == [False, True]
+    assert sent[0].protocol == ("anthropic" if kind == "anthropic" else "openai")
+    assert "QUESTION: why?" in sent[0].text
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "hang", "down"])
+async def test_primary_failure_fails_over_to_the_secondary(fake: FakeLLMServer, fault: str) -> None:
+    specs = [("primary", "openai"), ("secondary", "anthropic")]
+    configs = [ProviderConfig(**provider(fake, n, k, timeout_seconds=1.0)) for n, k in specs]
+    if fault == "down":
+        configs[0] = configs[0].model_copy(update={"base_url": "http://127.0.0.1:1/v1"})
+    c = ProviderChain(configs, max_tokens=128)
+    if fault == "500":
+        fake.fail("primary", 500)
+    elif fault == "429":
+        fake.rate_limit("primary", retry_after=30)
+    elif fault == "hang":
+        fake.hang("primary", seconds=5)
+    start = time.monotonic()
+    result = await c.complete(MESSAGES, deadline=start + 4)
+    assert result.provider == "secondary"
+    assert time.monotonic() - start < 4
+    assert [a["provider"] for a in result.attempts] == ["primary", "secondary"]
+
+
+async def test_retry_after_is_honoured_within_the_deadline(fake: FakeLLMServer) -> None:
+    c = chain(fake, ("only", "openai"))
+    fake.rate_limit("only", retry_after=0.5, times=1)
+    start = time.monotonic()
+    result = await c.complete(MESSAGES, deadline=start + 5)
+    assert result.provider == "only"
+    assert time.monotonic() - start >= 0.5
+    assert len(fake.requests_for("only")) == 2
+
+
+async def test_retry_after_beyond_the_deadline_is_not_waited_for(fake: FakeLLMServer) -> None:
+    c = chain(fake, ("only", "openai"))
+    fake.rate_limit("only", retry_after=30)
+    start = time.monotonic()
+    with pytest.raises(LLMUnavailable) as err:
+        await c.complete(MESSAGES, deadline=start + 3)
+    assert time.monotonic() - start < 1.5
+    assert err.value.status_code == 503 and "Retry-After" in err.value.headers
+
+
+async def test_all_providers_down_is_unavailable_within_the_deadline(fake: FakeLLMServer) -> None:
+    c = chain(fake, ("a", "openai"), ("b", "anthropic"))
+    fake.hang("a", seconds=10)
+    fake.hang("b", seconds=10)
+    start = time.monotonic()
+    with pytest.raises(LLMUnavailable):
+        await c.complete(MESSAGES, deadline=start + 1.5)
+    assert time.monotonic() - start < 2.5
+
+
+async def test_breaker_opens_after_repeated_failures_and_skips_the_provider(
+    fake: FakeLLMServer,
+) -> None:
+    c = chain(
+        fake, ("flaky", "openai"), ("good", "openai"), breaker_failures=2, breaker_reset_seconds=60
+    )
+    fake.fail("flaky", 500)
+    for _ in range(3):
+        result = await c.complete(MESSAGES, deadline=time.monotonic() + 5)
+        assert result.provider == "good"
+    assert len(fake.requests_for("flaky")) == 2  # the third turn skipped it
+    assert c.entries[0].breaker.state == "open"
