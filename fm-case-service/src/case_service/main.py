@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from case_service.api.routes import cases, internal, reports
 from case_service.config import Settings
 from case_service.domain.cases.flows import broker_enqueue, run_sweeper
-from case_service.storage import open_engine, ping
+from case_service.storage import open_engine, open_read_engine, ping
 from fm_common.app import create_service_app
 from fm_common.db import create_sessionmaker, migrate
 from fm_common.settings import load_settings
@@ -34,6 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = open_engine(url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        read_engine = open_read_engine(url, engine)
+        app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.cleanup_enqueue = broker_enqueue(settings.redis_url)
         sweeper: asyncio.Task[None] | None = None
         if settings.outbox_sweep_seconds > 0:
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            if read_engine is not engine:
+                await read_engine.dispose()
             await engine.dispose()
 
     app = create_service_app(

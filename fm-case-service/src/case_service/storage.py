@@ -4,7 +4,9 @@ SQLite: every transaction starts with BEGIN IMMEDIATE. A deferred SQLite transac
 read before another writer committed cannot upgrade to a write (SQLITE_BUSY without
 waiting), which would turn two racing creates into a 503; IMMEDIATE makes writers queue
 on the busy timeout instead, so the idempotency and turn-key checks see committed rows.
-PostgreSQL relies on row locks (SELECT ... FOR UPDATE) and unique constraints.
+Read-only routes use a second engine with the driver's default (no BEGIN before a
+SELECT), so reads never queue behind writers. PostgreSQL relies on row locks
+(SELECT ... FOR UPDATE) and unique constraints.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def open_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def open_read_engine(url: str, write_engine: AsyncEngine) -> AsyncEngine:
+    """The engine of read-only routes: SQLite reads take no write lock (WAL snapshots)."""
+    return create_engine(url) if is_sqlite(url) else write_engine
 
 
 async def ping(engine: AsyncEngine) -> None:

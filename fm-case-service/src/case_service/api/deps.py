@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -16,6 +17,16 @@ from fm_common.errors import Unprocessable
 from fm_common.jobs import JobStore
 
 SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+
+
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for routes that only read (SQLite: no write lock; see storage.py)."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with maker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(read_session)]
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,255}$"
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
@@ -74,6 +85,7 @@ __all__ = [
     "IfMatchDep",
     "JobsDep",
     "MakerDep",
+    "ReadSessionDep",
     "SessionDep",
     "SettingsDep",
 ]

@@ -13,6 +13,7 @@ from case_service.api.deps import (
     IdempotencyKeyDep,
     IfMatchDep,
     MakerDep,
+    ReadSessionDep,
     SessionDep,
     SettingsDep,
 )
@@ -46,7 +47,7 @@ Offset = Annotated[int, Query(ge=0, description="Number of items to skip")]
 @router.get("", response_model=CaseListResponse, responses=_ERR)
 async def list_cases(
     principal: CurrentPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: CaseState | None = None,
     source: CaseSource | None = None,
     q: Annotated[str | None, Query(max_length=200, description="Title/description text")] = None,
@@ -99,7 +100,7 @@ async def create_case(
 
 @router.get("/{case_id}", response_model=CaseDetail, responses=_NOT_FOUND)
 async def get_case(
-    case_id: str, principal: CurrentPrincipal, session: SessionDep, response: Response
+    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep, response: Response
 ) -> CaseDetail:
     """Read one case (ETag is its version)."""
     detail = await service.get_case(session, principal.user_id, case_id)
@@ -164,7 +165,7 @@ async def archive_case(
 async def list_messages(
     case_id: str,
     principal: CurrentPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
     include_debug: bool = False,  # noqa: ARG001 (reference parameter; no debug info)
@@ -176,6 +177,6 @@ async def list_messages(
 
 
 @router.get("/{case_id}/ui", response_model=CaseUIResponse, responses=_NOT_FOUND)
-async def get_case_ui(case_id: str, principal: CurrentPrincipal, session: SessionDep) -> Any:
+async def get_case_ui(case_id: str, principal: CurrentPrincipal, session: ReadSessionDep) -> Any:
     """The side-panel view of the case, shaped by its state."""
     return await case_ui(session, principal.user_id, case_id)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from case_service.api.deps import CurrentPrincipal, JobsDep, SessionDep
+from case_service.api.deps import CurrentPrincipal, JobsDep, ReadSessionDep, SessionDep
 from case_service.domain.cases import internal as internal_service
 from case_service.domain.cases import service
 from case_service.domain.reports import service as reports_service
@@ -34,7 +34,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.get("", response_model=CaseContext, responses=_NOT_FOUND)
 async def get_case_context(
-    case_id: str, principal: CurrentPrincipal, session: SessionDep
+    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep
 ) -> CaseContext:
     """The case, its state and its investigation."""
     return await internal_service.case_context(session, principal.user_id, case_id)
@@ -42,7 +42,7 @@ async def get_case_context(
 
 @router.get("/investigation", response_model=InvestigationRead, responses=_NOT_FOUND)
 async def get_investigation(
-    case_id: str, principal: CurrentPrincipal, session: SessionDep
+    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep
 ) -> InvestigationRead:
     """Milestones, hypotheses, phase."""
     return await service.get_investigation(session, principal.user_id, case_id)
@@ -52,7 +52,7 @@ async def get_investigation(
 async def recent_messages(
     case_id: str,
     principal: CurrentPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> CaseMessagesResponse:
     """The last `limit` messages, oldest first."""

@@ -7,7 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
-from case_service.api.deps import CurrentPrincipal, JobsDep, MakerDep, SessionDep, SettingsDep
+from case_service.api.deps import (
+    CurrentPrincipal,
+    JobsDep,
+    MakerDep,
+    ReadSessionDep,
+    SettingsDep,
+)
 from case_service.domain.reports import service
 from fm_common.contracts.case import (
     JobStatusResponse,
@@ -58,7 +64,7 @@ async def request_report(
 
 @router.get("", response_model=ReportListResponse, responses=_NOT_FOUND)
 async def list_reports(
-    case_id: str, principal: CurrentPrincipal, session: SessionDep
+    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep
 ) -> ReportListResponse:
     """The case's reports, newest first (without content)."""
     return await service.list_reports(session, principal.user_id, case_id)
@@ -66,7 +72,7 @@ async def list_reports(
 
 @router.get("/jobs/{job_id}", response_model=JobStatusResponse, responses=_NOT_FOUND)
 async def get_report_job(
-    case_id: str, job_id: str, principal: CurrentPrincipal, session: SessionDep, jobs: JobsDep
+    case_id: str, job_id: str, principal: CurrentPrincipal, session: ReadSessionDep, jobs: JobsDep
 ) -> JobStatusResponse:
     """The status of a report job: `{status, result?, error?}`."""
     return await service.get_report_job(session, jobs, principal.user_id, case_id, job_id)
@@ -74,7 +80,7 @@ async def get_report_job(
 
 @router.get("/{report_id}", response_model=Report, responses=_NOT_FOUND)
 async def get_report(
-    case_id: str, report_id: str, principal: CurrentPrincipal, session: SessionDep
+    case_id: str, report_id: str, principal: CurrentPrincipal, session: ReadSessionDep
 ) -> Report:
     """One report with its markdown content."""
     return await service.get_report(session, principal.user_id, case_id, report_id)
