@@ -76,8 +76,8 @@ class Settings(BaseServiceSettings):
     )
     health_timeout: float = Field(default=2.0, gt=0)
 
-    # /v1/meta/capabilities.
-    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # /v1/meta/capabilities (maxFileBytes: the knowledge upload limit clients check first).
+    max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     allowed_extensions: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_EXTENSIONS)
     )
