@@ -190,3 +190,29 @@ async def test_login_failure_counters_are_not_keyed_by_raw_names(
     keys = [k async for k in redis.scan_iter("fm:auth:login-failures:*")]
     assert keys
     assert not any("secret-name" in k for k in keys)
+
+
+async def test_garbage_session_header_still_logs_in_with_a_new_session(
+    client: httpx.AsyncClient, register
+):
+    await register("kate")
+    resp = await client.post(
+        "/api/v1/auth/login",
+        json={"username": "kate", "password": PASSWORD},
+        headers={"X-Session-Id": "x" * 500},
+    )
+    assert resp.status_code == 200
+    assert resp.json()["session_id"] != "x" * 500
+
+
+async def test_logout_with_the_session_service_down_is_503_and_revokes_nothing(
+    client: httpx.AsyncClient, register, session_server
+):
+    body = await register("liam")
+    session_server.stop()
+    resp = await client.post("/api/v1/auth/logout?all=true", headers=bearer(body["access_token"]))
+    assert resp.status_code == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    # Nothing was revoked, so the client can simply retry once the service is back.
+    me = await client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200

@@ -28,7 +28,7 @@ def get_client_address(request: Request) -> str:
 
 
 def get_bind_session_id(
-    x_session_id: Annotated[str | None, Header(max_length=128)] = None,
+    x_session_id: Annotated[str | None, Header()] = None,
 ) -> str | None:
     return x_session_id or None
 
