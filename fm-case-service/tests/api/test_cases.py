@@ -251,3 +251,26 @@ async def test_bad_message_paging_is_422(client, make_case, alice, query):
     case = await make_case(alice)
     resp = await client.get(f"/api/v1/cases/{case['case_id']}/messages?{query}", headers=alice)
     assert resp.status_code == 422
+
+
+async def test_a_failed_commit_is_an_error_answer_not_a_2xx(app, client, make_case, alice):
+    """The session commits before the response is sent (a commit error must be seen)."""
+    from sqlalchemy import event
+
+    case = await make_case(alice)
+    engine = app.state.engine.sync_engine
+
+    def refuse(_conn):
+        raise RuntimeError("disk gone at commit")
+
+    event.listen(engine, "commit", refuse)
+    try:
+        resp = await client.put(
+            f"/api/v1/cases/{case['case_id']}", json={"title": "lost?"}, headers=alice
+        )
+    finally:
+        event.remove(engine, "commit", refuse)
+    assert resp.status_code == 500
+    assert "disk gone" not in resp.text
+    stored = (await client.get(f"/api/v1/cases/{case['case_id']}", headers=alice)).json()
+    assert stored["title"] != "lost?"

@@ -16,7 +16,10 @@ from fm_common.db import session_dependency
 from fm_common.errors import Unprocessable
 from fm_common.jobs import JobStore
 
-SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+# scope="function": the session commits before the response is sent, so a failed commit
+# is an error answer, never a 2xx for data that was not stored (FastAPI's default
+# "request" scope would run the commit after the response went out).
+SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -26,7 +29,7 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-ReadSessionDep = Annotated[AsyncSession, Depends(read_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,255}$"
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
