@@ -8,7 +8,6 @@ check, its error mapping and its 503 path all go through a real network hop.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -172,10 +171,10 @@ def bob(token_issuer: TokenIssuer, case_service: CaseStandIn) -> User:
 
 
 LOG_TEXT = (
-    "2024-05-01T10:00:00Z INFO api started on :8080\n"
-    "2024-05-01T10:00:05Z WARN slow query took 2300ms\n"
-    "2024-05-01T10:00:09Z ERROR upstream timeout talking to payments\n"
-).encode()
+    b"2024-05-01T10:00:00Z INFO api started on :8080\n"
+    b"2024-05-01T10:00:05Z WARN slow query took 2300ms\n"
+    b"2024-05-01T10:00:09Z ERROR upstream timeout talking to payments\n"
+)
 
 PNG_BYTES = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
@@ -244,7 +243,9 @@ class Kit:
         engine = create_engine(self.settings.effective_database_url)
         try:
             async with engine.connect() as conn:
-                return int((await conn.execute(text("SELECT count(*) FROM evidence_files"))).scalar())
+                return int(
+                    (await conn.execute(text("SELECT count(*) FROM evidence_files"))).scalar()
+                )
         finally:
             await engine.dispose()
 

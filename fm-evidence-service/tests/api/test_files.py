@@ -22,9 +22,7 @@ async def test_get_unknown_file_is_404(client, alice):
 
 async def test_content_streams_bytes_as_attachment_with_nosniff(kit, alice, client):
     created = (await kit.upload(alice)).json()
-    resp = await client.get(
-        f"/api/v1/evidence/{created['file_id']}/content", headers=alice.headers
-    )
+    resp = await client.get(f"/api/v1/evidence/{created['file_id']}/content", headers=alice.headers)
     assert resp.status_code == 200
     assert resp.content == kit.log_text
     assert resp.headers["x-content-type-options"] == "nosniff"

@@ -230,9 +230,9 @@ async def test_json_body_is_415(client, alice):
 async def test_truncated_multipart_is_400_and_leaves_nothing(client, alice, kit):
     boundary = "trunc"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"case_id\"\r\n\r\n"
-        f"{alice.case_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"a.log\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="case_id"\r\n\r\n'
+        f'{alice.case_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="a.log"\r\n\r\n'
     ).encode() + kit.log_text
     resp = await client.post(
         "/api/v1/evidence",

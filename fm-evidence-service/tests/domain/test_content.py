@@ -114,7 +114,7 @@ def test_lies_and_unknown_types_are_refused(name, data, message):
         ("app.log", '{"ts":"2024-05-01T10:00:00Z","level":"error","msg":"x"}\n' * 3, "logs"),
         ("out.txt", "level=info msg=started\nlevel=warn msg=slow\n", "logs"),
         ("gc.log", "I0501 10:00:00.000 1 main.go:10] started\n", "logs"),
-        ("data.txt", "up 1\nhttp_requests_total{code=\"200\"} 1027\n", "metrics"),
+        ("data.txt", 'up 1\nhttp_requests_total{code="200"} 1027\n', "metrics"),
         ("a.json", '{"replicas": 3}', "configuration"),
         ("noext", '{"replicas": 3, "image": "x"}', "configuration"),
         (".env", "DB_HOST=localhost\nDB_PORT=5432\n", "configuration"),

@@ -71,6 +71,29 @@ class _FilePart:
     size: int = 0
     detected: Detected | None = None
     content_type: str = ""
+    # The batch being written in a worker thread while the next one is parsed.
+    inflight: asyncio.Future[None] | None = None
+
+    async def settle(self) -> None:
+        """Wait for the batch in flight; its disk error surfaces here."""
+        if self.inflight is not None:
+            inflight, self.inflight = self.inflight, None
+            try:
+                await inflight
+            except OSError as exc:
+                raise storage_error(exc) from exc
+
+    def drop(self) -> None:
+        """Abandon the upload: no error of a batch in flight goes unread; drop the file."""
+        if self.inflight is not None:
+            self.inflight.add_done_callback(_consume)
+            self.inflight = None
+        self.temp.abort()
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Events:
@@ -220,7 +243,7 @@ class UploadReceiver:
             return ReceivedForm(fields=fields, file=done)
         except BaseException:
             if isinstance(current, _FilePart):
-                current.temp.abort()
+                current.drop()
             if done is not None:
                 done.temp.abort()
             raise
@@ -256,6 +279,7 @@ class UploadReceiver:
                 raise EmptyFile(f"'{sanitize_filename(part.filename)}' is empty (0 bytes).")
             self._sniff(part, complete=True)
         await self._flush(part)
+        await part.settle()
         assert part.detected is not None
         return ReceivedFile(
             temp=part.temp,
@@ -285,10 +309,10 @@ class UploadReceiver:
             return
         data = bytes(part.pending)
         part.pending.clear()
-        try:
-            await asyncio.to_thread(part.temp.write, data)
-        except OSError as exc:
-            raise storage_error(exc) from exc
+        # One batch in flight at a time: hashing and writing it overlaps with receiving
+        # and parsing the next one, and batches still reach the file in order.
+        await part.settle()
+        part.inflight = asyncio.ensure_future(asyncio.to_thread(part.temp.write, data))
 
 
 def _disposition(headers: list[tuple[bytes, bytes]]) -> tuple[str, str | None]:

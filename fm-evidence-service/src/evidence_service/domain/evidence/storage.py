@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,9 @@ from fm_common.errors import FMError, Unavailable
 log = structlog.get_logger("evidence_service.storage")
 
 READ_CHUNK = 256 * 1024
+# Flush written bytes to disk every this many bytes while the upload still streams, so
+# the final fsync (on the critical path) has little left to do.
+SYNC_EVERY = 8 * 1024 * 1024
 
 
 class InsufficientStorage(FMError):
@@ -46,19 +50,30 @@ def _fsync_dir(path: Path) -> None:
 
 
 class TempFile:
-    """An upload being written: sha256 and size follow every write. Blocking calls."""
+    """An upload being written: sha256 and size follow every write. Blocking calls; a
+    write may run in a worker thread while abort() is called from the event loop, so the
+    two are serialized by a lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[bytes] | None = open(path, "xb")
         self._sha = hashlib.sha256()
+        self._lock = threading.Lock()
+        self._unsynced = 0
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        assert self._fh is not None
-        self._fh.write(data)
-        self._sha.update(data)
-        self.size += len(data)
+        with self._lock:
+            if self._fh is None:
+                raise OSError(errno.EBADF, "the upload was aborted")
+            self._fh.write(data)
+            self._sha.update(data)
+            self.size += len(data)
+            self._unsynced += len(data)
+            if self._unsynced >= SYNC_EVERY:
+                self._fh.flush()
+                os.fdatasync(self._fh.fileno())
+                self._unsynced = 0
 
     @property
     def sha256(self) -> str:
@@ -74,12 +89,13 @@ class TempFile:
 
     def abort(self) -> None:
         """Drop the temp file; safe to call more than once, never raises."""
-        try:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
-        except OSError:
-            pass
+        with self._lock:
+            try:
+                if self._fh is not None:
+                    self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
