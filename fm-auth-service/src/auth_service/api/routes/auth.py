@@ -74,13 +74,23 @@ async def dev_login(
     return await flows.dev_login(ctx, db, body, session_id)
 
 
-@router.post("/refresh", responses={401: _err("Refresh token invalid, expired, reused or revoked")})
+@router.post(
+    "/refresh",
+    responses={401: _err("Refresh token invalid, expired, reused or revoked"), **_503},
+)
 async def refresh(body: RefreshRequest, ctx: ContextDep, db: DbDep) -> TokenRefreshResponse:
     """Rotate a refresh token: a new access and refresh token; the old one is spent."""
     return await flows.refresh(ctx, db, body)
 
 
-@router.get("/me", responses={401: _err("Missing, invalid or revoked token")})
+@router.get(
+    "/me",
+    responses={
+        401: _err("Missing, invalid or revoked token"),
+        403: _err("A service token acting for nobody"),
+        **_503,
+    },
+)
 async def me(principal: CurrentPrincipal, ctx: ContextDep, db: DbDep) -> UserInfoResponse:
     """The calling user."""
     return await flows.me(ctx, db, principal)
@@ -88,7 +98,11 @@ async def me(principal: CurrentPrincipal, ctx: ContextDep, db: DbDep) -> UserInf
 
 @router.post(
     "/logout",
-    responses={401: _err("Missing, invalid or revoked token"), **_503},
+    responses={
+        401: _err("Missing, invalid or revoked token"),
+        403: _err("Service tokens cannot log out"),
+        **_503,
+    },
 )
 async def logout(
     principal: CurrentPrincipal,

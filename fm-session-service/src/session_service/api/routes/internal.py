@@ -18,6 +18,7 @@ from session_service.domain.sessions import service
 router = APIRouter(prefix="/internal/v1/sessions", tags=["internal"])
 
 _ERR = {"description": "Error", "content": {"application/json": {}}}
+_503 = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
 
 
 @router.put(
@@ -25,6 +26,7 @@ _ERR = {"description": "Error", "content": {"application/json": {}}}
     responses={
         401: {**_ERR, "description": "Missing or invalid token"},
         403: {**_ERR, "description": "The token's sid is another session"},
+        **_503,
     },
 )
 async def open_login_session(
@@ -44,6 +46,7 @@ async def open_login_session(
     responses={
         401: {**_ERR, "description": "Missing or invalid token"},
         404: {**_ERR, "description": "Session gone or bound to another user"},
+        **_503,
     },
 )
 async def bind_session(
@@ -53,7 +56,7 @@ async def bind_session(
     return await service.bind_session(store, principal, session_id)
 
 
-@router.delete("", responses={401: {**_ERR, "description": "Missing or invalid token"}})
+@router.delete("", responses={401: {**_ERR, "description": "Missing or invalid token"}, **_503})
 async def end_all_sessions(store: StoreDep, principal: CurrentPrincipal) -> SessionsEndedResponse:
     """End every session of the token's user (logout of all sessions)."""
     return await service.end_all_sessions(store, principal)

@@ -20,12 +20,17 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 _ERR = {"description": "Error", "content": {"application/json": {}}}
 _401 = {401: {**_ERR, "description": "Missing or invalid token"}}
 _404 = {404: {**_ERR, "description": "Session expired, unknown or not the caller's"}}
+_503 = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**_401, 429: {**_ERR, "description": "Too many sessions from this address"}},
+    responses={
+        **_401,
+        429: {**_ERR, "description": "Too many sessions from this address"},
+        **_503,
+    },
 )
 async def create_session(
     store: StoreDep,
@@ -44,7 +49,7 @@ async def create_session(
     return await service.open_session(store, principal, request or SessionCreateRequest())
 
 
-@router.get("", responses=_401)
+@router.get("", responses={**_401, **_503})
 async def list_sessions(
     store: StoreDep,
     principal: CurrentPrincipal,
@@ -55,7 +60,7 @@ async def list_sessions(
     return await service.list_sessions(store, principal, limit=limit, offset=offset)
 
 
-@router.get("/{session_id}", responses={**_401, **_404})
+@router.get("/{session_id}", responses={**_401, **_404, **_503})
 async def get_session(
     session_id: str, store: StoreDep, principal: CurrentPrincipal
 ) -> SessionResponse:
@@ -68,6 +73,7 @@ async def get_session(
     responses={
         401: {**_ERR, "description": "SESSION_EXPIRED once the session is gone, else bad token"},
         **_404,
+        **_503,
     },
 )
 async def heartbeat(
@@ -77,7 +83,9 @@ async def heartbeat(
     return await service.heartbeat(store, principal, session_id)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_401, **_404})
+@router.delete(
+    "/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_401, **_404, **_503}
+)
 async def delete_session(session_id: str, store: StoreDep, principal: CurrentPrincipal) -> Response:
     """End a session of the caller."""
     await service.end_session(store, principal, session_id)
