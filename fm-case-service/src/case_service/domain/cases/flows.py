@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from case_service.domain.cases.models import CleanupOutbox
 from case_service.domain.cases.repository import CaseRepository
 from case_service.domain.cases.service import now
+from fm_common.errors import NotFound
 from fm_common.jobs import enqueue
 
 log = structlog.get_logger(__name__)
@@ -183,6 +184,9 @@ async def run_cleanup(
         for name, step in (("evidence", drop_files), ("knowledge", drop_collection)):
             try:
                 await step(case_id, token)
+            except NotFound:
+                # Nothing of this owner's is there (the routes are owner-scoped): done.
+                log.warning("case.cleanup_not_found", case_id=case_id, service=name)
             except Exception as exc:  # one service down must not skip the other
                 errors.append(f"{name}: {exc!r}")
     async with maker() as session, session.begin():
