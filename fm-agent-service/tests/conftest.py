@@ -3,25 +3,23 @@ knowledge and evidence services, and the app wired to both (real Redis, real HTT
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from agent_service.config import Settings
-from agent_service.main import create_app
 from fm_common.testing.fake_llm import FakeLLMServer
 
 _spec = importlib.util.spec_from_file_location(
     "agent_standins", Path(__file__).parent / "standins.py"
 )
-assert _spec and _spec.loader
+assert _spec
+assert _spec.loader
 standins_mod = importlib.util.module_from_spec(_spec)
 sys.modules["agent_standins"] = standins_mod
 _spec.loader.exec_module(standins_mod)
@@ -73,18 +71,6 @@ def make_settings(redis_url: str, token_issuer: Any, standins: Any, data_dir: Pa
         return Settings(**values)
 
     return make
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://agent", timeout=30
-        ) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
 
 
 @pytest.fixture

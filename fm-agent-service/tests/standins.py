@@ -8,19 +8,25 @@ services are; the agent talks to it over real HTTP through the typed clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import uvicorn
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from agent_service.config import Settings
+from agent_service.main import create_app
 from fm_common.contracts.case import (
     TRANSITIONS,
     CaseState,
@@ -394,3 +400,45 @@ def turn_json(answer: str = "The pool is exhausted [S1].", **fields: Any) -> str
     }
     body.update(fields)
     return json.dumps(body)
+
+
+REFERENCE = (
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "faultmaven-openapi-core.json"
+)
+
+
+def reference_schema(name: str) -> dict[str, Any]:
+    """A schema of the real extension's OpenAPI, resolvable on its own."""
+    doc = json.loads(REFERENCE.read_text())
+    text = json.dumps(doc["components"]["schemas"]).replace("#/components/schemas/", "#/$defs/")
+    defs = json.loads(text)
+    return {"$defs": defs, **defs[name]}
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://agent", timeout=30
+        ) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[str]:
+    """The app under a real uvicorn server on a free port (for streaming tests)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

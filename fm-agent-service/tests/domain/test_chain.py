@@ -33,14 +33,17 @@ async def test_each_kind_answers_and_streams_through_its_sdk(
     c = chain(fake, ("p", kind))
     result = await c.complete(MESSAGES, deadline=time.monotonic() + 5)
     assert '"answer": "According to \\"Disk full\\" [S1]' in result.text
-    assert result.provider == "p" and result.input_tokens > 0 and result.output_tokens > 0
+    assert result.provider == "p"
+    assert result.input_tokens > 0
+    assert result.output_tokens > 0
     tokens: list[str] = []
 
     async def sink(t: str) -> None:
         tokens.append(t)
 
     streamed = await c.complete(MESSAGES, deadline=time.monotonic() + 5, on_token=sink)
-    assert len(tokens) > 3 and "".join(tokens) == streamed.text == result.text
+    assert len(tokens) > 3
+    assert "".join(tokens) == streamed.text == result.text
     sent = fake.requests
     assert [r.stream for r in sent] == [False, True]
     assert sent[0].protocol == ("anthropic" if kind == "anthropic" else "openai")
@@ -84,7 +87,8 @@ async def test_retry_after_beyond_the_deadline_is_not_waited_for(fake: FakeLLMSe
     with pytest.raises(LLMUnavailable) as err:
         await c.complete(MESSAGES, deadline=start + 3)
     assert time.monotonic() - start < 1.5
-    assert err.value.status_code == 503 and "Retry-After" in err.value.headers
+    assert err.value.status_code == 503
+    assert "Retry-After" in err.value.headers
 
 
 async def test_all_providers_down_is_unavailable_within_the_deadline(fake: FakeLLMServer) -> None:

@@ -61,6 +61,8 @@ class FakeRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: str
+    # Set once the whole answer was written (streams: after the last event).
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def model(self) -> str:
@@ -317,10 +319,13 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                     self._error(protocol, fault.status, fault.retry_after)
                     return
             text = fake._answer(req)
-            if req.stream:
-                self._stream(req, text, chunk_delay)
-            else:
-                self._json(200, _complete_body(req, text))
+            try:
+                if req.stream:
+                    self._stream(req, text, chunk_delay)
+                else:
+                    self._json(200, _complete_body(req, text))
+            finally:
+                req.finished.set()
 
         # -- writers ---------------------------------------------------------------
         def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
+from agent_service.domain.privacy.detect import PEM_BLOCK_RE
+
 _TS = re.compile(
     r"(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
     r"|[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2}"
@@ -188,6 +190,7 @@ def condense_log(text: str, token_budget: int = 1500) -> CondensedLog:
 
 def condense_text(text: str, token_budget: int) -> str:
     """A log condensed, or any other text cut to the budget."""
+    text = PEM_BLOCK_RE.sub(lambda m: " ".join(m.group(0).split()), text)
     if looks_like_log(text):
         return condense_log(text, token_budget).text
     limit = token_budget * 4

@@ -33,6 +33,10 @@ LABELS = {
     "phone": "PHONE",
     "card": "CARD",
 }
+# A PEM block, to keep it on one line when a log is condensed (so it is redacted whole).
+PEM_BLOCK_RE = re.compile(
+    r"-----BEGIN [A-Z0-9 ]{0,40}-----[A-Za-z0-9+/=\s:,.-]{0,20000}?-----END [A-Z0-9 ]{0,40}-----"
+)
 PLACEHOLDER_RE = re.compile(r"<(SECRET|EMAIL|IP|PHONE|CARD)_(\d{1,6})>")
 
 
@@ -56,7 +60,8 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
         "private_key",
         re.compile(
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-            r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*\Z)"
+            r"(?:[A-Za-z0-9+/=\s:,.-]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+            r"|[A-Za-z0-9+/=\s]*)"
         ),
         0,
     ),
