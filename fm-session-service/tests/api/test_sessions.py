@@ -225,8 +225,8 @@ async def test_delete_session_is_204_then_gone(
     assert (await client.delete(f"/api/v1/sessions/{sid}", headers=headers)).status_code == 404
 
 
-async def test_creation_is_rate_limited_per_address(
-    make_settings: Callable[..., Settings],
+async def test_anonymous_creation_is_rate_limited_per_address(
+    make_settings: Callable[..., Settings], token_issuer: TokenIssuer
 ):
     app = create_app(make_settings(create_limit_per_address=3, create_limit_window_seconds=60))
     async with app.router.lifespan_context(app):
@@ -245,6 +245,21 @@ async def test_creation_is_rate_limited_per_address(
                 "/api/v1/sessions", json=BODY, headers={"X-Forwarded-For": "203.0.113.8"}
             )
             assert other.status_code == 201
+            # A signed-in user at the same address is counted on their own.
+            signed_in = await c.post(
+                "/api/v1/sessions", json=BODY, headers={**from_a, **token_issuer.headers("u1")}
+            )
+            assert signed_in.status_code == 201
+            user = token_issuer.headers("u2")
+            for i in range(3):
+                ok = await c.post(
+                    "/api/v1/sessions", json={**BODY, "client_id": f"c{i}"}, headers=user
+                )
+                assert ok.status_code == 201
+            too_many = await c.post(
+                "/api/v1/sessions", json={**BODY, "client_id": "c9"}, headers=user
+            )
+            assert too_many.status_code == 429
 
 
 async def test_redis_down_is_503_with_retry_after(make_settings: Callable[..., Settings]):

@@ -28,7 +28,7 @@ _503 = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
     status_code=status.HTTP_201_CREATED,
     responses={
         **_401,
-        429: {**_ERR, "description": "Too many sessions from this address"},
+        429: {**_ERR, "description": "Too many sessions from this address or user"},
         **_503,
     },
 )
@@ -42,6 +42,7 @@ async def create_session(
     """Create a session (token optional), or resume the active one of the same client_id."""
     await service.check_creation_rate(
         store,
+        principal,
         address,
         limit=settings.create_limit_per_address,
         window_seconds=settings.create_limit_window_seconds,

@@ -42,8 +42,8 @@ def marker_key(session_id: str) -> str:
     return f"{PREFIX}expired:{session_id}"
 
 
-def rate_key(address: str, window: int) -> str:
-    return f"{PREFIX}rl:{address}:{window}"
+def rate_key(who: str, window: int) -> str:
+    return f"{PREFIX}rl:{who}:{window}"
 
 
 # Shared Lua helpers: key names must match the Python functions above.

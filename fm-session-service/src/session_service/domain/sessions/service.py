@@ -45,13 +45,20 @@ def _new_session(session_id: str, owner: str, request: SessionCreateRequest) -> 
 
 
 async def check_creation_rate(
-    store: SessionStore, address: str, *, limit: int, window_seconds: int
+    store: SessionStore,
+    principal: Principal | None,
+    address: str,
+    *,
+    limit: int,
+    window_seconds: int,
 ) -> None:
-    """429 with Retry-After once `address` has created `limit` sessions in this window."""
-    count, left = await store.count_creation(address, window_seconds, time.time())
+    """429 with Retry-After past `limit` creations in a window: per address for anonymous
+    callers, per user for authenticated ones (many users may share one address)."""
+    who = f"user:{principal.user_id}" if principal is not None else f"addr:{address}"
+    count, left = await store.count_creation(who, window_seconds, time.time())
     if count > limit:
-        log.info("session.create_rate_limited", address=address, count=count)
-        raise RateLimited(left, "Too many sessions created from this address; retry later.")
+        log.info("session.create_rate_limited", anonymous=principal is None, count=count)
+        raise RateLimited(left, "Too many sessions created; retry later.")
 
 
 async def open_session(
