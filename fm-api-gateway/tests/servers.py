@@ -116,7 +116,11 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
     async def me() -> JSONResponse:
         return JSONResponse({"service": name}, headers={"x-upstream": name})
 
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])
+    @app.api_route(
+        "/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],
+        include_in_schema=False,
+    )
     async def echo(path: str, request: Request) -> JSONResponse:
         body = await request.body()
         return JSONResponse(

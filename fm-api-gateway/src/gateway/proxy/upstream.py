@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 import httptools
 import structlog
 
-from fm_common.errors import BadGateway, GatewayTimeout, PayloadTooLarge, Unavailable
+from fm_common.errors import (
+    BadGateway,
+    FMError,
+    GatewayTimeout,
+    PayloadTooLarge,
+    Unavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +56,10 @@ _READ_SIZE = 65536
 
 class RequestTooLarge(PayloadTooLarge):
     """The client's streamed body passed the limit while it was being forwarded."""
+
+
+class RequestStalled(FMError):
+    status_code, code, detail = 408, "REQUEST_TIMEOUT", "The request body stopped arriving."
 
 
 class _Response:
@@ -246,15 +256,16 @@ class Upstream:
         parser = httptools.HttpResponseParser(resp)
         resp.parser = parser
         try:
+            if chunked:
+                writer.write(head_bytes)
+                if body0:
+                    writer.write(b"%x\r\n%s\r\n" % (len(body0), body0))
+            else:
+                writer.write(head_bytes + body0 if body0 else head_bytes)
+            if more_body:
+                # A slow upload is fine; a stalled one is not (idle timeout per chunk).
+                await self._stream_body(writer, receive, chunked, len(body0), max_body)
             async with asyncio.timeout(self.response_timeout):
-                if chunked:
-                    writer.write(head_bytes)
-                    if body0:
-                        writer.write(b"%x\r\n%s\r\n" % (len(body0), body0))
-                else:
-                    writer.write(head_bytes + body0 if body0 else head_bytes)
-                if more_body:
-                    await self._stream_body(writer, receive, chunked, len(body0), max_body)
                 received = False
                 while not resp.headers_done:
                     data = await reader.read(_READ_SIZE)
@@ -286,7 +297,11 @@ class Upstream:
     ) -> None:
         more = True
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout(self.stream_idle_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestStalled() from None
             if message["type"] == "http.disconnect":
                 raise ConnectionAbortedError("client went away during the upload")
             chunk = message.get("body", b"")
@@ -296,7 +311,8 @@ class Upstream:
                 raise RequestTooLarge()
             if chunk:
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await writer.drain()
+                async with asyncio.timeout(self.stream_idle_timeout):
+                    await writer.drain()
         if chunked:
             writer.write(b"0\r\n\r\n")
         await writer.drain()
