@@ -267,3 +267,43 @@ async def test_invalid_upload_source_is_422(kit, alice):
     resp = await kit.upload(alice, upload_source="carrier_pigeon")
     assert resp.status_code == 422
     assert "upload_source" in resp.json()["detail"]
+
+
+async def test_huge_part_header_is_400_and_not_accumulated(client, alice, kit):
+    boundary = "hdr"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.log"\r\n'
+        f"X-Junk: {'j' * 100_000}\r\n\r\nline\r\n--{boundary}--\r\n"
+    ).encode()
+    resp = await client.post(
+        "/api/v1/evidence",
+        content=body,
+        headers={**alice.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "MALFORMED_MULTIPART"
+    assert kit.stored() == []
+
+
+async def test_endless_epilogue_without_length_is_cut_at_the_limit(client, alice, kit):
+    sent = 0
+
+    async def body():
+        nonlocal sent
+        yield (
+            f'--end\r\nContent-Disposition: form-data; name="case_id"\r\n\r\n{alice.case_id}'
+            f'\r\n--end\r\nContent-Disposition: form-data; name="file"; filename="a.log"'
+            f"\r\n\r\nline\r\n--end--\r\n"
+        ).encode()
+        while sent < 100:
+            sent += 1
+            yield b"epilogue that goes on and on " * 4000
+
+    resp = await client.post(
+        "/api/v1/evidence",
+        content=body(),
+        headers={**alice.headers, "Content-Type": "multipart/form-data; boundary=end"},
+    )
+    assert resp.status_code == 413
+    assert sent < 100  # stopped reading once past the limit
+    assert kit.stored() == []

@@ -8,6 +8,7 @@ import codecs
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -269,8 +270,8 @@ def classify(sample: str, filename: str, detected: Detected) -> SourceType:
     return "text"
 
 
-def _share(lines: list[str], pred: object) -> float:
-    return sum(1 for ln in lines if pred(ln)) / len(lines)  # type: ignore[operator]
+def _share(lines: list[str], pred: Callable[[str], bool]) -> float:
+    return sum(1 for ln in lines if pred(ln)) / len(lines)
 
 
 def _is_metrics(lines: list[str]) -> bool:

@@ -37,6 +37,7 @@ log = structlog.get_logger("evidence_service.receive")
 WRITE_BATCH = 1024 * 1024
 SAMPLE_BYTES = 64 * 1024
 MAX_FIELDS = 16
+MAX_HEADER_BYTES = 8192
 FILE_FIELD = "file"
 
 
@@ -104,10 +105,11 @@ class _Events:
         self._headers: list[tuple[bytes, bytes]] = []
         self._field = bytearray()
         self._value = bytearray()
+        self.oversized_header = False
         callbacks = {
             "on_part_begin": self._part_begin,
-            "on_header_field": lambda d, s, e: self._field.extend(d[s:e]),
-            "on_header_value": lambda d, s, e: self._value.extend(d[s:e]),
+            "on_header_field": lambda d, s, e: self._header_bytes(self._field, d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_bytes(self._value, d[s:e]),
             "on_header_end": self._header_end,
             "on_headers_finished": lambda: self.events.append(("headers", self._headers)),
             "on_part_data": lambda d, s, e: self.events.append(("data", bytes(d[s:e]))),
@@ -118,6 +120,13 @@ class _Events:
 
     def _part_begin(self) -> None:
         self._headers = []
+
+    def _header_bytes(self, into: bytearray, data: bytes) -> None:
+        # Part headers are small; a huge one is refused, never accumulated.
+        if len(into) + len(data) > MAX_HEADER_BYTES or len(self._headers) > 16:
+            self.oversized_header = True
+            return
+        into.extend(data)
 
     def _header_end(self) -> None:
         self._headers.append((bytes(self._field).lower(), bytes(self._value)))
@@ -132,6 +141,8 @@ class _Events:
             raise BadRequest(
                 "The multipart body is malformed.", code="MALFORMED_MULTIPART"
             ) from exc
+        if self.oversized_header:
+            raise BadRequest("A multipart part header is too large.", code="MALFORMED_MULTIPART")
         return self.events
 
 
@@ -160,6 +171,12 @@ class UploadReceiver:
         self.store = store
         self.on_field = on_field
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The file's limit plus room for the form fields and the multipart framing."""
+        overhead = MAX_FIELDS * (self.settings.max_field_bytes + 2 * MAX_HEADER_BYTES) + 65536
+        return self.settings.max_file_bytes + overhead
+
     def check_declared_length(self, content_length: str | None) -> None:
         if content_length is None:
             return
@@ -167,8 +184,7 @@ class UploadReceiver:
             declared = int(content_length)
         except ValueError:
             raise BadRequest("Content-Length is not a number.") from None
-        overhead = MAX_FIELDS * (self.settings.max_field_bytes + 512) + 4096
-        if declared > self.settings.max_file_bytes + overhead:
+        if declared > self.max_body_bytes:
             raise self._too_large()
 
     def _too_large(self) -> PayloadTooLarge:
@@ -191,8 +207,13 @@ class UploadReceiver:
         current_name = ""
         ended = False
         try:
+            received = 0
             try:
                 async for chunk in body:
+                    # Bytes outside any part (preamble, epilogue) count too.
+                    received += len(chunk)
+                    if received > self.max_body_bytes:
+                        raise self._too_large()
                     for kind, value in events.feed(chunk):
                         if kind == "headers":
                             current_name, filename = _disposition(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,7 +62,7 @@ class EvidenceRepository:
             select(func.count()).select_from(EvidenceFileRow).where(*scope)
         )
         columns = SORT_COLUMNS[sort_by]
-        order: list[ColumnElement[object]] = [c.desc() if descending else c.asc() for c in columns]
+        order: list[ColumnElement[Any]] = [c.desc() if descending else c.asc() for c in columns]
         order.append(EvidenceFileRow.id.asc())  # a stable order for paging
         rows = await self.session.scalars(
             select(EvidenceFileRow).where(*scope).order_by(*order).limit(limit).offset(offset)
