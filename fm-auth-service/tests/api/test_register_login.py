@@ -201,3 +201,14 @@ async def test_dev_login_when_enabled_creates_a_dev_user(make_settings, start_au
         # A dev user has no password: password login never works for it.
         pw = await c.post("/api/v1/auth/login", json={"username": "devuser", "password": PASSWORD})
         assert pw.status_code == 401
+
+
+async def test_login_accepts_an_email_field(client: httpx.AsyncClient, register):
+    await register("kim", email="kim@example.com")
+    resp = await client.post(
+        "/api/v1/auth/login", json={"email": "kim@example.com", "password": PASSWORD}
+    )
+    assert resp.status_code == 200
+    assert resp.json()["user"]["username"] == "kim"
+    missing = await client.post("/api/v1/auth/login", json={"password": PASSWORD})
+    assert missing.status_code == 422

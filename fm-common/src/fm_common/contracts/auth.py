@@ -7,9 +7,9 @@ service-token exchange the worker uses (DESIGN.md "Identity").
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 PASSWORD_MIN_CHARS = 8
 # bcrypt reads at most 72 bytes; longer passwords are refused, never truncated.
@@ -57,6 +57,14 @@ class LoginRequest(BaseModel):
     # Unknown fields are ignored: the real extension's login body is the reference's.
     username: str = Field(min_length=1, max_length=254, description="Username or email")
     password: str = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _email_as_username(cls, data: Any) -> Any:
+        # Some clients send {email, password}; the email is then the login name.
+        if isinstance(data, dict) and not data.get("username") and data.get("email"):
+            return {**data, "username": data["email"]}
+        return data
 
 
 class DevLoginRequest(BaseModel):

@@ -1,0 +1,62 @@
+"""The signing key: thumbprint kid, file handling."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auth_service.domain.tokens.keys import (
+    load_or_create_signing_key,
+    signing_key_from,
+    thumbprint,
+)
+
+
+def test_thumbprint_matches_the_rfc_8037_example():
+    # RFC 8037 appendix A.2/A.3: this Ed25519 public key has this RFC 7638 thumbprint.
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_kid_of_the_rfc_8037_private_key():
+    d = base64.urlsafe_b64decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A" + "=")
+    key = signing_key_from(Ed25519PrivateKey.from_private_bytes(d))
+    assert key.public_jwk["x"] == "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+    assert key.kid == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_key_is_created_once_with_mode_0600(tmp_path: Path):
+    path = tmp_path / "auth" / "signing_key.pem"
+    first = load_or_create_signing_key(path, create=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = load_or_create_signing_key(path, create=True)
+    assert again.kid == first.kid
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".signing_key.")]
+
+
+def test_configured_key_path_must_exist(tmp_path: Path):
+    with pytest.raises(SystemExit, match="not found"):
+        load_or_create_signing_key(tmp_path / "missing.pem", create=False)
+
+
+def test_a_non_ed25519_key_is_refused(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "rsa.pem"
+    path.write_bytes(pem)
+    with pytest.raises(SystemExit, match="not an Ed25519 key"):
+        load_or_create_signing_key(path, create=False)
+    (tmp_path / "junk.pem").write_text("junk")
+    with pytest.raises(SystemExit, match="not an unencrypted PEM"):
+        load_or_create_signing_key(tmp_path / "junk.pem", create=False)
