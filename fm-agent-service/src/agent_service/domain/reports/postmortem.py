@@ -1,0 +1,125 @@
+"""Post-mortems (run by the worker's `agent.generate_postmortem`).
+
+Written by the provider chain from the case record (redacted, fenced), or, with no
+provider configured, assembled from the case's own structured state: never invented.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from agent_service.domain.privacy.redaction import CaseRedactor
+from agent_service.domain.privacy.safety import Fence, sanitize_markdown
+from agent_service.domain.turns.prompt import postmortem_messages
+from agent_service.runtime import AgentRuntime
+from fm_common.contracts.case import CaseContext, Message, ReportStoreRequest
+from fm_common.contracts.evidence import UploadedFilesList
+from fm_common.errors import FMError
+
+log = structlog.get_logger("agent.postmortem")
+SECTIONS = ("## Summary", "## Impact", "## Timeline", "## Root cause", "## Resolution")
+
+
+def case_facts(ctx: CaseContext, messages: list[Message], files: UploadedFilesList | None) -> str:
+    """The case record as text: state, investigation, conversation, evidence."""
+    case, inv = ctx.case, ctx.investigation
+    lines = [
+        f"Title: {case.title}",
+        f"State: {case.state.value}; opened {case.created_at.isoformat()}",
+        f"Resolved at: {case.resolved_at.isoformat() if case.resolved_at else 'not resolved'}",
+        f"Problem: {inv.problem_statement or case.description or 'not stated'}",
+        f"Impact: {inv.user_impact or 'not recorded'}; severity: {inv.severity or 'unknown'}",
+        "Milestones done: " + (", ".join(inv.milestones_completed) or "none"),
+    ]
+    for h in inv.hypotheses:
+        lines.append(f"Hypothesis ({h.state}, likelihood {h.likelihood:.2f}): {h.text}")
+    if inv.root_cause:
+        lines.append(f"Root cause: {inv.root_cause.description}")
+    if inv.solution:
+        lines.append(f"Solution: {inv.solution.description}")
+    lines.append("Conversation:")
+    for m in messages:
+        lines.append(f"- {m.created_at} {m.role}: {' '.join(m.content.split())[:600]}")
+    if files and files.files:
+        lines.append("Evidence:")
+        for f in files.files:
+            lines.append(f"- {f.uploaded_at.isoformat()} {f.filename} ({f.source_type})")
+    return "\n".join(lines)
+
+
+def structured_postmortem(
+    ctx: CaseContext, messages: list[Message], files: UploadedFilesList | None
+) -> str:
+    """A post-mortem from the case's own structured state (no LLM)."""
+    case, inv = ctx.case, ctx.investigation
+    first_user = next((m.content for m in messages if m.role == "user"), "")
+    summary = inv.problem_statement or case.description or " ".join(first_user.split())[:500]
+    out = [f"# Post-mortem: {case.title}", "", "## Summary", summary or "Not recorded.", ""]
+    out += [f"Case state: {case.state.value}.", "", "## Impact"]
+    out.append(
+        inv.user_impact or (f"Severity {inv.severity}." if inv.severity else "Not recorded.")
+    )
+    out += ["", "## Timeline", f"- {case.created_at.isoformat()} Case opened"]
+    events: list[tuple[str, str]] = [
+        (m.created_at, f"Reported: {' '.join(m.content.split())[:160]}")
+        for m in messages
+        if m.role == "user"
+    ]
+    if files:
+        events += [
+            (f.uploaded_at.isoformat(), f"Evidence added: {f.filename}") for f in files.files
+        ]
+    out += [f"- {at} {text}" for at, text in sorted(events)]
+    if case.resolved_at:
+        out.append(f"- {case.resolved_at.isoformat()} Case resolved")
+    out += ["", "## Root cause"]
+    if inv.root_cause:
+        out.append(inv.root_cause.description)
+    elif inv.hypotheses:
+        best = max(inv.hypotheses, key=lambda h: h.likelihood)
+        out.append(f"Not confirmed. Leading hypothesis ({best.likelihood:.0%}): {best.text}")
+    else:
+        out.append("Not identified.")
+    if inv.hypotheses:
+        out += ["", "### Hypotheses considered"]
+        out += [f"- {h.text} ({h.state}, {h.likelihood:.0%})" for h in inv.hypotheses]
+    out += ["", "## Resolution", inv.solution.description if inv.solution else "Not recorded."]
+    out += ["", "## Action items"]
+    out += [f"- [ ] {a}" for a in inv.next_actions]
+    out.append("- [ ] Write or update the runbook for this failure mode")
+    return "\n".join(out) + "\n"
+
+
+async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | None]:
+    """(Markdown, provider used or None)."""
+    ctx = await rt.case.get_case(case_id)
+    messages = await rt.case.recent_messages(case_id, limit=100)
+    try:
+        files: UploadedFilesList | None = await rt.evidence.list_case_files(case_id, limit=50)
+    except FMError as exc:
+        log.warning("postmortem.evidence_unavailable", case_id=case_id, error=exc.code)
+        files = None
+    if not rt.chain.configured:
+        return structured_postmortem(ctx, messages, files), None
+    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
+    facts = (await redactor.redact([case_facts(ctx, messages, files)])).texts[0]
+    deadline = time.monotonic() + rt.settings.turn_deadline_seconds
+    result = await rt.chain.complete(postmortem_messages(Fence(), facts), deadline=deadline)
+    markdown = redactor.restore(sanitize_markdown(result.text, rt.settings.link_allowlist))
+    if sum(1 for s in SECTIONS if s.lower() in markdown.lower()) < 3:
+        log.warning("postmortem.malformed", case_id=case_id, provider=result.provider)
+        return structured_postmortem(ctx, messages, files), None
+    return markdown.strip() + "\n", result.provider
+
+
+async def generate_postmortem(rt: AgentRuntime, case_id: str, report_id: str) -> dict[str, object]:
+    """Write the report and store it through the case service."""
+    await rt.case.store_report(case_id, report_id, ReportStoreRequest(status="running"))
+    markdown, provider = await write_postmortem(rt, case_id)
+    await rt.case.store_report(
+        case_id, report_id, ReportStoreRequest(status="completed", content=markdown)
+    )
+    log.info("postmortem.stored", case_id=case_id, report_id=report_id, provider=provider)
+    return {"report_id": report_id, "case_id": case_id, "status": "completed", "provider": provider}

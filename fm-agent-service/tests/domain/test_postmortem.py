@@ -1,0 +1,55 @@
+"""Post-mortems: from the LLM chain (redacted) or from the case's structured state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_standins import provider, running, turn_json
+
+from agent_service.domain.reports.postmortem import generate_postmortem
+from fm_common.context import bearer_token_var
+from fm_common.testing.fake_llm import FakeLLMServer
+
+
+async def _turn_then_report(settings: Any, standins: Any, token_issuer: Any, user_id: str) -> str:
+    case_id = standins.add_case(user_id, title="Orders outage")
+    async with running(settings) as client:
+        resp = await client.post(
+            f"/api/v1/cases/{case_id}/turns",
+            data={"query": "orders down, reported by ops.lead@example.com"},
+            headers=token_issuer.headers(user_id),
+        )
+        assert resp.status_code == 200
+        token = bearer_token_var.set(token_issuer.token(user_id))
+        try:
+            result = await generate_postmortem(client.app.state.runtime, case_id, "rep-1")  # type: ignore[attr-defined]
+        finally:
+            bearer_token_var.reset(token)
+    assert result["status"] == "completed"
+    return standins.state.reports["rep-1"]["content"]
+
+
+async def test_without_a_provider_the_report_comes_from_the_case_state(
+    make_settings: Any, standins: Any, token_issuer: Any, user_id: str, fake: FakeLLMServer
+) -> None:
+    report = await _turn_then_report(make_settings([]), standins, token_issuer, user_id)
+    assert report.startswith("# Post-mortem: Orders outage")
+    for section in ("## Summary", "## Impact", "## Timeline", "## Root cause", "## Resolution"):
+        assert section in report
+    assert "Reported: orders down" in report
+    assert fake.requests == []
+
+
+async def test_with_a_provider_the_chain_writes_it_from_redacted_facts(
+    make_settings: Any, standins: Any, token_issuer: Any, user_id: str, fake: FakeLLMServer
+) -> None:
+    fake.script(turn_json("noted"))  # the turn; the report uses the default writer
+    settings = make_settings([provider(fake, "primary")])
+    report = await _turn_then_report(settings, standins, token_issuer, user_id)
+    assert "## Root cause" in report
+    assert "## Action items" in report
+    last = fake.requests[-1]
+    assert "TASK: postmortem" in last.text
+    assert "Orders outage" in last.text
+    assert "ops.lead@example.com" not in last.raw
+    assert "<EMAIL_1>" in last.text
