@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from fm_common.jobs import QUEUES
 from fm_common.logging import configure_logging
@@ -45,7 +45,7 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         result_expires=86400,
-        task_queues=[Queue(q) for q in QUEUES],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_queue="maintenance",
         task_soft_time_limit=settings.maintenance_soft_time_limit,
         task_time_limit=settings.maintenance_time_limit,

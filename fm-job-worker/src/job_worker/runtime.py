@@ -41,16 +41,15 @@ class Runtime:
     def maker(self) -> Any:
         from fm_common.db import create_engine, create_sessionmaker
 
-        async def build() -> Any:
-            return create_sessionmaker(create_engine(self.knowledge.effective_database_url))
-
-        return self.runner.run(build())
+        return create_sessionmaker(create_engine(self.knowledge.effective_database_url))
 
     def db(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run one unit of work on the knowledge database and commit it."""
 
+        maker = self.maker
+
         async def unit() -> T:
-            async with self.maker() as session:
+            async with maker() as session:
                 result = await fn(session)
                 await session.commit()
                 return result
@@ -59,6 +58,8 @@ class Runtime:
 
     def run(self, coro: Awaitable[T]) -> T:
         return self.runner.run(coro)  # type: ignore[arg-type]
+
+    # Clients bound to this process's loop are built on it, outside any running task.
 
     @cached_property
     def embedder(self) -> Any:
