@@ -274,3 +274,21 @@ async def test_a_failed_commit_is_an_error_answer_not_a_2xx(app, client, make_ca
     assert "disk gone" not in resp.text
     stored = (await client.get(f"/api/v1/cases/{case['case_id']}", headers=alice)).json()
     assert stored["title"] != "lost?"
+
+
+async def test_put_that_changes_nothing_keeps_the_version(client, make_case, alice):
+    case = await make_case(alice, title="Same")
+    url = f"/api/v1/cases/{case['case_id']}"
+    resp = await client.put(url, json={"title": "Same"}, headers={**alice, "If-Match": "1"})
+    assert resp.status_code == 200
+    assert resp.json()["version"] == 1
+
+
+async def test_include_empty_false_hides_cases_without_turns(client, make_case, alice, turn):
+    empty = await make_case(alice, title="empty")
+    talked = await make_case(alice, title="talked")
+    await client.post(f"/internal/v1/cases/{talked['case_id']}/turns", json=turn(), headers=alice)
+    body = (await client.get("/api/v1/cases?include_empty=false", headers=alice)).json()
+    assert [c["title"] for c in body["cases"]] == ["talked"]
+    everything = (await client.get("/api/v1/cases", headers=alice)).json()
+    assert {c["case_id"] for c in everything["cases"]} == {empty["case_id"], talked["case_id"]}

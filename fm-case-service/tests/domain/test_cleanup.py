@@ -213,3 +213,40 @@ async def test_purge_deletes_only_cases_ended_before_the_retention(
     listed = (await client.get("/api/v1/cases", headers=alice)).json()
     assert sorted(c["title"] for c in listed["cases"]) == ["active", "recent"]
     assert [k["case_id"] for _, k in queued(redis_url, "maintenance")] == [old["case_id"]]
+
+
+async def test_the_services_sweeper_enqueues_a_cleanup_the_broker_missed(
+    sqlite_url, redis_url, token_issuer, data_dir
+):
+    import asyncio
+
+    from case_service.config import Settings
+    from case_service.main import create_app
+
+    app = create_app(
+        Settings(
+            database_url=sqlite_url,
+            redis_url=redis_url,
+            jwks_url=token_issuer.jwks_url,
+            data_dir=data_dir,
+            outbox_sweep_seconds=0.2,
+            outbox_retry_seconds=1,
+        )
+    )
+    owner = "sweeper-owner"
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://case") as c:
+            case = (
+                await c.post("/api/v1/cases", json={}, headers=token_issuer.headers(owner))
+            ).json()
+        dead = flows.broker_enqueue(f"redis://127.0.0.1:{free_port()}/0")
+        # The delete's own enqueue fails (dead broker); only the sweeper can send it.
+        await flows.delete_case(app.state.sessionmaker, dead, owner, case["case_id"])
+        for _ in range(50):
+            if queued(redis_url, "maintenance"):
+                break
+            await asyncio.sleep(0.1)
+        assert queued(redis_url, "maintenance") == [
+            ("cases.cleanup_case", {"case_id": case["case_id"], "owner_id": owner})
+        ]

@@ -261,6 +261,7 @@ async def update_case(
     """Change title/description/priority; a `state` goes through the state machine."""
     case = await load_case(session, owner_id, case_id, for_update=True)
     _check_version(case, if_match)
+    before = (case.title, case.description, case.priority, case.state)
     if body.title is not None:
         case.title = body.title.strip() or case.title
     if body.description is not None:
@@ -269,8 +270,9 @@ async def update_case(
         case.priority = body.priority
     if body.state is not None and body.state.value != case.state:
         _apply_transition(case, body.state, None)
-    _touch(case)
-    await session.flush()
+    if (case.title, case.description, case.priority, case.state) != before:
+        _touch(case)  # a PUT that changes nothing keeps the version
+        await session.flush()
     return to_detail(case)
 
 
