@@ -273,3 +273,22 @@ async def test_redis_down_is_503_with_retry_after(make_settings: Callable[..., S
     assert resp.status_code == 503
     assert resp.headers["Retry-After"]
     assert "Traceback" not in resp.text
+
+
+async def test_heartbeat_with_a_token_claims_a_live_anonymous_session(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    # The real extension opens its session without a token at every start, even when
+    # it is still logged in, then keeps it alive with its token.
+    sid = (await client.post("/api/v1/sessions", json=BODY)).json()["session_id"]
+    kim = token_issuer.headers("kim")
+    beat = await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=kim)
+    assert beat.status_code == 200
+    assert beat.json()["user_id"] == "kim"
+    assert (await client.get(f"/api/v1/sessions/{sid}", headers=kim)).status_code == 200
+    # Once it is Kim's, nobody else can claim or read it.
+    other = token_issuer.headers("lou")
+    assert (
+        await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=other)
+    ).status_code == 404
+    assert (await client.get(f"/api/v1/sessions/{sid}", headers=other)).status_code == 404

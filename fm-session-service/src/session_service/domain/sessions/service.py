@@ -138,15 +138,23 @@ async def list_sessions(
 
 
 async def heartbeat(store: SessionStore, principal: Principal, session_id: str) -> SessionResponse:
-    """Extend the session's TTL; 401 SESSION_EXPIRED once the caller's session is gone."""
-    touched = await store.touch(session_id, principal.user_id, time.time())
+    """Extend the session's TTL; 401 SESSION_EXPIRED once the caller's session is gone.
+
+    A signed-in caller's heartbeat on a live *anonymous* session binds it to them: the
+    real extension opens its session without a token at every start, also when it is
+    still logged in, and then keeps that session alive with its token.
+    """
+    now = time.time()
+    touched = await store.touch(session_id, principal.user_id, now)
     if touched.status == "expired":
         raise SessionExpired()
     if touched.status == "unknown":
-        raise NotFound(NOT_FOUND, code="SESSION_NOT_FOUND")
+        if principal.is_service or not await store.bind(session_id, principal.user_id, now):
+            raise NotFound(NOT_FOUND, code="SESSION_NOT_FOUND")
+        log.info("session.bound", session_id=session_id, via="heartbeat")
     session = await store.get(session_id)
-    if session is None:  # expired or ended between the two calls
-        raise SessionExpired()
+    if session is None or session.user_id != principal.user_id:
+        raise SessionExpired()  # expired or ended between the two calls
     return session.to_response()
 
 
