@@ -100,6 +100,7 @@ def test_svg_and_html_are_accepted_as_text_types():
         ("a.gif", b"\x89PNG\r\n\x1a\n....", "PNG image"),
         ("a.txt", b"\x00\x01\x02\x03" * 10, "not accepted"),
         ("tool.exe", b"text", "'.exe'"),
+        ("win.log", "\ufeffline one\r\n".encode("utf-16-le"), "UTF-16 text"),
     ],
 )
 def test_lies_and_unknown_types_are_refused(name, data, message):

@@ -137,6 +137,8 @@ def detect(head: bytes, *, complete: bool) -> Detected:
         return Detected("image", "image/gif", IMAGE_NAMES["image/gif"])
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return Detected("image", "image/webp", IMAGE_NAMES["image/webp"])
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return Detected("binary", "application/octet-stream", "UTF-16 text (save it as UTF-8)")
     for signature, label in _BINARY_SIGNATURES:
         if head.startswith(signature):
             return Detected("binary", "application/octet-stream", label)
