@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fm_common.client_address import DEFAULT_TRUSTED_PROXIES
@@ -40,6 +40,12 @@ class Settings(BaseServiceSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1)
     # Peers whose X-Forwarded-For is believed (the gateway).
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+
+    @model_validator(mode="after")
+    def _no_dev_login_in_production(self) -> Settings:
+        if self.dev_login_enabled and self.environment == "production":
+            raise ValueError("FM_AUTH_DEV_LOGIN_ENABLED must not be true in production")
+        return self
 
     @property
     def admin_username_set(self) -> frozenset[str]:
