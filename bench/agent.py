@@ -267,7 +267,8 @@ def main() -> None:
         fake.stop()
     result = {
         "name": "agent",
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
         "turns": args.turns,
         "users": args.users,
         "results": results,
