@@ -32,7 +32,8 @@ def test_client_address(peer: str, forwarded: str | None, expected: str):
     assert client_address(_request(peer, forwarded)) == expected
 
 
-def test_other_trusted_proxy_networks():
-    req = _request("10.0.0.7", "203.0.113.9")
-    assert client_address(req) == "10.0.0.7"
-    assert client_address(req, ["10.0.0.0/8"]) == "203.0.113.9"
+def test_private_networks_are_trusted_by_default_and_the_list_is_configurable():
+    # docker compose: the gateway is another container on a private network.
+    req = _request("172.18.0.5", "203.0.113.9")
+    assert client_address(req) == "203.0.113.9"
+    assert client_address(req, ["127.0.0.1/32"]) == "172.18.0.5"

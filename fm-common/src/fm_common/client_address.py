@@ -13,7 +13,16 @@ from collections.abc import Iterable
 
 from fastapi import Request
 
-DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
+# Loopback (`make run`) and private networks (docker compose, Kubernetes), where the
+# gateway is another container; services are never published outside them.
+DEFAULT_TRUSTED_PROXIES = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 
 
 def _networks(
