@@ -65,7 +65,7 @@ class ReceivedForm:
 @dataclass
 class _FilePart:
     temp: TempFile
-    filename: str
+    raw_filename: str
     head: bytearray = field(default_factory=bytearray)
     sample: bytearray = field(default_factory=bytearray)
     pending: bytearray = field(default_factory=bytearray)
@@ -74,6 +74,10 @@ class _FilePart:
     content_type: str = ""
     # The batch being written in a worker thread while the next one is parsed.
     inflight: asyncio.Future[None] | None = None
+
+    @property
+    def filename(self) -> str:
+        return sanitize_filename(self.raw_filename)
 
     async def settle(self) -> None:
         """Wait for the batch in flight; its disk error surfaces here."""
@@ -95,6 +99,17 @@ class _FilePart:
 def _consume(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+@dataclass
+class _Form:
+    """What has been parsed so far."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    done: ReceivedFile | None = None
+    current: _FilePart | bytearray | None = None
+    name: str = ""
+    ended: bool = False
 
 
 class _Events:
@@ -201,11 +216,7 @@ class UploadReceiver:
         """Parse the whole body; the file is in a temp file the caller places or aborts."""
         self.check_declared_length(content_length)
         events = _Events(multipart_boundary(content_type))
-        fields: dict[str, str] = {}
-        done: ReceivedFile | None = None
-        current: _FilePart | bytearray | None = None
-        current_name = ""
-        ended = False
+        form = _Form()
         try:
             received = 0
             try:
@@ -215,59 +226,59 @@ class UploadReceiver:
                     if received > self.max_body_bytes:
                         raise self._too_large()
                     for kind, value in events.feed(chunk):
-                        if kind == "headers":
-                            current_name, filename = _disposition(value)
-                            if filename is not None and current_name == FILE_FIELD:
-                                if done is not None:
-                                    raise Unprocessable(
-                                        "Send exactly one file per upload.", code="ONE_FILE_ONLY"
-                                    )
-                                current = _FilePart(self.store.new_temp(), filename)
-                            else:
-                                if len(fields) >= MAX_FIELDS:
-                                    raise Unprocessable("Too many form fields.")
-                                current = bytearray()
-                        elif kind == "data":
-                            if isinstance(current, _FilePart):
-                                await self._file_data(current, value)
-                            elif current is not None:
-                                current.extend(value)
-                                if len(current) > self.settings.max_field_bytes:
-                                    raise PayloadTooLarge(
-                                        f"The form field '{current_name}' is too large.",
-                                        code="FIELD_TOO_LARGE",
-                                    )
-                        elif kind == "part_end":
-                            if isinstance(current, _FilePart):
-                                done = await self._file_end(current)
-                            elif current is not None:
-                                text = current.decode("utf-8", errors="replace")
-                                fields[current_name] = text
-                                if self.on_field is not None:
-                                    await self.on_field(current_name, text)
-                            current = None
-                        elif kind == "end":
-                            ended = True
+                        await self._event(form, kind, value)
             except ClientDisconnect:
                 log.info("evidence.upload_disconnected")
                 raise ClientGone() from None
-            if not ended:
+            if not form.ended:
                 raise BadRequest(
                     "The multipart body ended before its closing boundary.",
                     code="INCOMPLETE_MULTIPART",
                 )
-            if done is None:
+            if form.done is None:
                 raise Unprocessable(
                     "The upload has no file: send the file in a multipart part named 'file'.",
                     code="FILE_REQUIRED",
                 )
-            return ReceivedForm(fields=fields, file=done)
+            return ReceivedForm(fields=form.fields, file=form.done)
         except BaseException:
-            if isinstance(current, _FilePart):
-                current.drop()
-            if done is not None:
-                done.temp.abort()
+            if isinstance(form.current, _FilePart):
+                form.current.drop()
+            if form.done is not None:
+                form.done.temp.abort()
             raise
+
+    async def _event(self, form: _Form, kind: str, value: Any) -> None:
+        if kind == "headers":
+            form.name, filename = _disposition(value)
+            if filename is not None and form.name == FILE_FIELD:
+                if form.done is not None:
+                    raise Unprocessable("Send exactly one file per upload.", code="ONE_FILE_ONLY")
+                form.current = _FilePart(self.store.new_temp(), filename)
+            elif len(form.fields) >= MAX_FIELDS:
+                raise Unprocessable("Too many form fields.", code="TOO_MANY_FIELDS")
+            else:
+                form.current = bytearray()
+        elif kind == "data":
+            if isinstance(form.current, _FilePart):
+                await self._file_data(form.current, value)
+            elif form.current is not None:
+                form.current.extend(value)
+                if len(form.current) > self.settings.max_field_bytes:
+                    raise PayloadTooLarge(
+                        f"The form field '{form.name}' is too large.", code="FIELD_TOO_LARGE"
+                    )
+        elif kind == "part_end":
+            if isinstance(form.current, _FilePart):
+                form.done = await self._file_end(form.current)
+            elif form.current is not None:
+                text = form.current.decode("utf-8", errors="replace")
+                form.fields[form.name] = text
+                if self.on_field is not None:
+                    await self.on_field(form.name, text)
+            form.current = None
+        elif kind == "end":
+            form.ended = True
 
     async def _file_data(self, part: _FilePart, data: bytes) -> None:
         part.size += len(data)
@@ -292,19 +303,19 @@ class UploadReceiver:
     async def _file_end(self, part: _FilePart) -> ReceivedFile:
         if part.detected is None:
             if part.size == 0:
-                if not part.filename.strip():
+                if not part.raw_filename.strip():
                     raise Unprocessable(
                         "The upload has no file: the 'file' part is empty and unnamed.",
                         code="FILE_REQUIRED",
                     )
-                raise EmptyFile(f"'{sanitize_filename(part.filename)}' is empty (0 bytes).")
+                raise EmptyFile(f"'{part.filename}' is empty (0 bytes).")
             self._sniff(part, complete=True)
         await self._flush(part)
         await part.settle()
         assert part.detected is not None
         return ReceivedFile(
             temp=part.temp,
-            filename=sanitize_filename(part.filename),
+            filename=part.filename,
             content_type=part.content_type,
             detected=part.detected,
             sample=bytes(part.sample),
@@ -312,7 +323,7 @@ class UploadReceiver:
 
     def _sniff(self, part: _FilePart, *, complete: bool) -> None:
         part.detected = detect(bytes(part.head[: self.settings.sniff_bytes]), complete=complete)
-        name = sanitize_filename(part.filename)
+        name = part.filename
         part.content_type = check_type(
             name,
             part.detected,
