@@ -128,14 +128,14 @@ async def bare_call(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -
 
 async def bare_first_chunk(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> float:
     start = time.perf_counter()
+    elapsed = None
     async with client.stream("POST", url, json=body | {"stream": True}) as resp:
         async for line in resp.aiter_lines():
-            if '"content": "' in line and '"content": ""' not in line:
+            if elapsed is None and '"content": "' in line and '"content": ""' not in line:
                 elapsed = (time.perf_counter() - start) * 1000
-                async for _ in resp.aiter_lines():
-                    pass
-                return elapsed
-    raise RuntimeError("no streamed chunk")
+    if elapsed is None:
+        raise RuntimeError("no streamed chunk")
+    return elapsed
 
 
 async def measure(stack: Stack, fake: FakeLLMServer, turns: int, users: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ whole summary fits a token budget (~4 characters a token).
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -16,6 +17,9 @@ from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
 from agent_service.domain.privacy.detect import PEM_BLOCK_RE
+
+# drain3 logs every miner it starts at INFO (one per log condensed): noise.
+logging.getLogger("drain3").setLevel(logging.WARNING)
 
 _TS = re.compile(
     r"(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
