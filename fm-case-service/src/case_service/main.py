@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from case_service.api.routes import cases, internal, reports
 from case_service.config import Settings
 from case_service.domain.cases.flows import broker_enqueue, run_sweeper
-from case_service.storage import open_engine, open_read_engine, ping
+from case_service.storage import open_engine, open_read_engine, ping, write_sessionmaker
 from fm_common.app import create_service_app
 from fm_common.db import create_sessionmaker, migrate
 from fm_common.settings import load_settings
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await migrate(MIGRATIONS, url)
         engine = open_engine(url)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.sessionmaker = write_sessionmaker(url, engine)
         read_engine = open_read_engine(url, engine)
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.cleanup_enqueue = broker_enqueue(settings.redis_url)

@@ -11,12 +11,15 @@ SELECT), so reads never queue behind writers. PostgreSQL relies on row locks
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from fm_common.db import create_engine, is_sqlite
+from fm_common.db import create_engine, create_sessionmaker, is_sqlite
 
 
 def open_engine(url: str) -> AsyncEngine:
@@ -33,6 +36,31 @@ def open_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class SerializedSessionmaker:
+    """Write sessions of one process take turns (SQLite has one writer at a time).
+
+    Without this, racing writers wait in SQLite's busy handler, which sleeps in steps of
+    up to 100 ms; an asyncio lock queues them in order instead. Other processes (the
+    worker) still meet the busy timeout. Used like an async_sessionmaker:
+    `async with maker() as session`.
+    """
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self._maker = maker
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock, self._maker() as session:
+            yield session
+
+
+def write_sessionmaker(url: str, engine: AsyncEngine) -> Any:
+    """The sessionmaker of writes: serialized in-process for SQLite, plain for PostgreSQL."""
+    maker = create_sessionmaker(engine)
+    return SerializedSessionmaker(maker) if is_sqlite(url) else maker
 
 
 def open_read_engine(url: str, write_engine: AsyncEngine) -> AsyncEngine:
