@@ -387,9 +387,12 @@ def test_access_token_is_refreshed_silently_with_rotation(open_client) -> None:
     }"""
     )
     with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
-        page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+        page.get_by_role("navigation", name="Main").get_by_role(
+            "link", name="Knowledge base"
+        ).click()
     assert refreshed.value.status == 200
-    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
+    expect(page.get_by_text("No documents yet.")).to_be_visible()
     after = page.evaluate("JSON.parse(localStorage.getItem('fm.tokens'))")
     assert after["refreshToken"] != before["refreshToken"], "the newest refresh token is kept"
     assert after["accessToken"] != before["accessToken"]
@@ -403,7 +406,8 @@ def test_access_token_is_refreshed_silently_with_rotation(open_client) -> None:
     assert body.status_code == 401
     # And the user is still logged in after a reload.
     page.reload()
-    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
+    expect(page.get_by_text("No documents yet.")).to_be_visible()
 
 
 def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:

@@ -54,7 +54,7 @@ export function Composer(props: {
   return (
     <form
       class={`composer${dragging ? " dragging" : ""}`}
-      aria-label="Send a message"
+      aria-label="New turn"
       onSubmit={submit}
       onDragOver={(e) => {
         e.preventDefault();

@@ -1,5 +1,5 @@
 import { useRef, useState } from "preact/hooks";
-import type { CaseDetail, CaseUI, SuggestedAction } from "../api/types";
+import type { CaseDetail, CaseUI, Hypothesis, SuggestedAction } from "../api/types";
 import { StateBadge, humanize } from "./common";
 
 const MILESTONES = [
@@ -22,6 +22,16 @@ export function transitionTarget(action: SuggestedAction): string | null {
   return null;
 }
 
+/** The `investigation` of the last turn (TurnResponse or the SSE `state` event). */
+export interface TurnInvestigation {
+  phase?: string;
+  current_stage?: string | null;
+  hypotheses?: Hypothesis[];
+  working_conclusion?: string | null;
+  provider?: string | null;
+  degraded?: boolean;
+}
+
 export interface PendingTransition {
   toState: string;
   label: string;
@@ -30,6 +40,7 @@ export interface PendingTransition {
 export function InvestigationPanel(props: {
   detail: CaseDetail;
   ui: CaseUI | null;
+  turnView: TurnInvestigation | null;
   actions: SuggestedAction[];
   busy: boolean;
   onAction: (action: SuggestedAction) => void;
@@ -44,7 +55,12 @@ export function InvestigationPanel(props: {
     ...MILESTONES,
     ...(detail.pending_milestones ?? []).filter((m) => !MILESTONES.includes(m)),
   ];
-  const hypotheses = ui?.active_hypotheses ?? [];
+  // The side-panel view has hypotheses while investigating; in an inquiry the last turn
+  // carries them.
+  const hypotheses = ui?.active_hypotheses?.length
+    ? ui.active_hypotheses
+    : (props.turnView?.hypotheses ?? []);
+  const conclusion = ui?.working_conclusion?.summary ?? props.turnView?.working_conclusion ?? null;
   const nextStates = detail.valid_next_states ?? ui?.valid_next_states ?? [];
   const problem = ui?.problem_statement ?? ui?.inquiry?.proposed_problem_statement ?? null;
 
@@ -74,11 +90,15 @@ export function InvestigationPanel(props: {
           <strong>Problem:</strong> {problem}
         </p>
       )}
-      {ui?.working_conclusion?.summary && (
+      {conclusion && (
         <p class="small">
-          <strong>Working conclusion:</strong> {ui.working_conclusion.summary} (
-          {Math.round((ui.working_conclusion.confidence ?? 0) * 100)}%)
+          <strong>Working conclusion:</strong> {conclusion}
+          {ui?.working_conclusion?.confidence !== undefined &&
+            ` (${Math.round(ui.working_conclusion.confidence * 100)}%)`}
         </p>
+      )}
+      {props.turnView?.degraded && (
+        <p class="notice small">No LLM provider answered: this answer is runbook passages only.</p>
       )}
       {ui?.root_cause?.description && (
         <p class="small">
@@ -96,7 +116,9 @@ export function InvestigationPanel(props: {
       </ul>
       <h3>Hypotheses</h3>
       {hypotheses.length === 0 ? (
-        <p class="muted small">None yet.</p>
+        <p class="muted small">
+          {detail.hypothesis_count ? `${detail.hypothesis_count} recorded.` : "None yet."}
+        </p>
       ) : (
         <ul class="hypotheses" aria-label="Hypotheses">
           {hypotheses.map((h) => (

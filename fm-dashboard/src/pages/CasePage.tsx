@@ -11,7 +11,7 @@ import type {
 } from "../api/types";
 import { Composer } from "../components/Composer";
 import { Conversation, fromMessage, type ChatEntry } from "../components/Conversation";
-import { InvestigationPanel } from "../components/InvestigationPanel";
+import { InvestigationPanel, type TurnInvestigation } from "../components/InvestigationPanel";
 import { ReportsPanel } from "../components/ReportsPanel";
 import { ErrorBanner, Spinner, StateBadge, errorMessage } from "../components/common";
 import { navigate } from "../router";
@@ -23,6 +23,7 @@ export function CasePage({ caseId }: { caseId: string }) {
   const [ui, setUi] = useState<CaseUI | null>(null);
   const [entries, setEntries] = useState<ChatEntry[]>([]);
   const [actions, setActions] = useState<SuggestedAction[]>([]);
+  const [turnView, setTurnView] = useState<TurnInvestigation | null>(null);
   const [limits, setLimits] = useState<Capabilities["limits"]>();
   const [error, setError] = useState<unknown>(null);
   const [notFound, setNotFound] = useState(false);
@@ -45,6 +46,7 @@ export function CasePage({ caseId }: { caseId: string }) {
     setDetail(null);
     setEntries([]);
     setActions([]);
+    setTurnView(null);
     setError(null);
     setNotFound(false);
     refreshCase().catch((err) => {
@@ -96,6 +98,9 @@ export function CasePage({ caseId }: { caseId: string }) {
           onState: (s) => {
             const state = (s.case_state ?? s.state) as string | undefined;
             if (state) setDetail((d) => (d ? { ...d, state: state as CaseDetail["state"] } : d));
+            if (Array.isArray(s.suggested_actions))
+              setActions(s.suggested_actions as SuggestedAction[]);
+            if (s.investigation) setTurnView(s.investigation as TurnInvestigation);
           },
           onQueued: () => update((e) => ({ ...e, content: "_Queued; the answer follows shortly…_" })),
         },
@@ -108,6 +113,7 @@ export function CasePage({ caseId }: { caseId: string }) {
         streaming: false,
       }));
       setActions(result.suggested_actions ?? []);
+      if (result.investigation) setTurnView(result.investigation as TurnInvestigation);
       await refreshCase().catch(() => undefined);
       return true;
     } catch (err) {
@@ -268,6 +274,7 @@ export function CasePage({ caseId }: { caseId: string }) {
           <InvestigationPanel
             detail={detail}
             ui={ui}
+            turnView={turnView}
             actions={actions}
             busy={sending}
             onAction={onAction}
