@@ -75,6 +75,8 @@ class Settings(BaseServiceSettings):
         default_factory=lambda: ["redis", "auth"]
     )
     health_timeout: float = Field(default=2.0, gt=0)
+    # A burst of /health calls fans out to every service at most once per this period.
+    health_cache_seconds: float = Field(default=1.0, ge=0)
 
     # /v1/meta/capabilities (maxFileBytes: the knowledge upload limit clients check first).
     max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)

@@ -143,3 +143,15 @@ async def test_sequential_requests_reuse_one_upstream_connection(
         for _ in range(20)
     }
     assert len(ports) == 1
+
+
+async def test_head_is_answered_without_a_body_and_the_connection_stays_usable(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    headers = token_issuer.headers("u-head")
+    head = await client.head("/api/v1/cases/c1", headers=headers)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    after = await client.get("/api/v1/cases/c2", headers=headers)
+    assert after.json()["path"] == "/api/v1/cases/c2"

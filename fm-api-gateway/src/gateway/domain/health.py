@@ -47,6 +47,17 @@ def _http_check(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[Non
 
 
 async def system_health(state: GatewayState) -> dict[str, Any]:
+    """The system's health, computed at most once per `health_cache_seconds`."""
+    now = time.monotonic()
+    cached = state.cache.get("health")
+    if cached is not None and cached[0] > now:
+        return cached[1]  # type: ignore[no-any-return]
+    body = await _check_all(state)
+    state.cache["health"] = (now + state.settings.health_cache_seconds, body)
+    return body
+
+
+async def _check_all(state: GatewayState) -> dict[str, Any]:
     settings = state.settings
     http = state.http
     assert http is not None
