@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 async def test_other_user_gets_404_on_every_evidence_route(kit, alice, bob, client):
     file = (await kit.upload(alice)).json()
@@ -58,3 +60,38 @@ async def test_lists_never_show_foreign_rows(kit, alice, bob, client):
     assert resp.status_code == 200
     assert [f["filename"] for f in resp.json()["files"]] == ["bob.log"]
     assert resp.json()["total_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/evidence/{fid}"),
+        ("GET", "/api/v1/evidence/{fid}/content"),
+        ("DELETE", "/api/v1/evidence/{fid}"),
+        ("GET", "/api/v1/cases/{cid}/uploaded-files"),
+        ("GET", "/api/v1/cases/{cid}/uploaded-files/{fid}"),
+        ("DELETE", "/internal/v1/cases/{cid}/files"),
+        ("PUT", "/internal/v1/evidence/{fid}/analysis"),
+    ],
+)
+@pytest.mark.parametrize("auth", [None, "Bearer not-a-jwt", "Basic dXNlcjpwdw=="])
+async def test_every_route_needs_a_valid_token(kit, alice, client, method, path, auth):
+    fid = (await kit.upload(alice)).json()["file_id"]
+    headers = {"Authorization": auth} if auth else {}
+    resp = await client.request(
+        method,
+        path.format(fid=fid, cid=alice.case_id),
+        headers=headers,
+        json={"analysis_status": "failed"} if method == "PUT" else None,
+    )
+    assert resp.status_code == 401
+    assert resp.json()["code"] in {"UNAUTHORIZED", "INVALID_TOKEN"}
+    assert len(kit.stored()) == 1
+
+
+async def test_expired_token_is_401(kit, alice, client, token_issuer):
+    fid = (await kit.upload(alice)).json()["file_id"]
+    expired = token_issuer.headers(alice.user_id, ttl=-60)
+    resp = await client.get(f"/api/v1/evidence/{fid}", headers=expired)
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "TOKEN_EXPIRED"
