@@ -397,17 +397,23 @@ def test_access_token_is_refreshed_silently_with_rotation(open_client) -> None:
     assert after["refreshToken"] != before["refreshToken"], "the newest refresh token is kept"
     assert after["accessToken"] != before["accessToken"]
     assert after["expiresAt"] > before["expiresAt"] - 60_000
-    # The old refresh token is spent: the server refuses it now.
-    body = httpx.post(
+    # The user stays logged in across a reload.
+    page.reload()
+    expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
+    expect(page.get_by_text("No documents yet.")).to_be_visible()
+    # The old refresh token is spent: presenting it again (as a thief would) is refused
+    # and ends the whole login, which the dashboard reports as an expired session.
+    reuse = httpx.post(
         f"{client.base_url}/api/v1/auth/refresh",
         json={"refresh_token": before["refreshToken"]},
         timeout=10,
     )
-    assert body.status_code == 401
-    # And the user is still logged in after a reload.
-    page.reload()
-    expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
-    expect(page.get_by_text("No documents yet.")).to_be_visible()
+    assert reuse.status_code == 401
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Cases").click()
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text(
+        "Your session has expired. Please log in again."
+    )
 
 
 def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:
