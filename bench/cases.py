@@ -246,7 +246,9 @@ def markdown(r: dict) -> str:
         "",
         f"Through the gateway with the real processes (redis, auth, session, case, evidence, "
         f"gateway), {r['machine']['cpus']} CPUs, measured {r['measured_at']}. "
-        f"wrk, {r['duration_s']} s per run.",
+        f"wrk, {r['duration_s']} s per run. 1-minute load average before/after: "
+        f"{r['load_average_1m'][0]} / {r['load_average_1m'][1]} (other work on the machine "
+        f"skews the numbers).",
         "",
         "| route | clients | req/s | p50 ms | p99 ms | non-2xx |",
         "|---|---|---|---|---|---|",
@@ -288,6 +290,7 @@ def main() -> int:
             print(f"{tool} is not installed: scripts/bootstrap.sh --bench installs it")
             return 1
     work = Path(tempfile.mkdtemp(prefix="fm-bench-cases-"))
+    load_before = os.getloadavg()
     try:
         measured = run(args, work)
     finally:
@@ -296,6 +299,8 @@ def main() -> int:
         "benchmark": "cases",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "duration_s": args.duration,
+        # Other work on the machine skews every number: the 1-minute load before and after.
+        "load_average_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         **measured,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
