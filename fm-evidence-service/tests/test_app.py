@@ -32,10 +32,25 @@ async def test_ready_is_503_when_the_store_is_gone(client, settings):
     assert resp.json()["checks"]["storage"]["status"] != "healthy"
 
 
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_metrics_count_uploads(kit, alice, client):
+    before = (await client.get("/metrics")).text
+    await kit.upload(alice)
     await kit.upload(alice)
     resp = await client.get("/metrics")
     assert 'route="/api/v1/evidence",service="evidence",status="201"' in resp.text
+    stored = 'fm_evidence_uploads_total{outcome="stored"}'
+    duplicate = 'fm_evidence_uploads_total{outcome="duplicate"}'
+    assert _sample(resp.text, stored) == _sample(before, stored) + 1
+    assert _sample(resp.text, duplicate) == _sample(before, duplicate) + 1
+    size = "fm_evidence_uploaded_bytes_total"
+    assert _sample(resp.text, size) == _sample(before, size) + len(kit.log_text)
 
 
 def test_settings_read_from_env(monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import kombu.exceptions
 import redis.exceptions
 import structlog
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +44,12 @@ from fm_common.errors import Unprocessable
 from fm_common.jobs import enqueue
 
 log = structlog.get_logger("evidence_service.flows")
+
+UPLOADS = Counter("fm_evidence_uploads_total", "Evidence uploads accepted, by outcome", ["outcome"])
+UPLOADED_BYTES = Counter("fm_evidence_uploaded_bytes_total", "Bytes of evidence stored")
+INDEX_ENQUEUE_FAILURES = Counter(
+    "fm_evidence_index_enqueue_failures_total", "Index tasks that could not be queued"
+)
 
 _ENQUEUE_ERRORS = (kombu.exceptions.KombuError, redis.exceptions.RedisError, OSError)
 
@@ -167,6 +174,8 @@ class Uploads:
         except Exception:
             self.store.remove(file_id)
             raise
+        UPLOADS.labels("stored").inc()
+        UPLOADED_BYTES.inc(row.size_bytes)
         log.info(
             "evidence.uploaded",
             file_id=file_id,
@@ -183,6 +192,7 @@ class Uploads:
             return await EvidenceRepository(session).find_by_hash(owner_id, case_id, content_hash)
 
     def _duplicate(self, existing: EvidenceFileRow) -> UploadResult:
+        UPLOADS.labels("duplicate").inc()
         log.info("evidence.duplicate", file_id=existing.id, case_id=existing.case_id)
         return UploadResult(file=to_contract(existing, duplicate_of=existing.id), created=False)
 
@@ -198,6 +208,7 @@ async def queue_index(
             enqueue, settings.effective_broker_url, INDEX_TASK, queue=INDEX_QUEUE, kwargs=kwargs
         )
     except _ENQUEUE_ERRORS as exc:
+        INDEX_ENQUEUE_FAILURES.inc()
         log.warning("evidence.index_enqueue_failed", file_id=row.id, error=repr(exc))
         return False
     async with maker() as session, session.begin():
