@@ -191,3 +191,42 @@ async def test_client_disconnect_mid_upload_leaves_no_file_and_no_row(settings, 
         assert listed.json()["total_count"] == 0
     finally:
         server.should_exit = True
+
+
+async def test_large_upload_is_streamed_not_held_in_memory(settings, alice):
+    """64 MiB through the app while tracemalloc watches: the peak stays a few MiB."""
+    import tracemalloc
+
+    big = settings.model_copy(update={"max_file_bytes": 80 * 1024 * 1024})
+    app = create_app(big)
+    line = b"2024-05-01T10:00:00Z INFO streaming line that repeats for a while\n"
+    chunk = line * (1024 * 1024 // len(line))
+    total_chunks = 64
+
+    async def body():
+        boundary = "mem"
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="case_id"\r\n\r\n'
+            f'{alice.case_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.log"\r\n\r\n'
+        ).encode()
+        for _ in range(total_chunks):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+            tracemalloc.start()
+            try:
+                resp = await client.post(
+                    "/api/v1/evidence",
+                    content=body(),
+                    headers={**alice.headers, "Content-Type": "multipart/form-data; boundary=mem"},
+                )
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["size_bytes"] == len(chunk) * total_chunks
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 1048576:.1f} MiB"
