@@ -15,6 +15,7 @@ from referencing import Registry, Resource
 
 from case_service.config import Settings
 from case_service.main import create_app
+from fm_common.testing.ports import free_port
 from fm_common.testing.tokens import TokenIssuer
 
 
@@ -29,6 +30,8 @@ def settings(
         data_dir=data_dir,
         outbox_sweep_seconds=0,
         log_format="console",
+        # Nothing listens here: the evidence service is "down" unless a test says otherwise.
+        evidence_url=f"http://127.0.0.1:{free_port()}",
     )
 
 

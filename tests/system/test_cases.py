@@ -134,6 +134,7 @@ def test_case_lifecycle_through_the_gateway(gateway: httpx.Client, stack: Stack)
     assert detail.json()["state"] == "investigating"
     ui = gateway.get(f"/api/v1/cases/{case_id}/ui", headers=alice)
     check("CaseUIResponse_Investigating", ui.json())
+    assert ui.json()["uploaded_files_count"] == 1
     listed = gateway.get("/api/v1/cases?limit=50", headers=alice)
     check("CaseListResponse", listed.json())
     assert [c["case_id"] for c in listed.json()["cases"]] == [case_id]

@@ -71,3 +71,59 @@ async def test_final_views(client, make_case, alice, reference, final):
     assert {"report_type": "postmortem", "status": "recommended", "reason": None} in body[
         "reports_available"
     ]
+
+
+async def test_files_count_comes_from_the_evidence_service(
+    settings, make_case, alice, reference, token_issuer
+):
+    """The count is the evidence service's (over real HTTP, with the caller's token)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from case_service.main import create_app
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Evidence(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("authorization")))
+            body = json.dumps(
+                {"files": [], "total_count": 3, "limit": 1, "offset": 0, "has_more": True}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Evidence)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        app = create_app(settings.model_copy(update={"evidence_url": url}))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://case") as c:
+                case = (await c.post("/api/v1/cases", json={}, headers=alice)).json()
+                body = (await c.get(f"/api/v1/cases/{case['case_id']}/ui", headers=alice)).json()
+    finally:
+        server.shutdown()
+        server.server_close()
+    reference("CaseUIResponse_Inquiry", body)
+    assert body["uploaded_files_count"] == 3
+    [(path, auth)] = seen
+    assert path.startswith(f"/api/v1/cases/{case['case_id']}/uploaded-files")
+    assert auth == alice["Authorization"]
+
+
+async def test_ui_renders_with_the_evidence_service_down(client, make_case, alice):
+    case = await make_case(alice)
+    resp = await client.get(f"/api/v1/cases/{case['case_id']}/ui", headers=alice)
+    assert resp.status_code == 200
+    assert resp.json()["uploaded_files_count"] == 0

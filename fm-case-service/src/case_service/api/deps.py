@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from case_service.config import Settings
 from case_service.domain.cases.flows import Enqueue
 from fm_common.auth import CurrentPrincipal
+from fm_common.clients.evidence import EvidenceClient
 from fm_common.db import session_dependency
 from fm_common.errors import Unprocessable
 from fm_common.jobs import JobStore
@@ -51,6 +52,17 @@ def get_cleanup_enqueue(request: Request) -> Enqueue:
     return request.app.state.cleanup_enqueue  # type: ignore[no-any-return]
 
 
+def get_evidence(request: Request) -> EvidenceClient:
+    """The evidence client (no retries: it only decorates a view, which must stay fast)."""
+    settings: Settings = request.app.state.settings
+    return EvidenceClient(
+        settings.evidence_url,
+        request.app.state.http,
+        retries=0,
+        retry_after=settings.retry_after_seconds,
+    )
+
+
 def if_match_version(
     if_match: Annotated[str | None, Header(alias="If-Match", max_length=64)] = None,
 ) -> int | None:
@@ -70,6 +82,7 @@ MakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_maker)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
 CleanupEnqueueDep = Annotated[Enqueue, Depends(get_cleanup_enqueue)]
 IfMatchDep = Annotated[int | None, Depends(if_match_version)]
+EvidenceDep = Annotated[EvidenceClient, Depends(get_evidence)]
 IdempotencyKeyDep = Annotated[
     str | None,
     Header(
@@ -84,6 +97,7 @@ IdempotencyKeyDep = Annotated[
 __all__ = [
     "CleanupEnqueueDep",
     "CurrentPrincipal",
+    "EvidenceDep",
     "IdempotencyKeyDep",
     "IfMatchDep",
     "JobsDep",

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from case_service.api.deps import (
     CleanupEnqueueDep,
     CurrentPrincipal,
+    EvidenceDep,
     IdempotencyKeyDep,
     IfMatchDep,
     MakerDep,
@@ -177,6 +178,8 @@ async def list_messages(
 
 
 @router.get("/{case_id}/ui", response_model=CaseUIResponse, responses=_NOT_FOUND)
-async def get_case_ui(case_id: str, principal: CurrentPrincipal, session: ReadSessionDep) -> Any:
+async def get_case_ui(
+    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep, evidence: EvidenceDep
+) -> Any:
     """The side-panel view of the case, shaped by its state."""
-    return await case_ui(session, principal.user_id, case_id)
+    return await case_ui(session, principal.user_id, case_id, evidence)

@@ -231,8 +231,14 @@ def _files_count(inv: InvestigationState) -> int:
     return len({e.source_filename for e in inv.evidence if e.source_filename})
 
 
-def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
-    """The view of the case for its state (reference: CaseUIResponse_* by `state`)."""
+def to_ui(
+    case: Case, reports: list[ReportAvailability], *, uploaded_files: int | None = None
+) -> BaseModel:
+    """The view of the case for its state (reference: CaseUIResponse_* by `state`).
+
+    `uploaded_files` is the evidence service's count; without it, the files the
+    investigation has seen are counted.
+    """
     inv = investigation_of(case)
     base: dict[str, Any] = {
         "case_id": case.id,
@@ -240,7 +246,9 @@ def to_ui(case: Case, reports: list[ReportAvailability]) -> BaseModel:
         "current_turn": case.current_turn,
         "created_at": case.created_at,
         "updated_at": case.updated_at,
-        "uploaded_files_count": _files_count(inv),
+        "uploaded_files_count": (
+            uploaded_files if uploaded_files is not None else _files_count(inv)
+        ),
         "valid_next_states": valid_next_states(case.state),
     }
     state = CaseState(case.state)
