@@ -84,3 +84,12 @@ async def test_job_of_another_case_is_404(client, victim, make_case, alice, app)
     )
     assert resp.status_code == 404
     assert await JobStore(app.state.redis).get(victim["job_id"]) is not None
+
+
+async def test_every_route_needs_a_valid_token(client, victim, token_issuer):
+    forged = {"Authorization": "Bearer not-a-token", "X-User-ID": "alice"}
+    expired = token_issuer.headers("alice", ttl=-120)
+    for method, path, body in [*_routes(victim), ("GET", "/api/v1/cases", None)]:
+        for headers in ({}, forged, expired):
+            resp = await client.request(method, path, json=body, headers=headers)
+            assert resp.status_code == 401, (method, path, resp.status_code)
