@@ -64,6 +64,17 @@ def test_settings_read_from_env(monkeypatch, tmp_path):
     assert settings.effective_database_url.endswith(f"{tmp_path}/evidence.db")
 
 
+def test_list_settings_accept_comma_separated_values(monkeypatch):
+    monkeypatch.setenv("FM_EVIDENCE_ALLOWED_EXTENSIONS", ".LOG, txt,.png")
+    monkeypatch.setenv("FM_EVIDENCE_ALLOWED_IMAGE_TYPES", "image/png")
+    monkeypatch.setenv("FM_EVIDENCE_STORAGE_DIR", "")
+    monkeypatch.setenv("FM_DATA_DIR", "/srv/fm")
+    settings = Settings()
+    assert settings.effective_storage_dir == Path("/srv/fm/evidence")
+    assert settings.allowed_extensions == (".log", ".txt", ".png")
+    assert settings.allowed_image_types == ("image/png",)
+
+
 def test_bad_setting_stops_with_one_clear_line(monkeypatch):
     monkeypatch.setenv("FM_EVIDENCE_MAX_FILE_BYTES", "-5")
     with pytest.raises(SystemExit) as info:

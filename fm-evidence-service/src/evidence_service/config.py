@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from fm_common.settings import BaseServiceSettings
 
@@ -38,8 +39,16 @@ class Settings(BaseServiceSettings):
     max_file_bytes: int = Field(default=50 * MIB, gt=0)
     # Text fields of the upload form (case_id, description, ...), each.
     max_field_bytes: int = Field(default=16 * 1024, gt=0)
-    allowed_extensions: tuple[str, ...] = DEFAULT_TEXT_EXTENSIONS + DEFAULT_IMAGE_EXTENSIONS
-    allowed_image_types: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
+    # A JSON list or a comma-separated string (as .env.example writes it).
+    allowed_extensions: Annotated[tuple[str, ...], NoDecode] = (
+        DEFAULT_TEXT_EXTENSIONS + DEFAULT_IMAGE_EXTENSIONS
+    )
+    allowed_image_types: Annotated[tuple[str, ...], NoDecode] = (
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    )
     # A file without an extension (Dockerfile, syslog) is accepted when its content is.
     allow_no_extension: bool = True
     # Bytes read before the content's type is decided.
@@ -51,6 +60,27 @@ class Settings(BaseServiceSettings):
     requeue_after_seconds: float = Field(default=30.0, ge=0)
     # Temp files and unreferenced files older than this are swept (crash leftovers).
     sweep_after_seconds: float = Field(default=3600.0, ge=0)
+
+    @field_validator("storage_dir", "broker_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FM_EVIDENCE_STORAGE_DIR=` (as .env.example writes it) means "the default".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_extensions", "allowed_image_types", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _dotted_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in value)
 
     @property
     def effective_storage_dir(self) -> Path:
