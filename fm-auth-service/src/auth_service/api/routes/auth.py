@@ -28,7 +28,8 @@ def _err(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {}}}
 
 
-_503 = {503: _err("The session service or a store is down (Retry-After)")}
+Responses = dict[int | str, dict[str, Any]]
+_503: Responses = {503: _err("The session service or a store is down (Retry-After)")}
 
 
 @router.post(

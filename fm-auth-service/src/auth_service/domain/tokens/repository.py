@@ -124,7 +124,8 @@ class TokenStore:
             pipe.hget(family_key(family_id), "revoked")
             pipe.hset(family_key(family_id), "revoked", "1")
             pipe.zrangebyscore(family_access_key(family_id), now, "+inf", withscores=True)
-            was, _, access = await pipe.execute()
+            results = await pipe.execute()
+        was, access = results[0], results[2]
         # HSET on a missing key created it; give it a lifetime so it cannot linger.
         if was is None:
             await self.redis.expire(family_key(family_id), self.refresh_ttl)
@@ -138,7 +139,7 @@ class TokenStore:
 
     async def live_access_of_user(self, user_id: str) -> dict[str, float]:
         now = time.time()
-        rows = await self.redis.zrangebyscore(
+        rows: list[tuple[str, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
             user_access_key(user_id), now, "+inf", withscores=True
         )
         return {str(j): float(s) for j, s in rows}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
@@ -17,8 +17,9 @@ from session_service.domain.sessions import service
 
 router = APIRouter(prefix="/internal/v1/sessions", tags=["internal"])
 
-_ERR = {"description": "Error", "content": {"application/json": {}}}
-_503 = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
+_ERR: dict[str, Any] = {"description": "Error", "content": {"application/json": {}}}
+Responses = dict[int | str, dict[str, Any]]
+_503: Responses = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
 
 
 @router.put(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
@@ -17,10 +17,11 @@ from session_service.domain.sessions import service
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 
-_ERR = {"description": "Error", "content": {"application/json": {}}}
-_401 = {401: {**_ERR, "description": "Missing or invalid token"}}
-_404 = {404: {**_ERR, "description": "Session expired, unknown or not the caller's"}}
-_503 = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
+_ERR: dict[str, Any] = {"description": "Error", "content": {"application/json": {}}}
+Responses = dict[int | str, dict[str, Any]]
+_401: Responses = {401: {**_ERR, "description": "Missing or invalid token"}}
+_404: Responses = {404: {**_ERR, "description": "Session expired, unknown or not the caller's"}}
+_503: Responses = {503: {**_ERR, "description": "Redis is unavailable (Retry-After)"}}
 
 
 @router.post(

@@ -157,7 +157,7 @@ class SessionStore:
         return MAX_TTL_SECONDS + INDEX_GRACE_SECONDS
 
     async def get(self, session_id: str) -> StoredSession | None:
-        data: dict[str, Any] = await self.redis.hgetall(session_key(session_id))
+        data: dict[str, Any] = await self.redis.hgetall(session_key(session_id))  # type: ignore[assignment]
         if not data or "session_id" not in data:
             return None
         return StoredSession.from_redis(data)
@@ -166,7 +166,7 @@ class SessionStore:
         """Store a new session with its indexes, atomically (MULTI/EXEC)."""
         ttl = session.ttl_seconds
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(session_key(session.session_id), mapping=session.to_redis())
+            pipe.hset(session_key(session.session_id), mapping=session.to_redis())  # type: ignore[arg-type]
             pipe.expire(session_key(session.session_id), ttl)
             pipe.set(marker_key(session.session_id), session.user_id, ex=ttl + self.marker_seconds)
             if session.client_id:
