@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,49 @@ def wrk(url: str, token: str, *, connections: int, threads: int, duration: int) 
     return parse_wrk(out)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def compare(
+    urls: dict[str, str],
+    token: str,
+    *,
+    connections: int,
+    threads: int,
+    duration: int,
+    rounds: int,
+    tag: str,
+    cpu_pids: dict[str, int] | None = None,
+) -> dict[str, dict]:
+    """Run wrk on each URL in interleaved rounds (order alternating), report medians.
+
+    Interleaving makes a noisy neighbour on a shared machine hit both sides alike."""
+    samples: dict[str, list[dict]] = {label: [] for label in urls}
+    labels = list(urls)
+    for r in range(rounds):
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            before = {n: cpu_seconds(p) for n, p in (cpu_pids or {}).items()}
+            run = wrk(
+                urls[label], token, connections=connections, threads=threads, duration=duration
+            )
+            # CPU per request of each process: unlike req/s, barely moved by neighbours.
+            for name, pid in (cpu_pids or {}).items():
+                used = cpu_seconds(pid) - before[name]
+                run[f"cpu_us_per_request_{name}"] = round(used / max(run["requests"], 1) * 1e6, 1)
+            samples[label].append(run)
+            print(f"{tag:14} round {r + 1} {label:8}: {run}")
+    result = {}
+    for label, runs in samples.items():
+        keys = [k for k in runs[0] if all(k in x for x in runs)]
+        result[label] = {k: round(statistics.median(x[k] for x in runs), 3) for k in keys}
+        result[label]["rounds"] = runs
+    return result
+
+
 def _wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,25 +152,32 @@ def proxy_capacity(stack: Stack, token: str, args: argparse.Namespace) -> dict:
         }
         for url in urls.values():
             wrk(url, token, connections=args.connections, threads=args.threads, duration=2)
-        runs = {}
-        for label, url in urls.items():
-            runs[label] = wrk(
-                url,
-                token,
-                connections=args.connections,
-                threads=args.threads,
-                duration=args.duration,
-            )
-            print(f"trivial    {label:8}: {runs[label]}")
-        lat = {}
-        for label, url in urls.items():
-            lat[label] = wrk(url, token, connections=1, threads=1, duration=args.latency_duration)
-            print(f"trivial 1c {label:8}: {lat[label]}")
+        runs = compare(
+            urls,
+            token,
+            connections=args.connections,
+            threads=args.threads,
+            duration=args.duration,
+            rounds=args.rounds,
+            tag="trivial",
+            cpu_pids={"upstream": procs[0].pid, "gateway": procs[1].pid},
+        )
+        lat = compare(
+            urls,
+            token,
+            connections=1,
+            threads=1,
+            duration=args.latency_duration,
+            rounds=args.rounds,
+            tag="trivial 1c",
+        )
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=15)
     return {
+        "gateway_cpu_us_per_request": runs["gateway"].get("cpu_us_per_request_gateway"),
+        "upstream_cpu_us_per_request": runs["direct"].get("cpu_us_per_request_upstream"),
         "throughput": runs,
         "latency_1_connection": lat,
         "ratio_gateway_to_direct": round(
@@ -159,11 +210,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: scripts/bootstrap.sh --bench installs it")
         return 1
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="fm-bench-gateway-"))
     stack = Stack(
         data_dir=work / "data",
@@ -195,25 +248,29 @@ def main() -> int:
                 check.raise_for_status()
         direct_url = f"{stack.url('auth')}{ME}"
         gateway_url = f"{gateway}{ME}"
-        # Warm both paths (connection pools, JIT-free but cache-warm).
-        for url in (direct_url, gateway_url):
+        urls = {"direct": direct_url, "gateway": gateway_url}
+        # Warm both paths (connection pools, caches).
+        for url in urls.values():
             wrk(url, token, connections=args.connections, threads=args.threads, duration=2)
-        runs = {}
-        for label, url in (("direct", direct_url), ("gateway", gateway_url)):
-            runs[label] = wrk(
-                url,
-                token,
-                connections=args.connections,
-                threads=args.threads,
-                duration=args.duration,
-            )
-            print(f"throughput {label:8}: {runs[label]}")
-        latency = {}
-        for label, url in (("direct", direct_url), ("gateway", gateway_url)):
-            latency[label] = wrk(
-                url, token, connections=1, threads=1, duration=args.latency_duration
-            )
-            print(f"latency    {label:8}: {latency[label]}")
+        runs = compare(
+            urls,
+            token,
+            connections=args.connections,
+            threads=args.threads,
+            duration=args.duration,
+            rounds=args.rounds,
+            tag="throughput",
+            cpu_pids={"auth": stack.procs["auth"].pid, "gateway": stack.procs["gateway"].pid},
+        )
+        latency = compare(
+            urls,
+            token,
+            connections=1,
+            threads=1,
+            duration=args.latency_duration,
+            rounds=args.rounds,
+            tag="latency 1c",
+        )
         loaded_rss = {name: rss_mb(proc.pid) for name, proc in stack.procs.items()}
         trivial = proxy_capacity(stack, token, args)
     finally:
@@ -226,11 +283,21 @@ def main() -> int:
     result = {
         "benchmark": "gateway",
         "route": f"GET {ME} (authenticated)",
-        "tool": f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "tool": f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        f"{args.rounds} interleaved rounds",
+        "rounds": args.rounds,
+        "statistic": "median over interleaved rounds",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "throughput": runs,
         "latency_1_connection": latency,
         "ratio_gateway_to_direct": round(ratio, 3),
+        "gateway_cpu_us_per_request": runs["gateway"].get("cpu_us_per_request_gateway"),
+        "auth_cpu_us_per_request": runs["direct"].get("cpu_us_per_request_auth"),
         "added_p50_ms_1_connection": round(added_p50, 3),
         "added_p50_ms_loaded": round(added_p50_loaded, 3),
         "targets": {"ratio_min": 0.6, "added_p50_ms_max": 2.0},
@@ -258,8 +325,10 @@ def markdown(r: dict) -> str:
     lines = [
         "# Gateway benchmark",
         "",
-        f"{r['route']}, {r['tool']} (throughput) and 1 connection (latency), "
-        f"{r['machine']['cpus']} CPUs, measured {r['measured_at']}.",
+        f"{r['route']}, {r['tool']} (throughput) and 1 connection (latency); medians of "
+        f"interleaved rounds. {r['machine']['cpus']} CPUs shared with whatever else runs "
+        f"(load average {r['machine']['load_average_at_start'][0]} at start, "
+        f"{r['machine']['load_average_at_end'][0]} at end); measured {r['measured_at']}.",
         "",
         "| path | req/s (16 conn) | p50 ms | p99 ms | p50 ms (1 conn) | p99 ms (1 conn) |",
         "|---|---|---|---|---|---|",
@@ -275,6 +344,9 @@ def markdown(r: dict) -> str:
         "(target >= 0.60)",
         f"- added p50: **{r['added_p50_ms_1_connection']:.2f} ms** at 1 connection, "
         f"{r['added_p50_ms_loaded']:.2f} ms at 16 connections (target < 2 ms)",
+        f"- CPU per request: auth {r['auth_cpu_us_per_request']} us serving /me; gateway "
+        f"{r['gateway_cpu_us_per_request']} us proxying it (CPU time is what a busy "
+        "machine does not distort)",
         "",
         "The proxy's own cost, in front of a trivial FastAPI endpoint (same token check, "
         "Redis round trip and limits; the upstream costs almost nothing, so this is the "
@@ -290,7 +362,8 @@ def markdown(r: dict) -> str:
         ],
         "",
         f"- ratio {tr['ratio_gateway_to_direct']:.2f}; added p50 at 1 connection "
-        f"{tr['added_p50_ms_1_connection']:.2f} ms",
+        f"{tr['added_p50_ms_1_connection']:.2f} ms; CPU per request: upstream "
+        f"{tr['upstream_cpu_us_per_request']} us, gateway {tr['gateway_cpu_us_per_request']} us",
         "",
         "| process | idle RSS (MiB) | RSS after load (MiB) |",
         "|---|---|---|",
