@@ -25,7 +25,7 @@ from job_worker.runtime import Runtime
 
 log = structlog.get_logger("worker.cases")
 
-MAINTENANCE = {
+MAINTENANCE: dict[str, Any] = {
     "queue": "maintenance",
     "soft_time_limit": settings.maintenance_soft_time_limit,
     "time_limit": settings.maintenance_time_limit,

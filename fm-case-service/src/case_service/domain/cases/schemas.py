@@ -297,9 +297,10 @@ def to_ui(
     ended = case.resolved_at or case.closed_at or case.updated_at
     rc = inv.root_cause
     sol = inv.solution
+    final: Literal["resolved", "closed"] = "resolved" if state == CaseState.RESOLVED else "closed"
     return CaseUIResponse_Resolved(
         **base,
-        state=state.value,
+        state=final,
         disposition_eligibility={"resolved": "not_eligible", "closed": "not_eligible"},
         resolved_at=ended,
         problem_statement=inv.problem_statement or case.description or None,
