@@ -197,3 +197,22 @@ async def test_signing_key_is_private_and_survives_a_restart(
         me = await c.get("/api/v1/auth/me", headers=bearer(token))
         assert me.status_code == 200
         assert me.json()["username"] == "judy"
+
+
+async def test_every_key_left_in_redis_has_an_expiry(
+    client: httpx.AsyncClient, register, redis: aioredis.Redis
+):
+    first = await register("kate")
+    second = await _login(client, "kate")
+    rotated = (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    await client.post("/api/v1/auth/logout", headers=bearer(second["access_token"]))
+    await client.post("/api/v1/auth/login", json={"username": "kate", "password": "wrong-pw!"})
+    assert rotated["access_token"]
+    keys = [k async for k in redis.scan_iter("fm:*")]
+    assert any(k.startswith("fm:auth:family:") for k in keys)
+    assert any(k.startswith("fm:session:") for k in keys)
+    forever = [k for k in keys if await redis.ttl(k) < 0]
+    assert forever == []
