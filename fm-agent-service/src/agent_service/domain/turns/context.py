@@ -194,23 +194,32 @@ async def prepare_turn(
     rt: AgentRuntime, case_id: str, inp: TurnInput, turn_key: str, deadline: float
 ) -> PreparedTurn:
     """Everything the model will see, redacted and fenced (raises before any text leaves)."""
-    ctx = await rt.case.get_case(case_id)  # proves ownership (404 otherwise)
-    turn_number = ctx.case.current_turn + 1
+    has_query = bool(inp.query and inp.query.strip())
+    # The case (which proves ownership), the history and, when there is a query, the
+    # retrieval run side by side; every one of them is scoped to the caller on its side.
+    first: list[Any] = [
+        rt.case.get_case(case_id),
+        rt.case.recent_messages(case_id, limit=rt.settings.history_messages),
+    ]
+    if has_query:
+        first.append(_search(rt, case_id, inp.query or ""))
     if inp.stored:
-        attach_task = read_stored(rt, inp.stored)
+        first.append(read_stored(rt, inp.stored))
+    done = await asyncio.gather(*first, return_exceptions=True)
+    for outcome in done:  # the case's answer first: a 404 wins over anything else
+        if isinstance(outcome, BaseException):
+            raise outcome
+    ctx, history = done[0], done[1]
+    rest = done[2:]
+    passages, retrieval_ok = rest.pop(0) if has_query else ([], True)
+    if inp.stored:
+        attached = rest.pop(0)
     else:
-        attach_task = store_attachments(rt, case_id, inp, turn_number)
-    history_task = rt.case.recent_messages(case_id, limit=rt.settings.history_messages)
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
-    if inp.query and inp.query.strip():
-        # Retrieval needs only the query: run it alongside the uploads.
-        (attached, history, (passages, retrieval_ok)) = await asyncio.gather(
-            attach_task, history_task, _search(rt, case_id, inp.query)
-        )
-    else:
-        attached, history = await asyncio.gather(attach_task, history_task)
+        attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+    if not has_query:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
+    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
     attachments = [a for a, _ in attached]
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
