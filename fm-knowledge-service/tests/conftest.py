@@ -131,3 +131,130 @@ def runbooks(kstack: Stack, token_issuer: TokenIssuer) -> dict[str, str]:
     failed = {k: v["error"] for k, v in final.items() if v["status"] != "processed"}
     assert not failed, failed
     return ids
+
+
+class KnowledgeApi:
+    """A small synchronous client of the running knowledge service for the tests."""
+
+    def __init__(self, stack: Stack, issuer: TokenIssuer) -> None:
+        self.stack = stack
+        self.issuer = issuer
+        self.client = httpx.Client(base_url=kurl(stack), timeout=60)
+
+    def headers(self, user_id: str, admin: bool = False) -> dict[str, str]:
+        roles = ["user", "admin"] if admin else ["user"]
+        return self.issuer.headers(user_id, roles=roles, ttl=3600)
+
+    def upload(self, user_id: str, name: str, data: bytes, **form: Any) -> httpx.Response:
+        return upload(
+            self.client, self.headers(user_id, form.pop("admin", False)), name, data, **form
+        )
+
+    def ingest(self, user_id: str, name: str, data: bytes, **form: Any) -> dict[str, Any]:
+        """Upload and wait until processed or failed; the final document."""
+        resp = self.upload(user_id, name, data, **form)
+        assert resp.status_code == 202, resp.text
+        doc_id = resp.json()["document_id"]
+        return wait_documents(self.client, self.headers(user_id), [doc_id])[doc_id]
+
+    def search(self, user_id: str, query: str, **body: Any) -> httpx.Response:
+        return self.client.post(
+            "/api/v1/knowledge/search", headers=self.headers(user_id), json={"query": query, **body}
+        )
+
+    def get(self, user_id: str, path: str) -> httpx.Response:
+        return self.client.get(path, headers=self.headers(user_id))
+
+    def delete(self, user_id: str, path: str) -> httpx.Response:
+        return self.client.delete(path, headers=self.headers(user_id))
+
+    def chroma_count(self, collection: str, document_id: str) -> tuple[int, int]:
+        """(chunks of the document in the collection, distinct chunk indexes among them)."""
+        import chromadb
+
+        client = chromadb.HttpClient(host="127.0.0.1", port=self.stack.ports["chroma"])
+        col = client.get_collection(collection, embedding_function=None)
+        got = col.get(where={"document_id": document_id}, include=["metadatas"])
+        indexes = {m["chunk_index"] for m in got["metadatas"]}
+        return len(got["ids"]), len(indexes)
+
+
+@pytest.fixture(scope="session")
+def kapi(kstack: Stack, token_issuer: TokenIssuer) -> Iterator[KnowledgeApi]:
+    api = KnowledgeApi(kstack, token_issuer)
+    yield api
+    api.client.close()
+
+
+# -- PDFs made by hand: a text page, an encrypted one, a corrupt one, a decompression bomb.
+def _pdf(objects: list[bytes]) -> bytes:
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def _page_pdf(stream: bytes, filters: bytes = b"") -> bytes:
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length %d %s>>\nstream\n" % (len(stream), filters) + stream + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
+class Pdfs:
+    @staticmethod
+    def text(text: str) -> bytes:
+        lines = b"".join(
+            b"(%s) Tj 0 -16 Td " % line.encode().replace(b"(", b"").replace(b")", b"")
+            for line in text.splitlines()
+        )
+        return _page_pdf(b"BT /F1 12 Tf 72 720 Td " + lines + b"ET")
+
+    @staticmethod
+    def encrypted(text: str = "secret runbook") -> bytes:
+        import io
+
+        from pypdf import PdfReader, PdfWriter
+
+        writer = PdfWriter(clone_from=PdfReader(io.BytesIO(Pdfs.text(text))))
+        writer.encrypt(user_password="s3cret", owner_password="owner", algorithm="AES-128")
+        buf = io.BytesIO()
+        writer.write(buf)
+        return buf.getvalue()
+
+    @staticmethod
+    def corrupt() -> bytes:
+        return b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\n\x00\xff garbage \x13\x37"
+
+    @staticmethod
+    def bomb(inflated_mb: int = 200) -> bytes:
+        import zlib
+
+        # Hundreds of MB of text-showing operators, compressed to well under a megabyte.
+        block = b"(AAAAAAAAAAAAAAAA) Tj " * (1024 * 1024 // 22)
+        comp = zlib.compressobj(9)
+        parts = [comp.compress(b"BT /F1 12 Tf 72 720 Td ")]
+        parts += [comp.compress(block) for _ in range(inflated_mb)]
+        parts += [comp.compress(b"ET"), comp.flush()]
+        return _page_pdf(b"".join(parts), b"/Filter /FlateDecode ")
+
+
+@pytest.fixture(scope="session")
+def pdfs() -> type[Pdfs]:
+    return Pdfs

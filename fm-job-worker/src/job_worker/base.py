@@ -96,11 +96,13 @@ def tracked_task(
 
     def decorate(fn: Callable[..., Any]) -> Task:
         GIVE_UPS[name] = give_up
+        routes = dict(app.conf.task_routes or {})
+        routes[name] = {"queue": queue}
+        app.conf.task_routes = routes
 
         @app.task(
             name=name,
             bind=True,
-            queue=queue,
             acks_late=True,
             reject_on_worker_lost=True,
             soft_time_limit=soft_time_limit,

@@ -67,11 +67,13 @@ def test_results_carry_document_chunk_scope_and_source(
     assert result["scope"] == "global"
     assert result["document_id"] in runbooks.values()
     doc_id, index = result["chunk_id"].rsplit(":", 1)
-    assert doc_id == result["document_id"] and index.isdigit()
+    assert doc_id == result["document_id"]
+    assert index.isdigit()
     meta = result["metadata"]
     assert meta["source"].endswith(".md")
     assert meta["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert meta["owner_id"] and meta["chunk_index"] == int(index)
+    assert meta["owner_id"]
+    assert meta["chunk_index"] == int(index)
     assert 0 < result["score"] <= 1
     assert "etcd" in result["content"].lower()
 

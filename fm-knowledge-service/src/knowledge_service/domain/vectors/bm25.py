@@ -27,6 +27,8 @@ from knowledge_service.domain.vectors.store import VectorStore
 log = structlog.get_logger("knowledge.bm25")
 
 VERSION_PREFIX = "fm:knowledge:cv:"
+# Bumped when tokenize() changes, so indexes saved by an older build are rebuilt.
+TOKENIZER_VERSION = "2"
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]|[A-Za-z0-9]{2,}")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -47,16 +49,33 @@ def _stopwords() -> frozenset[str]:
 STOPWORDS = _stopwords()
 
 
+def stem(word: str) -> str:
+    """A light English suffix stripper (plurals, -ing, -ed), so "replicas" meets "replica"."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    if word.endswith("ing") and len(word) > 5:
+        return word[:-3]
+    if word.endswith("ed") and len(word) > 4:
+        return word[:-2]
+    return word
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words, plus the parts of CamelCase and dotted names (alert names)."""
+    """Stemmed lower-case words, plus the parts of CamelCase and dotted names (alerts)."""
     out: list[str] = []
     for word in _WORD.findall(text):
         lower = word.lower()
         if lower not in STOPWORDS:
-            out.append(lower)
+            out.append(stem(lower))
         parts = [p for piece in re.split(r"[_.-]", word) for p in _CAMEL.findall(piece)]
         if len(parts) > 1:
-            out.extend(p.lower() for p in parts if len(p) > 1 and p.lower() not in STOPWORDS)
+            out.extend(stem(p.lower()) for p in parts if len(p) > 1 and p.lower() not in STOPWORDS)
     return out
 
 
@@ -136,7 +155,7 @@ class Bm25Indexes:
             meta = json.loads((path / "chunks.json").read_text())
         except (OSError, ValueError):
             return None
-        if meta.get("version") != version:
+        if meta.get("version") != version or meta.get("tokenizer") != TOKENIZER_VERSION:
             return None
         retriever = None
         if meta["ids"]:
@@ -187,6 +206,7 @@ class Bm25Indexes:
                 json.dumps(
                     {
                         "version": index.version,
+                        "tokenizer": TOKENIZER_VERSION,
                         "ids": index.ids,
                         "documents": index.documents,
                         "metadatas": index.metadatas,
