@@ -123,3 +123,23 @@ async def test_service_down_is_unavailable(alice):
                 pass
     finally:
         await http.aclose()
+
+
+async def test_download_in_progress_survives_a_concurrent_delete(evidence, alice, settings):
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    content = b"".join(
+        f"2024-05-01T10:00:00Z INFO line {i:06d} of a long download\n".encode()
+        for i in range(16000)
+    )
+    created = await evidence.upload(alice.case_id, content, "long.log", token=token)
+    received = bytearray()
+    async with evidence.open_content(created.file_id, token=token) as resp:
+        chunks = resp.aiter_bytes()
+        received += await anext(chunks)
+        await evidence.delete(created.file_id, token=token)
+        async for chunk in chunks:
+            received += chunk
+    assert bytes(received) == content
+    assert not (
+        settings.effective_storage_dir / "files" / created.file_id[:2] / created.file_id
+    ).exists()
