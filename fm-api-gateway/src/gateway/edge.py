@@ -60,6 +60,10 @@ class GatewayApp:
         self.access_log = settings.access_log
         self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    def lifespan(self) -> Any:
+        """Open and close the gateway's resources in-process (uvicorn does it by itself)."""
+        return self.meta_app.router.lifespan_context(self.meta_app)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind != "http":

@@ -178,3 +178,21 @@ async def test_gateway_metrics_count_proxied_requests(client: httpx.AsyncClient)
     text = (await client.get("/metrics")).text
     assert 'route="proxy:case"' in text
     assert "fm_http_request_duration_seconds" in text
+
+
+async def test_gateway_app_runs_in_process_with_its_lifespan(
+    upstreams: dict, redis_url: str, token_issuer, dead_url: str
+):
+    from gateway.main import create_app
+
+    from ..conftest import gateway_settings
+
+    app = create_app(gateway_settings(upstreams, redis_url, token_issuer, dead_url))
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            caps = await client.get("/v1/meta/capabilities")
+            proxied = await client.get("/api/v1/cases/c1", headers=token_issuer.headers("u-asgi"))
+    assert caps.status_code == 200
+    assert caps.headers["x-request-id"]
+    assert proxied.json()["service"] == "case"
