@@ -52,6 +52,9 @@ HOP_BY_HOP = frozenset(
 )
 _DROP_FROM_RESPONSE = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 _READ_SIZE = 65536
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# A connection used this recently is not one the upstream is closing for idleness.
+_FRESH_SECONDS = 1.0
 
 
 class RequestTooLarge(PayloadTooLarge):
@@ -160,13 +163,17 @@ class Upstream:
             ) from exc
         return _Conn(reader, writer)
 
-    def _take_idle(self) -> _Conn | None:
+    def _take_idle(self, max_idle_age: float) -> _Conn | None:
         now = time.monotonic()
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.usable(now, self.idle_ttl):
+            if conn.usable(now, max_idle_age):
                 return conn
+            if conn.usable(now, self.idle_ttl):
+                # Fine for a request that may be retried; keep it for one.
+                idle.appendleft(conn)
+                return None
             conn.close()
         return None
 
@@ -218,7 +225,10 @@ class Upstream:
             head.append(b"\r\n")
         head_bytes = b"".join(head)
 
-        conn = self._take_idle()
+        # Only a request that is safe to send twice may be retried on a fresh connection
+        # when a reused one turns out closed; others take only a recently used one.
+        replayable = not more_body and method in _IDEMPOTENT
+        conn = self._take_idle(self.idle_ttl if replayable else _FRESH_SECONDS)
         while True:
             reused = conn is not None
             if conn is None:
@@ -231,7 +241,7 @@ class Upstream:
             except _StaleConnection:
                 conn.close()
                 conn = None
-                if more_body:
+                if not replayable:
                     raise BadGateway(f"The {self.name} service closed the connection.") from None
                 continue
             except BaseException:
