@@ -25,6 +25,9 @@ class Settings(BaseServiceSettings):
     refresh_token_ttl_seconds: int = Field(default=7 * 86_400, ge=300)
     # PEM Ed25519 private key; generated into <data_dir>/auth/signing_key.pem when unset.
     signing_key_path: Path | None = None
+    # Retired keys (PEM, private or public half) whose tokens are still honoured and
+    # published in the JWKS until they expire: key rotation without logging anyone out.
+    previous_key_paths: tuple[Path, ...] = ()
 
     # The worker's credential for service tokens (shared FM_SERVICE_CLIENT_SECRET).
     service_client_id: str = "worker"

@@ -11,7 +11,11 @@ from fastapi import FastAPI
 from auth_service.api.routes import auth, internal
 from auth_service.config import Settings
 from auth_service.domain.tokens.issuer import TokenMinter
-from auth_service.domain.tokens.keys import load_or_create_signing_key
+from auth_service.domain.tokens.keys import (
+    KeyRing,
+    load_or_create_signing_key,
+    load_previous_key,
+)
 from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users.passwords import PasswordHasher
 from auth_service.domain.users.throttle import LoginThrottle
@@ -28,8 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     # The key is read (or made) before the app exists, so the app verifies its own tokens
     # with it instead of fetching its own JWKS over HTTP.
-    key = load_or_create_signing_key(
-        settings.effective_signing_key_path, create=settings.signing_key_path is None
+    keys = KeyRing(
+        current=load_or_create_signing_key(
+            settings.effective_signing_key_path, create=settings.signing_key_path is None
+        ),
+        previous=tuple(load_previous_key(p) for p in settings.previous_key_paths),
     )
 
     @contextlib.asynccontextmanager
@@ -40,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         minter = TokenMinter(
-            key,
+            keys,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl_seconds,
@@ -85,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Users, passwords, access and refresh tokens, JWKS.",
         lifespan=lifespan,
         checks=checks,
-        jwks=key.jwks,
+        jwks=keys.jwks,
     )
     app.include_router(auth.router)
     app.include_router(internal.router)

@@ -216,3 +216,40 @@ async def test_every_key_left_in_redis_has_an_expiry(
     assert any(k.startswith("fm:session:") for k in keys)
     forever = [k for k in keys if await redis.ttl(k) < 0]
     assert forever == []
+
+
+async def test_key_rotation_keeps_tokens_of_the_previous_key_valid(
+    make_settings, start_auth, data_dir
+):
+    server = start_auth(make_settings())
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        reg = (
+            await c.post("/api/v1/auth/register", json={"username": "rot", "password": PASSWORD})
+        ).json()
+    server.stop()
+    old_kid = jwt.get_unverified_header(reg["access_token"])["kid"]
+    retired = data_dir / "retired.pem"
+    (data_dir / "auth" / "signing_key.pem").rename(retired)
+
+    # A new key, with the retired one still honoured.
+    server = start_auth(make_settings(previous_key_paths=[str(retired)]))
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        kids = [
+            k["kid"] for k in (await c.get("/api/v1/auth/.well-known/jwks.json")).json()["keys"]
+        ]
+        assert len(kids) == 2
+        assert kids[1] == old_kid
+        assert kids[0] != old_kid
+        me = await c.get("/api/v1/auth/me", headers=bearer(reg["access_token"]))
+        assert me.status_code == 200
+        rotated = await c.post("/api/v1/auth/refresh", json={"refresh_token": reg["refresh_token"]})
+        assert rotated.status_code == 200, rotated.text
+        assert jwt.get_unverified_header(rotated.json()["access_token"])["kid"] == kids[0]
+    server.stop()
+
+    # Once the retired key is dropped, its tokens are refused.
+    server = start_auth(make_settings())
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        me = await c.get("/api/v1/auth/me", headers=bearer(reg["access_token"]))
+        assert me.status_code == 401
+        assert len((await c.get("/api/v1/auth/.well-known/jwks.json")).json()["keys"]) == 1

@@ -60,3 +60,24 @@ def test_a_non_ed25519_key_is_refused(tmp_path: Path):
     (tmp_path / "junk.pem").write_text("junk")
     with pytest.raises(SystemExit, match="not an unencrypted PEM"):
         load_or_create_signing_key(tmp_path / "junk.pem", create=False)
+
+
+def test_previous_key_may_be_the_public_half_only(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+
+    from auth_service.domain.tokens.keys import KeyRing, load_previous_key
+
+    current = load_or_create_signing_key(tmp_path / "current.pem", create=True)
+    retired = Ed25519PrivateKey.generate()
+    public_pem = retired.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "retired.pub").write_bytes(public_pem)
+    previous = load_previous_key(tmp_path / "retired.pub")
+    assert previous.kid == signing_key_from(retired).kid
+    ring = KeyRing(current, (previous,))
+    assert [k["kid"] for k in ring.jwks["keys"]] == [current.kid, previous.kid]
+    assert ring.public_key_for(previous.kid) is previous.public_key
+    assert ring.public_key_for("unknown") is None
+    with pytest.raises(SystemExit, match="cannot be read"):
+        load_previous_key(tmp_path / "missing.pem")

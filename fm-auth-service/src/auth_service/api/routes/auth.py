@@ -128,4 +128,4 @@ async def config(settings: SettingsDep) -> AuthConfigResponse:
 async def jwks(ctx: ContextDep, response: Response) -> dict[str, Any]:
     """The public keys that verify access tokens."""
     response.headers["Cache-Control"] = "public, max-age=300"
-    return ctx.minter.key.jwks
+    return ctx.minter.keys.jwks

@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from auth_service.domain.tokens.keys import ALGORITHM, SigningKey
+from auth_service.domain.tokens.keys import ALGORITHM, KeyRing
 from fm_common.auth import ROLE_SERVICE
 from fm_common.errors import Unauthorized
 
@@ -33,14 +33,15 @@ class RefreshClaims:
 class TokenMinter:
     def __init__(
         self,
-        key: SigningKey,
+        keys: KeyRing,
         *,
         issuer: str,
         audience: str,
         access_ttl: int,
         refresh_ttl: int,
     ) -> None:
-        self.key = key
+        self.keys = keys
+        self.key = keys.current
         self.issuer = issuer
         self.audience = audience
         self.access_ttl = access_ttl
@@ -92,11 +93,12 @@ class TokenMinter:
         invalid = Unauthorized("The refresh token is not valid.", code="INVALID_REFRESH_TOKEN")
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("alg") != ALGORITHM or header.get("kid") != self.key.kid:
+            public_key = self.keys.public_key_for(str(header.get("kid")))
+            if header.get("alg") != ALGORITHM or public_key is None:
                 raise invalid
             claims = jwt.decode(
                 token,
-                key=self.key.private_key.public_key(),
+                key=public_key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,

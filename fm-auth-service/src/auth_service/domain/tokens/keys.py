@@ -17,7 +17,10 @@ from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +42,35 @@ class SigningKey:
         return {"keys": [self.public_jwk]}
 
 
+@dataclass(frozen=True)
+class VerificationKey:
+    """A retired key's public half: still verifies tokens it signed, never signs."""
+
+    public_key: Ed25519PublicKey
+    kid: str
+    public_jwk: dict[str, str]
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The current signing key and the retired keys whose tokens are still honoured."""
+
+    current: SigningKey
+    previous: tuple[VerificationKey, ...] = ()
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.current.public_jwk, *(k.public_jwk for k in self.previous)]}
+
+    def public_key_for(self, kid: str) -> Ed25519PublicKey | None:
+        if kid == self.current.kid:
+            return self.current.private_key.public_key()
+        for key in self.previous:
+            if key.kid == kid:
+                return key.public_key
+        return None
+
+
 def thumbprint(jwk: dict[str, str]) -> str:
     """RFC 7638 thumbprint of an OKP public key (members crv, kty, x in order)."""
     canonical = json.dumps(
@@ -47,13 +79,41 @@ def thumbprint(jwk: dict[str, str]) -> str:
     return _b64(hashlib.sha256(canonical.encode()).digest())
 
 
-def signing_key_from(private_key: Ed25519PrivateKey) -> SigningKey:
-    raw = private_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+def _public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-    kid = thumbprint(jwk)
-    return SigningKey(private_key, kid, {**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM})
+    return {**jwk, "kid": thumbprint(jwk), "use": "sig", "alg": ALGORITHM}
+
+
+def signing_key_from(private_key: Ed25519PrivateKey) -> SigningKey:
+    jwk = _public_jwk(private_key.public_key())
+    return SigningKey(private_key, jwk["kid"], jwk)
+
+
+def load_previous_key(path: Path) -> VerificationKey:
+    """A retired key from a PEM file holding its private or only its public half."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(
+            f"invalid configuration: FM_AUTH_PREVIOUS_KEY_PATHS: {path} cannot be read"
+        ) from exc
+    key: object
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as exc:
+            raise SystemExit(
+                f"invalid configuration: the previous key {path} is not a PEM key"
+            ) from exc
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise SystemExit(f"invalid configuration: the previous key {path} is not an Ed25519 key")
+    jwk = _public_jwk(key)
+    return VerificationKey(key, jwk["kid"], jwk)
 
 
 def _write_new_key(path: Path) -> None:
