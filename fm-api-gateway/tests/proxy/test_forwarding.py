@@ -155,3 +155,13 @@ async def test_head_is_answered_without_a_body_and_the_connection_stays_usable(
     assert int(head.headers["content-length"]) > 0
     after = await client.get("/api/v1/cases/c2", headers=headers)
     assert after.json()["path"] == "/api/v1/cases/c2"
+
+
+async def test_empty_post_keeps_its_zero_content_length(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    resp = await client.post("/api/v1/cases/c1/archive", headers=token_issuer.headers("u-0"))
+    seen = resp.json()
+    assert seen["method"] == "POST"
+    assert seen["headers"]["content-length"] == "0"
+    assert seen["body_len"] == 0

@@ -212,7 +212,8 @@ class Upstream:
                 raise RequestTooLarge()
         # A body we hold whole can be sent again on a fresh connection.
         if not more_body:
-            content_length = len(body0) if (content_length or chunked or body0) else None
+            declared = content_length is not None or chunked or body0
+            content_length = len(body0) if declared else None
             chunked = False
         head = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, self.host_header)]
         for name, value in headers:
