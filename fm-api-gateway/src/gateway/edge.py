@@ -141,6 +141,13 @@ class GatewayApp:
         except OSError as exc:
             # The client or the upstream went away mid-stream; nothing left to answer.
             log.info("http.connection_lost", path=path, error=repr(exc))
+        except Exception:
+            # A bug, not a client error: logged with its traceback, answered in the error
+            # model without one.
+            log.exception("http.unhandled_error", path=path)
+            if not started:
+                status = 500
+                await self._send_error(send, FMError(), extra)
         finally:
             elapsed = time.perf_counter() - start
             if path not in _QUIET_PATHS:
