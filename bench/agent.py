@@ -184,6 +184,25 @@ async def measure(stack: Stack, fake: FakeLLMServer, turns: int, users: int) -> 
     }
 
 
+def phase_breakdown(log_dir: Path) -> dict[str, dict[str, float]]:
+    """Where a turn's time goes, from the agent's `turn.answered` log lines (p50/p99)."""
+    phases: dict[str, list[float]] = {}
+    log = log_dir / "agent.log"
+    if not log.exists():
+        return {}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") != "turn.answered":
+            continue
+        for key in ("context_ms", "redact_ms", "llm_ms", "store_ms"):
+            if isinstance(event.get(key), int | float):
+                phases.setdefault(key, []).append(float(event[key]))
+    return {k: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for k, v in phases.items()}
+
+
 def write(result: dict[str, Any], users: int) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "agent.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -205,6 +224,11 @@ def write(result: dict[str, Any], users: int) -> None:
     ):
         s = r[key]
         lines.append(f"| {key} | {s['n']} | {s['p50_ms']} | {s['p99_ms']} |")
+    phases = result.get("agent_phases", {})
+    if phases:
+        lines += ["", "Inside the agent (all turns of the run, from its log):", ""]
+        lines += ["| phase | p50 ms | p99 ms |", "|---|---|---|"]
+        lines += [f"| {k} | {v['p50_ms']} | {v['p99_ms']} |" for k, v in phases.items()]
     lines += [
         "",
         f"- Platform overhead p50 at 1 user: **{r['overhead_p50_ms_1_user']} ms** "
@@ -254,7 +278,7 @@ def main() -> None:
             "FM_AGENT_PROVIDERS": json.dumps(providers),
             "FM_AUTH_BCRYPT_ROUNDS": "4",
             "FM_WORKER_CONCURRENCY": "1",
-            "FM_LOG_LEVEL": "WARNING",
+            "FM_LOG_LEVEL": "INFO",
             "FM_LOG_FORMAT": "json",
             "HF_HUB_OFFLINE": "1",
         },
@@ -262,6 +286,7 @@ def main() -> None:
     try:
         stack.start(timeout=240)
         results = asyncio.run(measure(stack, fake, args.turns, args.users))
+        phases = phase_breakdown(root / "logs")
     finally:
         stack.stop()
         fake.stop()
@@ -272,6 +297,7 @@ def main() -> None:
         "turns": args.turns,
         "users": args.users,
         "results": results,
+        "agent_phases": phases,
         "targets": {"overhead_p50_ms_1_user": 50, "first_token_overhead_p50_ms": 30},
     }
     write(result, args.users)

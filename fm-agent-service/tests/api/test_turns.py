@@ -516,3 +516,15 @@ async def test_a_queued_turn_answers_202_and_its_job_completes(
     assert result["attachments_processed"][0]["filename"] == "app.log"
     assert "pool exhausted" in fake.requests[0].text
     assert len(standins.state.messages[case_id]) == 2
+
+
+async def test_case_service_down_is_503_with_retry_after_and_nothing_is_sent(
+    settings: Any, case_id: str, auth: dict[str, str], standins: Any, fake: FakeLLMServer
+) -> None:
+    standins.state.down.add("case")
+    async with running(settings) as client:
+        resp = await post_turn(client, case_id, auth, query=QUERY)
+    assert resp.status_code == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert "Traceback" not in resp.text
+    assert fake.requests == []

@@ -73,6 +73,8 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # Milliseconds per phase (logged with the answer; see docs/agent.md).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def remaining(self) -> float:
@@ -194,6 +196,7 @@ async def prepare_turn(
     rt: AgentRuntime, case_id: str, inp: TurnInput, turn_key: str, deadline: float
 ) -> PreparedTurn:
     """Everything the model will see, redacted and fenced (raises before any text leaves)."""
+    started = time.perf_counter()
     has_query = bool(inp.query and inp.query.strip())
     # The case (which proves ownership), the history and, when there is a query, the
     # retrieval run side by side; every one of them is scoped to the caller on its side.
@@ -243,6 +246,7 @@ async def prepare_turn(
         history=history,
         redactor=redactor,
         retrieval_ok=retrieval_ok,
+        timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
     )
 
 
@@ -255,6 +259,7 @@ def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
 
 async def build_prompt(prep: PreparedTurn) -> None:
     """Redact every piece (fail closed) and fence the untrusted ones."""
+    started = time.perf_counter()
     ctx = prep.ctx
     summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
     history = [(m.role, m.content) for m in prep.history if m.role in ("user", "assistant")]
@@ -289,3 +294,4 @@ async def build_prompt(prep: PreparedTurn) -> None:
         evidence=evidence_r,
         question=question_r,
     )
+    prep.timings["redact_ms"] = round((time.perf_counter() - started) * 1000, 2)

@@ -252,6 +252,7 @@ async def answer_turn(
         "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
         "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},
     }
+    store_started = time.perf_counter()
     stored = await rt.case.append_turn(
         prep.case_id,
         TurnAppendRequest(
@@ -267,6 +268,9 @@ async def answer_turn(
             to_state=to_state,
         ),
     )
+    prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
+    if result is not None:
+        prep.timings["llm_ms"] = result.latency_ms
     view = investigation_view(
         stored.case_state,
         new_inv,
@@ -294,6 +298,7 @@ async def answer_turn(
         structured=structured is not None,
         citations=len(citations),
         redactions=prep.redaction_count,
+        **prep.timings,
     )
     if emit:
         if not streamed:
