@@ -216,3 +216,28 @@ async def test_expired_cases_are_found_by_end_date(maker: Maker):
 
     assert await tx(maker, expired, datetime.now(UTC) - timedelta(days=1)) == []
     assert await tx(maker, expired, datetime.now(UTC) + timedelta(days=1)) == [(cid, "alice")]
+
+
+async def test_racing_writes_with_one_version_let_exactly_one_win(maker: Maker):
+    case = await _open(maker, "alice")
+    cid = case["case_id"]
+
+    async def write(i: int) -> str:
+        try:
+            await tx(
+                maker,
+                service.update_case,
+                "alice",
+                cid,
+                CaseUpdateRequest(title=f"writer {i}"),
+                if_match=1,
+            )
+        except Conflict:
+            return "conflict"
+        return "ok"
+
+    outcomes = await asyncio.gather(*(write(i) for i in range(5)))
+    assert sorted(outcomes) == ["conflict"] * 4 + ["ok"]
+    detail = await tx(maker, service.get_case, "alice", cid)
+    assert detail.version == 2
+    assert detail.title.startswith("writer ")
