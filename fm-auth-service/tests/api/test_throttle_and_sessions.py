@@ -216,3 +216,30 @@ async def test_logout_with_the_session_service_down_is_503_and_revokes_nothing(
     # Nothing was revoked, so the client can simply retry once the service is back.
     me = await client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
+
+
+async def test_register_binds_the_anonymous_session_it_carries(
+    client: httpx.AsyncClient, session_server
+):
+    async with httpx.AsyncClient(base_url=session_server.url) as sessions:
+        anon = (await sessions.post("/api/v1/sessions", json={"client_id": "ext-2"})).json()
+        reg = await client.post(
+            "/api/v1/auth/register",
+            json={"username": "mona", "password": PASSWORD},
+            headers={"X-Session-Id": anon["session_id"]},
+        )
+        assert reg.status_code == 201
+        assert reg.json()["session_id"] == anon["session_id"]
+        got = await sessions.get(
+            f"/api/v1/sessions/{anon['session_id']}", headers=bearer(reg.json()["access_token"])
+        )
+        assert got.json()["user_id"] == reg.json()["user"]["user_id"]
+
+
+async def test_a_second_logout_with_the_same_token_is_401(client: httpx.AsyncClient, register):
+    body = await register("nina")
+    first = await client.post("/api/v1/auth/logout", headers=bearer(body["access_token"]))
+    assert first.status_code == 200
+    second = await client.post("/api/v1/auth/logout", headers=bearer(body["access_token"]))
+    assert second.status_code == 401
+    assert second.json()["code"] == "TOKEN_REVOKED"
