@@ -20,6 +20,8 @@ from fm_common.settings import load_settings
 from job_worker.config import Settings
 
 T = TypeVar("T")
+BM25_PENDING = "fm:knowledge:bm25-pending:"
+BM25_DEBOUNCE_SECONDS = 2.0
 
 
 class Runtime:
@@ -80,10 +82,24 @@ class Runtime:
 
         return Bm25Indexes(self.knowledge.bm25_dir, self.store)
 
-    def bump_version(self, collection: str) -> str:
+    def collection_changed(self, collection: str) -> None:
+        """Bump the collection's version and schedule one BM25 rebuild for a burst of changes.
+
+        Rebuilding after every document would cost O(collection) per ingestion; instead
+        the first change of a burst schedules `knowledge.refresh_bm25` a moment later.
+        """
         from knowledge_service.domain.vectors.bm25 import version_key
 
-        return str(self.redis.incr(version_key(collection)))
+        self.redis.incr(version_key(collection))
+        if self.redis.set(f"{BM25_PENDING}{collection}", "1", nx=True, ex=60):
+            from job_worker.app import app
+
+            app.send_task(
+                "knowledge.refresh_bm25",
+                kwargs={"collection": collection},
+                queue="maintenance",
+                countdown=BM25_DEBOUNCE_SECONDS,
+            )
 
     def ingest_deps(self) -> Any:
         from knowledge_service.domain.ingest.pipeline import IngestDeps
@@ -92,9 +108,8 @@ class Runtime:
             settings=self.knowledge,
             store=self.store,
             embedder=self.embedder,
-            bm25=self.bm25,
             db=self.db,
-            bump_version=self.bump_version,
+            changed=self.collection_changed,
         )
 
     @cached_property

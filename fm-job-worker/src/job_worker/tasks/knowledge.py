@@ -61,7 +61,6 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     from knowledge_service.domain.ingest.pipeline import (
         chunks_for_file,
         embed_and_upsert,
-        refresh_bm25,
     )
     from knowledge_service.domain.vectors.store import case_collection
 
@@ -117,7 +116,7 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     deps.store.delete_where(
         collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": len(chunks)}}]}
     )
-    refresh_bm25(deps, collection, rt.bump_version(collection))
+    rt.collection_changed(collection)
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
 
 
@@ -140,14 +139,13 @@ def delete_case_collection(ctx: TaskContext, case_id: str, owner_id: str) -> Any
 @tracked_task(app, "knowledge.reindex_collection", **MAINTENANCE)
 def reindex_collection(ctx: TaskContext, collection: str) -> Any:
     """Rebuild a collection with the configured embedding model (after a model change)."""
-    from knowledge_service.domain.ingest.pipeline import refresh_bm25
     from knowledge_service.domain.vectors.reindex import reindex
 
     rt = ctx.rt
     result = reindex(
         rt.store, rt.embedder, rt.db, collection, rt.knowledge.embed_batch_size, ctx.progress
     )
-    refresh_bm25(rt.ingest_deps(), collection, rt.bump_version(collection))
+    rt.collection_changed(collection)
     return result
 
 
@@ -166,5 +164,23 @@ def purge_orphans(ctx: TaskContext) -> Any:
         now=time.time(),
     )
     for collection in result.pop("changed_collections", []):
-        rt.bump_version(collection)
+        rt.collection_changed(collection)
     return result
+
+
+@tracked_task(app, "knowledge.refresh_bm25", **MAINTENANCE)
+def refresh_bm25(ctx: TaskContext, collection: str) -> Any:
+    """Rebuild a collection's BM25 index at its current version (debounced after changes)."""
+    from job_worker.runtime import BM25_PENDING
+    from knowledge_service.domain.vectors.bm25 import version_key
+
+    rt = ctx.rt
+    # Cleared first: a change during the build schedules another refresh.
+    rt.redis.delete(f"{BM25_PENDING}{collection}")
+    raw = rt.redis.get(version_key(collection))
+    version = raw.decode() if raw else "0"
+    if rt.store.get_collection(collection) is None:
+        rt.bm25.drop(collection)
+        return {"collection": collection, "status": "dropped"}
+    index = rt.bm25.get(collection, version)
+    return {"collection": collection, "version": version, "chunks": len(index.ids)}

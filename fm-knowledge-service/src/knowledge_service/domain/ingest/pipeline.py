@@ -28,7 +28,6 @@ from knowledge_service.domain.ingest.extract import (
     extract,
     extract_text,
 )
-from knowledge_service.domain.vectors.bm25 import Bm25Indexes
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import ModelMismatch, VectorStore
 
@@ -43,9 +42,9 @@ class IngestDeps:
     settings: Settings
     store: VectorStore
     embedder: Embedder
-    bm25: Bm25Indexes | None
     db: Any  # Db: run an async unit of work with a session, committing it
-    bump_version: Callable[[str], str]  # a collection changed: new version
+    # A collection's content changed: bump its version (its BM25 index is rebuilt).
+    changed: Callable[[str], None]
 
 
 class PermanentIngestError(Exception):
@@ -161,8 +160,7 @@ def ingest_document(
         # Deleted while we worked: take our vectors back out.
         deps.store.delete_document(doc.collection, doc.id)
         documents.remove_files(settings, doc.id)
-    version = deps.bump_version(doc.collection)
-    refresh_bm25(deps, doc.collection, version)
+    deps.changed(doc.collection)
     took = time.perf_counter() - started
     log.info(
         "ingest.processed",
@@ -175,16 +173,6 @@ def ingest_document(
     return {"document_id": doc.id, "status": "processed", "chunks": len(chunks)}
 
 
-def refresh_bm25(deps: IngestDeps, collection: str, version: str) -> None:
-    """Rebuild a collection's BM25 index now, so the next hybrid search finds it ready."""
-    if deps.bm25 is None:
-        return
-    try:
-        deps.bm25.get(collection, version)
-    except OSError as exc:  # the search rebuilds it lazily instead
-        log.warning("bm25.refresh_failed", collection=collection, error=repr(exc))
-
-
 def fail_document(deps: IngestDeps, document_id: str, reason: str) -> None:
     """Record a permanent failure and take out any vectors a partial run wrote."""
     doc = deps.db(lambda s: documents.load(s, document_id))
@@ -192,7 +180,7 @@ def fail_document(deps: IngestDeps, document_id: str, reason: str) -> None:
         return
     deps.store.delete_document(doc.collection, doc.id)
     deps.db(lambda s: documents.mark_failed(s, document_id, reason))
-    deps.bump_version(doc.collection)
+    deps.changed(doc.collection)
     log.warning("ingest.failed", document_id=document_id, reason=reason)
 
 
