@@ -446,7 +446,7 @@ def _openai_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple
 
 def _anthropic_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple[str, Any]]:
     pin, pout = _tokens(req.text), _tokens(text)
-    message = {
+    message: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
         "role": "assistant",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from langchain_core.language_models.chat_models import BaseChatModel
 from prometheus_client import Counter, Histogram
+from pydantic import SecretStr
 
 from agent_service.config import ProviderConfig
 
@@ -27,35 +29,32 @@ LLM_CALLS = Counter("fm_agent_llm_calls_total", "LLM provider calls", ["provider
 
 def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
     """A LangChain chat model for one provider; SDK retries off (the chain fails over)."""
-    key = cfg.api_key.get_secret_value() if cfg.api_key else "not-needed"
-    common = {"model": cfg.model, "timeout": cfg.timeout_seconds, "max_retries": 0}
+    params: dict[str, Any] = {
+        "model": cfg.model,
+        "api_key": cfg.api_key or SecretStr("not-needed"),
+        "timeout": cfg.timeout_seconds,
+        "max_retries": 0,
+        "max_tokens": max_tokens,
+    }
+    if cfg.base_url:
+        params["base_url"] = cfg.base_url
     if cfg.kind == "anthropic":
         import anthropic
         from langchain_anthropic import ChatAnthropic
 
-        kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
-        model = ChatAnthropic(api_key=key, max_tokens=max_tokens, **common, **kwargs)
+        model = ChatAnthropic(**params)
         # Our own HTTP client: LangChain's default one is cached process-wide and bound to
-        # the first event loop (the worker runs a loop per task).
+        # the first event loop (the worker runs a loop per process, tests one per test).
         model.__dict__["_async_client"] = anthropic.AsyncClient(**model._client_params)
         return model
     if cfg.kind == "fireworks":
         from langchain_fireworks import ChatFireworks
 
-        kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
-        return ChatFireworks(api_key=key, max_tokens=max_tokens, **common, **kwargs)
+        return ChatFireworks(**params)
     from langchain_openai import ChatOpenAI
 
-    kwargs = {"base_url": cfg.base_url} if cfg.base_url else {}
-    return ChatOpenAI(
-        api_key=key,
-        max_tokens=max_tokens,
-        stream_usage=True,
-        http_async_client=httpx.AsyncClient(timeout=cfg.timeout_seconds),
-        temperature=0.2,
-        **common,
-        **kwargs,
-    )
+    params["http_async_client"] = httpx.AsyncClient(timeout=cfg.timeout_seconds)
+    return ChatOpenAI(stream_usage=True, temperature=0.2, **params)
 
 
 @dataclass

@@ -208,7 +208,7 @@ async def prepare_turn(
         first.append(_search(rt, case_id, inp.query or ""))
     if inp.stored:
         first.append(read_stored(rt, inp.stored))
-    done = await asyncio.gather(*first, return_exceptions=True)
+    done: list[Any] = list(await asyncio.gather(*first, return_exceptions=True))
     for outcome in done:  # the case's answer first: a 404 wins over anything else
         if isinstance(outcome, BaseException):
             raise outcome
