@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from fm_common.errors import NotFound
+from fm_common.errors import FMError, NotFound
 from job_worker.app import app, settings
 from job_worker.base import PermanentError, TaskContext, record_job_failure, tracked_task
 from job_worker.runtime import Runtime
@@ -52,7 +52,27 @@ def ingest_document(ctx: TaskContext, document_id: str) -> Any:
         raise PermanentError(str(exc), code="INGEST_FAILED") from None
 
 
-@tracked_task(app, "knowledge.index_evidence", **INGEST)
+def _report_evidence(rt: Runtime, kwargs: dict[str, Any], status: str, summary: str) -> None:
+    """Tell the evidence service how indexing went (its uploaded-files list shows it)."""
+    from fm_common.clients.evidence import EvidenceClient
+
+    client = EvidenceClient(rt.settings.evidence_url, rt.http)
+    token = rt.service_token(kwargs["owner_id"])
+    try:
+        rt.run(client.set_analysis(kwargs["file_id"], status, summary=summary, token=token))
+    except NotFound:
+        log.info("evidence.gone", file_id=kwargs["file_id"])
+
+
+def _fail_evidence(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -> None:
+    record_job_failure(rt, kwargs, message, code)
+    try:
+        _report_evidence(rt, kwargs, "failed", message)
+    except FMError as exc:  # the failure is recorded in the job store and the log anyway
+        log.warning("evidence.report_failed", error=exc.detail)
+
+
+@tracked_task(app, "knowledge.index_evidence", give_up=_fail_evidence, **INGEST)
 def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> Any:
     """Index a case's text evidence into `case_<case_id>` (as its owner)."""
     from fm_common.clients.evidence import EvidenceClient
@@ -73,6 +93,7 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     token = rt.service_token(owner_id)
     client = EvidenceClient(rt.settings.evidence_url, rt.http)
     try:
+        rt.run(client.set_analysis(file_id, "processing", token=token))
         meta = rt.run(client.get(file_id, token=token))
         data = rt.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
     except NotFound:
@@ -117,6 +138,8 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": len(chunks)}}]}
     )
     rt.collection_changed(collection)
+    summary = f"Indexed as {len(chunks)} passages of the case's knowledge."
+    _report_evidence(rt, {"file_id": file_id, "owner_id": owner_id}, "completed", summary)
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
 
 
