@@ -25,6 +25,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,7 +36,7 @@ from typing import Any
 import httpx
 
 from fm_common.devstack import Stack
-from fm_common.testing.fake_llm import FakeLLMServer
+from fm_common.testing.ports import free_port, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -138,7 +140,13 @@ async def bare_first_chunk(client: httpx.AsyncClient, url: str, body: dict[str, 
     return elapsed
 
 
-async def measure(stack: Stack, fake: FakeLLMServer, turns: int, users: int) -> dict[str, Any]:
+async def last_prompt(fake_url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        recorded = (await client.get(f"{fake_url}/_fake/requests")).json()
+    return dict(recorded[-1]["body"])
+
+
+async def measure(stack: Stack, fake_url: str, turns: int, users: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60, limits=limits) as gw:
         auth = await register(gw)
@@ -146,8 +154,8 @@ async def measure(stack: Stack, fake: FakeLLMServer, turns: int, users: int) -> 
         cases = [await new_case(gw, auth) for _ in range(users)]
         for _ in range(3):  # warm-up: model loads, connection pools, caches
             await turn(gw, auth, cases[0])
-        prompt = json.loads(fake.requests[-1].raw)  # the exact body the agent sends
-        url = f"{fake.base_url}/v1/chat/completions"
+        prompt = await last_prompt(fake_url)  # the exact body the agent sends
+        url = f"{fake_url}/v1/chat/completions"
         async with httpx.AsyncClient(timeout=30) as direct:
             for _ in range(3):
                 await bare_call(direct, url, prompt)
@@ -180,27 +188,39 @@ async def measure(stack: Stack, fake: FakeLLMServer, turns: int, users: int) -> 
         "bare_first_chunk": first_bare,
         "sse_first_token": first_sse,
         "first_token_overhead_p50_ms": round(first_sse["p50_ms"] - first_bare["p50_ms"], 2),
-        "prompt_chars": len(fake.requests[-1].text),
+        "prompt_chars": sum(len(str(m.get("content", ""))) for m in prompt["messages"]),
+        "turns_one_user": 3 + turns + max(10, turns // 2),
     }
 
 
-def phase_breakdown(log_dir: Path) -> dict[str, dict[str, float]]:
-    """Where a turn's time goes, from the agent's `turn.answered` log lines (p50/p99)."""
-    phases: dict[str, list[float]] = {}
+PHASES = ("context_ms", "redact_ms", "llm_ms", "store_ms")
+
+
+def phase_breakdown(log_dir: Path, one_user_turns: int, users: int) -> dict[str, Any]:
+    """Where a turn's time goes, from the agent's `turn.answered` log lines (p50/p99):
+    the turns at 1 user (they come first in the log), then those at `users` users."""
     log = log_dir / "agent.log"
     if not log.exists():
         return {}
+    events = []
     for line in log.read_text(errors="replace").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("event") != "turn.answered":
-            continue
-        for key in ("context_ms", "redact_ms", "llm_ms", "store_ms"):
-            if isinstance(event.get(key), int | float):
-                phases.setdefault(key, []).append(float(event[key]))
-    return {k: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for k, v in phases.items()}
+        if event.get("event") == "turn.answered":
+            events.append(event)
+    out: dict[str, Any] = {}
+    windows = (("1_user", events[:one_user_turns]), (f"{users}_users", events[one_user_turns:]))
+    for label, window in windows:
+        for key in PHASES:
+            values = [float(e[key]) for e in window if isinstance(e.get(key), int | float)]
+            if values:
+                out.setdefault(label, {})[key] = {
+                    "p50_ms": pct(values, 50),
+                    "p99_ms": pct(values, 99),
+                }
+    return out
 
 
 def write(result: dict[str, Any], users: int) -> None:
@@ -224,9 +244,8 @@ def write(result: dict[str, Any], users: int) -> None:
     ):
         s = r[key]
         lines.append(f"| {key} | {s['n']} | {s['p50_ms']} | {s['p99_ms']} |")
-    phases = result.get("agent_phases", {})
-    if phases:
-        lines += ["", "Inside the agent (all turns of the run, from its log):", ""]
+    for label, phases in result.get("agent_phases", {}).items():
+        lines += ["", f"Inside the agent, {label.replace('_', ' ')} (from its log):", ""]
         lines += ["| phase | p50 ms | p99 ms |", "|---|---|---|"]
         lines += [f"| {k} | {v['p50_ms']} | {v['p99_ms']} |" for k, v in phases.items()]
     lines += [
@@ -247,7 +266,22 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=40)
     parser.add_argument("--users", type=int, default=8)
     args = parser.parse_args()
-    fake = FakeLLMServer(stream_chunk_chars=16).start()
+    # The fake provider runs in its own process, so the load generator never slows it.
+    port = free_port()
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fm_common.testing.fake_llm",
+            "--port",
+            str(port),
+            "--stream-chunk-chars",
+            "16",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    fake_url = f"http://127.0.0.1:{port}"
     root = Path(tempfile.mkdtemp(prefix="fm-bench-agent-"))
     providers = [
         {
@@ -255,7 +289,7 @@ def main() -> None:
             "kind": "openai_compatible",
             "model": "fake-model",
             "api_key": "bench-key",
-            "base_url": f"{fake.base_url}/v1",
+            "base_url": f"{fake_url}/v1",
         }
     ]
     stack = Stack(
@@ -285,11 +319,12 @@ def main() -> None:
     )
     try:
         stack.start(timeout=240)
-        results = asyncio.run(measure(stack, fake, args.turns, args.users))
-        phases = phase_breakdown(root / "logs")
+        results = asyncio.run(measure(stack, fake_url, args.turns, args.users))
+        phases = phase_breakdown(root / "logs", results["turns_one_user"], args.users)
     finally:
         stack.stop()
-        fake.stop()
+        fake.terminate()
+        fake.wait(timeout=10)
     result = {
         "name": "agent",
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "

@@ -30,6 +30,9 @@ Faults, per provider name (the path prefix, e.g. `primary`, or the request's mod
   `fake.latency(name, seconds)` before the first byte; `fake.chunk_delay(name, seconds)`
   between streamed chunks.
 
+`GET {base_url}/_fake/requests` lists the recorded requests as JSON (for a fake running in
+another process: `python -m fm_common.testing.fake_llm --port 9999` serves until killed).
+
 `fake.requests` records every request (`FakeRequest`: name, protocol, path, headers, body
 as parsed JSON, `.text` = every message's text joined) for assertions such as "no secret
 reached the provider": `fake.all_text()` is every request body received, as text.
@@ -157,8 +160,11 @@ def default_answer(request: FakeRequest) -> Answer:
 class FakeLLMServer:
     """A real HTTP server speaking OpenAI chat completions and Anthropic messages."""
 
-    def __init__(self, host: str = "127.0.0.1", *, stream_chunk_chars: int = 8) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", *, stream_chunk_chars: int = 8, port: int = 0
+    ) -> None:
         self.host = host
+        self._port = port
         self.stream_chunk_chars = stream_chunk_chars
         self.responder: Callable[[FakeRequest], Answer] | None = None
         self._state = _State()
@@ -169,7 +175,7 @@ class FakeLLMServer:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeLLMServer:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer((self.host, 0), handler)
+        self._server = ThreadingHTTPServer((self.host, self._port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -283,7 +289,13 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
+            if self.path.startswith("/_fake/requests"):
+                recorded = [
+                    {"name": r.name, "protocol": r.protocol, "path": r.path, "body": r.body}
+                    for r in fake.requests
+                ]
+                self._json(200, recorded)
+            elif self.path.rstrip("/").endswith("/models"):
                 self._json(200, {"object": "list", "data": [{"id": "fake-model"}]})
             else:
                 self._json(404, {"error": {"message": "not found", "type": "not_found"}})
@@ -487,3 +499,22 @@ def _anthropic_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tu
         ("message_stop", {"type": "message_stop"}),
     ]
     return events
+
+
+def main() -> None:
+    """Serve a fake provider until killed (for a provider in its own process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="fm_common.testing.fake_llm")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stream-chunk-chars", type=int, default=8)
+    args = parser.parse_args()
+    fake = FakeLLMServer(args.host, stream_chunk_chars=args.stream_chunk_chars, port=args.port)
+    fake.start()
+    print(fake.base_url, flush=True)  # noqa: T201 - the one line a parent process reads
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
