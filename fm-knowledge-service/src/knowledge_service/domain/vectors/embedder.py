@@ -54,12 +54,12 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(source, device=self.device)
-        log.info("embedder.loaded", model=self.name, dim=model.get_sentence_embedding_dimension())
+        log.info("embedder.loaded", model=self.name, dim=model.get_embedding_dimension())
         return model
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
         if not texts:
