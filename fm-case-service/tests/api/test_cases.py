@@ -121,7 +121,10 @@ async def test_list_pages_with_total_and_has_more(client, make_case, alice):
     assert page3["has_more"] is False
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "limit=abc", "state=open"])
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=101", "offset=-1", "limit=abc", "state=open", "offset=99999999999999999999"],
+)
 async def test_out_of_range_list_parameters_are_422(client, alice, query):
     resp = await client.get(f"/api/v1/cases?{query}", headers=alice)
     assert resp.status_code == 422
@@ -246,7 +249,9 @@ async def test_messages_page_oldest_first(client, make_case, alice, turn):
     assert (last["has_more"], last["next_offset"]) == (False, None)
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-5"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=101", "offset=-5", "offset=1e30", f"offset={10**20}"]
+)
 async def test_bad_message_paging_is_422(client, make_case, alice, query):
     case = await make_case(alice)
     resp = await client.get(f"/api/v1/cases/{case['case_id']}/messages?{query}", headers=alice)

@@ -120,6 +120,7 @@ async def test_bad_turn_body_is_422(client, make_case, alice, turn):
         turn(extra_field=1),
         {"turn_key": "valid-key-1", "user_message": {"content": "x"}},
         turn(investigation={"hypotheses": [{"hypothesis_id": "h", "text": "t", "likelihood": 2}]}),
+        turn(assistant_message={"content": "a", "token_count": 10**30}),
     ):
         assert (await client.post(url, json=body, headers=alice)).status_code == 422
 

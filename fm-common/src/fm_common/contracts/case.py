@@ -262,7 +262,7 @@ class CaseContext(BaseModel):
 class TurnMessage(_Request):
     content: str = Field(max_length=1_000_000)
     metadata: dict[str, Any] | None = None
-    token_count: int | None = Field(default=None, ge=0)
+    token_count: int | None = Field(default=None, ge=0, le=100_000_000)
 
 
 class TurnAppendRequest(_Request):

@@ -42,7 +42,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page")]
-Offset = Annotated[int, Query(ge=0, description="Number of items to skip")]
+# Bounded so a huge number is a 422, not a database integer overflow.
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Number of items to skip")]
 
 
 @router.get("", response_model=CaseListResponse, responses=_ERR)
