@@ -19,3 +19,13 @@ describe("findPassage", () => {
     expect(findPassage(text, "redis out of memory")).toBeNull();
   });
 });
+
+describe("findPassage with a chunk's heading trail", () => {
+  it("skips a leading 'Doc > Section' line that is not in the document", () => {
+    const doc = "# etcdNoLeader\n\n## Meaning\n\nThis alert is triggered when etcd cluster does not have a leader.";
+    const chunk = "etcdNoLeader > Meaning\n\nThis alert is triggered when etcd cluster does not have a leader.";
+    const span = findPassage(doc, chunk);
+    expect(span).not.toBeNull();
+    expect(doc.slice(...span!)).toBe("This alert is triggered when etcd cluster does not have a leader.");
+  });
+});

@@ -195,7 +195,7 @@ def test_user_journey_from_registration_to_post_mortem(
     page.get_by_label("Mode").select_option("hybrid")
     page.get_by_role("button", name="Search", exact=True).click()
     results = page.get_by_role("region", name="Search results")
-    expect(results.get_by_role("link", name="etcdNoLeader")).to_be_visible()
+    expect(results.get_by_role("link", name="etcdNoLeader").first).to_be_visible()
     expect(results).to_contain_text(re.compile(r"score \d\.\d{3}"))
     expect(results).to_contain_text("does not have a leader")
     shot(page, "knowledge-base")

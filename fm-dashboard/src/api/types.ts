@@ -180,6 +180,9 @@ export interface KnowledgeDocument {
   status: string;
   error?: string | null;
   chunk_count?: number | null;
+  embedding_model?: string | null;
+  filename?: string | null;
+  size_bytes?: number | null;
   tags?: string[];
   owner_id?: string | null;
   case_id?: string | null;

@@ -154,7 +154,7 @@ export function KnowledgePage() {
       <h1>Knowledge base</h1>
       <section class="panel" aria-labelledby="search-title">
         <h2 id="search-title">Search</h2>
-        <form class="filters" role="search" aria-label="Search the knowledge base" onSubmit={search}>
+        <form class="filters" role="search" aria-label="Knowledge search" onSubmit={search}>
           <label class="grow">
             Search the knowledge base
             <input
@@ -198,7 +198,9 @@ export function KnowledgePage() {
                     score {r.score.toFixed(3)}
                   </span>{" "}
                   <span class="muted small">{r.scope}</span>
-                  <p class="snippet">{r.content}</p>
+                  <p class="snippet">
+                    {r.content.length > 600 ? `${r.content.slice(0, 600)}…` : r.content}
+                  </p>
                 </li>
               ))}
             </ol>
@@ -288,7 +290,7 @@ export function KnowledgePage() {
             <input type="search" value={q} onInput={(e) => setQ(e.currentTarget.value)} />
           </label>
           <label>
-            Scope
+            Filter by scope
             <select value={scopeFilter} onChange={(e) => setScopeFilter(e.currentTarget.value)}>
               <option value="">all I can see</option>
               <option value="personal">personal</option>
@@ -297,7 +299,7 @@ export function KnowledgePage() {
             </select>
           </label>
           <label>
-            Type
+            Filter by type
             <select value={typeFilter} onChange={(e) => setTypeFilter(e.currentTarget.value)}>
               <option value="">all types</option>
               {DOC_TYPES.map((t) => (

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import type { Capabilities, HealthReport, LlmProvider } from "../api/types";
+import type { Capabilities, DocumentList, HealthReport, LlmProvider } from "../api/types";
 import { ErrorBanner, Spinner, formatBytes } from "../components/common";
 import { api, currentUser, useStore } from "../state";
 
@@ -29,8 +29,17 @@ export function SettingsPage() {
   const [caps, setCaps] = useState<Capabilities | null>(null);
   const [health, setHealth] = useState<HealthReport | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [docModel, setDocModel] = useState<string | null>(null);
 
   useEffect(() => {
+    // Capabilities do not name the embedding model; every processed document records it.
+    api
+      .call<DocumentList>("/api/v1/knowledge/documents?limit=20&offset=0")
+      .then((list) => {
+        const doc = list.documents.find((d) => d.status === "processed" && d.embedding_model);
+        setDocModel(doc?.embedding_model ?? null);
+      })
+      .catch(() => setDocModel(null));
     api
       .call<Capabilities>("/v1/meta/capabilities", { auth: false })
       .then(setCaps)
@@ -49,6 +58,7 @@ export function SettingsPage() {
   const embed = embeddingModel(caps);
   const providerHealth = (name: string) =>
     services.find(([svc]) => svc === `llm:${name}` || svc === name || svc.endsWith(`/${name}`))?.[1];
+  const agentHealth = health?.services?.agent;
 
   return (
     <div class="page settings">
@@ -75,7 +85,7 @@ export function SettingsPage() {
               </thead>
               <tbody>
                 {providers.map((p, i) => {
-                  const h = providerHealth(p.name) ?? health?.services?.agent;
+                  const own = providerHealth(p.name);
                   return (
                     <tr key={`${p.name}-${i}`}>
                       <td>{i + 1}</td>
@@ -83,9 +93,17 @@ export function SettingsPage() {
                       <td>{p.kind}</td>
                       <td>{p.model}</td>
                       <td>
-                        <span class={`status status-${h?.status ?? "unknown"}`}>
-                          {h?.status ?? "unknown"}
-                        </span>
+                        {own ? (
+                          <span class={`status status-${own.status}`}>{own.status}</span>
+                        ) : (
+                          <span class="muted small">
+                            not checked on its own (agent{" "}
+                            <span class={`status status-${agentHealth?.status ?? "unknown"}`}>
+                              {agentHealth?.status ?? "unknown"}
+                            </span>
+                            )
+                          </span>
+                        )}
                       </td>
                     </tr>
                   );
@@ -94,7 +112,11 @@ export function SettingsPage() {
             </table>
           </div>
         )}
-        <p class="muted small">Providers are tried in this order; the next takes over on failure.</p>
+        <p class="muted small">
+          Providers are tried in this order; the next takes over on a timeout, a connection
+          error, a 429 or a 5xx. /health reports the agent, not each provider; an answer made
+          without any provider says so on the case page.
+        </p>
       </section>
 
       <section class="panel" aria-labelledby="health-title">
@@ -138,7 +160,12 @@ export function SettingsPage() {
         <h2 id="kb-title">Knowledge and limits</h2>
         <dl class="facts">
           <dt>Embedding model</dt>
-          <dd>{embed ?? "not reported by this server"}</dd>
+          <dd>
+            {embed ??
+              (docModel
+                ? `${docModel} (as recorded on your processed documents)`
+                : "not reported by this server (shown once a document is processed)")}
+          </dd>
           <dt>Largest file</dt>
           <dd>{caps.limits?.maxFileBytes ? formatBytes(caps.limits.maxFileBytes) : "no limit reported"}</dd>
           <dt>Allowed file types</dt>
