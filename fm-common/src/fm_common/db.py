@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -86,6 +86,13 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+# The request session as a route dependency, committed BEFORE the response is sent.
+# FastAPI runs the exit code of a plain `Depends(session_dependency)` after the response
+# has gone out (dependency scope "request"), so a client could see a 2xx for a commit
+# that then fails, or read before the write is visible. scope="function" closes it first.
+DbSession = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 
 def _alembic_config(script_location: Path, url: str) -> Any:

@@ -143,3 +143,27 @@ async def test_download_in_progress_survives_a_concurrent_delete(evidence, alice
     assert not (
         settings.effective_storage_dir / "files" / created.file_id[:2] / created.file_id
     ).exists()
+
+
+async def test_delete_is_committed_before_the_answer_is_sent(
+    evidence, alice, settings, monkeypatch
+):
+    """A slow commit must delay the 204, never follow it (read-your-writes)."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    created = await evidence.upload(alice.case_id, LOG, "slow.log", token=token)
+    real_commit = AsyncSession.commit
+
+    async def slow_commit(self):
+        await asyncio.sleep(0.3)
+        await real_commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", slow_commit)
+    await evidence.delete(created.file_id, token=token)
+    path = settings.effective_storage_dir / "files" / created.file_id[:2] / created.file_id
+    assert not path.exists()
+    with pytest.raises(NotFound):
+        await evidence.get(created.file_id, token=token)

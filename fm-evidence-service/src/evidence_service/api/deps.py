@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from evidence_service.domain.evidence.flows import Uploads
 from evidence_service.domain.evidence.service import EvidenceService
-from fm_common.db import session_dependency
+from fm_common.db import DbSession
 
-SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+# Committed before the response is sent (see fm_common.db.DbSession).
+SessionDep = DbSession
 
 
 def get_evidence_service(request: Request, session: SessionDep) -> EvidenceService:

@@ -68,7 +68,14 @@ class _FilePart:
     raw_filename: str
     head: bytearray = field(default_factory=bytearray)
     sample: bytearray = field(default_factory=bytearray)
-    pending: bytearray = field(default_factory=bytearray)
+    # Chunks not yet written, kept as received (no copying into one buffer).
+    pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
+
+    def queue(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+
     size: int = 0
     detected: Detected | None = None
     content_type: str = ""
@@ -296,8 +303,8 @@ class UploadReceiver:
                     f"'{part.filename}' starts as text but contains binary data further on.",
                     code="UNSUPPORTED_FILE_TYPE",
                 )
-            part.pending.extend(data)
-        if len(part.pending) >= WRITE_BATCH:
+            part.queue(data)
+        if part.pending_bytes >= WRITE_BATCH:
             await self._flush(part)
 
     async def _file_end(self, part: _FilePart) -> ReceivedFile:
@@ -333,14 +340,13 @@ class UploadReceiver:
         )
         if part.detected.kind == "text" and b"\x00" in part.head:
             raise UnsupportedType(f"'{name}' contains binary data.")
-        part.pending.extend(part.head)
+        part.queue(bytes(part.head))
         part.head.clear()
 
     async def _flush(self, part: _FilePart) -> None:
         if not part.pending:
             return
-        data = bytes(part.pending)
-        part.pending.clear()
+        data, part.pending, part.pending_bytes = part.pending, [], 0
         # One batch in flight at a time: hashing and writing it overlaps with receiving
         # and parsing the next one, and batches still reach the file in order.
         await part.settle()

@@ -62,14 +62,16 @@ class TempFile:
         self._unsynced = 0
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | list[bytes]) -> None:
+        chunks = data if isinstance(data, list) else [data]
         with self._lock:
             if self._fh is None:
                 raise OSError(errno.EBADF, "the upload was aborted")
-            self._fh.write(data)
-            self._sha.update(data)
-            self.size += len(data)
-            self._unsynced += len(data)
+            for chunk in chunks:
+                self._fh.write(chunk)
+                self._sha.update(chunk)
+                self.size += len(chunk)
+                self._unsynced += len(chunk)
             if self._unsynced >= SYNC_EVERY:
                 self._fh.flush()
                 os.fdatasync(self._fh.fileno())
