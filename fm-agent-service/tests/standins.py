@@ -282,6 +282,30 @@ class Standins:
             results = results[: body.get("limit", 10)]
             return JSONResponse({"results": results, "total_count": len(results), "took_ms": 1.0})
 
+        @app.post("/api/v1/knowledge/documents")
+        async def add_document(
+            request: Request,
+            file: UploadFile,
+            title: str = Form(),
+            document_type: str = Form(),
+            scope: str = Form(),
+            tags: str = Form(""),
+        ) -> Response:
+            doc_id = str(uuid.uuid4())
+            st().documents.append(
+                {
+                    "document_id": doc_id,
+                    "title": title,
+                    "content": (await file.read()).decode(),
+                    "scope": scope,
+                    "owner": _user(request),
+                    "document_type": document_type,
+                    "tags": tags,
+                }
+            )
+            job = {"job_id": "j1", "status": "queued", "location": "/api/v1/knowledge/jobs/j1"}
+            return JSONResponse({"document_id": doc_id, "status": "processing", "job": job}, 202)
+
         @app.post("/api/v1/evidence")
         async def upload(
             request: Request,

@@ -53,6 +53,9 @@ class Settings(BaseServiceSettings):
     link_allowlist: tuple[str, ...] = ()
 
     # Turns beyond this many in flight in this process are queued for the worker (202).
+    # Save each generated post-mortem into the owner's knowledge base (personal runbook).
+    save_postmortems_to_knowledge: bool = False
+
     max_inflight_turns: int = Field(default=16, ge=1)
     broker_url: str | None = None
     idempotency_ttl_seconds: int = 24 * 3600

@@ -528,3 +528,19 @@ async def test_case_service_down_is_503_with_retry_after_and_nothing_is_sent(
     assert int(resp.headers["Retry-After"]) >= 1
     assert "Traceback" not in resp.text
     assert fake.requests == []
+
+
+async def test_turns_beyond_the_in_flight_limit_are_queued(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    fake.latency("primary", 0.5)
+    settings = make_settings([provider(fake, "primary")], max_inflight_turns=1)
+    async with running(settings) as client:
+        slow = asyncio.create_task(post_turn(client, case_id, auth, query=QUERY))
+        while not fake.requests:  # the first turn is now waiting on the provider
+            await asyncio.sleep(0.01)
+        shed = await post_turn(client, case_id, auth, query=QUERY)
+        first = await slow
+    assert first.status_code == 200
+    assert shed.status_code == 202
+    assert shed.headers["Location"].startswith(f"/api/v1/cases/{case_id}/turns/jobs/")

@@ -53,3 +53,17 @@ async def test_with_a_provider_the_chain_writes_it_from_redacted_facts(
     assert "Orders outage" in last.text
     assert "ops.lead@example.com" not in last.raw
     assert "<EMAIL_1>" in last.text
+
+
+async def test_the_report_can_be_saved_as_a_personal_runbook(
+    make_settings: Any, standins: Any, token_issuer: Any, user_id: str
+) -> None:
+    settings = make_settings([], save_postmortems_to_knowledge=True)
+    report = await _turn_then_report(settings, standins, token_issuer, user_id)
+    saved = [d for d in standins.state.documents if d.get("tags") == "postmortem"]
+    assert len(saved) == 1
+    assert saved[0]["owner"] == user_id
+    assert saved[0]["scope"] == "personal"
+    assert saved[0]["document_type"] == "runbook"
+    assert saved[0]["title"] == "Post-mortem: Orders outage"
+    assert saved[0]["content"] == report

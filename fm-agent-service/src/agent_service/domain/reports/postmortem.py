@@ -114,6 +114,30 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
     return markdown.strip() + "\n", result.provider
 
 
+async def save_to_knowledge(rt: AgentRuntime, case_id: str, markdown: str) -> str | None:
+    """The report as a personal runbook of the owner (ingested by the worker); a failure
+    here never fails the report."""
+    title = markdown.splitlines()[0].lstrip("# ").strip()[:200] or "Post-mortem"
+    try:
+        resp = await rt.knowledge.request(
+            "POST",
+            "/api/v1/knowledge/documents",
+            files={"file": (f"postmortem-{case_id}.md", markdown.encode(), "text/markdown")},
+            data={
+                "title": title,
+                "document_type": "runbook",
+                "scope": "personal",
+                "tags": "postmortem",
+                "description": f"Post-mortem of case {case_id}",
+            },
+        )
+    except FMError as exc:
+        log.warning("postmortem.knowledge_save_failed", case_id=case_id, error=exc.code)
+        return None
+    document_id = resp.json().get("document_id")
+    return str(document_id) if document_id else None
+
+
 async def generate_postmortem(rt: AgentRuntime, case_id: str, report_id: str) -> dict[str, object]:
     """Write the report and store it through the case service."""
     await rt.case.store_report(case_id, report_id, ReportStoreRequest(status="running"))
@@ -121,5 +145,20 @@ async def generate_postmortem(rt: AgentRuntime, case_id: str, report_id: str) ->
     await rt.case.store_report(
         case_id, report_id, ReportStoreRequest(status="completed", content=markdown)
     )
-    log.info("postmortem.stored", case_id=case_id, report_id=report_id, provider=provider)
-    return {"report_id": report_id, "case_id": case_id, "status": "completed", "provider": provider}
+    document_id = None
+    if rt.settings.save_postmortems_to_knowledge:
+        document_id = await save_to_knowledge(rt, case_id, markdown)
+    log.info(
+        "postmortem.stored",
+        case_id=case_id,
+        report_id=report_id,
+        provider=provider,
+        knowledge_document_id=document_id,
+    )
+    return {
+        "report_id": report_id,
+        "case_id": case_id,
+        "status": "completed",
+        "provider": provider,
+        "knowledge_document_id": document_id,
+    }
