@@ -45,6 +45,8 @@ async def test_priority_defaults_to_medium(make_case, alice):
         {"initial_message": "x" * 4001},
         {"title": "ok", "owner_id": "someone-else"},
         {"tags": ["a"]},
+        {"title": "nul\u0000byte"},
+        {"initial_message": "a\u0000b"},
     ],
 )
 async def test_bad_create_body_is_422(client: httpx.AsyncClient, alice, body):
@@ -123,7 +125,15 @@ async def test_list_pages_with_total_and_has_more(client, make_case, alice):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=101", "offset=-1", "limit=abc", "state=open", "offset=99999999999999999999"],
+    [
+        "limit=0",
+        "limit=101",
+        "offset=-1",
+        "limit=abc",
+        "state=open",
+        "offset=99999999999999999999",
+        "q=a%00b",
+    ],
 )
 async def test_out_of_range_list_parameters_are_422(client, alice, query):
     resp = await client.get(f"/api/v1/cases?{query}", headers=alice)

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class CaseState(StrEnum):
@@ -51,6 +51,14 @@ MILESTONES: tuple[str, ...] = (
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> _Request:
+        # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail at write.
+        for name, value in self:
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+        return self
 
 
 # ---- public: cases -------------------------------------------------------------------

@@ -52,7 +52,10 @@ async def list_cases(
     session: ReadSessionDep,
     state: CaseState | None = None,
     source: CaseSource | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Title/description text")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[^\x00]*$", description="Title/description text"),
+    ] = None,
     include_archived: bool = False,
     include_empty: bool = True,
     team_id: Annotated[str | None, Query(description="Ignored: no teams self-hosted")] = None,  # noqa: ARG001
