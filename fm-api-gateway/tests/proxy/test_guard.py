@@ -175,3 +175,24 @@ async def test_redis_down_is_503_with_retry_after(
     assert resp.status_code == 503
     assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
     assert int(resp.headers["retry-after"]) >= 1
+
+
+async def test_redis_that_stops_answering_is_503_not_a_hang(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer
+):
+    import asyncio
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts commands, never replies
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = start_gateway(redis_url=f"redis://127.0.0.1:{port}/0")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            resp = await client.get("/api/v1/cases", headers=token_issuer.headers("u-hung"))
+    finally:
+        server.close()
+    assert resp.status_code == 503
+    assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert "retry-after" in resp.headers

@@ -94,12 +94,13 @@ class _Response:
 
 
 class _Conn:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "reader", "timed_out", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        self.timed_out = False
 
     def usable(self, now: float, idle_ttl: float) -> bool:
         return (
@@ -147,6 +148,11 @@ class Upstream:
         self.idle_ttl = idle_ttl
         self.retry_after = retry_after
         self._idle: collections.deque[_Conn] = collections.deque()
+        # Connections waiting for a response head -> deadline, swept by one timer
+        # (a timeout context per request costs ~15 us).
+        self._waiting: dict[_Conn, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = min(0.25, response_timeout / 4)
 
     async def _open(self) -> _Conn:
         try:
@@ -176,6 +182,22 @@ class Upstream:
                 return None
             conn.close()
         return None
+
+    def _arm(self, conn: _Conn) -> None:
+        self._waiting[conn] = time.monotonic() + self.response_timeout
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for conn, deadline in list(self._waiting.items()):
+            if deadline <= now:
+                del self._waiting[conn]
+                conn.timed_out = True
+                conn.writer.transport.abort()
+        if self._waiting:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     def _release(self, conn: _Conn) -> None:
         if len(self._idle) >= self.max_idle:
@@ -276,27 +298,34 @@ class Upstream:
             if more_body:
                 # A slow upload is fine; a stalled one is not (idle timeout per chunk).
                 await self._stream_body(writer, receive, chunked, len(body0), max_body)
-            async with asyncio.timeout(self.response_timeout):
-                received = False
-                while not resp.headers_done:
-                    data = await reader.read(_READ_SIZE)
-                    if not data:
-                        if reused and not received:
-                            raise _StaleConnection()
-                        raise BadGateway(f"The {self.name} service closed the connection.")
-                    received = True
-                    parser.feed_data(data)
-        except TimeoutError:
-            log.warning("upstream.timeout", service=self.name, timeout=self.response_timeout)
-            raise GatewayTimeout(f"The {self.name} service did not answer in time.") from None
+            self._arm(conn)
+            received = False
+            while not resp.headers_done:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    if conn.timed_out:
+                        raise self._timeout()
+                    if reused and not received:
+                        raise _StaleConnection()
+                    raise BadGateway(f"The {self.name} service closed the connection.")
+                received = True
+                parser.feed_data(data)
         except ConnectionError as exc:
+            if conn.timed_out:
+                raise self._timeout() from None
             if reused and not more_body:
                 raise _StaleConnection() from exc
             raise BadGateway(f"The {self.name} service closed the connection.") from exc
         except httptools.HttpParserError as exc:
             log.warning("upstream.bad_response", service=self.name, error=repr(exc))
             raise BadGateway(f"The {self.name} service answered badly.") from exc
+        finally:
+            self._waiting.pop(conn, None)
         return resp, parser
+
+    def _timeout(self) -> GatewayTimeout:
+        log.warning("upstream.timeout", service=self.name, timeout=self.response_timeout)
+        return GatewayTimeout(f"The {self.name} service did not answer in time.")
 
     async def _stream_body(
         self,
