@@ -22,7 +22,7 @@ from agent_service.runtime import AgentRuntime
 from fm_common.contracts.agent import AttachmentResult
 from fm_common.contracts.case import CaseContext, Message
 from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
-from fm_common.errors import BadGateway, GatewayTimeout, PayloadTooLarge, Unavailable
+from fm_common.errors import FMError, PayloadTooLarge
 
 log = structlog.get_logger("agent.turns")
 
@@ -164,8 +164,8 @@ async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Pass
             case_id=case_id,
             timeout=min(10.0, rt.settings.turn_deadline_seconds / 3),
         )
-    except (Unavailable, GatewayTimeout, BadGateway) as exc:
-        # An answer without the knowledge base beats no answer; the response says so.
+    except FMError as exc:
+        # An answer without the knowledge base beats no answer; the prompt says so.
         log.warning("turn.retrieval_unavailable", case_id=case_id, error=exc.code)
         return [], False
     passages = [
