@@ -13,6 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# The embedding model reads at most 256 word pieces; code, URLs and log lines have long
+# "words", so a chunk's size counts characters too (about 6 per word of prose).
+CHARS_PER_WORD = 6
+
+
+def size_of(text: str) -> int:
+    """A text's size in word-equivalents: its words, or its characters / 6 if larger."""
+    return max(len(text.split()), len(text) // CHARS_PER_WORD)
+
 
 @dataclass(frozen=True, slots=True)
 class Unit:
@@ -21,7 +30,7 @@ class Unit:
 
     @property
     def words(self) -> int:
-        return len(self.text.split())
+        return size_of(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +41,23 @@ class Chunk:
 
 
 def _split_long(unit: Unit, words: int, overlap: int) -> list[Unit]:
-    tokens = unit.text.split()
-    if len(tokens) <= words:
+    """Word windows of at most `words` word-equivalents, sharing `overlap` words."""
+    if unit.words <= words:
         return [unit]
-    step = max(1, words - overlap)
+    tokens = unit.text.split()
     out = []
-    for start in range(0, len(tokens), step):
-        out.append(Unit(" ".join(tokens[start : start + words]), unit.context))
-        if start + words >= len(tokens):
+    start = 0
+    while start < len(tokens):
+        end, chars = start, 0
+        while end < len(tokens):
+            chars += len(tokens[end]) + 1
+            if max(end + 1 - start, chars // CHARS_PER_WORD) > words and end > start:
+                break
+            end += 1
+        out.append(Unit(" ".join(tokens[start:end]), unit.context))
+        if end >= len(tokens):
             break
+        start = max(start + 1, end - min(overlap, (end - start) // 2))
     return out
 
 

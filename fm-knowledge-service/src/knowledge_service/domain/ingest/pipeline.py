@@ -137,6 +137,7 @@ def ingest_document(
         chunks, text = chunks_for_file(path, kind, settings, doc.title)
     except ExtractionError as exc:
         raise PermanentIngestError(str(exc)) from None
+    extracted_at = time.perf_counter()
     model = deps.store.model_name
     ids = [f"{doc.id}:{c.index}" for c in chunks]
     texts = [c.text for c in chunks]
@@ -145,6 +146,7 @@ def ingest_document(
         embed_and_upsert(deps, doc.collection, ids, texts, metas, progress)
     except ModelMismatch as exc:
         raise PermanentIngestError(exc.detail) from None
+    embedded_at = time.perf_counter()
     # A redo with fewer chunks (other settings) leaves no stale tail behind.
     deps.store.delete_where(
         doc.collection,
@@ -168,7 +170,10 @@ def ingest_document(
         chunks=len(chunks),
         kind=kind,
         collection=doc.collection,
-        seconds=round(took, 2),
+        seconds=round(took, 3),
+        extract_s=round(extracted_at - started, 3),
+        embed_upsert_s=round(embedded_at - extracted_at, 3),
+        finish_s=round(time.perf_counter() - embedded_at, 3),
     )
     return {"document_id": doc.id, "status": "processed", "chunks": len(chunks)}
 

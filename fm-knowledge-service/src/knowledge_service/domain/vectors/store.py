@@ -9,6 +9,7 @@ the service calls it from a thread, the worker directly.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,10 @@ class VectorStore:
         self.model_name = model_name
         self.retry_after = retry_after
         self._client: Any = None
+        # Collection handles, so a search or an upsert costs one round trip, not two.
+        # A handle whose collection was dropped (elsewhere) is evicted on NotFound.
+        self._cols: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------
     @property
@@ -131,6 +136,38 @@ class VectorStore:
         except NotFoundError:
             return None
 
+    def _handle(self, name: str) -> Any | None:
+        col = self._cols.get(name)
+        if col is None:
+            col = self.get_collection(name)
+            if col is not None:
+                with self._lock:
+                    self._cols[name] = col
+        return col
+
+    def _evict(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                self._cols.pop(name, None)
+
+    def _on_handle(self, name: str, op: Any, create: bool = False) -> Any:
+        """Run `op(collection)` on the cached handle; refetch once if it went stale."""
+        from chromadb.errors import NotFoundError
+
+        for attempt in (1, 2):
+            col = self.ensure_collection(name) if create else self._handle(name)
+            if col is None:
+                return None
+            try:
+                return self._call(op, col)
+            except NotFoundError:
+                self._evict(name)
+                if attempt == 2:
+                    if create:
+                        raise
+                    return None
+        return None  # pragma: no cover
+
     def collection_model(self, name: str) -> str | None:
         col = self.get_collection(name)
         return None if col is None else (col.metadata or {}).get(MODEL_KEY)
@@ -138,6 +175,9 @@ class VectorStore:
     def ensure_collection(self, name: str, model_name: str | None = None) -> Any:
         """The collection for writing, created for this model; refuses another model's."""
         model = model_name or self.model_name
+        cached = self._cols.get(name)
+        if cached is not None and (cached.metadata or {}).get(MODEL_KEY) == model:
+            return cached
         col = self._call(
             lambda: self.client.get_or_create_collection(
                 name,
@@ -152,11 +192,14 @@ class VectorStore:
                 f"Collection {name} holds vectors of {recorded!r}, not {model!r}; "
                 "re-index it first."
             )
+        with self._lock:
+            self._cols[name] = col
         return col
 
     def delete_collection(self, name: str) -> bool:
         from chromadb.errors import NotFoundError
 
+        self._evict(name)
         try:
             self._call(lambda: self.client.delete_collection(name))
         except NotFoundError:
@@ -168,6 +211,7 @@ class VectorStore:
         return [c.name if hasattr(c, "name") else str(c) for c in cols]
 
     def rename_collection(self, old: str, new: str) -> None:
+        self._evict(old, new)
         col = self.get_collection(old)
         if col is not None:
             self._call(lambda: col.modify(name=new))
@@ -184,25 +228,35 @@ class VectorStore:
     ) -> None:
         if not ids:
             return
-        col = self.ensure_collection(collection, model_name)
-        self._call(
-            lambda: col.upsert(
+        if model_name is not None and model_name != self.model_name:
+            col = self.ensure_collection(collection, model_name)
+            self._evict(collection)
+            self._call(
+                lambda: col.upsert(
+                    ids=list(ids),
+                    embeddings=[list(e) for e in embeddings],
+                    documents=list(documents),
+                    metadatas=list(metadatas),
+                )
+            )
+            return
+        self._on_handle(
+            collection,
+            lambda col: col.upsert(
                 ids=list(ids),
                 embeddings=[list(e) for e in embeddings],
                 documents=list(documents),
                 metadatas=list(metadatas),
-            )
+            ),
+            create=True,
         )
 
     def delete_where(self, collection: str, where: dict[str, Any]) -> None:
-        col = self.get_collection(collection)
-        if col is not None:
-            self._call(lambda: col.delete(where=where))
+        self._on_handle(collection, lambda col: col.delete(where=where))
 
     def delete_ids(self, collection: str, ids: Sequence[str]) -> None:
-        col = self.get_collection(collection)
-        if col is not None and ids:
-            self._call(lambda: col.delete(ids=list(ids)))
+        if ids:
+            self._on_handle(collection, lambda col: col.delete(ids=list(ids)))
 
     def delete_document(self, collection: str, document_id: str) -> None:
         self.delete_where(collection, {"document_id": document_id})
@@ -250,11 +304,12 @@ class VectorStore:
         where: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """Nearest chunks of one collection; [] when it does not exist or is of another model."""
-        col = self.get_collection(collection)
+        col = self._handle(collection)
         if col is None:
             return []
         recorded = (col.metadata or {}).get(MODEL_KEY)
         if recorded != self.model_name:
+            self._evict(collection)  # re-checked next time: a re-index may replace it
             log.warning(
                 "vectors.model_mismatch",
                 collection=collection,
@@ -262,14 +317,17 @@ class VectorStore:
                 expected=self.model_name,
             )
             return []
-        res = self._call(
-            lambda: col.query(
+        res = self._on_handle(
+            collection,
+            lambda c: c.query(
                 query_embeddings=[list(embedding)],
                 n_results=n_results,
                 where=where or None,
                 include=["documents", "metadatas", "distances"],
-            )
+            ),
         )
+        if res is None:
+            return []
         hits = []
         for cid, doc, meta, dist in zip(
             res["ids"][0],
