@@ -21,7 +21,7 @@ MESSAGES = [
 
 def chain(fake: FakeLLMServer, *specs: tuple[str, str], **kw: object) -> ProviderChain:
     configs = [
-        ProviderConfig(**provider(fake, name, kind, timeout_seconds=2.0)) for name, kind in specs
+        ProviderConfig(**provider(fake, name, kind, timeout_seconds=5.0)) for name, kind in specs
     ]
     return ProviderChain(configs, max_tokens=256, **kw)  # type: ignore[arg-type]
 
@@ -74,7 +74,7 @@ async def test_retry_after_is_honoured_within_the_deadline(fake: FakeLLMServer) 
     c = chain(fake, ("only", "openai"))
     fake.rate_limit("only", retry_after=0.5, times=1)
     start = time.monotonic()
-    result = await c.complete(MESSAGES, deadline=start + 5)
+    result = await c.complete(MESSAGES, deadline=start + 10)
     assert result.provider == "only"
     assert time.monotonic() - start >= 0.5
     assert len(fake.requests_for("only")) == 2
@@ -109,7 +109,7 @@ async def test_breaker_opens_after_repeated_failures_and_skips_the_provider(
     )
     fake.fail("flaky", 500)
     for _ in range(3):
-        result = await c.complete(MESSAGES, deadline=time.monotonic() + 5)
+        result = await c.complete(MESSAGES, deadline=time.monotonic() + 10)
         assert result.provider == "good"
     assert len(fake.requests_for("flaky")) == 2  # the third turn skipped it
     assert c.entries[0].breaker.state == "open"
