@@ -115,21 +115,63 @@ def upload(client: httpx.Client, headers: dict[str, str], path: Path) -> str:
 
 
 def wait_processed(client: httpx.Client, headers: dict[str, str], ids: list[str]) -> list[dict]:
-    pending, done = set(ids), []
-    while pending:
-        for doc_id in list(pending):
-            doc = client.get(f"/api/v1/knowledge/documents/{doc_id}", headers=headers).json()
-            if doc["status"] != "processing":
-                if doc["status"] != "processed":
-                    raise RuntimeError(f"{doc_id} failed: {doc['error']}")
-                pending.discard(doc_id)
-                done.append(doc)
-        if pending:
-            time.sleep(0.05)
-    return done
+    """Poll the document list (two requests per round, not one per document)."""
+    wanted = set(ids)
+    while True:
+        docs: dict[str, dict] = {}
+        offset = 0
+        while True:
+            page = client.get(
+                "/api/v1/knowledge/documents",
+                headers=headers,
+                params={"scope": "global", "limit": 100, "offset": offset},
+            ).json()
+            docs.update({d["document_id"]: d for d in page["documents"]})
+            if not page["has_more"]:
+                break
+            offset += 100
+        mine = [docs[i] for i in wanted if i in docs]
+        failed = [d for d in mine if d["status"] == "failed"]
+        if failed:
+            raise RuntimeError(f"{failed[0]['document_id']} failed: {failed[0]['error']}")
+        if len(mine) == len(wanted) and all(d["status"] == "processed" for d in mine):
+            return mine
+        time.sleep(0.2)
+
+
+def _raw_chunks(files: list[Path]) -> list[str]:
+    """The chunk texts the worker embeds for these files (same code, same settings)."""
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.ingest.extract import detect_kind
+    from knowledge_service.domain.ingest.pipeline import chunks_for_file
+
+    settings = Settings()
+    texts = []
+    for path in files:
+        kind = detect_kind(path.name, None, "runbook")
+        found, _ = chunks_for_file(path, kind, settings, path.stem)
+        texts.extend(c.text for c in found)
+    return texts
+
+
+def _raw_rate(texts: list[str]) -> tuple[float, float]:
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.vectors.embedder import get_embedder
+
+    settings = Settings()
+    embedder = get_embedder(settings.embedding_model)
+    embedder.encode(texts[:32], batch_size=settings.embed_batch_size)  # warm
+    t0 = time.perf_counter()
+    embedder.encode(texts, batch_size=settings.embed_batch_size)
+    elapsed = time.perf_counter() - t0
+    return len(texts) / elapsed, elapsed
 
 
 def bench_ingestion(stack: Stack, admin: dict[str, str], files: list[Path]) -> dict[str, Any]:
+    # The limit: model.encode on the very same chunk texts, in this process, measured
+    # before and after the ingestion (the machine is shared; load drifts) and averaged.
+    texts = _raw_chunks(files)
+    raw_before, _ = _raw_rate(texts)
     with httpx.Client(base_url=stack.url("knowledge"), timeout=60) as client:
         # Warm the worker (model load) with one small document before the clock starts.
         warm = RUNBOOKS / "general" / "Watchdog.md"
@@ -139,35 +181,17 @@ def bench_ingestion(stack: Stack, admin: dict[str, str], files: list[Path]) -> d
         docs = wait_processed(client, admin, ids)
         elapsed = time.perf_counter() - started
     chunks = sum(d["chunk_count"] for d in docs)
-
-    # The limit: model.encode on the very same chunk texts, in this process.
-    from knowledge_service.config import Settings
-    from knowledge_service.domain.ingest.extract import detect_kind
-    from knowledge_service.domain.ingest.pipeline import chunks_for_file
-    from knowledge_service.domain.vectors.embedder import get_embedder
-
-    settings = Settings()
-    texts = []
-    for path in files:
-        found, _ = chunks_for_file(
-            path, detect_kind(path.name, None, "runbook"), settings, path.stem
-        )
-        texts.extend(c.text for c in found)
-    embedder = get_embedder(settings.embedding_model)
-    embedder.encode(texts[:64], batch_size=settings.embed_batch_size)
-    t0 = time.perf_counter()
-    embedder.encode(texts, batch_size=settings.embed_batch_size)
-    raw_elapsed = time.perf_counter() - t0
+    raw_after, _ = _raw_rate(texts)
+    raw_rate = (raw_before + raw_after) / 2
     ingest_rate = chunks / elapsed
-    raw_rate = len(texts) / raw_elapsed
     return {
         "documents": len(docs),
         "chunks": chunks,
         "raw_chunks": len(texts),
         "ingest_seconds": round(elapsed, 2),
         "ingest_chunks_per_s": round(ingest_rate, 2),
-        "raw_encode_seconds": round(raw_elapsed, 2),
         "raw_encode_chunks_per_s": round(raw_rate, 2),
+        "raw_encode_before_after": [round(raw_before, 2), round(raw_after, 2)],
         "ratio": round(ingest_rate / raw_rate, 3),
         "target_ratio": 0.8,
     }

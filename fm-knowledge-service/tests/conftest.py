@@ -85,21 +85,38 @@ def upload(
 def wait_documents(
     client: httpx.Client, headers: dict[str, str], ids: list[str], timeout: float = 300
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every document left `processing`; their final bodies."""
+    """Poll until every document left `processing`; their final bodies.
+
+    One document is polled by id; many through the list (a few requests per round).
+    """
     deadline = time.monotonic() + timeout
-    done: dict[str, dict[str, Any]] = {}
-    while len(done) < len(ids):
-        for doc_id in ids:
-            if doc_id in done:
-                continue
-            body = client.get(f"/api/v1/knowledge/documents/{doc_id}", headers=headers).json()
-            if body.get("status") != "processing":
-                done[doc_id] = body
-        if len(done) < len(ids):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(ids) - len(done)} documents still processing")
-            time.sleep(0.5)
-    return done
+    wanted = set(ids)
+    while True:
+        if len(ids) == 1:
+            resp = client.get(f"/api/v1/knowledge/documents/{ids[0]}", headers=headers)
+            seen = {ids[0]: resp.json()}
+        else:
+            seen, offset = {}, 0
+            while True:
+                page = client.get(
+                    "/api/v1/knowledge/documents",
+                    headers=headers,
+                    params={"limit": 100, "offset": offset},
+                ).json()
+                seen.update(
+                    {d["document_id"]: d for d in page["documents"] if d["document_id"] in wanted}
+                )
+                if not page["has_more"]:
+                    break
+                offset += 100
+        if len(seen) == len(wanted) and all(d["status"] != "processing" for d in seen.values()):
+            return seen
+        if time.monotonic() > deadline:
+            pending = [
+                i for i in wanted if seen.get(i, {}).get("status", "processing") == "processing"
+            ]
+            raise TimeoutError(f"{len(pending)} documents still processing")
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="session")
