@@ -19,7 +19,7 @@ from .servers import Gate, ServerThread, make_upstream
 
 @pytest.fixture(scope="session")
 def gates() -> dict[str, Gate]:
-    return {"sse": Gate(), "download": Gate()}
+    return {"sse": Gate(), "download": Gate(), "sse_abandoned": Gate()}
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,11 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
     async def sse(case_id: str) -> StreamingResponse:
         async def events():  # type: ignore[no-untyped-def]
             yield b"event: token\ndata: first\n\n"
-            released = await gates["sse"].wait()
+            try:
+                released = await gates["sse"].wait()
+            except asyncio.CancelledError:
+                gates["sse_abandoned"].event.set()  # the gateway hung up on us
+                raise
             yield f"event: done\ndata: released={released}\n\n".encode()
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -52,18 +52,24 @@ async def test_large_download_streams_without_waiting_for_the_end(
     assert received == 20 * 1024 * 1024
 
 
-async def test_client_leaving_an_endless_stream_releases_it(
-    client: httpx.AsyncClient, token_issuer: TokenIssuer, gates: dict[str, Gate]
+async def test_client_leaving_a_stream_makes_the_gateway_hang_up_on_the_service(
+    gateway_url: str, token_issuer: TokenIssuer, gates: dict[str, Gate]
 ):
-    gate = gates["sse"]
-    gate.event.clear()
+    gates["sse"].event.clear()
+    abandoned = gates["sse_abandoned"]
+    abandoned.event.clear()
     headers = token_issuer.headers("u-leave")
-    async with client.stream("GET", "/api/v1/cases/c1/turns/sse", headers=headers) as resp:
-        lines = resp.aiter_lines()
-        assert await anext(lines) == "event: token"
-    # The gateway keeps serving after the client hung up mid-stream.
-    gate.event.set()
-    after = await client.get("/api/v1/cases", headers=headers)
+    async with httpx.AsyncClient(base_url=gateway_url) as client:
+        async with client.stream("GET", "/api/v1/cases/c1/turns/sse", headers=headers) as resp:
+            lines = resp.aiter_lines()
+            assert await anext(lines) == "event: token"
+    # The client is gone (its connection closed) while the service still holds the
+    # stream open: the gateway must close its side, which cancels the service's stream.
+    assert await abandoned.wait(timeout=10)
+    assert not gates["sse"].event.is_set()
+    gates["sse"].event.set()
+    async with httpx.AsyncClient(base_url=gateway_url) as client:
+        after = await client.get("/api/v1/cases", headers=headers)
     assert after.status_code == 200
 
 
