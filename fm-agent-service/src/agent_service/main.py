@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, *, chain: ProviderChain | None 
             pending = list(app.state.runtime.background)
             if pending:  # streamed turns whose client left still finish and are stored
                 await asyncio.wait(pending, timeout=settings.turn_deadline_seconds)
+            if chain is None:  # a chain given by the caller is the caller's to close
+                await app.state.runtime.chain.aclose()
 
     app = create_service_app(
         settings,

@@ -53,7 +53,11 @@ async def test_each_kind_answers_and_streams_through_its_sdk(
 @pytest.mark.parametrize("fault", ["500", "429", "hang", "down"])
 async def test_primary_failure_fails_over_to_the_secondary(fake: FakeLLMServer, fault: str) -> None:
     specs = [("primary", "openai"), ("secondary", "anthropic")]
-    configs = [ProviderConfig(**provider(fake, n, k, timeout_seconds=1.0)) for n, k in specs]
+    # The primary's timeout is short (the hang case); the secondary has headroom.
+    configs = [
+        ProviderConfig(**provider(fake, n, k, timeout_seconds=t))
+        for (n, k), t in zip(specs, (1.0, 5.0), strict=True)
+    ]
     if fault == "down":
         configs[0] = configs[0].model_copy(update={"base_url": "http://127.0.0.1:1/v1"})
     c = ProviderChain(configs, max_tokens=128)

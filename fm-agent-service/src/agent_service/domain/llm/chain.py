@@ -96,6 +96,22 @@ class ProviderChain:
             for cfg in configs
         ]
 
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients (the app's lifespan ends)."""
+        for entry in self.entries:
+            model = entry.model
+            clients = [
+                getattr(model, "http_async_client", None),  # ChatOpenAI: ours
+                model.__dict__.get("_async_client"),  # ChatAnthropic: ours
+                getattr(model, "_async_sdk_client", None),  # ChatFireworks
+            ]
+            for client in clients:
+                close = getattr(client, "aclose", None) or getattr(client, "close", None)
+                if close is not None:
+                    result = close()
+                    if hasattr(result, "__await__"):
+                        await result
+
     @property
     def configured(self) -> bool:
         return bool(self.entries)
