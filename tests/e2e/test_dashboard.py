@@ -142,10 +142,11 @@ def log_in(page: Page, username: str) -> None:
     expect(page.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
 
 
-def upload_documents(page: Page, paths: list[Path]) -> None:
+def upload_documents(page: Page, paths: list[Path], scope: str = "personal") -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge base").click()
     expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
     page.get_by_label("Document type").select_option("runbook")
+    page.get_by_label("Scope", exact=True).select_option(scope)
     page.get_by_label("Choose documents to upload").set_input_files([str(p) for p in paths])
     uploads = page.get_by_role("list", name="Uploads")
     for path in paths:
@@ -350,6 +351,54 @@ def test_another_user_never_sees_my_cases_or_documents(
     expect(page.get_by_role("alert")).to_be_visible()
     expect(page.get_by_text("NodeClockSkewDetected")).to_have_count(0)
     assert other.foreign_requests() == []
+
+
+def test_admin_manages_the_global_knowledge_base(open_client, shared_data: Path) -> None:
+    runbook = (
+        shared_data / "runbooks" / "prometheus-operator" / "node" / "NodeNetworkReceiveErrs.md"
+    )
+    plain = open_client()
+    register(plain.page, unique("plain"))
+    plain.page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Knowledge base"
+    ).click()
+    upload_scope = plain.page.get_by_label("Scope", exact=True)
+    expect(upload_scope.locator("option")).to_have_text(["personal (only you)"])
+
+    admin = open_client()
+    page = admin.page
+    # tests/conftest.py gives the username "admin" the admin role.
+    page.goto("/register")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    heading = page.get_by_role("heading", name="Cases", exact=True)
+    alert = page.get_by_role("alert")
+    expect(heading.or_(alert)).to_be_visible()
+    if alert.is_visible():
+        pytest.skip(f"the admin account exists already in this stack: {alert.inner_text()}")
+    upload_documents(page, [runbook], scope="global")
+    row = (
+        page.get_by_role("table", name="Documents").get_by_role("row").filter(has_text=runbook.stem)
+    )
+    expect(row).to_contain_text("global")
+    expect(row.get_by_role("button", name=f"Delete {runbook.stem}")).to_be_visible()
+
+    # Every user reads the global document but cannot delete it.
+    plain.page.reload()
+    other_row = (
+        plain.page.get_by_role("table", name="Documents")
+        .get_by_role("row")
+        .filter(has_text=runbook.stem)
+    )
+    expect(other_row).to_contain_text("global")
+    expect(other_row.get_by_role("button")).to_have_count(0)
+
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name=f"Delete {runbook.stem}").click()
+    expect(row).to_have_count(0)
+    plain.page.reload()
+    expect(plain.page.get_by_text("No documents yet.")).to_be_visible()
 
 
 def test_expired_login_says_so_then_shows_the_login_page(open_client) -> None:

@@ -105,7 +105,7 @@ export function CasesPage({ query }: { query: URLSearchParams }) {
         </label>
         <label>
           State
-          <select value={state} onChange={(e) => setFilter({ state: e.currentTarget.value })}>
+          <select aria-label="State" value={state} onChange={(e) => setFilter({ state: e.currentTarget.value })}>
             <option value="">All states</option>
             {CASE_STATES.map((s) => (
               <option key={s} value={s}>

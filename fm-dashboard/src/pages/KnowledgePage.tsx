@@ -167,7 +167,7 @@ export function KnowledgePage() {
           </label>
           <label>
             Mode
-            <select value={mode} onChange={(e) => setMode(e.currentTarget.value)}>
+            <select aria-label="Mode" value={mode} onChange={(e) => setMode(e.currentTarget.value)}>
               <option value="semantic">semantic</option>
               <option value="hybrid">hybrid</option>
             </select>
@@ -226,7 +226,7 @@ export function KnowledgePage() {
           <div class="filters">
             <label>
               Document type
-              <select value={docType} onChange={(e) => setDocType(e.currentTarget.value)}>
+              <select aria-label="Document type" value={docType} onChange={(e) => setDocType(e.currentTarget.value)}>
                 {DOC_TYPES.map((t) => (
                   <option key={t} value={t}>
                     {t.replace(/_/g, " ")}
@@ -236,7 +236,7 @@ export function KnowledgePage() {
             </label>
             <label>
               Scope
-              <select value={scope} onChange={(e) => setScope(e.currentTarget.value)}>
+              <select aria-label="Scope" value={scope} onChange={(e) => setScope(e.currentTarget.value)}>
                 <option value="personal">personal (only you)</option>
                 {admin && <option value="global">global (everyone)</option>}
               </select>
@@ -291,7 +291,7 @@ export function KnowledgePage() {
           </label>
           <label>
             Filter by scope
-            <select value={scopeFilter} onChange={(e) => setScopeFilter(e.currentTarget.value)}>
+            <select aria-label="Filter by scope" value={scopeFilter} onChange={(e) => setScopeFilter(e.currentTarget.value)}>
               <option value="">all I can see</option>
               <option value="personal">personal</option>
               <option value="global">global</option>
@@ -300,7 +300,7 @@ export function KnowledgePage() {
           </label>
           <label>
             Filter by type
-            <select value={typeFilter} onChange={(e) => setTypeFilter(e.currentTarget.value)}>
+            <select aria-label="Filter by type" value={typeFilter} onChange={(e) => setTypeFilter(e.currentTarget.value)}>
               <option value="">all types</option>
               {DOC_TYPES.map((t) => (
                 <option key={t} value={t}>
