@@ -8,6 +8,7 @@ data (emails, IPs, phone numbers, card numbers that pass the Luhn check).
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import inspect
 import ipaddress
@@ -121,7 +122,45 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ),
 ]
 
+# Keywords first, on the lower-cased text (a case-sensitive literal scan is ~50x faster
+# than the case-insensitive alternation); the full pattern only where a keyword is.
+_KEYWORD_AT = re.compile(rf"(?<![a-z0-9])(?:{_KEYWORDS})")
+_PASSWORD_AT = re.compile(rf"(?i)(?:{_KEYWORDS})[\"']?\s*(?:[:=]|=>)\s*[\"']?([^\s\"'&;,<>]{{3,}})")
+
+
+def _keyword_matches(text: str, lowered: str) -> list[re.Match[str]]:
+    found = []
+    for hit in _KEYWORD_AT.finditer(lowered):
+        m = _PASSWORD_AT.match(text, hit.start())
+        if m:
+            found.append(m)
+    return found
+
+
 _SKIP_DS = {"keyword", "high_entropy_strings", "ip_public", "basic_auth", "base"}
+
+# A pattern can only match when its hint is in the text (lower-cased where marked):
+# one substring test instead of a regex scan over text that cannot hold the kind.
+_HINTS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "private_key": (False, ("PRIVATE KEY",)),
+    "jwt": (False, ("eyJ",)),
+    "aws_access_key": (False, ("A3T", "ABIA", "ACCA", "AKIA", "ASIA")),
+    "aws_secret_key": (True, ("aws",)),
+    "github_token": (False, ("gh", "github_pat_")),
+    "connection_string": (False, ("://",)),
+    "auth_header": (True, ("authorization",)),
+    "api_key": (True, ("x-api-key",)),
+    "email": (False, ("@",)),
+}
+
+
+def _may_match(kind: str, text: str, lowered: str) -> bool:
+    hint = _HINTS.get(kind)
+    if hint is None:
+        return True
+    lower, needles = hint
+    haystack = lowered if lower else text
+    return any(n in haystack for n in needles)
 
 
 @lru_cache(maxsize=1)
@@ -139,6 +178,19 @@ def detect_secrets_patterns() -> tuple[re.Pattern[str], ...]:
             if issubclass(cls, RegexBasedDetector) and cls is not RegexBasedDetector:
                 found.extend(p for p in getattr(cls, "denylist", ()) if p.pattern)
     return tuple(found)
+
+
+@lru_cache(maxsize=1)
+def _vendor_patterns() -> tuple[tuple[re.Pattern[str], str | None, bool], ...]:
+    """Each vendor pattern with the literal it starts with (when it has one) and whether
+    that literal is matched case-insensitively: a cheap `in` test before the scan."""
+    out = []
+    for p in detect_secrets_patterns():
+        m = re.match(r"^[A-Za-z0-9_-]{3,}", p.pattern)
+        ignore_case = bool(p.flags & re.IGNORECASE)
+        literal = m.group(0) if m else None
+        out.append((p, literal.lower() if literal and ignore_case else literal, ignore_case))
+    return tuple(out)
 
 
 def _luhn(digits: str) -> bool:
@@ -172,26 +224,51 @@ def _valid(kind: str, value: str) -> bool:
 
 def find_sensitive(text: str) -> list[Finding]:
     """Every sensitive value in `text`, non-overlapping, in order of position."""
+    if len(text) > _CACHE_MAX_CHARS:
+        return _find(text)
+    return list(_find_cached(text))
+
+
+# History, passages and the case summary come back every turn: remember their findings.
+_CACHE_MAX_CHARS = 64 * 1024
+
+
+@lru_cache(maxsize=2048)
+def _find_cached(text: str) -> tuple[Finding, ...]:
+    return tuple(_find(text))
+
+
+def _find(text: str) -> list[Finding]:
+    lowered = text.lower()
     candidates: list[tuple[int, Finding]] = []
     for priority, (kind, pattern, group) in enumerate(_OWN_PATTERNS):
-        for m in pattern.finditer(text):
+        if not _may_match(kind, text, lowered):
+            continue
+        matches = _keyword_matches(text, lowered) if kind == "password" else pattern.finditer(text)
+        for m in matches:
             value = m.group(group)
             if value and _valid(kind, value):
                 candidates.append((priority, Finding(m.start(group), m.end(group), kind, value)))
     vendor_priority = 5  # after our specific secret kinds, before personal data
-    for pattern in detect_secrets_patterns():
+    for pattern, literal, ignore_case in _vendor_patterns():
+        if literal is not None and literal not in (lowered if ignore_case else text):
+            continue
         for m in pattern.finditer(text):
             group = 1 if pattern.groups else 0
             value = m.group(group)
             if value and len(value) >= 8 and _valid("vendor_token", value):
-                candidates.append(
-                    (vendor_priority, Finding(m.start(group), m.end(group), "vendor_token", value))
-                )
+                finding = Finding(m.start(group), m.end(group), "vendor_token", value)
+                candidates.append((vendor_priority, finding))
     candidates.sort(key=lambda c: (c[0], c[1].start))
+    # Higher priority wins an overlap; `starts`/`taken` stay sorted by start (bisect).
+    starts: list[int] = []
     taken: list[Finding] = []
-    for _, finding in candidates:
-        if any(finding.start < t.end and t.start < finding.end for t in taken):
+    for _, f in candidates:
+        i = bisect.bisect_left(starts, f.start)
+        if i > 0 and taken[i - 1].end > f.start:
             continue
-        taken.append(finding)
-    taken.sort(key=lambda f: f.start)
+        if i < len(taken) and taken[i].start < f.end:
+            continue
+        starts.insert(i, f.start)
+        taken.insert(i, f)
     return taken
