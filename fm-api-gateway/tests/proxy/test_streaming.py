@@ -169,3 +169,21 @@ async def test_concurrent_streams_and_plain_requests_do_not_mix(
     sizes = [70_000 * (i + 1) for i in range(8)]
     results = await asyncio.gather(*(upload(n) for n in sizes))
     assert results == sizes
+
+
+async def test_stalled_upload_is_408_not_held_forever(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer
+):
+    url = start_gateway(stream_idle_timeout=0.5)
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b"x" * 70_000
+        await asyncio.sleep(2.0)
+        yield b"y" * 10
+
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        resp = await client.post(
+            "/api/v1/evidence", content=stalling(), headers=token_issuer.headers("u-stall")
+        )
+    assert resp.status_code == 408
+    assert resp.json()["code"] == "REQUEST_TIMEOUT"
