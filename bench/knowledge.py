@@ -1,6 +1,6 @@
 """Knowledge: ingestion throughput, search latency at 100k chunks, recall@5.
 
-Starts redis + chroma + knowledge + worker the way `make run` does (fm_common.devstack
+Starts redis + chroma + knowledge + worker (2 children) the way `make run` does (fm_common.devstack
 on free ports; tokens from a local test issuer whose JWKS the service trusts), then, in
 one run:
   1. ingestion: every runbook of ../shared/data/runbooks/prometheus-operator uploaded
@@ -332,7 +332,8 @@ def write(results: dict[str, Any]) -> None:
     lines = [
         "# Knowledge benchmark",
         "",
-        f"Real processes (redis, chroma, knowledge, one Celery worker), {os.cpu_count()} CPUs, "
+        "Real processes (redis, chroma, knowledge, a Celery worker with 2 children), "
+        f"{os.cpu_count()} CPUs, "
         f"measured {results['measured_at']}. Model {results['model']}.",
         "",
         "## Ingestion: upload to searchable vs raw model.encode on the same chunks",
@@ -391,7 +392,7 @@ def main() -> None:
         log_dir=root / "logs",
         extra_env={
             "FM_JWKS_URL": issuer.jwks_url,
-            "FM_WORKER_CONCURRENCY": "1",
+            "FM_WORKER_CONCURRENCY": "2",
             "FM_LOG_FORMAT": "json",
             "FM_LOG_LEVEL": "WARNING",
             "HF_HUB_OFFLINE": "1",

