@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -199,7 +200,7 @@ class GatewayApp:
         return 204
 
     async def _meta(self, scope: dict[str, Any], receive: Any, send: Any, extra: list) -> str:
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
                 message["headers"] = headers + extra
