@@ -209,7 +209,9 @@ def test_user_journey_from_registration_to_post_mortem(
         "2026-11-24T05:01:02Z etcd-0 etcdserver: no leader\n"
         "2026-11-24T05:01:03Z etcd-0 raft: lost leader, term 7\n" * 20
     )
-    page.get_by_label("Message").fill("The API server hangs and etcd says no leader. Why?")
+    page.get_by_label("Message", exact=True).fill(
+        "The API server hangs and etcd says no leader. Why?"
+    )
     page.get_by_label("Attach files").set_input_files(str(log))
     expect(page.get_by_role("list", name="Attached files")).to_contain_text("etcd.log")
     if fake is not None:
@@ -478,7 +480,7 @@ def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:
         "[link](javascript:window.__pwned=3) ![remote](https://evil.example/x.png) **bold**"
     )
     fake.script(json.dumps({"answer": evil, "cited_sources": [], "suggested_actions": []}))
-    page.get_by_label("Message").fill("Render this")
+    page.get_by_label("Message", exact=True).fill("Render this")
     page.get_by_role("button", name="Send").click()
     answer = page.get_by_role("article", name="FaultMaven's answer").last
     expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
@@ -491,21 +493,116 @@ def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:
     assert client.foreign_requests() == []
 
 
+def test_pasted_logs_and_dropped_files_reach_the_agent(open_client, stack: Stack) -> None:
+    fake = stack.fake_llm  # type: ignore[attr-defined]
+    client = open_client()
+    page = client.page
+    register(page, unique("paste"))
+    case_id = create_case(page, unique("paste case "))
+    page.get_by_role("button", name="Paste logs").click()
+    marker = f"kernel: nvme0n1 I/O error sector {uuid.uuid4().int % 10**9}"
+    page.get_by_label("Pasted logs").fill(f"{marker}\n{marker}\n")
+    # Drop a file on the message form, as a user drags one from the desktop.
+    page.evaluate(
+        """() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(["disk full on /var\\n"], "dmesg.log", {type: "text/plain"}));
+        const form = document.querySelector("form[aria-label='New turn']");
+        form.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+    }"""
+    )
+    expect(page.get_by_role("list", name="Attached files")).to_contain_text("dmesg.log")
+    page.get_by_role("button", name="Send").click()
+    answer = page.get_by_role("article", name="FaultMaven's answer").last
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
+    expect(answer.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_role("article", name="Your message").last).to_contain_text("dmesg.log")
+    # Both reached the case: the dropped file is stored as evidence of this case ...
+    tokens = page.evaluate("JSON.parse(localStorage.getItem('fm.tokens'))")
+    files = httpx.get(
+        f"{client.base_url}/api/v1/cases/{case_id}/uploaded-files",
+        headers={"Authorization": f"Bearer {tokens['accessToken']}"},
+        timeout=10,
+    ).json()
+    names = [f["filename"] for f in files["files"]]
+    assert "dmesg.log" in names
+    assert len(names) == 2, f"the pasted log is stored as evidence too: {names}"
+    # ... and the pasted lines were part of what the model was asked.
+    if fake is not None:
+        assert "nvme0n1 I/O error" in fake.all_text()
+
+
+def test_cases_archive_delete_and_filters(open_client) -> None:
+    client = open_client()
+    page = client.page
+    register(page, unique("lists"))
+    keep = unique("keep ")
+    archived = unique("archive me ")
+    doomed = unique("delete me ")
+    for title in (keep, archived, doomed):
+        create_case(page, title)
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Cases").click()
+    cases = page.get_by_role("list", name="Cases")
+    expect(cases.get_by_role("listitem")).to_have_count(3)
+
+    cases.get_by_role("link", name=re.compile(archived)).click()
+    page.get_by_role("button", name="Archive").click()
+    expect(page).to_have_url(re.compile(r"/cases$"))
+    expect(cases.get_by_role("listitem")).to_have_count(2)
+    expect(cases).not_to_contain_text(archived)
+    page.get_by_label("Include archived").check()
+    expect(cases.get_by_role("listitem")).to_have_count(3)
+    expect(cases.get_by_role("listitem").filter(has_text=archived)).to_contain_text("archived")
+
+    cases.get_by_role("link", name=re.compile(doomed)).click()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"/cases"))
+    page.get_by_label("Include archived").check()
+    expect(cases.get_by_role("listitem")).to_have_count(2)
+    expect(cases).not_to_contain_text(doomed)
+
+    page.get_by_label("State", exact=True).select_option("closed")
+    expect(page.get_by_text("No case matches these filters.")).to_be_visible()
+    page.get_by_label("State", exact=True).select_option("inquiry")
+    expect(cases.get_by_role("listitem")).to_have_count(2)
+    page.get_by_label("Search cases").fill(keep)
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(cases.get_by_role("listitem")).to_have_count(1)
+    expect(cases).to_contain_text(keep)
+
+
 def test_narrow_side_panel_keeps_every_page_usable(open_client) -> None:
     client = open_client(SIDE_PANEL)
     page = client.page
     register(page, unique("narrow"))
-    create_case(page, "Narrow panel case")
+    create_case(page, "Disk full on the build agents")
+    page.get_by_label("Message", exact=True).fill("The build agents run out of disk. Why?")
+    page.get_by_role("button", name="Send").click()
+    answer = page.get_by_role("article", name="FaultMaven's answer").last
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
     toggle = page.get_by_role("button", name="Show investigation")
     expect(toggle).to_be_visible()
     expect(page.get_by_role("complementary", name="Investigation")).to_be_hidden()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= SIDE_PANEL["width"], f"the page scrolls sideways ({width}px)"
+    shot(page, "side-panel")
     toggle.click()
     expect(page.get_by_role("complementary", name="Investigation")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= SIDE_PANEL["width"], f"the page scrolls sideways ({width}px)"
-    shot(page, "side-panel")
-    # Keyboard: Tab reaches the message box and Ctrl+Enter is not needed to find Send.
-    page.get_by_label("Message").focus()
+    shot(page, "side-panel-investigation")
+    for name in ("Knowledge base", "Settings", "Cases"):
+        page.get_by_role("navigation", name="Main").get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= SIDE_PANEL["width"], f"{name} scrolls sideways ({width}px)"
+    # Keyboard: the first Tab reaches the skip link, which leads into the page.
+    page.reload()
+    expect(page.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
     page.keyboard.press("Tab")
-    focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
-    assert focused == "Attach files"
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.tagName + ':' + document.activeElement.id")
+    assert focused == "INPUT:new-case-title"

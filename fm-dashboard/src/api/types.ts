@@ -52,7 +52,7 @@ export interface CaseSummary {
   total_milestones?: number;
   is_terminal: boolean;
   valid_next_states?: string[];
-  archived?: boolean;
+  is_archived?: boolean;
   archived_at?: string | null;
 }
 
