@@ -71,6 +71,7 @@ async def test_disallowed_origin_gets_no_allow_origin(
     assert resp.status_code == 200
     assert "access-control-allow-origin" not in resp.headers
     assert all(v != "*" for v in resp.headers.values())
+    assert resp.headers["vary"] == "Origin"
 
 
 async def test_configured_origins_replace_the_default(start_gateway: Callable[..., str]):

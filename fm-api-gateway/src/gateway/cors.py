@@ -47,8 +47,11 @@ class CorsPolicy:
         return ok
 
     def response_headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
-        if origin is None or not self.allows(origin):
+        if origin is None:
             return []
+        if not self.allows(origin):
+            # The answer still depends on Origin: no cache may hand it to another origin.
+            return [(b"vary", b"Origin")]
         return [
             (b"access-control-allow-origin", origin),
             (b"access-control-allow-credentials", b"true"),
