@@ -77,12 +77,18 @@ class Client:
         )
         self.context.set_default_timeout(30_000)
         self.requests: list[str] = []
+        self.api_calls: list[tuple[str, str, dict[str, str]]] = []
         self.console_errors: list[str] = []
-        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.context.on("request", self._record)
         self.page: Page = self.context.new_page()
         self.page.on(
             "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
         )
+
+    def _record(self, request) -> None:  # type: ignore[no-untyped-def]
+        self.requests.append(request.url)
+        if "/api/v1/" in request.url:
+            self.api_calls.append((request.method, request.url, request.headers))
 
     def foreign_requests(self) -> list[str]:
         gateway = urlsplit(self.base_url).netloc
@@ -278,6 +284,8 @@ def test_user_journey_from_registration_to_post_mortem(
     report = page.get_by_role("article", name="Post-mortem report")
     expect(report).to_be_visible(timeout=TURN_TIMEOUT_MS)
     expect(report.get_by_role("heading", name="Post-mortem")).to_be_visible()
+    report.scroll_into_view_if_needed()
+    shot(page, "post-mortem")
     with page.expect_download() as dl:
         report.get_by_role("link", name="Download .md").click()
     download = dl.value
@@ -315,6 +323,19 @@ def test_user_journey_from_registration_to_post_mortem(
 
     assert client.foreign_requests() == []
     assert not [e for e in client.console_errors if "Content Security Policy" in e]
+    # The extension's session flow: an anonymous session first, without a token, then
+    # every call carries X-Session-Id.
+    first = client.api_calls[0]
+    assert (first[0], urlsplit(first[1]).path) == ("POST", "/api/v1/sessions")
+    assert "authorization" not in first[2]
+    without = [
+        (m, urlsplit(u).path)
+        for m, u, h in client.api_calls
+        if "x-session-id" not in h
+        and not urlsplit(u).path.startswith("/api/v1/sessions")
+        and urlsplit(u).path != "/api/v1/auth/config"
+    ]
+    assert without == [], f"calls without X-Session-Id: {without}"
 
 
 def test_another_user_never_sees_my_cases_or_documents(

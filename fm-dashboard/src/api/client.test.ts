@@ -148,6 +148,9 @@ describe("ApiClient sessions", () => {
     expect(calls[0].body).toEqual({ client_id: "dash-1", session_type: "troubleshooting", timeout_minutes: 180 });
     expect(calls[1].headers["X-Session-Id"]).toBe("s-anon");
     expect(await client.call("/api/v1/cases")).toEqual({ session: "s-user" });
+    // A reload (a new client on the same storage) keeps sending the login's session.
+    const reloaded = new ApiClient({ store, fetchFn, now: () => 0 });
+    expect(await reloaded.call("/api/v1/cases")).toEqual({ session: "s-user" });
   });
 
   it("opens a new session and retries once on 401 SESSION_EXPIRED", async () => {

@@ -78,6 +78,8 @@ export interface Tokens {
   /** Epoch milliseconds at which the access token expires. */
   expiresAt: number;
   user: UserProfile;
+  /** The API session (X-Session-Id) this login runs in. */
+  sessionId?: string | null;
 }
 
 export interface TokenStore {
@@ -162,6 +164,8 @@ export class ApiClient {
     this.lock = opts.lock ?? browserLock;
     this.now = opts.now ?? (() => Date.now());
     this.clientId = opts.clientId ?? "faultmaven-dashboard";
+    // A reload keeps the session of the login, as it keeps the tokens.
+    this.sessionId = this.store.load()?.sessionId ?? null;
   }
 
   get tokens(): Tokens | null {
@@ -190,6 +194,8 @@ export class ApiClient {
       if (!res.ok) throw await errorFromResponse(res);
       const body = (await res.json()) as SessionResponse;
       this.sessionId = body.session_id;
+      const current = this.store.load();
+      if (current) this.store.save({ ...current, sessionId: body.session_id });
       return body.session_id;
     })().finally(() => {
       this.opening = null;
@@ -229,9 +235,10 @@ export class ApiClient {
       refreshToken: data.refresh_token ?? null,
       expiresAt: this.now() + data.expires_in * 1000,
       user: data.user,
+      sessionId: data.session_id || this.sessionId,
     };
     this.store.save(tokens);
-    if (data.session_id) this.sessionId = data.session_id;
+    this.sessionId = tokens.sessionId ?? null;
     return tokens;
   }
 
