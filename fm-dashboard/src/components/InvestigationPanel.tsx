@@ -133,6 +133,24 @@ export function InvestigationPanel(props: {
           ))}
         </ul>
       )}
+      {props.actions.length === 0 && (ui?.next_actions?.length ?? 0) > 0 && (
+        <>
+          <h3>Next steps</h3>
+          <div class="actions" role="group" aria-label="Suggested actions">
+            {ui!.next_actions!.map((text, i) => (
+              <button
+                key={`${text}-${i}`}
+                type="button"
+                class="secondary"
+                disabled={props.busy}
+                onClick={() => props.onAction({ label: text, type: "next_action", payload: text })}
+              >
+                {text}
+              </button>
+            ))}
+          </div>
+        </>
+      )}
       {props.actions.length > 0 && (
         <>
           <h3>Suggested next steps</h3>
