@@ -136,3 +136,20 @@ def test_health_and_merged_openapi_cover_the_running_services(gateway: httpx.Cli
     assert "/api/v1/auth/login" in doc["paths"]
     assert "/api/v1/sessions/{session_id}/heartbeat" in doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith("/internal")]
+
+
+def test_refresh_through_the_gateway_rotates_and_refuses_reuse(gateway: httpx.Client):
+    username = f"grace_{uuid.uuid4().hex[:8]}"
+    reg = gateway.post("/api/v1/auth/register", json={"username": username, "password": PASSWORD})
+    assert reg.status_code == 201, reg.text
+    refresh_token = reg.json()["refresh_token"]
+
+    rotated = gateway.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    assert rotated.status_code == 200, rotated.text
+    new_access = rotated.json()["access_token"]
+    me = gateway.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {new_access}"})
+    assert me.status_code == 200
+    assert me.json()["username"] == username
+
+    reused = gateway.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    assert reused.status_code == 401
