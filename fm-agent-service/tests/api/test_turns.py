@@ -544,3 +544,26 @@ async def test_turns_beyond_the_in_flight_limit_are_queued(
     assert first.status_code == 200
     assert shed.status_code == 202
     assert shed.headers["Location"].startswith(f"/api/v1/cases/{case_id}/turns/jobs/")
+
+
+async def test_sse_provider_failing_mid_answer_is_announced_and_the_next_one_answers(
+    settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    fake.cut("primary", after_events=8)
+    async with running(settings) as client:
+        resp = await client.post(
+            f"/api/v1/cases/{case_id}/turns",
+            data={"query": QUERY},
+            headers=auth | {"Accept": "text/event-stream"},
+        )
+    events = _sse(resp.text)
+    kinds = [k for k, _ in events]
+    cut = kinds.index("error")
+    assert events[cut][1]["code"] == "PROVIDER_FAILOVER"
+    assert events[cut][1]["retrying"] is True
+    assert kinds[-1] == "done"
+    done = events[-1][1]
+    after = "".join(d["text"] for k, d in events[cut:] if k == "token")
+    assert after == done["agent_response"]
+    assert done["investigation"]["provider"] == "secondary"
+    assert standins.state.messages[case_id][1]["metadata"]["provider"] == "secondary"

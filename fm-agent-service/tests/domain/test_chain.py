@@ -117,3 +117,28 @@ async def test_breaker_opens_after_repeated_failures_and_skips_the_provider(
         assert result.provider == "good"
     assert len(fake.requests_for("flaky")) == 2  # the third turn skipped it
     assert c.entries[0].breaker.state == "open"
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_stream_that_breaks_off_fails_over_and_says_so(
+    fake: FakeLLMServer, kind: str
+) -> None:
+    c = chain(fake, ("primary", kind), ("secondary", "openai"))
+    fake.cut("primary", after_events=6)
+    tokens: list[str] = []
+    failovers: list[str] = []
+
+    async def sink(t: str) -> None:
+        tokens.append(t)
+
+    async def on_failover(name: str) -> None:
+        failovers.append(name)
+        tokens.clear()
+
+    result = await c.complete(
+        MESSAGES, deadline=time.monotonic() + 10, on_token=sink, on_failover=on_failover
+    )
+    assert failovers == ["primary"]
+    assert result.provider == "secondary"
+    assert "".join(tokens) == result.text
+    assert result.attempts[0]["provider"] == "primary"

@@ -28,7 +28,8 @@ Faults, per provider name (the path prefix, e.g. `primary`, or the request's mod
 - `fake.fail(name, status=500, times=1)`; `fake.rate_limit(name, retry_after=1)` (429 with
   a Retry-After header); `fake.hang(name, seconds=30)` (reads the request, answers nothing);
   `fake.latency(name, seconds)` before the first byte; `fake.chunk_delay(name, seconds)`
-  between streamed chunks.
+  between streamed chunks; `fake.cut(name, after_events=4)`: a stream that breaks off
+  with the protocol's error event after that many events (a provider failing mid-answer).
 
 `GET {base_url}/_fake/requests` lists the recorded requests as JSON (for a fake running in
 another process: `python -m fm_common.testing.fake_llm --port 9999` serves until killed).
@@ -89,7 +90,7 @@ class FakeRequest:
 
 @dataclass
 class _Fault:
-    kind: str  # fail | hang | latency | chunk_delay
+    kind: str  # fail | hang | latency | chunk_delay | cut
     status: int = 500
     retry_after: float | None = None
     seconds: float = 0.0
@@ -229,6 +230,9 @@ class FakeLLMServer:
     def hang(self, name: str, seconds: float = 30.0, times: int | None = None) -> None:
         self._add(name, _Fault("hang", seconds=seconds, times=times))
 
+    def cut(self, name: str, after_events: int = 4, times: int | None = None) -> None:
+        self._add(name, _Fault("cut", seconds=after_events, times=times))
+
     def latency(self, name: str, seconds: float) -> None:
         self._add(name, _Fault("latency", seconds=seconds))
 
@@ -257,7 +261,7 @@ class FakeLLMServer:
                     if fault.times is not None:
                         if fault.times <= 0:
                             continue
-                        if fault.kind in ("fail", "hang"):
+                        if fault.kind in ("fail", "hang", "cut"):
                             fault.times -= 1
                     found.append(fault)
         return found
@@ -321,11 +325,14 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             req = FakeRequest(name, protocol, path, dict(self.headers.items()), body, raw)
             fake._record(req)
             chunk_delay = 0.0
+            cut_after: int | None = None
             for fault in fake._faults_for(req):
                 if fault.kind == "latency":
                     time.sleep(fault.seconds)
                 elif fault.kind == "chunk_delay":
                     chunk_delay = fault.seconds
+                elif fault.kind == "cut":
+                    cut_after = int(fault.seconds)
                 elif fault.kind == "hang":
                     fake._stopping.wait(fault.seconds)
                     self.close_connection = True
@@ -336,7 +343,7 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             text = fake._answer(req)
             try:
                 if req.stream:
-                    self._stream(req, text, chunk_delay)
+                    self._stream(req, text, chunk_delay, cut_after)
                 else:
                     self._json(200, _complete_body(req, text))
             finally:
@@ -364,7 +371,9 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 body = {"error": {"message": message, "type": kind, "code": kind}}
             self._json(status, body, headers)
 
-        def _stream(self, req: FakeRequest, text: str, delay: float) -> None:
+        def _stream(
+            self, req: FakeRequest, text: str, delay: float, cut_after: int | None = None
+        ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
@@ -378,6 +387,19 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 if req.protocol == "anthropic"
                 else _openai_events(req, text, pieces)
             )
+            if cut_after is not None:
+                broken: tuple[str, Any] = (
+                    (
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "cut by the fake"},
+                        },
+                    )
+                    if req.protocol == "anthropic"
+                    else ("", {"error": {"message": "cut by the fake", "type": "server_error"}})
+                )
+                events = [*events[:cut_after], broken]
             try:
                 for i, (event, data) in enumerate(events):
                     if delay and i > 1:
