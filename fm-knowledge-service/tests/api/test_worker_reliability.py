@@ -53,6 +53,10 @@ def test_worker_killed_mid_ingestion_redoes_it_without_duplicates(kapi) -> None:
     total, distinct = kapi.chroma_count(f"user_{user}", doc_id)
     assert total == doc["chunk_count"] == distinct
     assert total > partial
-    job = kapi.get(user, job_path).json()
+    # The job record is closed right after the document is marked processed.
+    deadline = time.monotonic() + 30
+    while (job := kapi.get(user, job_path).json())["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
     assert job["status"] == "completed"
     assert job["attempts"] >= 2

@@ -36,8 +36,9 @@ MAINTENANCE = {
 def _fail_ingest(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -> None:
     from knowledge_service.domain.ingest.pipeline import fail_document
 
-    fail_document(rt.ingest_deps(), kwargs["document_id"], message)
+    # The job first: whoever sees the document failed finds the job failed too.
     record_job_failure(rt, kwargs, message, code)
+    fail_document(rt.ingest_deps(), kwargs["document_id"], message)
 
 
 @tracked_task(app, "knowledge.ingest_document", give_up=_fail_ingest, **INGEST)
