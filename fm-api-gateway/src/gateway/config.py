@@ -60,6 +60,8 @@ class Settings(BaseServiceSettings):
     # Request bodies: the general limit, and the larger one for upload routes.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     max_upload_bytes: int = Field(default=55 * 1024 * 1024, ge=1)
+    # All request header names and values together (uvicorn itself sets no limit).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
 
     # Upstream calls: connect, time to the response head, idle gap inside a streamed body.
     upstream_connect_timeout: float = Field(default=2.0, gt=0)

@@ -34,6 +34,14 @@ _STRIPPED_PREFIXES = (b"x-user-", b"x-internal-")
 _NOT_FORWARDED = HOP_BY_HOP | {b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto"}
 
 
+class HeadersTooLarge(FMError):
+    status_code, code, detail = (
+        431,
+        "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        "The request headers are too large.",
+    )
+
+
 def _is_stripped(name: bytes) -> bool:
     return name.startswith(_STRIPPED_PREFIXES)
 
@@ -59,6 +67,7 @@ class GatewayApp:
         self.state = state
         self.cors = CorsPolicy(settings.cors_origins, settings.effective_public_url)
         self.access_log = settings.access_log
+        self.max_header_bytes = settings.max_header_bytes
         self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def lifespan(self) -> Any:
@@ -78,7 +87,9 @@ class GatewayApp:
         chunked = False
         preflight = False
         forwarded: list[tuple[bytes, bytes]] = []
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name in _NOT_FORWARDED or _is_stripped(name):
                 if name == b"x-request-id":
                     rid = value if _REQUEST_ID_OK.match(value) else None
@@ -112,6 +123,8 @@ class GatewayApp:
             await send(message)
 
         try:
+            if header_bytes > self.max_header_bytes:
+                raise HeadersTooLarge()
             if preflight and method == "OPTIONS" and origin is not None:
                 status = await self._preflight(origin, send, rid_s)
             elif service is not None:
@@ -135,17 +148,17 @@ class GatewayApp:
                 label = await self._meta(scope, receive, tracked_send, extra)
         except FMError as exc:
             if started:
-                log.warning("http.failed_after_start", path=path, code=exc.code)
+                log.warning("http.failed_after_start", path=path[:256], code=exc.code)
             else:
                 status = exc.status_code
                 await self._send_error(send, exc, extra)
         except OSError as exc:
             # The client or the upstream went away mid-stream; nothing left to answer.
-            log.info("http.connection_lost", path=path, error=repr(exc))
+            log.info("http.connection_lost", path=path[:256], error=repr(exc))
         except Exception:
             # A bug, not a client error: logged with its traceback, answered in the error
             # model without one.
-            log.exception("http.unhandled_error", path=path)
+            log.exception("http.unhandled_error", path=path[:256])
             if not started:
                 status = 500
                 await self._send_error(send, FMError(), extra)
@@ -159,7 +172,7 @@ class GatewayApp:
                     log.info(
                         "http.request",
                         method=method,
-                        path=path,
+                        path=path[:256],
                         status=status,
                         route=label,
                         duration_ms=round(elapsed * 1000, 2),

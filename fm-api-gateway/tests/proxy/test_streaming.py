@@ -187,3 +187,10 @@ async def test_stalled_upload_is_408_not_held_forever(
         )
     assert resp.status_code == 408
     assert resp.json()["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_oversized_headers_are_431(client: httpx.AsyncClient, token_issuer: TokenIssuer):
+    headers = {**token_issuer.headers("u-hdr"), "X-Padding": "p" * 40_000}
+    resp = await client.get("/api/v1/cases", headers=headers)
+    assert resp.status_code == 431
+    assert resp.json()["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
