@@ -321,6 +321,15 @@ def test_user_journey_from_registration_to_post_mortem(
     page.goto(f"/cases/{case_id}")
     expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
 
+    # Logging in again finds the case where it was left.
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    log_in(page, user)
+    expect(page.get_by_role("list", name="Cases")).to_contain_text(f"{title} (renamed)")
+
     assert client.foreign_requests() == []
     assert not [e for e in client.console_errors if "Content Security Policy" in e]
     # The extension's session flow: an anonymous session first, without a token, then
@@ -512,6 +521,26 @@ def test_model_output_cannot_run_script(open_client, stack: Stack) -> None:
     assert answer.locator("[onerror]").count() == 0
     assert answer.locator("a[href^='javascript']").count() == 0
     assert client.foreign_requests() == []
+
+
+def test_refused_uploads_say_why(open_client, tmp_path: Path) -> None:
+    client = open_client()
+    page = client.page
+    register(page, unique("refused"))
+    empty = tmp_path / "empty.md"
+    empty.write_bytes(b"")
+    binary = tmp_path / "tool.exe"
+    binary.write_bytes(b"MZ\x90\x00" + bytes(range(256)) * 4)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge base").click()
+    page.get_by_label("Choose documents to upload").set_input_files([str(empty), str(binary)])
+    uploads = page.get_by_role("list", name="Uploads")
+    for name in ("empty.md", "tool.exe"):
+        row = uploads.get_by_role("listitem").filter(has_text=name)
+        expect(row).to_have_attribute("data-phase", "failed")
+        status = row.get_by_role("status")
+        expect(status).to_contain_text(re.compile(r"failed: [A-Z][^{}<>]{8,}"))
+        expect(status).not_to_contain_text("Traceback")
+    expect(page.get_by_text("No documents yet.")).to_be_visible()
 
 
 def test_pasted_logs_and_dropped_files_reach_the_agent(open_client, stack: Stack) -> None:
