@@ -38,9 +38,13 @@ export function ReportsPanel({ caseId, caseTitle }: { caseId: string; caseTitle:
     }
   }
 
+  const [ctrl, setCtrl] = useState(() => new AbortController());
   useEffect(() => {
     setOpen(null);
     load().catch(() => setReports([]));
+    const c = new AbortController();
+    setCtrl(c);
+    return () => c.abort();
   }, [caseId]);
 
   async function generate() {
@@ -56,7 +60,7 @@ export function ReportsPanel({ caseId, caseTitle }: { caseId: string; caseTitle:
       const location = res.headers.get("Location");
       if (location) {
         setStatus("Writing the post-mortem…");
-        await api.pollJob(location, { intervalMs: 1000, timeoutMs: 180_000 });
+        await api.pollJob(location, { intervalMs: 1000, timeoutMs: 180_000, signal: ctrl.signal });
       }
       const items = await load();
       const id = created.report_id ?? items[0]?.report_id;
@@ -64,6 +68,7 @@ export function ReportsPanel({ caseId, caseTitle }: { caseId: string; caseTitle:
       await show(id);
       setStatus(null);
     } catch (err) {
+      if (ctrl.signal.aborted) return;
       setStatus(null);
       setError(err);
       load().catch(() => undefined);

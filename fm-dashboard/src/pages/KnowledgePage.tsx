@@ -35,6 +35,13 @@ export function KnowledgePage() {
   const [tags, setTags] = useState("");
   const [dragging, setDragging] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
+  // Status polling stops when the user leaves the page.
+  const alive = useRef(new AbortController());
+  useEffect(() => {
+    const ctrl = new AbortController();
+    alive.current = ctrl;
+    return () => ctrl.abort();
+  }, []);
 
   const [query, setQuery] = useState("");
   const [mode, setMode] = useState("semantic");
@@ -79,6 +86,7 @@ export function KnowledgePage() {
         "/api/v1/knowledge/documents",
         form,
         (f) => patch(id, { progress: f }),
+        alive.current.signal,
       );
       const documentId = res.body.document_id;
       patch(id, { phase: "processing", progress: 1, documentId });
@@ -88,6 +96,7 @@ export function KnowledgePage() {
       for (;;) {
         const doc = await api.call<KnowledgeDocument>(
           `/api/v1/knowledge/documents/${encodeURIComponent(documentId)}`,
+          { signal: alive.current.signal },
         );
         if (doc.status === "processed") {
           patch(id, { phase: "processed" });
@@ -101,10 +110,11 @@ export function KnowledgePage() {
           patch(id, { phase: "failed", error: "still processing after 10 minutes" });
           break;
         }
-        await sleep(1000);
+        await sleep(1000, alive.current.signal);
       }
       setReload((n) => n + 1);
     } catch (err) {
+      if (alive.current.signal.aborted) return;
       patch(id, { phase: "failed", error: errorMessage(err) });
     }
   }
