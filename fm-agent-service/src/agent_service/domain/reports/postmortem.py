@@ -107,7 +107,7 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
     facts = (await redactor.redact([case_facts(ctx, messages, files)])).texts[0]
     deadline = time.monotonic() + rt.settings.turn_deadline_seconds
     result = await rt.chain.complete(postmortem_messages(Fence(), facts), deadline=deadline)
-    markdown = redactor.restore(sanitize_markdown(result.text, rt.settings.link_allowlist))
+    markdown = sanitize_markdown(redactor.restore(result.text), rt.settings.link_allowlist)
     if sum(1 for s in SECTIONS if s.lower() in markdown.lower()) < 3:
         log.warning("postmortem.malformed", case_id=case_id, provider=result.provider)
         return structured_postmortem(ctx, messages, files), None

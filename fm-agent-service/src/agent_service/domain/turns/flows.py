@@ -139,8 +139,10 @@ async def _call_model(
     async def on_token(piece: str) -> None:
         assert emit is not None
         out = pipeline["extractor"].feed(piece)
-        out = pipeline["sanitizer"].feed(out) if out else ""
+        # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
+        # is judged with the real values in it.
         out = pipeline["restorer"].feed(out) if out else ""
+        out = pipeline["sanitizer"].feed(out) if out else ""
         if out:
             streamed.append(out)
             await emit("token", {"text": out})
@@ -165,8 +167,8 @@ async def _call_model(
     )
     if emit:
         tail = pipeline["extractor"].flush()
-        tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
         tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
+        tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
         if tail:
             streamed.append(tail)
             await emit("token", {"text": tail})
@@ -233,7 +235,7 @@ async def answer_turn(
             await _store_failed(rt, prep, exc)
             raise
         text = structured.answer if structured else (plain or NO_ANSWER)
-        display = prep.redactor.restore(sanitize_markdown(text, allow))
+        display = sanitize_markdown(prep.redactor.restore(text), allow)
         citations = cited(structured, text, prep.passages)
         if structured is not None:
             new_inv, progress = apply_answer(inv, structured, prep.redactor.restore)
