@@ -19,15 +19,13 @@ export function Composer(props: {
 
   function addFiles(list: FileList | File[] | null) {
     if (!list) return;
+    // Only the size is checked here: which evidence types a case takes (logs, configs,
+    // screenshots) is the evidence service's call, and its 415 says so clearly.
     const max = props.limits?.maxFileBytes;
-    const allowed = props.limits?.allowedExtensions?.map((x) => x.toLowerCase());
     const accepted: File[] = [];
     const refused: string[] = [];
     for (const f of Array.from(list)) {
-      const ext = f.name.includes(".") ? `.${f.name.split(".").pop()!.toLowerCase()}` : "";
       if (max && f.size > max) refused.push(`${f.name} is larger than ${formatBytes(max)}`);
-      else if (allowed?.length && !allowed.includes(ext) && !allowed.includes(ext.slice(1)))
-        refused.push(`${f.name}: ${ext || "no extension"} is not an allowed file type`);
       else accepted.push(f);
     }
     setProblem(refused.length ? refused.join("; ") : null);
