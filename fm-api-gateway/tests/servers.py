@@ -116,6 +116,19 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
             size += len(chunk)
         return {"service": name, "size": size, "sha256": digest.hexdigest()}
 
+    @app.post("/api/v1/knowledge/documents")
+    async def refuse_large(request: Request) -> JSONResponse:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > 100_000:  # refuses mid-upload, as a service with its own limit does
+                return JSONResponse(
+                    {"detail": "Too large for this service.", "code": "FILE_TOO_LARGE"},
+                    status_code=413,
+                    headers={"x-error-code": "FILE_TOO_LARGE"},
+                )
+        return JSONResponse({"size": size})
+
     @app.get("/api/v1/auth/me", summary="public route of the auth stand-in")
     async def me() -> JSONResponse:
         return JSONResponse({"service": name}, headers={"x-upstream": name})

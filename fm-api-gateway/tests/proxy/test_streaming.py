@@ -194,3 +194,21 @@ async def test_oversized_headers_are_431(client: httpx.AsyncClient, token_issuer
     resp = await client.get("/api/v1/cases", headers=headers)
     assert resp.status_code == 431
     assert resp.json()["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
+
+
+async def test_a_service_refusing_an_upload_midway_is_answered_with_its_own_error(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    resp = await client.post(
+        "/api/v1/knowledge/documents",
+        content=_chunks(3 * 1024 * 1024),
+        headers=token_issuer.headers("u-refused"),
+    )
+    assert resp.status_code == 413
+    assert resp.json()["code"] == "FILE_TOO_LARGE"
+    ok = await client.post(
+        "/api/v1/knowledge/documents",
+        content=_chunks(50_000),
+        headers=token_issuer.headers("u-refused"),
+    )
+    assert ok.json() == {"size": 50_000}

@@ -113,6 +113,10 @@ class _Conn:
         self.writer.close()
 
 
+class _ClientGone(OSError):
+    """The client left in the middle of its upload."""
+
+
 class _StaleConnection(Exception):
     """A reused connection closed before any response byte: safe to retry once."""
 
@@ -295,9 +299,15 @@ class Upstream:
                     writer.write(b"%x\r\n%s\r\n" % (len(body0), body0))
             else:
                 writer.write(head_bytes + body0 if body0 else head_bytes)
+            upload_cut = False
             if more_body:
                 # A slow upload is fine; a stalled one is not (idle timeout per chunk).
-                await self._stream_body(writer, receive, chunked, len(body0), max_body)
+                try:
+                    await self._stream_body(writer, receive, chunked, len(body0), max_body)
+                except ConnectionError:
+                    # The service stopped reading: it may have answered already (its own
+                    # 413, a 401); what it said is read below and passed on.
+                    upload_cut = True
             self._arm(conn)
             received = False
             while not resp.headers_done:
@@ -305,11 +315,13 @@ class Upstream:
                 if not data:
                     if conn.timed_out:
                         raise self._timeout()
-                    if reused and not received:
+                    if reused and not received and not more_body:
                         raise _StaleConnection()
                     raise BadGateway(f"The {self.name} service closed the connection.")
                 received = True
                 parser.feed_data(data)
+            if upload_cut:
+                resp.keep_alive = False
         except ConnectionError as exc:
             if conn.timed_out:
                 raise self._timeout() from None
@@ -343,7 +355,7 @@ class Upstream:
             except TimeoutError:
                 raise RequestStalled() from None
             if message["type"] == "http.disconnect":
-                raise ConnectionAbortedError("client went away during the upload")
+                raise _ClientGone("the client went away during its upload")
             chunk = message.get("body", b"")
             more = message.get("more_body", False)
             sent += len(chunk)
