@@ -550,7 +550,9 @@ def test_refused_uploads_say_why(open_client, tmp_path: Path) -> None:
     expect(page.get_by_text("No documents yet.")).to_be_visible()
 
 
-def test_pasted_logs_and_dropped_files_reach_the_agent(open_client, stack: Stack) -> None:
+def test_pasted_logs_and_dropped_files_reach_the_agent(
+    open_client, stack: Stack, tmp_path: Path
+) -> None:
     fake = stack.fake_llm  # type: ignore[attr-defined]
     client = open_client()
     page = client.page
@@ -587,6 +589,15 @@ def test_pasted_logs_and_dropped_files_reach_the_agent(open_client, stack: Stack
     # ... and the pasted lines were part of what the model was asked.
     if fake is not None:
         assert "nvme0n1 I/O error" in fake.all_text()
+    # The investigation panel lists the evidence, and each file downloads.
+    evidence = page.get_by_role("list", name="Evidence files")
+    expect(evidence).to_contain_text("dmesg.log")
+    with page.expect_download() as dl:
+        evidence.get_by_role("button", name="Download dmesg.log").click()
+    assert dl.value.suggested_filename == "dmesg.log"
+    saved = tmp_path / "dmesg.log"
+    dl.value.save_as(saved)
+    assert saved.read_text() == "disk full on /var\n"
 
 
 def test_cases_archive_delete_and_filters(open_client) -> None:

@@ -1,6 +1,7 @@
 import { useRef, useState } from "preact/hooks";
 import type { CaseDetail, CaseUI, Hypothesis, SuggestedAction } from "../api/types";
 import { StateBadge, humanize } from "./common";
+import { EvidenceList } from "./EvidenceList";
 
 const MILESTONES = [
   "symptom_verified",
@@ -43,6 +44,8 @@ export function InvestigationPanel(props: {
   turnView: TurnInvestigation | null;
   actions: SuggestedAction[];
   busy: boolean;
+  /** Bumped after each turn so the evidence list is read again. */
+  evidenceVersion: number;
   onAction: (action: SuggestedAction) => void;
   onTransition: (toState: string, closureReason: string | null) => Promise<void>;
 }) {
@@ -133,6 +136,7 @@ export function InvestigationPanel(props: {
           ))}
         </ul>
       )}
+      <EvidenceList caseId={detail.case_id} version={props.evidenceVersion} />
       {props.actions.length === 0 && (ui?.next_actions?.length ?? 0) > 0 && (
         <>
           <h3>Next steps</h3>

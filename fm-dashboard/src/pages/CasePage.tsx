@@ -24,6 +24,7 @@ export function CasePage({ caseId }: { caseId: string }) {
   const [entries, setEntries] = useState<ChatEntry[]>([]);
   const [actions, setActions] = useState<SuggestedAction[]>([]);
   const [turnView, setTurnView] = useState<TurnInvestigation | null>(null);
+  const [turnsSent, setTurnsSent] = useState(0);
   const [limits, setLimits] = useState<Capabilities["limits"]>();
   const [error, setError] = useState<unknown>(null);
   const [notFound, setNotFound] = useState(false);
@@ -115,6 +116,7 @@ export function CasePage({ caseId }: { caseId: string }) {
       setActions(result.suggested_actions ?? []);
       if (result.investigation) setTurnView(result.investigation as TurnInvestigation);
       await refreshCase().catch(() => undefined);
+      setTurnsSent((n) => n + 1);
       return true;
     } catch (err) {
       update((e) => ({ ...e, streaming: false, error: errorMessage(err) }));
@@ -275,6 +277,7 @@ export function CasePage({ caseId }: { caseId: string }) {
             detail={detail}
             ui={ui}
             turnView={turnView}
+            evidenceVersion={turnsSent}
             actions={actions}
             busy={sending}
             onAction={onAction}
