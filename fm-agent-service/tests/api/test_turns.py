@@ -533,7 +533,7 @@ async def test_case_service_down_is_503_with_retry_after_and_nothing_is_sent(
 async def test_turns_beyond_the_in_flight_limit_are_queued(
     make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
 ) -> None:
-    fake.latency("primary", 0.5)
+    fake.latency("primary", 3.0)
     settings = make_settings([provider(fake, "primary")], max_inflight_turns=1)
     async with running(settings) as client:
         slow = asyncio.create_task(post_turn(client, case_id, auth, query=QUERY))
