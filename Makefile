@@ -25,6 +25,7 @@ run: ## Run the whole system (gateway on http://localhost:8000); Ctrl-C stops it
 .PHONY: test
 test: ## Run every test (real Redis, Chroma, SQLite, PostgreSQL, embeddings)
 	@scripts/bootstrap.sh --test
+	@cd fm-dashboard && npm test --silent
 	@$(UV_RUN) pytest $(PYTEST_ARGS)
 
 .PHONY: lint
