@@ -64,10 +64,17 @@ class Gate:
 def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
     """A stand-in service: echoes what it received, plus streaming and slow routes."""
     app = FastAPI(title=f"{name} stand-in")
+    hits = {"health": 0}
 
     @app.get("/health")
     async def health() -> dict[str, str]:
+        hits["health"] += 1
+        await asyncio.sleep(0.05)
         return {"status": "healthy", "service": name}
+
+    @app.get("/test-stats", include_in_schema=False)
+    async def stats() -> dict[str, int]:
+        return hits
 
     @app.get(f"/internal/v1/{name}-secrets", summary="internal only")
     async def internal() -> dict[str, str]:

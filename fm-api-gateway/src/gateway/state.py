@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -26,6 +27,8 @@ class GatewayState:
         self.upstreams: dict[str, Upstream] = {}
         # Small caches of the meta routes: key -> (monotonic expiry, value).
         self.cache: dict[str, tuple[float, Any]] = {}
+        # The /health check in progress, shared by callers arriving meanwhile.
+        self.health_running: asyncio.Future[dict[str, Any]] | None = None
 
     async def open(self) -> None:
         s = self.settings

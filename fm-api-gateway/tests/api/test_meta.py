@@ -75,6 +75,21 @@ async def test_health_is_degraded_when_a_non_critical_component_is_down(
         assert body["services"][name]["latency_ms"] >= 0
 
 
+async def test_a_burst_of_health_calls_checks_each_service_once(
+    start_gateway: Callable[..., str], upstreams: dict
+):
+    import asyncio
+
+    url = start_gateway(health_cache_seconds=60)
+    case = upstreams["case"].url
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{case}/test-stats")).json()["health"]
+        answers = await asyncio.gather(*(client.get(f"{url}/health") for _ in range(20)))
+        after = (await client.get(f"{case}/test-stats")).json()["health"]
+    assert {a.status_code for a in answers} == {200}
+    assert after - before == 1
+
+
 async def test_health_is_unhealthy_503_when_a_critical_service_is_down(
     start_gateway: Callable[..., str], dead_url: str
 ):

@@ -52,9 +52,18 @@ async def system_health(state: GatewayState) -> dict[str, Any]:
     cached = state.cache.get("health")
     if cached is not None and cached[0] > now:
         return cached[1]  # type: ignore[no-any-return]
-    body = await _check_all(state)
-    state.cache["health"] = (now + state.settings.health_cache_seconds, body)
-    return body
+    # Callers arriving while a check runs share it rather than starting their own.
+    running = state.health_running
+    if running is None:
+        running = asyncio.ensure_future(_check_all(state))
+        state.health_running = running
+        try:
+            body = await asyncio.shield(running)
+        finally:
+            state.health_running = None
+        state.cache["health"] = (time.monotonic() + state.settings.health_cache_seconds, body)
+        return body
+    return await asyncio.shield(running)
 
 
 async def _check_all(state: GatewayState) -> dict[str, Any]:
