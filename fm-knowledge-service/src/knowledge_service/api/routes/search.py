@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.knowledge import SearchRequest, SearchResponse
-from knowledge_service.api.deps import SearchDepsDep, SessionDep
+from knowledge_service.api.deps import SearchDepsDep, SessionMakerDep
 from knowledge_service.domain.search import service
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
     },
 )
 async def search(
-    body: SearchRequest, principal: CurrentPrincipal, session: SessionDep, deps: SearchDepsDep
+    body: SearchRequest, principal: CurrentPrincipal, maker: SessionMakerDep, deps: SearchDepsDep
 ) -> SearchResponse:
     """Semantic (default) or hybrid search over personal, global and case knowledge."""
-    return await service.search(session, principal, body, deps)
+    return await service.search(maker, principal, body, deps)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fm_common.auth import Principal
 from fm_common.contracts.knowledge import SearchRequest, SearchResponse, SearchResult
@@ -72,7 +72,7 @@ def _keep(req: SearchRequest) -> Any:
 
 
 async def _collections(
-    session: AsyncSession, principal: Principal, req: SearchRequest
+    maker: async_sessionmaker[AsyncSession], principal: Principal, req: SearchRequest
 ) -> list[tuple[str, str]]:
     """(collection, scope) pairs the caller may read and asked for."""
     scopes = set(req.scopes or ("personal", "global", "case"))
@@ -84,7 +84,9 @@ async def _collections(
     if "global" in scopes:
         out.append((GLOBAL_COLLECTION, "global"))
     if "case" in scopes and req.case_id:
-        owner = await documents.case_collection_owner(session, req.case_id)
+        # The database is read only for a case search (most searches never touch it).
+        async with maker() as session:
+            owner = await documents.case_collection_owner(session, req.case_id)
         if owner is not None and owner != principal.user_id:
             raise documents.CaseNotFound()
         if owner == principal.user_id:
@@ -112,11 +114,14 @@ def _result(
 
 
 async def search(
-    session: AsyncSession, principal: Principal, req: SearchRequest, deps: SearchDeps
+    maker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    req: SearchRequest,
+    deps: SearchDeps,
 ) -> SearchResponse:
     """Search the caller's collections; semantic by default, hybrid on request."""
     started = time.perf_counter()
-    targets = await _collections(session, principal, req)
+    targets = await _collections(maker, principal, req)
     if not targets:
         return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
     vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
