@@ -133,7 +133,8 @@ def test_health_and_merged_openapi_cover_the_running_services(gateway: httpx.Cli
     assert services["case"]["status"] == "unhealthy"
 
     doc = gateway.get("/openapi.json").json()
-    assert "/api/v1/auth/login" in doc["paths"]
+    assert doc["paths"]["/api/v1/auth/login"]["post"]["security"] == []
+    assert doc["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
     assert "/api/v1/sessions/{session_id}/heartbeat" in doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith("/internal")]
 

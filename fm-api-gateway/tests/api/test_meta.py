@@ -174,6 +174,10 @@ async def test_merged_openapi_has_public_paths_of_each_service_and_no_internal_o
     assert "/{path}" not in paths
     assert "HTTPValidationError" in doc["components"]["schemas"]
     assert "x-services-unavailable" not in doc["info"]
+    # Which operations need a token, as the gateway enforces it.
+    assert doc["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
+    assert doc["paths"]["/v1/meta/capabilities"]["get"]["security"] == []
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
 async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient):

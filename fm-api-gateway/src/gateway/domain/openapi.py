@@ -69,10 +69,24 @@ def merge(own: dict[str, Any], docs: dict[str, dict[str, Any] | None]) -> dict[s
         "scheme": "bearer",
         "bearerFormat": "JWT",
     }
+    _mark_security(merged["paths"], own_paths=set(own.get("paths") or {}))
     merged["paths"] = dict(sorted(merged["paths"].items()))
     if missing:
         merged["info"]["x-services-unavailable"] = sorted(missing)
     return merged
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
+def _mark_security(paths: dict[str, Any], own_paths: set[str]) -> None:
+    """Say on each operation whether the gateway wants a bearer token for it."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method not in _METHODS or not isinstance(op, dict):
+                continue
+            public = path in own_paths or routing.is_public(method.upper(), path)
+            op["security"] = [] if public else [{"bearerAuth": []}]
 
 
 async def merged_openapi(state: GatewayState, own: dict[str, Any]) -> dict[str, Any]:

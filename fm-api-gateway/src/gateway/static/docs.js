@@ -41,6 +41,7 @@ function operationView(path, method, op) {
     el("span", { class: `method ${method}` }, method.toUpperCase()),
     path,
     op.summary ? ` - ${op.summary}` : "",
+    (op.security || []).length ? el("span", { class: "lock" }, "bearer token") : "",
   );
   return el("details", {}, summary, body);
 }
