@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +12,21 @@ import pytest
 from fm_common.devstack import free_port
 from fm_common.testing.redis_server import RedisServer
 from fm_common.testing.tokens import TokenIssuer
-from gateway.config import Settings
 from gateway.main import create_app
 from gateway.proxy.routing import SERVICES
 
-from .servers import Gate, ServerThread, make_upstream
+# Helpers live in a module of their own name (not a `tests` package, which every
+# service's tests dir would claim): loaded here once, imported by name in the tests.
+_spec = importlib.util.spec_from_file_location(
+    "gateway_testkit", Path(__file__).parent / "gateway_testkit.py"
+)
+assert _spec is not None
+assert _spec.loader is not None
+_kit = importlib.util.module_from_spec(_spec)
+sys.modules["gateway_testkit"] = _kit
+_spec.loader.exec_module(_kit)
+Gate, ServerThread = _kit.Gate, _kit.ServerThread
+make_upstream, gateway_settings = _kit.make_upstream, _kit.gateway_settings
 
 
 @pytest.fixture(scope="session")
@@ -34,27 +46,6 @@ def upstreams(gates: dict[str, Gate]) -> Iterator[dict[str, ServerThread]]:
 def dead_url() -> str:
     """A URL where nothing listens."""
     return f"http://127.0.0.1:{free_port()}"
-
-
-def gateway_settings(
-    upstreams: dict[str, ServerThread],
-    redis_url: str,
-    issuer: TokenIssuer,
-    dead_url: str,
-    /,
-    **overrides: Any,
-) -> Settings:
-    values: dict[str, Any] = {f"{n}_url": s.url for n, s in upstreams.items()}
-    values.update(
-        redis_url=redis_url,
-        jwks_url=issuer.jwks_url,
-        chroma_url=dead_url,
-        upstream_timeout=1.0,
-        log_level="WARNING",
-        dashboard_dir=Path("/nonexistent-dashboard"),
-    )
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from gateway_testkit import gateway_settings
 
 from fm_common.testing.tokens import TokenIssuer
 from gateway.main import create_app
 from gateway.proxy import routing
-
-from .conftest import gateway_settings
 
 
 async def test_a_bug_on_the_proxy_path_is_a_500_in_the_error_model(

@@ -202,9 +202,9 @@ async def test_gateway_metrics_count_proxied_requests(client: httpx.AsyncClient)
 async def test_gateway_app_runs_in_process_with_its_lifespan(
     upstreams: dict, redis_url: str, token_issuer, dead_url: str
 ):
-    from gateway.main import create_app
+    from gateway_testkit import gateway_settings
 
-    from ..conftest import gateway_settings
+    from gateway.main import create_app
 
     app = create_app(gateway_settings(upstreams, redis_url, token_issuer, dead_url))
     async with app.lifespan():

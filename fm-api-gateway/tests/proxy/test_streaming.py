@@ -7,10 +7,9 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+from gateway_testkit import Gate
 
 from fm_common.testing.tokens import TokenIssuer
-
-from ..servers import Gate
 
 
 async def test_sse_event_arrives_before_the_upstream_finishes(

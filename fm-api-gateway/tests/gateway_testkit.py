@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -13,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from fm_common.devstack import free_port
+from fm_common.testing.tokens import TokenIssuer
+from gateway.config import Settings
 
 
 class ServerThread:
@@ -161,3 +164,24 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
         )
 
     return app
+
+
+def gateway_settings(
+    upstreams: dict[str, ServerThread],
+    redis_url: str,
+    issuer: TokenIssuer,
+    dead_url: str,
+    /,
+    **overrides: Any,
+) -> Settings:
+    values: dict[str, Any] = {f"{n}_url": s.url for n, s in upstreams.items()}
+    values.update(
+        redis_url=redis_url,
+        jwks_url=issuer.jwks_url,
+        chroma_url=dead_url,
+        upstream_timeout=1.0,
+        log_level="WARNING",
+        dashboard_dir=Path("/nonexistent-dashboard"),
+    )
+    values.update(overrides)
+    return Settings(**values)
