@@ -1,6 +1,6 @@
 """Evidence text reaches the case's collection: evidence service -> worker -> knowledge.
 
-The real processes (auth, case, evidence, knowledge, worker); the worker fetches the
+The real processes (auth, session, case, evidence, knowledge, worker); the worker fetches the
 bytes with a service token issued by the auth service for the file's owner.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from fm_common.devstack import Stack
 
-NEEDED = {"redis", "chroma", "auth", "case", "evidence", "knowledge", "worker"}
+NEEDED = {"redis", "chroma", "auth", "session", "case", "evidence", "knowledge", "worker"}
 
 
 @pytest.fixture(scope="module")
