@@ -100,6 +100,16 @@ class Settings(BaseServiceSettings):
     def _lists(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if any(origin.strip() == "*" for origin in value):
+            raise ValueError(
+                "'*' is not allowed: credentials are sent, so list the origins "
+                "(or give a scheme as scheme://*)"
+            )
+        return value
+
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
