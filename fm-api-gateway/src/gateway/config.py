@@ -100,6 +100,15 @@ class Settings(BaseServiceSettings):
     def _lists(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator("critical_components")
+    @classmethod
+    def _known_components(cls, value: list[str]) -> list[str]:
+        known = {"auth", "session", "case", "knowledge", "evidence", "agent", "redis", "chroma"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown components {unknown}; known: {sorted(known)}")
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard(cls, value: list[str]) -> list[str]:
