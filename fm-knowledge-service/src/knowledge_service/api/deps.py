@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fm_common.db import session_dependency
+from fm_common.db import DbSession
 from knowledge_service.config import Settings
 from knowledge_service.domain.search.service import SearchDeps
 from knowledge_service.domain.vectors.store import VectorStore
@@ -37,7 +37,8 @@ def _http(request: Request) -> Any:
     return request.app.state.http
 
 
-SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+# Committed before the response is sent (see fm_common.db.DbSession).
+SessionDep = DbSession
 SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_maker)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SearchDepsDep = Annotated[SearchDeps, Depends(_search_deps)]
