@@ -68,10 +68,11 @@ class RequestStalled(FMError):
 class _Response:
     """httptools callbacks, collecting one response."""
 
-    __slots__ = ("chunks", "done", "headers", "headers_done", "keep_alive", "parser")
+    __slots__ = ("chunks", "done", "headers", "headers_done", "keep_alive", "length", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
+        self.length = -1
         self.headers_done = False
         self.chunks: list[bytes] = []
         self.done = False
@@ -79,7 +80,10 @@ class _Response:
         self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" and value.isdigit():
+            self.length = int(value)
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -262,7 +266,15 @@ class Upstream:
                 conn = await self._open()
             try:
                 resp, parser = await self._exchange(
-                    conn, head_bytes, body0, more_body, chunked, receive, max_body, reused
+                    conn,
+                    head_bytes,
+                    body0,
+                    more_body,
+                    chunked,
+                    receive,
+                    max_body,
+                    reused,
+                    method == "HEAD",
                 )
                 break
             except _StaleConnection:
@@ -286,6 +298,7 @@ class Upstream:
         receive: Receive,
         max_body: int,
         reused: bool,
+        head_only: bool,
     ) -> tuple[_Response, httptools.HttpResponseParser]:
         writer = conn.writer
         reader = conn.reader
@@ -319,6 +332,15 @@ class Upstream:
                         raise _StaleConnection()
                     raise BadGateway(f"The {self.name} service closed the connection.")
                 received = True
+                parser.feed_data(data)
+            # A small body whose head came alone is a moment behind: wait for it here
+            # and answer in one piece, rather than set up streaming for it.
+            while not resp.done and 0 <= resp.length <= _READ_SIZE and not head_only:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    if conn.timed_out:
+                        raise self._timeout()
+                    raise BadGateway(f"The {self.name} service ended its answer early.")
                 parser.feed_data(data)
             if upload_cut:
                 resp.keep_alive = False
