@@ -85,3 +85,30 @@ async def test_post_on_a_closed_pooled_connection_is_not_sent_twice(
     assert second.status_code == 502
     assert second.json()["code"] == "BAD_GATEWAY"
     assert closing_service.answered == ["POST"]
+
+
+async def test_a_body_sent_just_after_its_head_arrives_whole(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer
+):
+    body = b'{"split": "head and body in two writes"}'
+
+    async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(body)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(split, "127.0.0.1", 0)
+    try:
+        url = start_gateway(case_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.get("/api/v1/cases/c1", headers=token_issuer.headers("u-split"))
+    finally:
+        server.close()
+    assert resp.status_code == 200
+    assert resp.content == body
+    assert resp.headers["content-length"] == str(len(body))
