@@ -53,7 +53,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            lambda _, __, ev: ev | {"service": service},
+            lambda _, __, ev: {**ev, "service": service},
             renderer,
         ],
     )

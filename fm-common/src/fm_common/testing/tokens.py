@@ -32,8 +32,8 @@ class TokenIssuer:
     @property
     def jwks_url(self) -> str:
         assert self._server is not None, "call start() first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/jwks.json"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/jwks.json"
 
     def start(self) -> TokenIssuer:
         body = json.dumps(self.jwks).encode()
