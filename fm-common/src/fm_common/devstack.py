@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                     stack.wait_healthy(timeout=0.5)
                     healthy = True
                     print(  # noqa: T201
-                        f"\nFaultMaven is up: {stack.gateway_url}  (API docs: "
+                        f"\nFaultMaven is up: {stack.gateway_url}/  (dashboard; API docs: "
                         f"{stack.gateway_url}/docs, health: {stack.gateway_url}/health)\n"
                         "Press Ctrl-C to stop.\n",
                         flush=True,
