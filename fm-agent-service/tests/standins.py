@@ -149,7 +149,7 @@ class Standins:
             return c is not None and c["owner"] == _user(request) and "case" not in st().down
 
         @app.get("/internal/v1/cases/{case_id}")
-        async def get_case(case_id: str, request: Request) -> Response:
+        async def get_case(case_id: str, request: Request, history: int = 0) -> Response:
             if "case" in st().down:
                 return JSONResponse({"detail": "down", "code": "X"}, 503, {"Retry-After": "1"})
             if not owned(request, case_id):
@@ -161,6 +161,7 @@ class Standins:
                     "owner_id": c["owner"],
                     "priority": "medium",
                     "investigation": c["investigation"],
+                    "recent_messages": st().messages[case_id][-history:] if history else [],
                 }
             )
 

@@ -601,3 +601,15 @@ async def test_a_link_built_from_placeholders_is_stripped_once_restored(
         assert "hunter2pw" not in resp.text
         assert "evil.example/" not in resp.text
         assert "hunter2pw" not in fake.all_text()
+
+
+async def test_the_next_turn_sends_the_case_history_to_the_model(
+    settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer
+) -> None:
+    async with running(settings) as client:
+        first = await post_turn(client, case_id, auth, query=QUERY)
+        second = await post_turn(client, case_id, auth, query="And what should I do first?")
+    assert (first.status_code, second.status_code) == (200, 200)
+    messages = fake.requests[-1].body["messages"]
+    history = [(m["role"], m["content"]) for m in messages[1:-1]]
+    assert history == [("user", QUERY), ("assistant", first.json()["agent_response"])]

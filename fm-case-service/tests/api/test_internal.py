@@ -137,6 +137,21 @@ async def test_recent_messages_are_the_last_n_oldest_first(client, make_case, al
     assert (body["total_count"], body["has_more"]) == (7, True)
 
 
+async def test_case_context_with_history_carries_the_last_n_messages(
+    client, make_case, alice, turn
+):
+    case = await make_case(alice, initial_message="m0")
+    cid = case["case_id"]
+    for i in range(2):
+        body = turn(user_message={"content": f"q{i}"}, assistant_message={"content": f"a{i}"})
+        await client.post(f"/internal/v1/cases/{cid}/turns", json=body, headers=alice)
+    with_history = (await client.get(f"/internal/v1/cases/{cid}?history=3", headers=alice)).json()
+    assert [m["content"] for m in with_history["recent_messages"]] == ["a0", "q1", "a1"]
+    plain = (await client.get(f"/internal/v1/cases/{cid}", headers=alice)).json()
+    assert plain["recent_messages"] == []
+    assert plain["case"] == with_history["case"]
+
+
 async def test_service_token_on_behalf_of_the_owner_reads_the_case(client, make_case, token_issuer):
     owner = "owner-svc-1"
     case = await make_case(token_issuer.headers(owner))
@@ -168,6 +183,8 @@ async def test_case_client_speaks_the_internal_routes(app, make_case, token_issu
         assert result.turn_number == 1
         recent = await cc.recent_messages(case["case_id"], limit=5, token=token)
         assert [m.content for m in recent] == ["why?", "because"]
+        ctx = await cc.get_case(case["case_id"], history=1, token=token)
+        assert [m.content for m in ctx.recent_messages] == ["because"]
         inv = await cc.get_investigation(case["case_id"], token=token)
         assert inv.current_turn == 1
         bad = turn.model_copy(update={"turn_key": "client-turn-2", "to_state": CaseState.RESOLVED})

@@ -25,9 +25,15 @@ from fm_common.contracts.case import (
 class CaseClient(ServiceClient):
     service = "case"
 
-    async def get_case(self, case_id: str, *, token: str | None = None) -> CaseContext:
-        """The case with its state and investigation (NotFound when not the caller's)."""
-        return await self.get_model(f"/internal/v1/cases/{case_id}", CaseContext, token=token)
+    async def get_case(
+        self, case_id: str, *, history: int = 0, token: str | None = None
+    ) -> CaseContext:
+        """The case with its state and investigation (NotFound when not the caller's);
+        with `history` > 0 also its last `history` messages, oldest first."""
+        params = {"history": history} if history > 0 else None
+        return await self.get_model(
+            f"/internal/v1/cases/{case_id}", CaseContext, params=params, token=token
+        )
 
     async def get_investigation(
         self, case_id: str, *, token: str | None = None

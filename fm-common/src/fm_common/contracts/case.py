@@ -256,12 +256,14 @@ class InvestigationRead(BaseModel):
 
 
 class CaseContext(BaseModel):
-    """GET /internal/v1/cases/{id}: the case, its state and its investigation."""
+    """GET /internal/v1/cases/{id}: the case, its state and its investigation; with
+    `?history=N` also its last N messages, oldest first (one round trip for a turn)."""
 
     case: CaseDetail
     owner_id: str
     priority: CasePriority
     investigation: InvestigationState
+    recent_messages: list[Message] = Field(default_factory=list)
 
 
 # ---- internal: turns ---------------------------------------------------------------

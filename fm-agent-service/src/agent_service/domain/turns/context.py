@@ -198,12 +198,9 @@ async def prepare_turn(
     """Everything the model will see, redacted and fenced (raises before any text leaves)."""
     started = time.perf_counter()
     has_query = bool(inp.query and inp.query.strip())
-    # The case (which proves ownership), the history and, when there is a query, the
-    # retrieval run side by side; every one of them is scoped to the caller on its side.
-    first: list[Any] = [
-        rt.case.get_case(case_id),
-        rt.case.recent_messages(case_id, limit=rt.settings.history_messages),
-    ]
+    # The case (which proves ownership) with its recent history in one call and, when
+    # there is a query, the retrieval run side by side; each is scoped to the caller.
+    first: list[Any] = [rt.case.get_case(case_id, history=rt.settings.history_messages)]
     if has_query:
         first.append(_search(rt, case_id, inp.query or ""))
     if inp.stored:
@@ -212,8 +209,9 @@ async def prepare_turn(
     for outcome in done:  # the case's answer first: a 404 wins over anything else
         if isinstance(outcome, BaseException):
             raise outcome
-    ctx, history = done[0], done[1]
-    rest = done[2:]
+    ctx: CaseContext = done[0]
+    history = ctx.recent_messages
+    rest = done[1:]
     passages, retrieval_ok = rest.pop(0) if has_query else ([], True)
     if inp.stored:
         attached = rest.pop(0)

@@ -34,10 +34,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.get("", response_model=CaseContext, responses=_NOT_FOUND)
 async def get_case_context(
-    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep
+    case_id: str,
+    principal: CurrentPrincipal,
+    session: ReadSessionDep,
+    history: Annotated[int, Query(ge=0, le=200)] = 0,
 ) -> CaseContext:
-    """The case, its state and its investigation."""
-    return await internal_service.case_context(session, principal.user_id, case_id)
+    """The case, its state and its investigation (and its last `history` messages)."""
+    return await internal_service.case_context(session, principal.user_id, case_id, history=history)
 
 
 @router.get("/investigation", response_model=InvestigationRead, responses=_NOT_FOUND)
