@@ -6,6 +6,7 @@ provider configured, assembled from the case's own structured state: never inven
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -94,13 +95,22 @@ def structured_postmortem(
 
 async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | None]:
     """(Markdown, provider used or None)."""
-    ctx = await rt.case.get_case(case_id)
-    messages = await rt.case.recent_messages(case_id, limit=100)
-    try:
-        files: UploadedFilesList | None = await rt.evidence.list_case_files(case_id, limit=50)
-    except FMError as exc:
-        log.warning("postmortem.evidence_unavailable", case_id=case_id, error=exc.code)
-        files = None
+    # The case with its conversation (one call) and the evidence list, side by side.
+    ctx, listed = await asyncio.gather(
+        rt.case.get_case(case_id, history=100),
+        rt.evidence.list_case_files(case_id, limit=50),
+        return_exceptions=True,
+    )
+    if isinstance(ctx, BaseException):
+        raise ctx
+    messages = ctx.recent_messages
+    files: UploadedFilesList | None = None
+    if isinstance(listed, FMError):
+        log.warning("postmortem.evidence_unavailable", case_id=case_id, error=listed.code)
+    elif isinstance(listed, BaseException):
+        raise listed
+    else:
+        files = listed
     if not rt.chain.configured:
         return structured_postmortem(ctx, messages, files), None
     redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)

@@ -36,8 +36,8 @@ def heuristic_title(conversation: str, max_words: int) -> str:
 
 async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> TitleResponse:
     """A concise title from the conversation; stored when the current one is a default."""
-    ctx = await rt.case.get_case(case_id)
-    messages = await rt.case.recent_messages(case_id, limit=10)
+    ctx = await rt.case.get_case(case_id, history=10)
+    messages = ctx.recent_messages
     conversation = "\n".join(m.content for m in messages if m.role == "user")[:4000]
     conversation = conversation or ctx.case.description
     if len(conversation.strip()) < MIN_CONTEXT_CHARS:
