@@ -14,6 +14,7 @@ def test_every_task_module_is_imported() -> None:
     for task in (
         "knowledge.ingest_document",
         "knowledge.index_evidence",
+        "knowledge.unindex_evidence",
         "knowledge.delete_case_collection",
         "knowledge.reindex_collection",
         "knowledge.purge_orphans",
@@ -48,6 +49,7 @@ def test_queues_and_routes() -> None:
     assert routes["knowledge.ingest_document"] == {"queue": "ingest"}
     assert routes["knowledge.index_evidence"] == {"queue": "ingest"}
     assert routes["knowledge.delete_case_collection"] == {"queue": "maintenance"}
+    assert routes["knowledge.unindex_evidence"] == {"queue": "maintenance"}
 
 
 @pytest.mark.parametrize(

@@ -77,3 +77,45 @@ async def test_sweep_removes_stale_temp_and_unreferenced_files_only(app, kit, al
     assert not orphan.exists()
     assert fresh_temp.exists()
     assert store.path_for(kept).exists()
+
+
+def _maintenance_queue(redis_url: str) -> list[dict]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        messages = [json.loads(raw) for raw in client.lrange("maintenance", 0, -1)]
+    finally:
+        client.close()
+    return [
+        {"task": m["headers"]["task"], "kwargs": json.loads(base64.b64decode(m["body"]))[1]}
+        for m in messages
+    ]
+
+
+async def test_deleting_a_text_file_queues_its_unindex_after_the_commit(kit, alice, settings):
+    file_id = (await kit.upload(alice)).json()["file_id"]
+    resp = await kit.client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
+    assert resp.status_code == 204
+    assert _maintenance_queue(settings.redis_url) == [
+        {
+            "task": "knowledge.unindex_evidence",
+            "kwargs": {"file_id": file_id, "case_id": alice.case_id, "owner_id": alice.user_id},
+        }
+    ]
+
+
+async def test_deleting_an_image_queues_no_unindex(kit, alice, settings):
+    file_id = (await kit.upload(alice, kit.png, "s.png")).json()["file_id"]
+    resp = await kit.client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
+    assert resp.status_code == 204
+    assert _maintenance_queue(settings.redis_url) == []
+
+
+async def test_delete_answers_204_when_the_broker_is_down(app, kit, alice, settings):
+    file_id = (await kit.upload(alice)).json()["file_id"]
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app.state.settings = settings.model_copy(update={"broker_url": dead})
+    resp = await kit.client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
+    assert resp.status_code == 204
+    assert (
+        await kit.client.get(f"/api/v1/evidence/{file_id}", headers=alice.headers)
+    ).status_code == 404

@@ -107,3 +107,56 @@ def test_uploaded_log_is_indexed_into_its_case_only(stack: Stack):
         assert hits[0]["scope"] == "case"
         # The other user cannot search that case.
         assert not [h for h in _search(client, other, case) if h["document_id"] == file_id]
+
+
+def _hits(client: httpx.Client, headers: dict[str, str], case_id: str, query: str, mode: str):
+    resp = client.post(
+        "/api/v1/knowledge/search",
+        json={"query": query, "case_id": case_id, "scopes": ["case"], "mode": mode},
+        headers=headers,
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()["results"]
+
+
+def _wait(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("knowledge_down", [False, True], ids=["up", "knowledge-down"])
+def test_deleted_log_leaves_semantic_and_hybrid_search(stack: Stack, knowledge_down: bool):
+    tag = uuid.uuid4().hex[:8]
+    text = "".join(
+        f"2024-05-01T10:00:{i:02d}Z ERROR quince-{tag} broker rejected the write\n"
+        for i in range(30)
+    )
+    query = f"quince-{tag} broker rejected"
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        me = _register(client)
+        case = client.post("/api/v1/cases", json={"title": "del"}, headers=me).json()["case_id"]
+        up = client.post(
+            "/api/v1/evidence",
+            data={"case_id": case},
+            files={"file": ("broker.log", text.encode(), "text/plain")},
+            headers=me,
+        )
+        assert up.status_code == 201, up.text
+        file_id = up.json()["file_id"]
+
+        def mine(mode: str) -> list[dict]:
+            return [h for h in _hits(client, me, case, query, mode) if h["document_id"] == file_id]
+
+        _wait(lambda: mine("semantic") and mine("hybrid"), "never indexed")
+        if knowledge_down:
+            stack.stop_process("knowledge")
+        try:
+            gone = client.delete(f"/api/v1/evidence/{file_id}", headers=me)
+            assert gone.status_code == 204, gone.text
+        finally:
+            if knowledge_down:
+                stack.start_process("knowledge")
+                stack.wait_healthy(timeout=180)
+        _wait(lambda: not mine("semantic") and not mine("hybrid"), "still searchable")

@@ -35,6 +35,9 @@ TEXT_SOURCE_TYPES: frozenset[str] = frozenset({"logs", "metrics", "configuration
 # worker tasks); kwargs: {file_id, case_id, owner_id}.
 INDEX_TASK = "knowledge.index_evidence"
 INDEX_QUEUE = "ingest"
+# Takes a deleted file's chunks back out of the case's collection (same kwargs).
+UNINDEX_TASK = "knowledge.unindex_evidence"
+UNINDEX_QUEUE = "maintenance"
 
 
 class EvidenceFile(BaseModel):

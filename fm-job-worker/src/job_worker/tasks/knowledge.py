@@ -99,6 +99,8 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         data = rt.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
     except NotFound:
         log.info("evidence.gone", file_id=file_id)
+        # An earlier attempt may have upserted after the unindex ran: take that back too.
+        _take_back(rt, case_id, file_id, owner_id)
         return {"file_id": file_id, "status": "gone"}
     if meta.case_id != case_id:
         raise PermanentError("The evidence file is not part of this case.", "CASE_MISMATCH")
@@ -140,8 +142,41 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     )
     rt.collection_changed(collection)
     summary = f"Indexed as {len(chunks)} passages of the case's knowledge."
-    _report_evidence(rt, {"file_id": file_id, "owner_id": owner_id}, "completed", summary)
+    # The report doubles as the re-check after the upsert: a file deleted after its bytes
+    # were fetched answers 404 here, and its chunks are taken back out. A delete that
+    # commits after this answer queues knowledge.unindex_evidence, which runs after the
+    # upsert: either way the deleted file's text does not stay searchable.
+    try:
+        rt.run(client.set_analysis(file_id, "completed", summary=summary, token=token))
+    except NotFound:
+        log.info("evidence.deleted_while_indexing", file_id=file_id)
+        _take_back(rt, case_id, file_id, owner_id)
+        return {"file_id": file_id, "status": "gone"}
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def _take_back(rt: Runtime, case_id: str, file_id: str, owner_id: str) -> int:
+    from knowledge_service.domain.documents.service import remove_evidence_chunks
+    from knowledge_service.domain.vectors.store import case_collection
+
+    removed = int(remove_evidence_chunks(rt.store, case_id, file_id, owner_id))
+    if removed:
+        rt.collection_changed(case_collection(case_id))
+    return removed
+
+
+@tracked_task(app, "knowledge.unindex_evidence", **MAINTENANCE)
+def unindex_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> Any:
+    """Take a deleted evidence file's chunks out of `case_<case_id>` (owner-scoped,
+    idempotent); the BM25 index follows through the collection's version."""
+    from knowledge_service.domain.documents import service as documents
+
+    rt = ctx.rt
+    owner = rt.db(lambda s: documents.case_collection_owner(s, case_id))
+    if owner is not None and owner != owner_id:
+        log.warning("evidence.unindex_owner_mismatch", case_id=case_id, file_id=file_id)
+        return {"file_id": file_id, "removed": 0}
+    return {"file_id": file_id, "removed": _take_back(rt, case_id, file_id, owner_id)}
 
 
 @tracked_task(app, "knowledge.delete_case_collection", **MAINTENANCE)

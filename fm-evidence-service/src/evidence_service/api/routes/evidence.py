@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import IO
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from evidence_service.api.deps import EvidenceServiceDep, UploadsDep
+from evidence_service.domain.evidence.flows import queue_unindex
 from evidence_service.domain.evidence.service import serving_type
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.evidence import EvidenceFile
@@ -110,10 +111,24 @@ async def get_evidence_content(
     "/{file_id}", status_code=status.HTTP_204_NO_CONTENT, responses={401: _ERROR, 404: _ERROR}
 )
 async def delete_evidence(
-    file_id: str, principal: CurrentPrincipal, service: EvidenceServiceDep
+    file_id: str,
+    request: Request,
+    background: BackgroundTasks,
+    principal: CurrentPrincipal,
+    service: EvidenceServiceDep,
 ) -> None:
-    """Delete a file (its metadata and its bytes)."""
-    await service.delete_file(principal, file_id)
+    """Delete a file (its metadata, its bytes and its indexed text)."""
+    meta = await service.get_file(principal, file_id)
+    if await service.delete_file(principal, file_id):
+        # The session commits before the response (DbSession); background work runs after.
+        background.add_task(
+            asyncio.to_thread,
+            queue_unindex,
+            request.app.state.settings,
+            meta.file_id,
+            meta.case_id,
+            principal.user_id,
+        )
 
 
 def content_disposition(filename: str) -> str:

@@ -37,6 +37,8 @@ from fm_common.contracts.evidence import (
     INDEX_QUEUE,
     INDEX_TASK,
     TEXT_SOURCE_TYPES,
+    UNINDEX_QUEUE,
+    UNINDEX_TASK,
     EvidenceFile,
     UploadSource,
 )
@@ -213,6 +215,19 @@ async def queue_index(
         return False
     async with maker() as session, session.begin():
         await EvidenceRepository(session).mark_queued(row.id, datetime.now(UTC))
+    return True
+
+
+def queue_unindex(settings: Settings, file_id: str, case_id: str, owner_id: str) -> bool:
+    """Queue knowledge.unindex_evidence for a file whose delete has committed; False (and
+    logged) when the broker is down (knowledge.purge_orphans is the safety net then)."""
+    kwargs = {"file_id": file_id, "case_id": case_id, "owner_id": owner_id}
+    try:
+        enqueue(settings.effective_broker_url, UNINDEX_TASK, queue=UNINDEX_QUEUE, kwargs=kwargs)
+    except _ENQUEUE_ERRORS as exc:
+        INDEX_ENQUEUE_FAILURES.inc()
+        log.warning("evidence.unindex_enqueue_failed", file_id=file_id, error=repr(exc))
+        return False
     return True
 
 

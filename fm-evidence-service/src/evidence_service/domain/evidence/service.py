@@ -23,6 +23,7 @@ from evidence_service.domain.evidence.repository import EvidenceRepository
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.auth import Principal
 from fm_common.contracts.evidence import (
+    TEXT_SOURCE_TYPES,
     AnalysisUpdate,
     EvidenceFile,
     UploadedFileDetailsResponse,
@@ -138,12 +139,14 @@ class EvidenceService:
             raise FileNotFound("The file's content is missing.", code="CONTENT_MISSING")
         return to_contract(row), handle, row.size_bytes
 
-    async def delete_file(self, principal: Principal, file_id: str) -> None:
-        """Delete the caller's file (row now, bytes once the delete has committed)."""
+    async def delete_file(self, principal: Principal, file_id: str) -> bool:
+        """Delete the caller's file (row now, bytes once the delete has committed); True
+        when it was text, whose chunks must then leave the case's collection."""
         row = await self._owned(principal, file_id)
         await self.repo.delete(row)
         _unlink_after_commit(self.session, self.store, [row.id])
         log.info("evidence.deleted", file_id=row.id, case_id=row.case_id)
+        return row.source_type in TEXT_SOURCE_TYPES
 
     async def delete_case_files(self, principal: Principal, case_id: str) -> int:
         """Delete every file of the caller's case; idempotent (0 when none is left)."""

@@ -205,6 +205,21 @@ async def drop_case(
     return name
 
 
+def remove_evidence_chunks(store: VectorStore, case_id: str, file_id: str, owner_id: str) -> int:
+    """Delete one evidence file's chunks from `case_<case_id>`; how many there were.
+
+    Scoped by the chunks' own metadata (origin evidence, the owner), so a knowledge
+    document of the same case or another user's chunk is never touched. Idempotent.
+    """
+    collection = case_collection(case_id)
+    where = {"$and": [{"document_id": file_id}, {"origin": "evidence"}, {"owner_id": owner_id}]}
+    found = store.count(collection, where)
+    if found:
+        store.delete_where(collection, where)
+        log.info("evidence.unindexed", file_id=file_id, case_id=case_id, chunks=found)
+    return found
+
+
 # -- used by the worker's ingestion ---------------------------------------------------
 async def load(session: AsyncSession, document_id: str) -> Document | None:
     return await repo.get(session, document_id)
