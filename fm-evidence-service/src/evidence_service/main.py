@@ -15,7 +15,12 @@ from sqlalchemy import text
 from evidence_service.api.routes import case_files, evidence, internal
 from evidence_service.config import Settings
 from evidence_service.domain.evidence.cases import CaseGate
-from evidence_service.domain.evidence.flows import Uploads, requeue_unindexed, sweep_orphans
+from evidence_service.domain.evidence.flows import (
+    Uploads,
+    requeue_unindex,
+    requeue_unindexed,
+    sweep_orphans,
+)
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.app import create_service_app
 from fm_common.clients.case import CaseClient
@@ -38,6 +43,7 @@ async def _maintenance(app: FastAPI) -> None:
                 first = False
             if settings.index_uploads:
                 await requeue_unindexed(settings, app.state.sessionmaker)
+            await requeue_unindex(settings, app.state.sessionmaker)
         except Exception:
             # Logged and retried next round; one bad round must not end the loop.
             log.exception("evidence.maintenance_failed")

@@ -9,7 +9,11 @@ import time
 
 import redis
 
-from evidence_service.domain.evidence.flows import requeue_unindexed, sweep_orphans
+from evidence_service.domain.evidence.flows import (
+    requeue_unindex,
+    requeue_unindexed,
+    sweep_orphans,
+)
 from fm_common.testing.ports import free_port
 
 
@@ -110,12 +114,18 @@ async def test_deleting_an_image_queues_no_unindex(kit, alice, settings):
     assert _maintenance_queue(settings.redis_url) == []
 
 
-async def test_delete_answers_204_when_the_broker_is_down(app, kit, alice, settings):
+async def test_broker_down_at_delete_keeps_the_unindex_and_requeue_sends_it(
+    app, kit, alice, settings
+):
     file_id = (await kit.upload(alice)).json()["file_id"]
     dead = f"redis://127.0.0.1:{free_port()}/0"
     app.state.settings = settings.model_copy(update={"broker_url": dead})
     resp = await kit.client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
     assert resp.status_code == 204
-    assert (
-        await kit.client.get(f"/api/v1/evidence/{file_id}", headers=alice.headers)
-    ).status_code == 404
+    assert _maintenance_queue(settings.redis_url) == []
+    requeue_settings = settings.model_copy(update={"requeue_after_seconds": 0})
+    assert await requeue_unindex(requeue_settings, app.state.sessionmaker) == 1
+    [queued] = _maintenance_queue(settings.redis_url)
+    assert queued["kwargs"]["file_id"] == file_id
+    # Sent once: the outbox row is gone.
+    assert await requeue_unindex(requeue_settings, app.state.sessionmaker) == 0

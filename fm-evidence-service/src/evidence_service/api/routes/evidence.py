@@ -122,9 +122,9 @@ async def delete_evidence(
     if await service.delete_file(principal, file_id):
         # The session commits before the response (DbSession); background work runs after.
         background.add_task(
-            asyncio.to_thread,
             queue_unindex,
             request.app.state.settings,
+            request.app.state.sessionmaker,
             meta.file_id,
             meta.case_id,
             principal.user_id,

@@ -218,17 +218,44 @@ async def queue_index(
     return True
 
 
-def queue_unindex(settings: Settings, file_id: str, case_id: str, owner_id: str) -> bool:
-    """Queue knowledge.unindex_evidence for a file whose delete has committed; False (and
-    logged) when the broker is down (knowledge.purge_orphans is the safety net then)."""
+async def queue_unindex(
+    settings: Settings,
+    maker: async_sessionmaker[AsyncSession],
+    file_id: str,
+    case_id: str,
+    owner_id: str,
+) -> bool:
+    """Queue knowledge.unindex_evidence for a file whose delete has committed and clear its
+    outbox row; False (and logged) when the broker is down: the re-queue loop sends it."""
     kwargs = {"file_id": file_id, "case_id": case_id, "owner_id": owner_id}
     try:
-        enqueue(settings.effective_broker_url, UNINDEX_TASK, queue=UNINDEX_QUEUE, kwargs=kwargs)
+        await asyncio.to_thread(
+            enqueue, settings.effective_broker_url, UNINDEX_TASK, queue=UNINDEX_QUEUE, kwargs=kwargs
+        )
     except _ENQUEUE_ERRORS as exc:
         INDEX_ENQUEUE_FAILURES.inc()
         log.warning("evidence.unindex_enqueue_failed", file_id=file_id, error=repr(exc))
         return False
+    async with maker() as session, session.begin():
+        await EvidenceRepository(session).unindex_queued(file_id)
     return True
+
+
+async def requeue_unindex(
+    settings: Settings, maker: async_sessionmaker[AsyncSession], limit: int = 100
+) -> int:
+    """Queue the unindex task of deleted files whose first attempt found the broker down."""
+    before = datetime.now(UTC) - timedelta(seconds=settings.requeue_after_seconds)
+    async with maker() as session:
+        rows = await EvidenceRepository(session).pending_unindex(before, limit)
+    queued = 0
+    for row in rows:
+        if not await queue_unindex(settings, maker, row.file_id, row.case_id, row.owner_id):
+            break
+        queued += 1
+    if queued:
+        log.info("evidence.unindex_requeued", count=queued)
+    return queued
 
 
 async def requeue_unindexed(

@@ -42,3 +42,21 @@ class EvidenceFileRow(Base):
     # When knowledge.index_evidence was queued; NULL for a text file means "not yet" (the
     # queue was down): the re-queue loop picks it up.
     index_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvidenceUnindexRow(Base):
+    """Outbox of deleted text files whose chunks must leave their case's collection.
+
+    Written in the delete's transaction; removed once knowledge.unindex_evidence has been
+    handed to the broker. A row left behind (broker down) is re-queued by the service's
+    re-queue loop.
+    """
+
+    __tablename__ = "evidence_unindex"
+
+    file_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evidence_service.domain.evidence.models import EvidenceFileRow
+from evidence_service.domain.evidence.models import EvidenceFileRow, EvidenceUnindexRow
 from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
 
 SORT_COLUMNS = {
@@ -110,3 +110,20 @@ class EvidenceRepository:
             select(EvidenceFileRow.id).where(EvidenceFileRow.id.in_(list(ids)))
         )
         return set(rows.all())
+
+    async def pending_unindex(
+        self, deleted_before: datetime, limit: int
+    ) -> Sequence[EvidenceUnindexRow]:
+        """Deleted text files whose unindex task was not handed to the broker yet."""
+        rows = await self.session.scalars(
+            select(EvidenceUnindexRow)
+            .where(EvidenceUnindexRow.deleted_at < deleted_before)
+            .order_by(EvidenceUnindexRow.deleted_at)
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def unindex_queued(self, file_id: str) -> None:
+        await self.session.execute(
+            delete(EvidenceUnindexRow).where(EvidenceUnindexRow.file_id == file_id)
+        )

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from evidence_service.domain.evidence.cases import CaseGate
-from evidence_service.domain.evidence.models import EvidenceFileRow
+from evidence_service.domain.evidence.models import EvidenceFileRow, EvidenceUnindexRow
 from evidence_service.domain.evidence.repository import EvidenceRepository
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.auth import Principal
@@ -144,9 +144,15 @@ class EvidenceService:
         when it was text, whose chunks must then leave the case's collection."""
         row = await self._owned(principal, file_id)
         await self.repo.delete(row)
+        text = row.source_type in TEXT_SOURCE_TYPES
+        if text:
+            # In the delete's transaction: the unindex cannot be lost between the two.
+            self.session.add(
+                EvidenceUnindexRow(file_id=row.id, owner_id=row.owner_id, case_id=row.case_id)
+            )
         _unlink_after_commit(self.session, self.store, [row.id])
         log.info("evidence.deleted", file_id=row.id, case_id=row.case_id)
-        return row.source_type in TEXT_SOURCE_TYPES
+        return text
 
     async def delete_case_files(self, principal: Principal, case_id: str) -> int:
         """Delete every file of the caller's case; idempotent (0 when none is left)."""
