@@ -315,6 +315,12 @@ def _pump(name: str, proc: subprocess.Popen[bytes]) -> None:
         sys.stdout.flush()
 
 
+def _say(text: str) -> None:
+    """A line for the person who typed `make run` (the services log JSON on their own)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fm_common.devstack")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -334,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     names = ", ".join(s.name for s in stack.selected())
-    print(f"FaultMaven: starting {names} (data in {data_dir})", flush=True)  # noqa: T201
+    _say(f"FaultMaven: starting {names} (data in {data_dir})")
     try:
         stack.start(wait=False)
         deadline = time.monotonic() + 180
@@ -342,26 +348,26 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.is_set():
             dead = stack.first_dead()
             if dead is not None:
-                print(f"FaultMaven: {dead} exited; stopping everything", flush=True)  # noqa: T201
+                _say(f"FaultMaven: {dead} exited; stopping everything")
                 return 1
             if not healthy:
                 try:
                     stack.wait_healthy(timeout=0.5)
                     healthy = True
-                    print(  # noqa: T201
+                    _say(
                         f"\nFaultMaven is up: {stack.gateway_url}/  (dashboard; API docs: "
                         f"{stack.gateway_url}/docs, health: {stack.gateway_url}/health)\n"
                         "Press Ctrl-C to stop.\n",
-                        flush=True,
                     )
-                except TimeoutError:
+                except (TimeoutError, RuntimeError):
+                    # RuntimeError: a process exited while starting; first_dead() reports it.
                     if time.monotonic() > deadline:
-                        print("FaultMaven: not healthy after 180 s; stopping", flush=True)  # noqa: T201
+                        _say("FaultMaven: not healthy after 180 s; stopping")
                         return 1
             time.sleep(0.5)
         return 0
     finally:
-        print("FaultMaven: stopping", flush=True)  # noqa: T201
+        _say("FaultMaven: stopping")
         stack.stop()
 
 
