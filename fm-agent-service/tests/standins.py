@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ from fm_common.contracts.case import (
     InvestigationState,
     TurnAppendRequest,
 )
-from fm_common.testing.ports import free_port, wait_for_port
+from fm_common.testing.ports import free_port
+from fm_common.testing.servers import AppServer
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Standins:
         self.state = StandinState()
         self.port = free_port()
         self.app = self._build()
-        self._server: uvicorn.Server | None = None
+        self._server: AppServer | None = None
 
     @property
     def url(self) -> str:
@@ -384,21 +384,12 @@ class Standins:
         return app
 
     def start(self) -> Standins:
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve()), daemon=True
-        )  # type: ignore[union-attr]
-        self._thread.start()
-        wait_for_port(self.port, timeout=15)
+        self._server = AppServer(self.app, self.port, lifespan="off").start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
+            self._server.stop()
 
 
 def provider(fake: Any, name: str, kind: str = "openai", **extra: Any) -> dict[str, Any]:

@@ -8,8 +8,6 @@ check, its error mapping and its 503 path all go through a real network hop.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -26,7 +23,7 @@ from evidence_service.config import Settings
 from evidence_service.main import create_app
 from fm_common.auth import TokenVerifier
 from fm_common.errors import FMError
-from fm_common.testing.ports import free_port
+from fm_common.testing.servers import AppServer
 from fm_common.testing.tokens import TokenIssuer
 
 
@@ -38,7 +35,7 @@ class CaseStandIn:
     owners: dict[str, str] = field(default_factory=dict)
     calls: int = 0
     port: int = 0
-    _server: uvicorn.Server | None = None
+    _server: AppServer | None = None
 
     @property
     def url(self) -> str:
@@ -70,22 +67,13 @@ class CaseStandIn:
         return app
 
     def start(self) -> CaseStandIn:
-        self.port = free_port()
-        config = uvicorn.Config(
-            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("case stand-in did not start")
-            time.sleep(0.02)
+        self._server = AppServer(self.app(), lifespan="off").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -534,7 +535,9 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeLLMServer(args.host, stream_chunk_chars=args.stream_chunk_chars, port=args.port)
     fake.start()
-    print(fake.base_url, flush=True)  # noqa: T201 - the one line a parent process reads
+    # The one line a parent process reads (bench/agent.py runs the fake in its own process).
+    sys.stdout.write(fake.base_url + "\n")
+    sys.stdout.flush()
     threading.Event().wait()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fm_common.testing.ports import free_port
 
@@ -16,7 +16,16 @@ from fm_common.testing.ports import free_port
 class AppServer:
     """`AppServer(app).start()`; `url`; `stop()` (runs the app's lifespan both ways)."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        port: int | None = None,
+        *,
+        lifespan: Literal["on", "off"] = "on",
+        production_loop: bool = False,
+    ) -> None:
+        """`production_loop`: uvloop + httptools, as the services run, for timing-sensitive
+        proxy tests; `lifespan="off"` for stand-in apps with nothing to open."""
         import uvicorn
 
         self.port = port or free_port()
@@ -26,8 +35,9 @@ class AppServer:
             port=self.port,
             log_config=None,
             access_log=False,
-            lifespan="on",
-            loop="asyncio",
+            lifespan=lifespan,
+            loop="uvloop" if production_loop else "asyncio",
+            http="httptools" if production_loop else "auto",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
