@@ -10,6 +10,7 @@ the synchronous Celery worker use the same layout (`JobStore` / `SyncJobStore`).
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -116,6 +117,9 @@ class SyncJobStore:
         return self.save(_apply(record, fields))
 
 
+_send_lock = threading.Lock()
+
+
 @lru_cache(maxsize=4)
 def _producer(broker_url: str) -> Any:
     from celery import Celery
@@ -146,7 +150,23 @@ def enqueue(
     """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
-    result = _producer(broker_url).send_task(
+    # Services call this from asyncio.to_thread, so several threads may send at once; the
+    # cached producer's kombu connection is not thread-safe (seen as a spurious "job queue
+    # unavailable" when two uploads were queued together), so sends take turns.
+    with _send_lock:
+        result = _send(broker_url, task, queue, kwargs, task_id, countdown)
+    return str(result.id)
+
+
+def _send(
+    broker_url: str,
+    task: str,
+    queue: str,
+    kwargs: dict[str, Any],
+    task_id: str | None,
+    countdown: float | None,
+) -> Any:
+    return _producer(broker_url).send_task(
         task,
         kwargs=kwargs,
         queue=queue,
@@ -155,7 +175,6 @@ def enqueue(
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
     )
-    return str(result.id)
 
 
 def dumps(value: Any) -> str:
