@@ -58,3 +58,65 @@ def test_queues_and_routes() -> None:
 def test_beat_schedules_the_cleanups(task: str) -> None:
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert task in scheduled
+
+
+PRELOAD_PROBE = """
+import sys
+from types import SimpleNamespace
+
+from job_worker import app as worker_app
+
+queues = sys.argv[1].split(",")
+sender = SimpleNamespace(app=SimpleNamespace(
+    amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={q: None for q in queues}))))
+worker_app._preload(sender=sender)
+if "torch" in sys.modules:
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.vectors.embedder import get_embedder
+
+    import torch
+
+    k = Settings()
+    loaded = get_embedder(k.embedding_model, k.embedding_device)._model is not None
+    print("loaded" if loaded else "imported", torch.get_num_threads())
+else:
+    print("skipped")
+"""
+
+
+def _run_preload(queues: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", PRELOAD_PROBE, queues],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_a_worker_consuming_ingest_loads_the_model_before_forking_with_one_thread() -> None:
+    # One OpenMP thread in the main process: no thread pool exists for the fork to break.
+    assert _run_preload("ingest,maintenance") == "loaded 1"
+
+
+def test_a_worker_not_consuming_ingest_does_not_load_the_model() -> None:
+    assert _run_preload("agent") == "skipped"
+
+
+def test_children_share_the_cpus() -> None:
+    import os
+
+    from job_worker.app import child_threads
+
+    cpus = os.cpu_count() or 1
+    assert child_threads(settings.model_copy(update={"concurrency": 1})) == cpus
+    assert child_threads(settings.model_copy(update={"concurrency": cpus * 4})) == 1
+    assert child_threads(settings.model_copy(update={"torch_threads": 3})) == 3

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
 from typing import Any
 
 import structlog
@@ -90,13 +91,45 @@ app = create_celery(settings)
 TASK_MODULES = import_task_modules()
 
 
+def child_threads(settings: Settings) -> int:
+    """Torch threads per child: the CPUs shared among the children, unless set."""
+    return settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
+
+
+@signals.worker_init.connect
+def _preload(sender: Any = None, **_: Any) -> None:
+    # The main process loads the embedding model once, before the pool forks, so every
+    # child (and every replacement child) starts warm and shares the weights
+    # copy-on-write; loading it lazily cost each child ~5 s of CPU on its first
+    # ingestion. No forward pass runs here, and the main process imports torch with one
+    # OpenMP thread, so no thread pool exists to be broken by the fork; each child sets
+    # its own thread count.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not settings.preload_embedder or not _consumes(sender, "ingest"):
+        return
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from job_worker.runtime import preload_embedder
+
+    preload_embedder()
+
+
+def _consumes(worker: Any, queue: str) -> bool:
+    try:
+        names = set(worker.app.amqp.queues.consume_from)
+    except AttributeError:  # not a consuming worker (or an older Celery)
+        return True
+    return not names or queue in names
+
+
 @signals.worker_process_init.connect
 def _child_started(**_: Any) -> None:
     # Share the CPUs among the children instead of every child using them all.
-    # torch reads OMP_NUM_THREADS when it is first imported (lazily, by the embedder).
-    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    threads = child_threads(settings)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when first imported
+    if "torch" in sys.modules:  # preloaded by the main process
+        import torch
+
+        torch.set_num_threads(threads)
     from job_worker.runtime import reset_runtime
 
     reset_runtime()

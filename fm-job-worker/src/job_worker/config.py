@@ -31,6 +31,9 @@ class Settings(BaseServiceSettings):
     max_memory_per_child_kb: int = Field(default=3_000_000, ge=100_000)
     # Torch threads per child; 0 divides the CPUs among the children.
     torch_threads: int = Field(default=0, ge=0)
+    # Load the embedding model in the main process before forking (a worker that
+    # consumes the ingest queue): children start warm and share the weights.
+    preload_embedder: bool = True
 
     # Transient failures (a store down) are retried with exponential backoff.
     max_retries: int = Field(default=6, ge=0)

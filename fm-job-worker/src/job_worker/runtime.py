@@ -161,6 +161,15 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def preload_embedder() -> None:
+    """Load the configured embedding model into this process (the worker's main one)."""
+    from knowledge_service.config import Settings as KnowledgeSettings
+    from knowledge_service.domain.vectors.embedder import get_embedder
+
+    k = load_settings(KnowledgeSettings)
+    get_embedder(k.embedding_model, k.embedding_device).model  # noqa: B018 (loads it)
+
+
 def reset_runtime() -> None:
     """Forget the parent's resources in a freshly forked child."""
     global _runtime
