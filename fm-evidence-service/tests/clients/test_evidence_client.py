@@ -11,7 +11,7 @@ import pytest
 from evidence_service.main import create_app
 from fm_common.clients.base import create_http_client
 from fm_common.clients.evidence import EvidenceClient
-from fm_common.errors import NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from fm_common.errors import Forbidden, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from fm_common.testing.ports import free_port
 from fm_common.testing.servers import AppServer
 
@@ -81,6 +81,22 @@ async def test_list_details_analysis_and_case_cleanup(evidence, alice, token_iss
     await evidence.delete_case_files(alice.case_id, token=service)
     with pytest.raises(NotFound):
         await evidence.get(created.file_id, token=token)
+
+
+async def test_existing_answers_which_files_of_the_acting_user_remain(
+    evidence, alice, bob, token_issuer
+):
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    kept = await evidence.upload(alice.case_id, LOG, "a.log", token=token)
+    gone = await evidence.upload(alice.case_id, LOG + b"x\n", "b.log", token=token)
+    await evidence.delete(gone.file_id, token=token)
+    service = token_issuer.token("worker", roles=["service"], on_behalf_of=alice.user_id)
+    found = await evidence.existing([kept.file_id, gone.file_id], token=service)
+    assert found.file_ids == [kept.file_id]
+    as_bob = token_issuer.token("worker", roles=["service"], on_behalf_of=bob.user_id)
+    assert (await evidence.existing([kept.file_id], token=as_bob)).file_ids == []
+    with pytest.raises(Forbidden):
+        await evidence.existing([kept.file_id], token=token)
 
 
 async def test_errors_are_typed(evidence, alice, bob):

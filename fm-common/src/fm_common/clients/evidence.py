@@ -23,6 +23,8 @@ from fm_common.contracts.evidence import (
     AnalysisStatus,
     AnalysisUpdate,
     EvidenceFile,
+    ExistingFiles,
+    ExistingFilesQuery,
     UploadedFileDetailsResponse,
     UploadedFilesList,
     UploadSource,
@@ -255,6 +257,18 @@ class EvidenceClient(ServiceClient):
             "PUT",
             f"/internal/v1/evidence/{file_id}/analysis",
             EvidenceFile,
+            json=body.model_dump(mode="json"),
+            token=token,
+        )
+
+    async def existing(self, file_ids: list[str], *, token: str | None = None) -> ExistingFiles:
+        """Which of `file_ids` (at most MAX_EXISTING_IDS) are still files of the user the
+        service token acts for (internal route, service tokens only)."""
+        body = ExistingFilesQuery(file_ids=file_ids)
+        return await self.send_model(
+            "POST",
+            "/internal/v1/evidence/existing",
+            ExistingFiles,
             json=body.model_dump(mode="json"),
             token=token,
         )

@@ -12,7 +12,7 @@ Two vocabularies meet here, as in the reference API:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,3 +121,24 @@ class AnalysisUpdate(BaseModel):
 
     analysis_status: AnalysisStatus
     summary: str | None = Field(default=None, max_length=2000)
+
+
+# At most this many file ids per `POST /internal/v1/evidence/existing`.
+MAX_EXISTING_IDS = 500
+
+
+class ExistingFilesQuery(BaseModel):
+    """POST /internal/v1/evidence/existing: which of these files (of the token's user)
+    still exist? Asked by the worker's orphan sweep."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=MAX_EXISTING_IDS, description="Evidence file ids."
+    )
+
+
+class ExistingFiles(BaseModel):
+    """The asked ids that are files of the token's user (others are gone, or not theirs)."""
+
+    file_ids: list[str]

@@ -1,7 +1,8 @@
 """/internal/v1/...: called by other services (never routed by the gateway).
 
 They take the same bearer tokens (the user's forwarded token, or a worker's service token
-acting on behalf of the user) and the same ownership rules as the public routes.
+acting on behalf of the user) and the same ownership rules as the public routes;
+`POST /evidence/existing` takes service tokens only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from fastapi import APIRouter, status
 
 from evidence_service.api.deps import EvidenceServiceDep
 from fm_common.auth import CurrentPrincipal
-from fm_common.contracts.evidence import AnalysisUpdate, EvidenceFile
+from fm_common.contracts.evidence import (
+    AnalysisUpdate,
+    EvidenceFile,
+    ExistingFiles,
+    ExistingFilesQuery,
+)
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
@@ -35,3 +41,18 @@ async def set_analysis(
 ) -> EvidenceFile:
     """The indexer reports a file's analysis status and summary."""
     return await service.set_analysis(principal, file_id, body)
+
+
+@router.post(
+    "/evidence/existing",
+    responses={
+        401: _ERROR,
+        403: {"description": "Not a service token", "content": {"application/json": {}}},
+        422: _ERROR,
+    },
+)
+async def existing_files(
+    body: ExistingFilesQuery, principal: CurrentPrincipal, service: EvidenceServiceDep
+) -> ExistingFiles:
+    """Which of these file ids are still files of the user the service token acts for."""
+    return await service.existing_files(principal, body.file_ids)

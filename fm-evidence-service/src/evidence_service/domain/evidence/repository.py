@@ -111,6 +111,17 @@ class EvidenceRepository:
         )
         return set(rows.all())
 
+    async def existing_owned_ids(self, owner_id: str, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` that are files of `owner_id`."""
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(EvidenceFileRow.id).where(
+                EvidenceFileRow.owner_id == owner_id, EvidenceFileRow.id.in_(list(ids))
+            )
+        )
+        return set(rows.all())
+
     async def pending_unindex(
         self, deleted_before: datetime, limit: int
     ) -> Sequence[EvidenceUnindexRow]:

@@ -26,11 +26,12 @@ from fm_common.contracts.evidence import (
     TEXT_SOURCE_TYPES,
     AnalysisUpdate,
     EvidenceFile,
+    ExistingFiles,
     UploadedFileDetailsResponse,
     UploadedFileMetadata,
     UploadedFilesList,
 )
-from fm_common.errors import NotFound
+from fm_common.errors import Forbidden, NotFound
 
 log = structlog.get_logger("evidence_service.evidence")
 
@@ -228,6 +229,14 @@ class EvidenceService:
             content_type=row.content_type,
             content_hash=row.content_hash,
         )
+
+    async def existing_files(self, principal: Principal, file_ids: list[str]) -> ExistingFiles:
+        """Which of `file_ids` are still files of the user a service token acts for (the
+        worker's orphan sweep asks before removing a file's chunks). Service tokens only."""
+        if not principal.is_service:
+            raise Forbidden("Only services may ask which files exist.", code="SERVICE_ONLY")
+        found = await self.repo.existing_owned_ids(principal.user_id, file_ids)
+        return ExistingFiles(file_ids=[i for i in dict.fromkeys(file_ids) if i in found])
 
     async def set_analysis(
         self, principal: Principal, file_id: str, update: AnalysisUpdate
