@@ -1,0 +1,135 @@
+"""job_worker.evidence_check against the real evidence service (SQLite, uvicorn on a free
+port) and a small stand-in of the auth service's service-token route."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+import job_worker.runtime as runtime_mod
+from evidence_service.config import Settings as EvidenceSettings
+from evidence_service.domain.evidence.models import EvidenceFileRow
+from evidence_service.main import create_app as create_evidence_app
+from fm_common.db import create_engine, create_sessionmaker
+from fm_common.errors import Unavailable
+from fm_common.testing.ports import free_port
+from fm_common.testing.servers import AppServer
+from fm_common.testing.tokens import TokenIssuer
+from job_worker.config import Settings as WorkerSettings
+from job_worker.evidence_check import evidence_exists
+from job_worker.runtime import Runtime
+
+SECRET = "evidence-check-test-secret"
+
+
+def auth_stand_in(issuer: TokenIssuer) -> FastAPI:
+    app = FastAPI()
+
+    async def service_token(request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("client_secret") != SECRET:
+            return JSONResponse({"detail": "bad credential", "code": "INVALID_CLIENT"}, 401)
+        token = issuer.token(
+            "service:worker", roles=["service"], on_behalf_of=body["on_behalf_of"], ttl=300
+        )
+        return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": 300})
+
+    app.add_api_route("/internal/v1/service-token", service_token, methods=["POST"])
+    return app
+
+
+@pytest.fixture
+def evidence_db(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'evidence.db'}"
+
+
+@pytest.fixture
+def services(
+    token_issuer: TokenIssuer, redis_url: str, evidence_db: str, data_dir: Path
+) -> Iterator[dict[str, str]]:
+    settings = EvidenceSettings(
+        environment="test",
+        redis_url=redis_url,
+        jwks_url=token_issuer.jwks_url,
+        data_dir=data_dir,
+        database_url=evidence_db,
+        case_url=f"http://127.0.0.1:{free_port()}",
+        index_uploads=False,
+    )
+    evidence = AppServer(create_evidence_app(settings)).start()
+    auth = AppServer(auth_stand_in(token_issuer), lifespan="off").start()
+    yield {"evidence": evidence.url, "auth": auth.url}
+    auth.stop()
+    evidence.stop()
+
+
+def _runtime(redis_url: str, data_dir: Path, auth_url: str, evidence_url: str) -> Runtime:
+    return Runtime(
+        WorkerSettings(
+            redis_url=redis_url,
+            auth_url=auth_url,
+            evidence_url=evidence_url,
+            service_client_secret=SECRET,
+            data_dir=data_dir,
+        )
+    )
+
+
+@pytest.fixture
+def worker(redis_url, services, data_dir: Path) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    rt = _runtime(redis_url, data_dir, services["auth"], services["evidence"])
+    runtime_mod._runtime = rt
+    yield rt
+    runtime_mod._runtime = None
+    rt.runner.close()
+
+
+def _add_file(database_url: str, owner_id: str) -> str:
+    file_id = str(uuid.uuid4())
+
+    async def add() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                session.add(
+                    EvidenceFileRow(
+                        id=file_id,
+                        owner_id=owner_id,
+                        case_id="case-1",
+                        filename="app.log",
+                        size_bytes=3,
+                        content_type="text/plain",
+                        content_hash=hashlib.sha256(file_id.encode()).hexdigest(),
+                        source_type="logs",
+                        upload_source="file_upload",
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add())
+    return file_id
+
+
+def test_the_owners_existing_files_are_answered(worker, evidence_db) -> None:  # type: ignore[no-untyped-def]
+    alices = _add_file(evidence_db, "alice")
+    bobs = _add_file(evidence_db, "bob")
+    exists = evidence_exists(worker)
+    assert exists("alice", [alices, bobs, "deleted-file"]) == {alices}
+    assert exists("bob", [alices, bobs]) == {bobs}
+
+
+def test_an_unreachable_evidence_service_raises_unavailable(redis_url, services, data_dir) -> None:  # type: ignore[no-untyped-def]
+    rt = _runtime(redis_url, data_dir, services["auth"], f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(Unavailable):
+            evidence_exists(rt)("alice", ["f1"])
+    finally:
+        rt.runner.close()
