@@ -28,6 +28,8 @@ from gateway.proxy.routing import has_dot_segment, is_public, is_upload, route
         ("/api/v1/evidence/e1/content", "evidence"),
         ("/api/v1/knowledge/documents", "knowledge"),
         ("/api/v1/knowledge/search", "knowledge"),
+        ("/api/v1/knowledge/collections", "knowledge"),
+        ("/api/v1/knowledge/collections/global/reindex", "knowledge"),
     ],
 )
 def test_public_path_goes_to_its_owner(path: str, service: str) -> None:

@@ -17,7 +17,7 @@ from fm_common.app import create_service_app
 from fm_common.db import create_engine, create_sessionmaker, migrate
 from fm_common.errors import PayloadTooLarge, error_response
 from fm_common.settings import load_settings
-from knowledge_service.api.routes import documents, internal, jobs, search
+from knowledge_service.api.routes import collections, documents, internal, jobs, search
 from knowledge_service.config import Settings
 from knowledge_service.domain.search.service import SearchDeps
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         checks=checks,
     )
-    for module in (documents, search, jobs, internal):
+    for module in (documents, search, jobs, collections, internal):
         app.include_router(module.router)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     return app

@@ -149,3 +149,36 @@ class KnowledgeJob(BaseModel):
     result: Any = None
     created_at: str
     updated_at: str
+
+
+class KnowledgeCollection(BaseModel):
+    """One Chroma collection, as an admin sees it to decide what needs re-indexing."""
+
+    name: str
+    embedding_model: str | None = Field(
+        default=None, description="The model that filled it (recorded in its metadata)."
+    )
+    chunk_count: int = Field(ge=0)
+    current: bool = Field(
+        description="Filled by the configured embedding model; false means searches skip it "
+        "until it is re-indexed."
+    )
+
+
+class CollectionList(BaseModel):
+    """`GET /api/v1/knowledge/collections` (admin)."""
+
+    embedding_model: str = Field(description="The configured embedding model.")
+    collections: list[KnowledgeCollection]
+    total_count: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class ReindexAccepted(BaseModel):
+    """202 answer of `POST /api/v1/knowledge/collections/{name}/reindex`."""
+
+    collection: str
+    embedding_model: str = Field(description="The model the collection is rebuilt for.")
+    job: JobRef
