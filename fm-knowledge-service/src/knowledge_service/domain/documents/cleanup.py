@@ -18,7 +18,7 @@ when it cannot be asked, nothing is.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def purge_orphans(
 
 def _sweep_evidence(
     store: VectorStore,
-    evidence: dict[str, dict[str, list[tuple[str, str]]]],
+    evidence: Mapping[str, Mapping[str, list[tuple[str, str]]]],
     exists: EvidenceExists,
 ) -> dict[str, Any]:
     """Remove the chunks of evidence files the evidence service says are gone.
