@@ -61,6 +61,11 @@ class TaskContext:
     rt: Runtime
     entry: tracking.InFlight
     job_id: str | None
+    job_left: bool = False
+
+    def leave_job(self) -> None:
+        """Another run settles this task's job (it took the work into its batch)."""
+        self.job_left = True
 
     def progress(self, fraction: float) -> None:
         tracking.heartbeat(self.rt.redis, self.entry)
@@ -172,7 +177,7 @@ def tracked_task(
                 except Exception as park_exc:  # Redis itself may be the one down
                     log.warning("task.park_failed", error=repr(park_exc))
                 raise self.retry(exc=exc, countdown=countdown) from exc
-            if job_id:
+            if job_id and not ctx.job_left:
                 rt.jobs.update(job_id, status="completed", progress=1.0, result=result, error=None)
             tracking.end(rt.redis, track_id)
             log.info("task.completed", attempts=entry.attempts)

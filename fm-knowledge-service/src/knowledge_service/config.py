@@ -46,6 +46,10 @@ class Settings(BaseServiceSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_device: str = "cpu"
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # An ingestion run takes up to this many waiting documents (within this many bytes of
+    # originals) into one batch: one embedding pass, one upsert, one commit (ADR 0057).
+    ingest_batch_documents: int = Field(default=16, ge=1, le=500)
+    ingest_batch_bytes: int = Field(default=1_048_576, ge=1024)
     # Torch threads of the service process (query embeddings); 0 leaves torch's default.
     torch_threads: int = Field(default=1, ge=0)
     # Load the model when the service starts (off the event loop) rather than on the

@@ -39,18 +39,94 @@ def _fail_ingest(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -
     # The job first: whoever sees the document failed finds the job failed too.
     record_job_failure(rt, kwargs, message, code)
     fail_document(rt.ingest_deps(), kwargs["document_id"], message)
+    # The others of its batch are not at fault: they go back to their own runs.
+    if kwargs.get("job_id"):
+        _release_batch(rt, kwargs["job_id"], kwargs["document_id"])
+
+
+def _release_batch(rt: Runtime, claimer: str, keep_id: str) -> int:
+    """Unclaim the other documents `claimer` took into its batch and send each its own
+    ingestion again (their first runs ended, leaving them to the batch)."""
+    from knowledge_service.domain.documents import service as documents
+
+    released = rt.db(lambda s: documents.release_claims(s, claimer, keep_id))
+    for doc in released:
+        kwargs = {"document_id": doc.id, "job_id": doc.job_id}
+        app.send_task(
+            "knowledge.ingest_document", kwargs=kwargs, queue="ingest", task_id=doc.job_id
+        )
+    if released:
+        log.warning("ingest.batch_released", claimer=claimer, documents=len(released))
+    return len(released)
 
 
 @tracked_task(app, "knowledge.ingest_document", give_up=_fail_ingest, **INGEST)
 def ingest_document(ctx: TaskContext, document_id: str) -> Any:
-    """Extract, chunk, embed and upsert one uploaded document; mark it processed."""
-    from knowledge_service.domain.ingest.pipeline import PermanentIngestError
-    from knowledge_service.domain.ingest.pipeline import ingest_document as ingest
+    """Extract, chunk, embed and upsert an uploaded document, with other waiting ones.
 
-    try:
-        return ingest(ctx.rt.ingest_deps(), document_id, progress=ctx.progress)
-    except PermanentIngestError as exc:
-        raise PermanentError(str(exc), code="INGEST_FAILED") from None
+    The run claims its document and, on a first attempt, up to
+    FM_KNOWLEDGE_INGEST_BATCH_DOCUMENTS other waiting documents, ingests them together
+    and settles every one's job. A document already in another live run's batch is left
+    to it. A redo (retry or redelivery) works alone and gives the rest of its old batch
+    back, so a file that kills its worker cannot take others down with it (ADR 0057).
+    """
+    from knowledge_service.domain.documents import service as documents
+    from knowledge_service.domain.ingest.pipeline import ingest_batch
+
+    rt = ctx.rt
+    k = rt.knowledge
+    claimer = ctx.entry.track_id
+    first = ctx.entry.attempts == 1
+    if not first:
+        _release_batch(rt, claimer, document_id)
+    claim = rt.db(
+        lambda s: documents.claim_batch(
+            s,
+            document_id,
+            claimer,
+            max_documents=k.ingest_batch_documents if first else 1,
+            max_bytes=k.ingest_batch_bytes,
+            stale_after=settings.ingest_time_limit + 60,
+        )
+    )
+    if claim.state == "gone":
+        log.info("ingest.document_gone", document_id=document_id)
+        return {"document_id": document_id, "status": "deleted"}
+    if claim.state == "done":
+        own = claim.own
+        assert own is not None
+        if own.status == "failed":
+            raise PermanentError(
+                own.error or "The document could not be ingested.", "INGEST_FAILED"
+            )
+        return {"document_id": document_id, "status": own.status, "chunks": own.chunk_count}
+    if claim.state == "elsewhere":
+        assert claim.own is not None
+        ctx.leave_job()
+        return {"document_id": document_id, "status": "batched", "by": claim.own.claimed_by}
+    others = [d for d in claim.docs[1:] if d.job_id]
+    for doc in others:
+        rt.jobs.update(str(doc.job_id), status="running")
+    outcomes = ingest_batch(rt.ingest_deps(), claim.docs, progress=ctx.progress)
+    mine, rest = outcomes[0], {o.document_id: o for o in outcomes[1:]}
+    for doc in others:
+        _settle_job(rt, str(doc.job_id), rest[doc.id])
+    if mine.status == "failed":
+        raise PermanentError(mine.error or "The document could not be ingested.", "INGEST_FAILED")
+    result = mine.result()
+    if len(outcomes) > 1:
+        result["batch"] = len(outcomes)
+    return result
+
+
+def _settle_job(rt: Runtime, job_id: str, outcome: Any) -> None:
+    if outcome.status == "failed":
+        error = {"message": outcome.error, "code": "INGEST_FAILED"}
+        rt.jobs.update(job_id, status="failed", error=error)
+    else:
+        rt.jobs.update(
+            job_id, status="completed", progress=1.0, result=outcome.result(), error=None
+        )
 
 
 def _report_evidence(rt: Runtime, kwargs: dict[str, Any], status: str, summary: str) -> None:

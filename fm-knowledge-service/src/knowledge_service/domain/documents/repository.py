@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fm_common.db import utcnow
@@ -106,6 +106,61 @@ async def all_ids(session: AsyncSession) -> set[str]:
 async def stuck_processing(session: AsyncSession, before: datetime) -> list[Document]:
     stmt = select(Document).where(Document.status == "processing", Document.updated_at < before)
     return list((await session.execute(stmt)).scalars())
+
+
+def _claimable(claimer: str, stale_before: datetime) -> Any:
+    """Waiting for ingestion, and free, already ours, or held by a run long dead."""
+    return and_(
+        Document.status == "processing",
+        or_(
+            Document.claimed_by.is_(None),
+            Document.claimed_by == claimer,
+            Document.claimed_at < stale_before,
+        ),
+    )
+
+
+async def claim(
+    session: AsyncSession, document_id: str, claimer: str, now: datetime, stale_before: datetime
+) -> bool:
+    """Compare-and-set the document's claim; False when someone else holds it."""
+    stmt = (
+        update(Document)
+        .where(Document.id == document_id, _claimable(claimer, stale_before))
+        .values(claimed_by=claimer, claimed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    result: Any = await session.execute(stmt)
+    return bool(result.rowcount == 1)
+
+
+async def claim_candidates(
+    session: AsyncSession, exclude_id: str, claimer: str, stale_before: datetime, limit: int
+) -> list[Document]:
+    """The oldest documents another ingestion run could take into its batch."""
+    stmt = (
+        select(Document)
+        .where(Document.id != exclude_id, _claimable(claimer, stale_before))
+        .order_by(Document.created_at, Document.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
+    """Unclaim what `claimer` holds besides `keep_id` and is still waiting; those documents."""
+    stmt = select(Document).where(
+        Document.claimed_by == claimer, Document.id != keep_id, Document.status == "processing"
+    )
+    docs = list((await session.execute(stmt)).scalars())
+    if docs:
+        await session.execute(
+            update(Document)
+            .where(Document.id.in_([d.id for d in docs]), Document.claimed_by == claimer)
+            .values(claimed_by=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    return docs
 
 
 async def in_collection(session: AsyncSession, collection: str) -> list[Document]:

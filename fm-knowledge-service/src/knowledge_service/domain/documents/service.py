@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -225,16 +226,77 @@ async def load(session: AsyncSession, document_id: str) -> Document | None:
     return await repo.get(session, document_id)
 
 
+@dataclass
+class Claim:
+    """What an ingestion run may work on (ADR 0057).
+
+    state: `claimed` (docs: its own document first, then others taken into the batch),
+    `gone` (deleted), `done` (already processed or failed), `elsewhere` (another live
+    run has it in its batch and settles its job).
+    """
+
+    state: Literal["claimed", "gone", "done", "elsewhere"]
+    docs: list[Document] = field(default_factory=list)
+    own: Document | None = None
+
+
+async def claim_batch(
+    session: AsyncSession,
+    document_id: str,
+    claimer: str,
+    *,
+    max_documents: int,
+    max_bytes: int,
+    stale_after: float,
+) -> Claim:
+    """Claim the document, and up to `max_documents - 1` other waiting ones (oldest
+    first, within `max_bytes` in all), for one ingestion run. A claim older than
+    `stale_after` seconds belongs to a run that is dead (it outlived the hard time
+    limit) and may be taken over."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=stale_after)
+    own = await repo.get(session, document_id)
+    if own is None:
+        return Claim("gone")
+    if own.status != "processing":
+        return Claim("done", own=own)
+    if not await repo.claim(session, own.id, claimer, now, stale_before):
+        return Claim("elsewhere", own=own)
+    docs, total = [own], own.size_bytes
+    if max_documents > 1:
+        for doc in await repo.claim_candidates(
+            session, own.id, claimer, stale_before, max_documents * 2
+        ):
+            if len(docs) >= max_documents:
+                break
+            if total + doc.size_bytes > max_bytes:
+                continue
+            if await repo.claim(session, doc.id, claimer, now, stale_before):
+                docs.append(doc)
+                total += doc.size_bytes
+    return Claim("claimed", docs=docs, own=own)
+
+
+async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
+    """Give back the other documents a run had claimed (they need their own runs again)."""
+    return await repo.release_claims(session, claimer, keep_id)
+
+
 async def mark_processed(
-    session: AsyncSession, document_id: str, chunk_count: int, model: str, preview: str
-) -> bool:
-    """Mark processed; False when the document was deleted meanwhile."""
-    doc = await repo.get(session, document_id)
-    if doc is None:
-        return False
-    doc.status, doc.error, doc.chunk_count = "processed", None, chunk_count
-    doc.embedding_model, doc.preview, doc.updated_at = model, preview, utcnow()
-    return True
+    session: AsyncSession, outcomes: list[tuple[str, int, str]], model: str
+) -> set[str]:
+    """Mark documents processed from (id, chunk count, preview); the ids still there
+    (a document deleted meanwhile is not)."""
+    kept = set()
+    for document_id, chunk_count, preview in outcomes:
+        doc = await repo.get(session, document_id)
+        if doc is None:
+            continue
+        doc.status, doc.error, doc.chunk_count = "processed", None, chunk_count
+        doc.embedding_model, doc.preview, doc.updated_at = model, preview, utcnow()
+        doc.claimed_by = doc.claimed_at = None
+        kept.add(document_id)
+    return kept
 
 
 async def mark_failed(session: AsyncSession, document_id: str, reason: str) -> bool:
@@ -242,4 +304,5 @@ async def mark_failed(session: AsyncSession, document_id: str, reason: str) -> b
     if doc is None:
         return False
     doc.status, doc.error, doc.chunk_count, doc.updated_at = "failed", reason, 0, utcnow()
+    doc.claimed_by = doc.claimed_at = None
     return True

@@ -114,21 +114,33 @@ def chunks_for_file(
     return chunks, extracted.text
 
 
-def ingest_document(
-    deps: IngestDeps, document_id: str, progress: Callable[[float], None] | None = None
-) -> dict[str, Any]:
-    """Ingest one stored document. Idempotent; raises PermanentIngestError for bad input.
+@dataclass
+class Outcome:
+    """How one document of a batch ended: processed, failed (with the reason) or
+    deleted (while it was being ingested)."""
 
-    Transient errors (vector store, database or Redis down) propagate for a retry.
-    """
-    started = time.perf_counter()
-    doc = deps.db(lambda s: documents.load(s, document_id))
-    if doc is None:
-        log.info("ingest.document_gone", document_id=document_id)
-        return {"document_id": document_id, "status": "deleted"}
-    if doc.status == "processed":
-        return {"document_id": document_id, "status": "processed", "chunks": doc.chunk_count}
-    settings = deps.settings
+    document_id: str
+    status: str
+    chunks: int = 0
+    error: str | None = None
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"document_id": self.document_id, "status": self.status}
+        if self.status == "processed":
+            out["chunks"] = self.chunks
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class _Prepared:
+    doc: Any
+    chunks: list[Chunk]
+    text: str
+
+
+def _prepare(settings: Settings, doc: Any) -> _Prepared:
     path = documents.file_path(settings, doc.id)
     if not path.exists():
         raise PermanentIngestError("The stored original of this document is missing.")
@@ -137,56 +149,112 @@ def ingest_document(
         chunks, text = chunks_for_file(path, kind, settings, doc.title)
     except ExtractionError as exc:
         raise PermanentIngestError(str(exc)) from None
+    return _Prepared(doc, chunks, text)
+
+
+def _stale_tails(group: list[_Prepared]) -> dict[str, Any]:
+    """Chunks past each document's new count (a redo with other settings leaves none)."""
+    tails = [
+        {"$and": [{"document_id": p.doc.id}, {"chunk_index": {"$gte": len(p.chunks)}}]}
+        for p in group
+    ]
+    return tails[0] if len(tails) == 1 else {"$or": tails}
+
+
+def ingest_batch(
+    deps: IngestDeps, docs: list[Any], progress: Callable[[float], None] | None = None
+) -> list[Outcome]:
+    """Ingest claimed documents together; one Outcome per document, in order.
+
+    Each document is extracted and chunked on its own (bad input fails that document
+    alone, recorded on it); the chunks of all of them are embedded in one pass, upserted
+    with one request per collection, and marked processed in one transaction: the
+    per-document costs (store round trips, commits) are paid once per batch. Idempotent:
+    chunk ids are deterministic. Transient errors (vector store, database or Redis down)
+    propagate for a retry.
+    """
+    started = time.perf_counter()
+    settings = deps.settings
+    outcomes: dict[str, Outcome] = {}
+    prepared: list[_Prepared] = []
+    for doc in docs:
+        try:
+            prepared.append(_prepare(settings, doc))
+        except PermanentIngestError as exc:
+            outcomes[doc.id] = _fail(deps, doc, str(exc))
     extracted_at = time.perf_counter()
     model = deps.store.model_name
-    ids = [f"{doc.id}:{c.index}" for c in chunks]
-    texts = [c.text for c in chunks]
-    metas = [chunk_metadata(doc, c, model) for c in chunks]
-    try:
-        embed_and_upsert(deps, doc.collection, ids, texts, metas, progress)
-    except ModelMismatch as exc:
-        raise PermanentIngestError(exc.detail) from None
+    groups: dict[str, list[_Prepared]] = {}
+    for item in prepared:
+        groups.setdefault(item.doc.collection, []).append(item)
+    total = max(1, sum(len(p.chunks) for p in prepared))
+    done = 0
+    for collection, group in groups.items():
+        ids = [f"{p.doc.id}:{c.index}" for p in group for c in p.chunks]
+        texts = [c.text for p in group for c in p.chunks]
+        metas = [chunk_metadata(p.doc, c, model) for p in group for c in p.chunks]
+        base = done
+
+        def report(fraction: float, base: int = base, size: int = len(ids)) -> None:
+            if progress is not None:
+                progress((base + fraction * size) / total)
+
+        try:
+            embed_and_upsert(deps, collection, ids, texts, metas, report)
+        except ModelMismatch as exc:
+            for item in group:
+                outcomes[item.doc.id] = _fail(deps, item.doc, exc.detail)
+            continue
+        done += len(ids)
+        deps.store.delete_where(collection, _stale_tails(group))
     embedded_at = time.perf_counter()
-    # A redo with fewer chunks (other settings) leaves no stale tail behind.
-    deps.store.delete_where(
-        doc.collection,
-        {"$and": [{"document_id": doc.id}, {"chunk_index": {"$gte": len(chunks)}}]},
-    )
-    settings.text_dir.mkdir(parents=True, exist_ok=True)
-    documents.text_path(settings, doc.id).write_text(text, encoding="utf-8")
-    preview = " ".join(text.split())[:PREVIEW_CHARS]
-    still_there = deps.db(
-        lambda s: documents.mark_processed(s, doc.id, len(chunks), model, preview)
-    )
-    if not still_there:
-        # Deleted while we worked: take our vectors back out.
-        deps.store.delete_document(doc.collection, doc.id)
-        documents.remove_files(settings, doc.id)
-    deps.changed(doc.collection)
-    took = time.perf_counter() - started
+    finished = [p for p in prepared if p.doc.id not in outcomes]
+    if finished:
+        settings.text_dir.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for item in finished:
+            documents.text_path(settings, item.doc.id).write_text(item.text, encoding="utf-8")
+            preview = " ".join(item.text.split())[:PREVIEW_CHARS]
+            rows.append((item.doc.id, len(item.chunks), preview))
+        kept = deps.db(lambda s: documents.mark_processed(s, rows, model))
+        for item in finished:
+            if item.doc.id in kept:
+                outcomes[item.doc.id] = Outcome(item.doc.id, "processed", len(item.chunks))
+            else:
+                # Deleted while we worked: take our vectors back out.
+                deps.store.delete_document(item.doc.collection, item.doc.id)
+                documents.remove_files(settings, item.doc.id)
+                outcomes[item.doc.id] = Outcome(item.doc.id, "deleted")
+    for collection in groups:
+        deps.changed(collection)
     log.info(
-        "ingest.processed",
-        document_id=doc.id,
-        chunks=len(chunks),
-        kind=kind,
-        collection=doc.collection,
-        seconds=round(took, 3),
+        "ingest.batch",
+        documents=len(docs),
+        processed=sum(o.status == "processed" for o in outcomes.values()),
+        chunks=sum(o.chunks for o in outcomes.values()),
+        collections=len(groups),
+        seconds=round(time.perf_counter() - started, 3),
         extract_s=round(extracted_at - started, 3),
         embed_upsert_s=round(embedded_at - extracted_at, 3),
         finish_s=round(time.perf_counter() - embedded_at, 3),
     )
-    return {"document_id": doc.id, "status": "processed", "chunks": len(chunks)}
+    return [outcomes[doc.id] for doc in docs]
+
+
+def _fail(deps: IngestDeps, doc: Any, reason: str) -> Outcome:
+    """A permanent failure of one document of a batch: recorded, partial vectors out."""
+    deps.store.delete_document(doc.collection, doc.id)
+    deps.db(lambda s: documents.mark_failed(s, doc.id, reason))
+    deps.changed(doc.collection)
+    log.warning("ingest.failed", document_id=doc.id, reason=reason)
+    return Outcome(doc.id, "failed", error=reason)
 
 
 def fail_document(deps: IngestDeps, document_id: str, reason: str) -> None:
     """Record a permanent failure and take out any vectors a partial run wrote."""
     doc = deps.db(lambda s: documents.load(s, document_id))
-    if doc is None:
-        return
-    deps.store.delete_document(doc.collection, doc.id)
-    deps.db(lambda s: documents.mark_failed(s, document_id, reason))
-    deps.changed(doc.collection)
-    log.warning("ingest.failed", document_id=document_id, reason=reason)
+    if doc is not None:
+        _fail(deps, doc, reason)
 
 
 def text_chunks(data: bytes, kind: str, settings: Settings, title: str) -> list[Chunk]:
