@@ -1,0 +1,214 @@
+"""knowledge.index_evidence when the file is deleted while it is being indexed (ADR 0045):
+the real task (Celery `apply`), the real knowledge database, Chroma server and embedding
+model, and a stand-in of the evidence service (with the auth service's service-token route)
+that serves the file, then answers the task's final report with 404, as the evidence
+service does once the file's delete has committed between the fetch and the report."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+import job_worker.runtime as runtime_mod
+from fm_common.auth import TokenVerifier
+from fm_common.db import migrate_sync
+from fm_common.errors import FMError, Forbidden
+from fm_common.testing.servers import AppServer
+from fm_common.testing.tokens import TokenIssuer
+from job_worker.app import app
+from job_worker.config import Settings as WorkerSettings
+from job_worker.runtime import Runtime
+from job_worker.tasks.knowledge import index_evidence
+from knowledge_service.domain.vectors.bm25 import version_key
+from knowledge_service.main import MIGRATIONS
+
+SECRET = "index-race-test-secret"
+OWNER = "race-owner"
+CASE = "race-case"
+COLLECTION = f"case_{CASE}"
+
+
+def _log(word: str) -> bytes:
+    return "".join(
+        f"2024-05-01T10:00:{i:02d}Z ERROR {word} upstream reset the connection\n" for i in range(40)
+    ).encode()
+
+
+class EvidenceStandIn:
+    """Files by id; `deleted_while_indexing` holds the ids whose delete commits between the
+    task's fetch and its final report. Records the reports and, at the moment of that final
+    report, how many chunks of the file the case collection held."""
+
+    def __init__(self, issuer: TokenIssuer, chroma_port: int) -> None:
+        self.issuer = issuer
+        self.chroma_port = chroma_port
+        self.files: dict[str, bytes] = {}
+        self.deleted_while_indexing: set[str] = set()
+        self.reports: list[tuple[str, str]] = []
+        self.chunks_at_report: dict[str, int] = {}
+        self.server = AppServer(self._app(), lifespan="off")
+
+    def _meta(self, file_id: str) -> dict[str, Any]:
+        data = self.files[file_id]
+        return {
+            "file_id": file_id,
+            "filename": "app.log",
+            "size_bytes": len(data),
+            "content_type": "text/plain",
+            "content_hash": hashlib.sha256(data).hexdigest(),
+            "source_type": "logs",
+            "case_id": CASE,
+            "uploaded_at": datetime.now(UTC).isoformat(),
+        }
+
+    def _chunks(self, file_id: str) -> int:
+        client = chromadb.HttpClient(host="127.0.0.1", port=self.chroma_port)
+        col = client.get_collection(COLLECTION, embedding_function=None)
+        return len(col.get(where={"document_id": file_id}, include=[])["ids"])
+
+    def _app(self) -> FastAPI:
+        api = FastAPI()
+        verifier = TokenVerifier(
+            issuer=self.issuer.issuer, audience=self.issuer.audience, jwks=self.issuer.jwks
+        )
+        gone = JSONResponse({"detail": "No such file.", "code": "FILE_NOT_FOUND"}, 404)
+
+        async def owner_only(request: Request) -> None:
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            principal = await verifier.verify(token)
+            if not principal.is_service or principal.user_id != OWNER:
+                raise Forbidden("Only the worker acting for the owner.")
+
+        @api.exception_handler(FMError)
+        async def refused(_: Request, exc: FMError) -> JSONResponse:
+            return JSONResponse({"detail": exc.detail, "code": exc.code}, exc.status_code)
+
+        @api.post("/internal/v1/service-token")
+        async def service_token(request: Request) -> JSONResponse:
+            body = await request.json()
+            if body.get("client_secret") != SECRET:
+                return JSONResponse({"detail": "bad credential", "code": "INVALID_CLIENT"}, 401)
+            token = self.issuer.token(
+                "service:worker", roles=["service"], on_behalf_of=body["on_behalf_of"], ttl=300
+            )
+            return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": 300})
+
+        @api.get("/api/v1/evidence/{file_id}")
+        async def get(file_id: str, request: Request) -> JSONResponse:
+            await owner_only(request)
+            return JSONResponse(self._meta(file_id)) if file_id in self.files else gone
+
+        @api.get("/api/v1/evidence/{file_id}/content")
+        async def content(file_id: str, request: Request) -> Response:
+            await owner_only(request)
+            if file_id not in self.files:
+                return gone
+            return Response(self.files[file_id], media_type="text/plain")
+
+        @api.put("/internal/v1/evidence/{file_id}/analysis")
+        async def analysis(file_id: str, request: Request) -> JSONResponse:
+            await owner_only(request)
+            status = (await request.json())["analysis_status"]
+            self.reports.append((file_id, status))
+            if status == "completed" and file_id in self.deleted_while_indexing:
+                # The delete committed after the bytes were fetched: the file is gone now.
+                self.chunks_at_report[file_id] = self._chunks(file_id)
+                del self.files[file_id]
+            if file_id not in self.files:
+                return gone
+            return JSONResponse(self._meta(file_id) | {"analysis_status": status})
+
+        return api
+
+
+@pytest.fixture
+def evidence(token_issuer: TokenIssuer, chroma_url: str) -> Iterator[EvidenceStandIn]:
+    stand_in = EvidenceStandIn(token_issuer, int(chroma_url.rsplit(":", 1)[1]))
+    stand_in.server.start()
+    yield stand_in
+    stand_in.server.stop()
+
+
+@pytest.fixture
+def rt(
+    redis_url: str,
+    sqlite_url: str,
+    chroma_url: str,
+    data_dir: Path,
+    evidence: EvidenceStandIn,
+    monkeypatch: Any,
+) -> Iterator[Runtime]:
+    monkeypatch.setenv("FM_KNOWLEDGE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("FM_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("FM_CHROMA_URL", chroma_url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    migrate_sync(MIGRATIONS, sqlite_url)
+    runtime = Runtime(
+        WorkerSettings(
+            redis_url=redis_url,
+            auth_url=evidence.server.url,
+            evidence_url=evidence.server.url,
+            service_client_secret=SECRET,
+            data_dir=data_dir,
+            max_retries=0,
+        )
+    )
+    runtime_mod._runtime = runtime
+    yield runtime
+    runtime_mod._runtime = None
+    runtime.runner.close()
+
+
+@pytest.fixture
+def sent(monkeypatch: Any) -> list[str]:
+    """Tasks the code under test sends (the debounced BM25 refresh): recorded only."""
+    names: list[str] = []
+    monkeypatch.setattr(app, "send_task", lambda name, **_: names.append(name))
+    return names
+
+
+def _index(file_id: str) -> Any:
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    return index_evidence.apply(kwargs=kwargs).result
+
+
+def _version(rt: Runtime) -> int:
+    return int(rt.redis.get(version_key(COLLECTION)) or 0)
+
+
+def test_a_file_deleted_while_indexed_leaves_no_chunks_behind(rt, evidence, sent) -> None:  # type: ignore[no-untyped-def]
+    kept, deleted = str(uuid.uuid4()), str(uuid.uuid4())
+    evidence.files[kept] = _log("quince")
+    evidence.files[deleted] = _log("medlar")
+    evidence.deleted_while_indexing.add(deleted)
+
+    first = _index(kept)
+    assert first["chunks"] > 0
+    version = _version(rt)
+
+    result = _index(deleted)
+
+    assert result == {"file_id": deleted, "status": "gone"}
+    # Its chunks were upserted before the re-check, and are gone after it.
+    assert evidence.chunks_at_report[deleted] > 0
+    assert evidence._chunks(deleted) == 0
+    # The case's other file is untouched.
+    assert evidence._chunks(kept) == first["chunks"]
+    assert evidence.reports == [
+        (kept, "processing"),
+        (kept, "completed"),
+        (deleted, "processing"),
+        (deleted, "completed"),
+    ]
+    # Both writes bumped the collection's version, so BM25 (hybrid search) follows too.
+    assert _version(rt) == version + 2
+    assert "knowledge.refresh_bm25" in sent
