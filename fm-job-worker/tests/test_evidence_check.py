@@ -133,3 +133,52 @@ def test_an_unreachable_evidence_service_raises_unavailable(redis_url, services,
             evidence_exists(rt)("alice", ["f1"])
     finally:
         rt.runner.close()
+
+
+def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # type: ignore[no-untyped-def]
+    redis_url, services, evidence_db, chroma_url, sqlite_url, data_dir, monkeypatch
+) -> None:
+    """What knowledge.purge_orphans runs: the cleanup with `evidence_exists(rt)`."""
+    import time
+
+    from fm_common.db import migrate_sync
+    from knowledge_service.domain.documents.cleanup import purge_orphans
+    from knowledge_service.domain.documents.models import CaseCollection
+    from knowledge_service.main import MIGRATIONS
+
+    monkeypatch.setenv("FM_KNOWLEDGE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("FM_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("FM_CHROMA_URL", chroma_url)
+    migrate_sync(MIGRATIONS, sqlite_url)
+    rt = _runtime(redis_url, data_dir, services["auth"], services["evidence"])
+    try:
+        kept = _add_file(evidence_db, "alice")
+        deleted = str(uuid.uuid4())  # a file whose unindex failed for good
+        for file_id in (kept, deleted):
+            rt.store.upsert(
+                "case_c1",
+                [f"evidence:{file_id}:0"],
+                [[0.1] * 384],
+                ["t"],
+                [{"document_id": file_id, "owner_id": "alice", "origin": "evidence"}],
+            )
+
+        async def claim(s):  # type: ignore[no-untyped-def]
+            s.add(CaseCollection(case_id="c1", owner_id="alice"))
+
+        rt.db(claim)
+        result = purge_orphans(
+            rt.knowledge,
+            rt.store,
+            rt.bm25,
+            rt.db,
+            grace_seconds=3600,
+            now=time.time(),
+            evidence_exists=evidence_exists(rt),
+        )
+        assert result["evidence_chunks_deleted"] == 1
+        assert result["changed_collections"] == ["case_c1"]
+        left = rt.store.get_collection("case_c1").get(include=[])["ids"]
+        assert left == [f"evidence:{kept}:0"]
+    finally:
+        rt.runner.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fm_common.errors import NotFound, Unavailable
+from fm_common.errors import GatewayTimeout, NotFound, Unauthorized, Unavailable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import cleanup
 from knowledge_service.domain.documents.cleanup import purge_orphans
@@ -132,9 +132,17 @@ def test_chunks_of_deleted_evidence_files_are_removed_and_the_rest_kept(world) -
     assert again["changed_collections"] == []
 
 
-def test_nothing_is_removed_while_the_evidence_service_is_unreachable(world) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "down",
+    [
+        Unavailable("The evidence service is unavailable.", code="EVIDENCE_UNAVAILABLE"),
+        GatewayTimeout("The evidence service did not answer in time."),
+        Unauthorized("The client credentials are not valid.", code="INVALID_CLIENT"),
+    ],
+    ids=["unavailable", "timeout", "credentials-refused"],
+)
+def test_nothing_is_removed_while_the_evidence_service_is_unreachable(world, down) -> None:  # type: ignore[no-untyped-def]
     store: VectorStore = world["store"]
-    down = Unavailable("The evidence service is unavailable.", code="EVIDENCE_UNAVAILABLE")
     evidence = Evidence({}, fail={"alice": down, "bob": down})
 
     result = world["purge"](evidence)

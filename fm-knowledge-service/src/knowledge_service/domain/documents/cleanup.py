@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from fm_common.errors import FMError, GatewayTimeout, Unavailable
+from fm_common.errors import FMError, GatewayTimeout, Unauthorized, Unavailable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes
@@ -149,8 +149,8 @@ def _sweep_evidence(
 
     Asked per owner (the evidence service answers for the user a service token acts
     for), `EVIDENCE_BATCH` ids at a time. An owner it cannot answer for is skipped (e.g.
-    a user the auth service no longer knows); when it is down or times out, the rest of
-    the pass is skipped. Nothing is deleted without an answer.
+    a user the auth service no longer knows); when it is down, times out or refuses our
+    credentials, the rest of the pass is skipped. Nothing is deleted without an answer.
     """
     chunks = gone = 0
     skipped: list[str] = []
@@ -167,7 +167,8 @@ def _sweep_evidence(
                 log.warning(
                     "cleanup.evidence_check_failed", owner_id=owner, error=exc.detail, code=exc.code
                 )
-                if isinstance(exc, Unavailable | GatewayTimeout):
+                if isinstance(exc, Unavailable | GatewayTimeout | Unauthorized):
+                    # Down, or our credentials refused: the same for every owner.
                     skipped += owners[n:]
                     return _evidence_result(chunks, gone, skipped, changed)
                 skipped.append(owner)
