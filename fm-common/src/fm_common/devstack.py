@@ -100,9 +100,23 @@ def port_in_use(port: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_set(1)[0]
+
+
+def free_port_set(count: int) -> list[int]:
+    """`count` distinct free ports. Each socket stays bound until all are chosen: ports
+    picked one at a time may repeat, and two services given one port looked healthy
+    (one answered for both) while requests went to the wrong one."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -128,7 +142,8 @@ class Stack:
 
     @classmethod
     def free_ports(cls) -> dict[str, int]:
-        return {name: free_port() for name in (*SERVICES, *STORES)}
+        names = (*SERVICES, *STORES)
+        return dict(zip(names, free_port_set(len(names)), strict=True))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -235,10 +250,12 @@ class Stack:
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
                     try:
-                        if client.get(f"{self.url(name)}/health").status_code == 200:
-                            pending.remove(name)
+                        resp = client.get(f"{self.url(name)}/health")
                     except httpx.HTTPError:
-                        pass
+                        continue
+                    if resp.status_code == 200:
+                        _check_identity(name, self.ports[name], resp)
+                        pending.remove(name)
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not healthy after {timeout}s: {', '.join(pending)}")
                 if pending:
@@ -282,6 +299,18 @@ class Stack:
             if proc.poll() is not None:
                 return name
         return None
+
+
+def _check_identity(name: str, port: int, resp: httpx.Response) -> None:
+    """The service answering on `name`'s port must be `name` (not a process that held
+    the port first)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return
+    other = body.get("service") if isinstance(body, dict) else None
+    if isinstance(other, str) and other != name:
+        raise RuntimeError(f"port {port} of {name} is answered by the {other} service")
 
 
 def _expand(command: str, env: Mapping[str, str]) -> str:
