@@ -172,6 +172,29 @@ async def test_a_second_reindex_while_one_is_queued_or_running_is_409(
     assert len(_queued(redis_url)) == 3
 
 
+async def test_queue_down_answers_503_and_leaves_the_collection_free(
+    client, token_issuer, collections, redis_url, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import kombu.exceptions
+
+    from knowledge_service.domain.collections import flows
+
+    path = "/api/v1/knowledge/collections/global/reindex"
+
+    def down(*_: Any, **__: Any) -> str:
+        raise kombu.exceptions.OperationalError("broker down")
+
+    monkeypatch.setattr(flows, "enqueue", down)
+    resp = await client.post(path, headers=_admin(token_issuer))
+    assert resp.status_code == 503
+    assert resp.json()["code"] == "QUEUE_UNAVAILABLE"
+    assert "retry-after" in resp.headers
+    monkeypatch.undo()
+    ok = await client.post(path, headers=_admin(token_issuer))
+    assert ok.status_code == 202, ok.text
+    assert len(_queued(redis_url)) == 1
+
+
 def test_the_gateway_routes_and_documents_the_collection_routes(
     sqlite_url: str, data_dir: Path
 ) -> None:

@@ -113,10 +113,14 @@ async def request_reindex(
             task_id=job_id,
         )
     except Exception as exc:
-        # Nothing was queued: free the collection again and say so (as an upload does).
+        # Nothing was queued: end the job (which frees the lock for the next request even
+        # if the unlock below fails), free the collection again, and say so.
         log.warning("reindex.enqueue_failed", collection=collection, error=repr(exc))
-        await _unlock(redis, collection, job_id)
-        await jobs.update(job_id, status="failed", error={"message": "queue unavailable"})
+        try:
+            await jobs.update(job_id, status="failed", error={"message": "queue unavailable"})
+            await _unlock(redis, collection, job_id)
+        except Exception as undo_exc:  # Redis itself went down: see docs/knowledge.md
+            log.warning("reindex.undo_failed", collection=collection, error=repr(undo_exc))
         raise Unavailable(
             "The job queue is unavailable; try again later.",
             code="QUEUE_UNAVAILABLE",
