@@ -200,9 +200,11 @@ async def prepare_turn(
     has_query = bool(inp.query and inp.query.strip())
     # The case (which proves ownership) with its recent history in one call and, when
     # there is a query, the retrieval run side by side; each is scoped to the caller.
+    # The retrieval is sent first: it is the long pole (the query is embedded).
+    search = asyncio.ensure_future(_search(rt, case_id, inp.query or "")) if has_query else None
     first: list[Any] = [rt.case.get_case(case_id, history=rt.settings.history_messages)]
-    if has_query:
-        first.append(_search(rt, case_id, inp.query or ""))
+    if search is not None:
+        first.append(search)
     if inp.stored:
         first.append(read_stored(rt, inp.stored))
     done: list[Any] = list(await asyncio.gather(*first, return_exceptions=True))
@@ -212,7 +214,7 @@ async def prepare_turn(
     ctx: CaseContext = done[0]
     history = ctx.recent_messages
     rest = done[1:]
-    passages, retrieval_ok = rest.pop(0) if has_query else ([], True)
+    passages, retrieval_ok = rest.pop(0) if search is not None else ([], True)
     if inp.stored:
         attached = rest.pop(0)
     else:
