@@ -67,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         settings.files_dir.mkdir(parents=True, exist_ok=True)
         embedder = get_embedder(
-            settings.embedding_model, settings.embedding_device, settings.torch_threads
+            settings.embedding_model,
+            settings.embedding_device,
+            settings.torch_threads,
+            settings.query_precision,
         )
         store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
         app.state.search_deps = SearchDeps(
