@@ -241,3 +241,99 @@ def test_runbook_case_turns_and_postmortem_through_the_gateway(
     assert "## Root cause" in stored["content"]
     assert any("TASK: postmortem" in r.text for r in fake.requests)
     assert EMAIL_CANARY not in fake.all_text()
+
+
+@pytest.fixture
+def saving_worker(system_stack: Stack) -> Iterator[Stack]:
+    """The worker restarted with FM_AGENT_SAVE_POSTMORTEMS_TO_KNOWLEDGE=true (an operator
+    setting: the reports route has no per-request option), then as it was."""
+    system_stack.stop_process("worker")
+    env = system_stack.env() | {"FM_AGENT_SAVE_POSTMORTEMS_TO_KNOWLEDGE": "true"}
+    system_stack.start_process("worker", env)
+    try:
+        yield system_stack
+    finally:
+        system_stack.stop_process("worker")
+        system_stack.start_process("worker")
+
+
+def test_a_saved_postmortem_becomes_a_searchable_runbook_of_its_owner_only(
+    gateway: httpx.Client, fake: Any, saving_worker: Stack
+) -> None:
+    marker = f"quasar{uuid.uuid4().hex[:8]}"
+    fix = f"Rotate the {marker} signing certificate on the ingress controllers before expiry."
+
+    def respond(request: Any) -> str:
+        if "TASK: postmortem" in request.text:
+            return (
+                f"# Post-mortem: {marker} certificate expiry\n\n## Summary\nThe ingress TLS "
+                f"certificate expired.\n\n## Impact\nAll HTTPS traffic failed for 20 minutes."
+                f"\n\n## Timeline\n- 10:00 alerts fired.\n\n## Root cause\nThe {marker} "
+                f"certificate was not renewed.\n\n## Resolution\n{fix}\n\n## Action items\n"
+                f"- [ ] Alert 14 days before certificate expiry.\n"
+            )
+        return _cite_runbook(request)
+
+    fake.responder = respond
+    alice, bob = _register(gateway), _register(gateway)
+    case = gateway.post("/api/v1/cases", json={"title": None, "priority": "high"}, headers=alice)
+    assert case.status_code == 201, case.text
+    case_id = case.json()["case_id"]
+    turn = gateway.post(
+        f"/api/v1/cases/{case_id}/turns",
+        data={"query": "Every HTTPS request fails with certificate has expired; what now?"},
+        headers=alice,
+    )
+    assert turn.status_code == 200, turn.text
+
+    report = gateway.post(
+        f"/api/v1/cases/{case_id}/reports", json={"report_type": "postmortem"}, headers=alice
+    )
+    assert report.status_code == 202, report.text
+    job = _poll(
+        gateway,
+        report.headers["Location"],
+        alice,
+        lambda b: b["status"] in ("completed", "failed"),
+    )
+    assert job["status"] == "completed", job
+    stored = gateway.get(
+        f"/api/v1/cases/{case_id}/reports/{report.json()['report_id']}", headers=alice
+    ).json()
+    assert fix in stored["content"]
+
+    # The report, saved as a personal runbook of Alice (tag postmortem), processed.
+    def saved(page: Any) -> bool:
+        return any(d["status"] != "processing" for d in page["documents"])
+
+    page = _poll(gateway, "/api/v1/knowledge/documents?tags=postmortem", alice, saved, timeout=180)
+    assert len(page["documents"]) == 1, page
+    doc = page["documents"][0]
+    assert doc["status"] == "processed", doc
+    assert doc["scope"] == "personal"
+    assert doc["document_type"] == "runbook"
+    assert doc["tags"] == ["postmortem"]
+    assert doc["chunk_count"] >= 1
+    assert marker in doc["title"]
+    detail = gateway.get(f"/api/v1/knowledge/documents/{doc['document_id']}", headers=alice)
+    assert detail.status_code == 200
+    assert fix in detail.json()["content"]
+
+    # Findable by what it says.
+    query = {"query": f"how do we renew the {marker} ingress certificate", "limit": 5}
+    found = gateway.post("/api/v1/knowledge/search", json=query, headers=alice)
+    assert found.status_code == 200, found.text
+    hits = [r for r in found.json()["results"] if r["document_id"] == doc["document_id"]]
+    assert hits, found.json()
+    assert hits[0]["scope"] == "personal"
+    assert marker in hits[0]["content"]
+
+    # Invisible to anyone else: not listed, not readable, not found.
+    listed = gateway.get("/api/v1/knowledge/documents?tags=postmortem", headers=bob).json()
+    assert listed["documents"] == []
+    path = f"/api/v1/knowledge/documents/{doc['document_id']}"
+    assert gateway.get(path, headers=bob).status_code == 404
+    for mode in ("semantic", "hybrid"):
+        theirs = gateway.post("/api/v1/knowledge/search", json=query | {"mode": mode}, headers=bob)
+        assert theirs.status_code == 200, theirs.text
+        assert all(r["document_id"] != doc["document_id"] for r in theirs.json()["results"])
