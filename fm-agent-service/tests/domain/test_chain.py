@@ -7,7 +7,7 @@ import time
 
 import pytest
 from agent_standins import provider
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from agent_service.config import ProviderConfig
 from agent_service.domain.llm.chain import LLMUnavailable, ProviderChain
@@ -143,3 +143,48 @@ async def test_a_stream_that_breaks_off_fails_over_and_says_so(
     assert result.provider == "secondary"
     assert "".join(tokens) == result.text
     assert result.attempts[0]["provider"] == "primary"
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_openai_messages_reach_the_provider_as_sent_without_the_sdk_walking_them(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, kind: str, stream: bool
+) -> None:
+    import openai.resources.chat.completions.completions as sdk
+
+    walked: list[list[object]] = []
+    real = sdk.async_maybe_transform
+
+    async def spy(data: object, *args: object, **kwargs: object) -> object:
+        if isinstance(data, dict) and "messages" in data:
+            walked.append(list(data["messages"]))
+        return await real(data, *args, **kwargs)
+
+    monkeypatch.setattr(sdk, "async_maybe_transform", spy)
+    question = 'QUESTION: "why" \\ <<<DATA x>>> \u00e9 \u2713 \n\tend'
+    messages = [
+        SystemMessage("TASK: turn"),
+        HumanMessage("the first question"),
+        AIMessage("an earlier answer"),
+        HumanMessage(question),
+    ]
+    tokens: list[str] = []
+
+    async def sink(t: str) -> None:
+        tokens.append(t)
+
+    result = await chain(fake, ("p", kind)).complete(
+        messages, deadline=time.monotonic() + 5, on_token=sink if stream else None
+    )
+    assert result.text
+    assert bool(tokens) is stream
+    sent = fake.requests[-1]
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "TASK: turn"},
+        {"role": "user", "content": "the first question"},
+        {"role": "assistant", "content": "an earlier answer"},
+        {"role": "user", "content": question},
+    ]
+    assert sent.body["model"] == "p-model"
+    assert sent.body["stream"] is stream
+    assert walked == [[]]  # the SDK's request transform never walked the messages

@@ -51,10 +51,10 @@ def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
         from langchain_fireworks import ChatFireworks
 
         return ChatFireworks(**params)
-    from langchain_openai import ChatOpenAI
+    from agent_service.domain.llm.openai_chat import LeanChatOpenAI
 
     params["http_async_client"] = httpx.AsyncClient(timeout=cfg.timeout_seconds)
-    return ChatOpenAI(stream_usage=True, temperature=0.2, **params)
+    return LeanChatOpenAI(stream_usage=True, temperature=0.2, **params)
 
 
 @dataclass
