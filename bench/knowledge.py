@@ -143,13 +143,15 @@ def _raw_chunks(files: list[Path]) -> list[str]:
     """The chunk texts the worker embeds for these files (same code, same settings)."""
     from knowledge_service.config import Settings
     from knowledge_service.domain.ingest.extract import detect_kind
-    from knowledge_service.domain.ingest.pipeline import chunks_for_file
+    from knowledge_service.domain.ingest.pipeline import chunks_for_file, token_budget
+    from knowledge_service.domain.vectors.embedder import get_embedder
 
     settings = Settings()
+    tokens = token_budget(get_embedder(settings.embedding_model))
     texts = []
     for path in files:
         kind = detect_kind(path.name, None, "runbook")
-        found, _ = chunks_for_file(path, kind, settings, path.stem)
+        found, _ = chunks_for_file(path, kind, settings, path.stem, tokens)
         texts.extend(c.text for c in found)
     return texts
 

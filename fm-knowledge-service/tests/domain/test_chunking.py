@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from knowledge_service.domain.ingest.chunking import Unit, chunk_units
+from knowledge_service.domain.ingest.chunking import TokenBudget, Unit, chunk_units
 from knowledge_service.domain.ingest.extract import Limits, extract_text, markdown_units
 
 
@@ -66,3 +66,58 @@ def test_csv_rows_carry_the_header() -> None:
         "host: web-2; status: up",
     ]
     assert "columns: host, status" in extracted.units[0].context
+
+
+def _count(text: str) -> int:
+    """A stand-in tokenizer: one token per word, three for a long word."""
+    return sum(3 if len(w) > 12 else 1 for w in text.split())
+
+
+def test_a_token_budget_keeps_every_chunk_within_the_models_input() -> None:
+    budget = TokenBudget(_count, 40)
+    # Words are few but tokens many: URLs and hashes cost three tokens each.
+    units = [
+        Unit(f"check https://grafana.example.com/d/{i:08x}abcdef and sha256:{i:016x}", "Ops > Disk")
+        for i in range(30)
+    ]
+    plain = chunk_units(units, words=100, overlap=10)
+    assert max(_count(c.text) for c in plain) > 40  # without a budget, chunks overflow
+    chunks = chunk_units(units, words=100, overlap=10, tokens=budget)
+    assert all(_count(c.text) <= 40 for c in chunks)
+    # Nothing is lost: every unit is in some chunk.
+    joined = "\n".join(c.text for c in chunks)
+    assert all(u.text in joined for u in units)
+    assert all(c.text.startswith("Ops > Disk") for c in chunks)
+
+
+def test_a_long_unit_is_split_within_the_token_budget_context_included() -> None:
+    budget = TokenBudget(_count, 30)
+    text = " ".join(f"token{i}-averyveryverylongpiece" for i in range(40))
+    chunks = chunk_units([Unit(text, "A > B")], words=500, overlap=4, tokens=budget)
+    assert len(chunks) > 1
+    assert all(_count(c.text) <= 30 for c in chunks)
+    assert chunks[-1].text.endswith("token39-averyveryverylongpiece")
+
+
+def test_the_real_tokenizer_budget_holds_on_a_real_runbook(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.ingest.pipeline import chunks_for_file, token_budget
+    from knowledge_service.domain.vectors.embedder import get_embedder
+
+    settings = Settings()
+    budget = token_budget(get_embedder(settings.embedding_model))
+    assert budget is not None
+    assert budget.limit == 254  # MiniLM reads 256 tokens, two of them [CLS] and [SEP]
+    page = "\n\n".join(
+        f"Run `kubectl -n monitoring logs deploy/prometheus-operator-{i:04d} --since=1h` and "
+        f"compare https://prometheus.example.internal/api/v1/query?query=up%7Bjob%3D%22n{i}%22%7D"
+        for i in range(60)
+    )
+    path = tmp_path / "runbook.md"
+    path.write_text(f"# Operator down\n\n## Diagnosis\n\n{page}\n")
+    chunks, _ = chunks_for_file(path, "markdown", settings, "Operator down", budget)
+    model = get_embedder(settings.embedding_model).model
+    lengths = [len(model.tokenizer(c.text)["input_ids"]) for c in chunks]
+    assert max(lengths) <= 256
+    unbudgeted, _ = chunks_for_file(path, "markdown", settings, "Operator down")
+    assert max(len(model.tokenizer(c.text)["input_ids"]) for c in unbudgeted) > 256

@@ -6,11 +6,16 @@ packed into chunks of at most `words` words; the next chunk repeats the trailing
 of the previous one up to `overlap` words; a unit longer than a chunk is split into
 word windows. Each chunk starts with its context, so a passage found by search still
 says which runbook section it comes from.
+
+Given the embedding model's tokenizer (`TokenBudget`), a chunk also stays within the
+model's input length, context included: text past it would be cut off by the model
+and never reach the vector (a runbook's command at the end of a long paragraph would be
+invisible to semantic search).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # The embedding model reads at most 256 word pieces; code, URLs and log lines have long
@@ -40,22 +45,43 @@ class Chunk:
     context: str
 
 
-def _split_long(unit: Unit, words: int, overlap: int) -> list[Unit]:
-    """Word windows of at most `words` word-equivalents, sharing `overlap` words."""
-    if unit.words <= words:
+@dataclass(frozen=True, slots=True)
+class TokenBudget:
+    """The model's tokens per input (special tokens excluded) and how to count them.
+
+    `count` must be additive over whitespace-separated words (true of WordPiece and
+    other tokenizers that split on whitespace first), so pieces are counted once.
+    """
+
+    count: Callable[[str], int]
+    limit: int
+
+
+def _split_long(
+    unit: Unit, words: int, overlap: int, tokens: TokenBudget | None = None
+) -> list[Unit]:
+    """Word windows of at most `words` word-equivalents (and within the token budget,
+    context included), sharing `overlap` words."""
+    room = tokens.limit - tokens.count(unit.context) if tokens else 0
+    if unit.words <= words and (tokens is None or tokens.count(unit.text) <= room):
         return [unit]
-    tokens = unit.text.split()
+    pieces = unit.text.split()
+    costs = [tokens.count(p) for p in pieces] if tokens else []
     out = []
     start = 0
-    while start < len(tokens):
-        end, chars = start, 0
-        while end < len(tokens):
-            chars += len(tokens[end]) + 1
-            if max(end + 1 - start, chars // CHARS_PER_WORD) > words and end > start:
+    while start < len(pieces):
+        end, chars, used = start, 0, 0
+        while end < len(pieces):
+            chars += len(pieces[end]) + 1
+            over = max(end + 1 - start, chars // CHARS_PER_WORD) > words
+            if tokens is not None:
+                used += costs[end]
+                over = over or used > room
+            if over and end > start:
                 break
             end += 1
-        out.append(Unit(" ".join(tokens[start:end]), unit.context))
-        if end >= len(tokens):
+        out.append(Unit(" ".join(pieces[start:end]), unit.context))
+        if end >= len(pieces):
             break
         start = max(start + 1, end - min(overlap, (end - start) // 2))
     return out
@@ -78,24 +104,50 @@ def _render(units: list[Unit], joiner: str) -> tuple[str, str]:
     return text, context
 
 
+def _token_cost(units: list[Unit], tokens: TokenBudget, cost: dict[int, int]) -> int:
+    """Tokens of the rendered chunk of `units`: context, texts, section names."""
+    total = tokens.count(units[0].context)
+    current = units[0].context
+    for unit in units:
+        if unit.context != current:
+            total += tokens.count(unit.context.rsplit(" > ", 1)[-1])
+            current = unit.context
+        total += cost[id(unit)]
+    return total
+
+
 def chunk_units(
-    units: Iterable[Unit], *, words: int, overlap: int, joiner: str = "\n\n"
+    units: Iterable[Unit],
+    *,
+    words: int,
+    overlap: int,
+    joiner: str = "\n\n",
+    tokens: TokenBudget | None = None,
 ) -> list[Chunk]:
-    """Pack units into overlapping chunks of at most `words` words (plus context)."""
+    """Pack units into overlapping chunks of at most `words` words (plus context) and,
+    given a token budget, of at most `tokens.limit` tokens with their context."""
     overlap = min(overlap, words // 2)
     flat: list[Unit] = []
     for unit in units:
         if unit.text.strip():
-            flat.extend(_split_long(unit, words, overlap))
+            flat.extend(_split_long(unit, words, overlap, tokens))
+    cost = {id(u): tokens.count(u.text) for u in flat} if tokens else {}
+
+    def over(candidate: list[Unit], size: int) -> bool:
+        if size > words:
+            return True
+        return tokens is not None and _token_cost(candidate, tokens, cost) > tokens.limit
+
     chunks: list[Chunk] = []
     current: list[Unit] = []
     size = 0
     fresh = 0  # units in `current` not already emitted in the previous chunk
     for unit in flat:
-        if current and size + unit.words > words:
+        if current and over([*current, unit], size + unit.words):
             text, context = _render(current, joiner)
             chunks.append(Chunk(len(chunks), text, context))
-            # Carry trailing units (up to `overlap` words) into the next chunk.
+            # Carry trailing units (up to `overlap` words) into the next chunk, as many
+            # as leave room for this unit.
             carried: list[Unit] = []
             carried_size = 0
             for prev in reversed(current):
@@ -103,6 +155,8 @@ def chunk_units(
                     break
                 carried.insert(0, prev)
                 carried_size += prev.words
+            while carried and over([*carried, unit], carried_size + unit.words):
+                carried_size -= carried.pop(0).words
             current, size, fresh = carried, carried_size, 0
         current.append(unit)
         size += unit.words

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
-from knowledge_service.domain.ingest.chunking import Chunk, chunk_units
+from knowledge_service.domain.ingest.chunking import Chunk, TokenBudget, chunk_units
 from knowledge_service.domain.ingest.extract import (
     ExtractionError,
     Limits,
@@ -93,8 +94,32 @@ def embed_and_upsert(
             progress(min(1.0, end / len(texts)))
 
 
+@lru_cache(maxsize=4)
+def token_budget(embedder: Embedder) -> TokenBudget | None:
+    """The embedding model's input length and tokenizer, for chunking within it."""
+    model = embedder.model
+    tokenizer = getattr(model, "tokenizer", None)
+    limit = getattr(model, "max_seq_length", None)
+    if tokenizer is None or not limit:
+        return None
+    special = int(tokenizer.num_special_tokens_to_add(pair=False))
+
+    @lru_cache(maxsize=8192)  # contexts and section names come back chunk after chunk
+    def count(text: str) -> int:
+        if not text:
+            return 0
+        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
+        return len(ids["input_ids"])
+
+    return TokenBudget(count, int(limit) - special)
+
+
 def chunks_for_file(
-    path: Path, kind: str, settings: Settings, title: str | None
+    path: Path,
+    kind: str,
+    settings: Settings,
+    title: str | None,
+    tokens: TokenBudget | None = None,
 ) -> tuple[list[Chunk], str]:
     limits = Limits(max_chars=settings.max_extracted_chars, max_pdf_pages=settings.max_pdf_pages)
     extracted = extract(path, kind, limits, title)
@@ -103,6 +128,7 @@ def chunks_for_file(
         words=settings.chunk_words,
         overlap=settings.chunk_overlap_words,
         joiner=extracted.joiner,
+        tokens=tokens,
     )
     if not chunks:
         raise ExtractionError("No text could be extracted from the file.")
@@ -140,13 +166,13 @@ class _Prepared:
     text: str
 
 
-def _prepare(settings: Settings, doc: Any) -> _Prepared:
+def _prepare(settings: Settings, doc: Any, tokens: TokenBudget | None) -> _Prepared:
     path = documents.file_path(settings, doc.id)
     if not path.exists():
         raise PermanentIngestError("The stored original of this document is missing.")
     kind = detect_kind(doc.filename, doc.content_type, doc.document_type)
     try:
-        chunks, text = chunks_for_file(path, kind, settings, doc.title)
+        chunks, text = chunks_for_file(path, kind, settings, doc.title, tokens)
     except ExtractionError as exc:
         raise PermanentIngestError(str(exc)) from None
     return _Prepared(doc, chunks, text)
@@ -177,9 +203,10 @@ def ingest_batch(
     settings = deps.settings
     outcomes: dict[str, Outcome] = {}
     prepared: list[_Prepared] = []
+    tokens = token_budget(deps.embedder)
     for doc in docs:
         try:
-            prepared.append(_prepare(settings, doc))
+            prepared.append(_prepare(settings, doc, tokens))
         except PermanentIngestError as exc:
             outcomes[doc.id] = _fail(deps, doc, str(exc))
     extracted_at = time.perf_counter()
