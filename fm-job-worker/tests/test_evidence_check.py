@@ -138,11 +138,10 @@ def test_an_unreachable_evidence_service_raises_unavailable(redis_url, services,
 def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # type: ignore[no-untyped-def]
     redis_url, services, evidence_db, chroma_url, sqlite_url, data_dir, monkeypatch
 ) -> None:
-    """What knowledge.purge_orphans runs: the cleanup with `evidence_exists(rt)`."""
-    import time
-
+    """The knowledge.purge_orphans task (Celery `apply`) asks the evidence service."""
     from fm_common.db import migrate_sync
-    from knowledge_service.domain.documents.cleanup import purge_orphans
+    from job_worker.app import app
+    from job_worker.tasks.knowledge import purge_orphans
     from knowledge_service.domain.documents.models import CaseCollection
     from knowledge_service.main import MIGRATIONS
 
@@ -167,18 +166,16 @@ def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # 
             s.add(CaseCollection(case_id="c1", owner_id="alice"))
 
         rt.db(claim)
-        result = purge_orphans(
-            rt.knowledge,
-            rt.store,
-            rt.bm25,
-            rt.db,
-            grace_seconds=3600,
-            now=time.time(),
-            evidence_exists=evidence_exists(rt),
-        )
+        runtime_mod._runtime = rt
+        # The BM25 refresh it schedules is recorded, not sent (no broker in this test).
+        sent: list[str] = []
+        monkeypatch.setattr(app, "send_task", lambda name, **_: sent.append(name))
+        result = purge_orphans.apply().result
         assert result["evidence_chunks_deleted"] == 1
-        assert result["changed_collections"] == ["case_c1"]
+        assert result["evidence_files_gone"] == 1
+        assert sent == ["knowledge.refresh_bm25"]
         left = rt.store.get_collection("case_c1").get(include=[])["ids"]
         assert left == [f"evidence:{kept}:0"]
     finally:
+        runtime_mod._runtime = None
         rt.runner.close()

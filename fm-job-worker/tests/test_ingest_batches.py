@@ -173,6 +173,30 @@ def test_a_crashing_batch_fails_its_own_document_and_gives_the_others_back(
     assert resent == [("d1", "job-d1"), ("d2", "job-d2")]
 
 
+def test_given_back_documents_stay_in_flight_when_the_broker_cannot_take_them(
+    rt: Runtime, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    for i in range(3):
+        _upload(rt, f"d{i}", TEXT.format(title=f"Lost{i}").encode(), age=i)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    def broker_down(*_: Any, **__: Any) -> Any:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("knowledge_service.domain.ingest.pipeline.ingest_batch", boom)
+    monkeypatch.setattr(app, "send_task", broker_down)
+    ingest_document.apply(kwargs={"document_id": "d0", "job_id": "job-d0"})
+    assert _doc(rt, "d0").status == "failed"
+    # Unclaimed, and recorded in flight: jobs.reap_stale sends them when they go stale.
+    for i in (1, 2):
+        assert _doc(rt, f"d{i}").claimed_by is None
+        entry = tracking.get(rt.redis, f"job-d{i}")
+        assert entry is not None
+        assert (entry.task, entry.kwargs["document_id"]) == ("knowledge.ingest_document", f"d{i}")
+
+
 def test_a_redelivered_run_works_alone_and_gives_its_old_batch_back(rt: Runtime, sent) -> None:  # type: ignore[no-untyped-def]
     for i in range(3):
         _upload(rt, f"d{i}", TEXT.format(title=f"Redo{i}").encode(), age=i)

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import redis as redis_lib
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fm_common.jobs import SyncJobStore
@@ -20,6 +21,7 @@ from fm_common.settings import load_settings
 from job_worker.config import Settings
 
 T = TypeVar("T")
+log = structlog.get_logger("worker.runtime")
 BM25_PENDING = "fm:knowledge:bm25-pending:"
 BM25_DEBOUNCE_SECONDS = 2.0
 
@@ -87,19 +89,27 @@ class Runtime:
 
         Rebuilding after every document would cost O(collection) per ingestion; instead
         the first change of a burst schedules `knowledge.refresh_bm25` a moment later.
+        The version is what matters (a search finds its index stale and rebuilds it); the
+        refresh only saves that search the wait, so failing to schedule it is not fatal.
         """
         from knowledge_service.domain.vectors.bm25 import version_key
 
+        pending = f"{BM25_PENDING}{collection}"
         self.redis.incr(version_key(collection))
-        if self.redis.set(f"{BM25_PENDING}{collection}", "1", nx=True, ex=60):
+        if self.redis.set(pending, "1", nx=True, ex=60):
             from job_worker.app import app
 
-            app.send_task(
-                "knowledge.refresh_bm25",
-                kwargs={"collection": collection},
-                queue="maintenance",
-                countdown=BM25_DEBOUNCE_SECONDS,
-            )
+            try:
+                app.send_task(
+                    "knowledge.refresh_bm25",
+                    kwargs={"collection": collection},
+                    queue="maintenance",
+                    countdown=BM25_DEBOUNCE_SECONDS,
+                    ignore_result=True,
+                )
+            except Exception as exc:  # the broker is down: the next change tries again
+                self.redis.delete(pending)
+                log.warning("bm25.refresh_not_scheduled", collection=collection, error=repr(exc))
 
     def ingest_deps(self) -> Any:
         from knowledge_service.domain.ingest.pipeline import IngestDeps

@@ -64,6 +64,10 @@ def begin(
     return entry
 
 
+def record(redis: Any, entry: InFlight) -> None:
+    redis.hset(INFLIGHT_KEY, entry.track_id, entry.dump())
+
+
 def heartbeat(redis: Any, entry: InFlight) -> None:
     entry.heartbeat = time.time()
     redis.hset(INFLIGHT_KEY, entry.track_id, entry.dump())
@@ -92,7 +96,14 @@ def all_entries(redis: Any) -> list[InFlight]:
 def resend(app: Any, redis: Any, entry: InFlight) -> None:
     entry.state, entry.hostname, entry.heartbeat = "requeued", None, time.time()
     redis.hset(INFLIGHT_KEY, entry.track_id, entry.dump())
-    app.send_task(entry.task, kwargs=entry.kwargs, queue=entry.queue, task_id=entry.track_id)
+    # ignore_result: otherwise the worker's app subscribes to a result channel per send.
+    app.send_task(
+        entry.task,
+        kwargs=entry.kwargs,
+        queue=entry.queue,
+        task_id=entry.track_id,
+        ignore_result=True,
+    )
 
 
 def recover_inflight(app: Any, hostname: str) -> int:

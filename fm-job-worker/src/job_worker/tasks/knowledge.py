@@ -46,15 +46,33 @@ def _fail_ingest(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -
 
 def _release_batch(rt: Runtime, claimer: str, keep_id: str) -> int:
     """Unclaim the other documents `claimer` took into its batch and send each its own
-    ingestion again (their first runs ended, leaving them to the batch)."""
+    ingestion again (their first runs ended, leaving them to the batch).
+
+    Each is recorded in flight before it is unclaimed, so a send that never happens
+    (the broker down right then) is re-sent by jobs.reap_stale: no document is left
+    waiting with neither a claim nor a task.
+    """
+    from job_worker import tracking
     from knowledge_service.domain.documents import service as documents
 
+    held = rt.db(lambda s: documents.held_claims(s, claimer, keep_id))
+    entries = {
+        doc.id: tracking.InFlight(
+            track_id=str(doc.job_id),
+            task="knowledge.ingest_document",
+            queue="ingest",
+            kwargs={"document_id": doc.id, "job_id": doc.job_id},
+            state="requeued",
+        )
+        for doc in held
+        if doc.job_id
+    }
+    for entry in entries.values():
+        tracking.record(rt.redis, entry)
     released = rt.db(lambda s: documents.release_claims(s, claimer, keep_id))
     for doc in released:
-        kwargs = {"document_id": doc.id, "job_id": doc.job_id}
-        app.send_task(
-            "knowledge.ingest_document", kwargs=kwargs, queue="ingest", task_id=doc.job_id
-        )
+        if doc.id in entries:
+            tracking.resend(app, rt.redis, entries[doc.id])
     if released:
         log.warning("ingest.batch_released", claimer=claimer, documents=len(released))
     return len(released)
@@ -158,6 +176,7 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     from knowledge_service.domain.ingest.pipeline import (
         chunks_for_file,
         embed_and_upsert,
+        token_budget,
     )
     from knowledge_service.domain.vectors.store import case_collection
 
@@ -187,7 +206,7 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
         try:
-            chunks, _ = chunks_for_file(path, kind, k, meta.filename)
+            chunks, _ = chunks_for_file(path, kind, k, meta.filename, token_budget(rt.embedder))
         except ExtractionError as exc:
             raise PermanentError(str(exc), "NOT_INDEXABLE") from None
     deps = rt.ingest_deps()
@@ -286,7 +305,9 @@ def reindex_collection(ctx: TaskContext, collection: str) -> Any:
 
 @tracked_task(app, "knowledge.purge_orphans", **MAINTENANCE)
 def purge_orphans(ctx: TaskContext) -> Any:
-    """Delete vectors, files and indexes whose document or case no longer exists."""
+    """Delete vectors, files and indexes whose document, case or evidence file no longer
+    exists (evidence files as the evidence service answers; nothing without its answer)."""
+    from job_worker.evidence_check import evidence_exists
     from knowledge_service.domain.documents.cleanup import purge_orphans as purge
 
     rt = ctx.rt
@@ -297,6 +318,7 @@ def purge_orphans(ctx: TaskContext) -> Any:
         rt.db,
         grace_seconds=rt.settings.orphan_grace_seconds,
         now=time.time(),
+        evidence_exists=evidence_exists(rt),
     )
     for collection in result.pop("changed_collections", []):
         rt.collection_changed(collection)

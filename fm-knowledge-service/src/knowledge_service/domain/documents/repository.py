@@ -147,12 +147,16 @@ async def claim_candidates(
     return list((await session.execute(stmt)).scalars())
 
 
-async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
-    """Unclaim what `claimer` holds besides `keep_id` and is still waiting; those documents."""
+async def held_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
     stmt = select(Document).where(
         Document.claimed_by == claimer, Document.id != keep_id, Document.status == "processing"
     )
-    docs = list((await session.execute(stmt)).scalars())
+    return list((await session.execute(stmt)).scalars())
+
+
+async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
+    """Unclaim what `claimer` holds besides `keep_id` and is still waiting; those documents."""
+    docs = await held_claims(session, claimer, keep_id)
     if docs:
         await session.execute(
             update(Document)

@@ -277,6 +277,11 @@ async def claim_batch(
     return Claim("claimed", docs=docs, own=own)
 
 
+async def held_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
+    """The other documents `claimer` holds that still wait for ingestion."""
+    return await repo.held_claims(session, claimer, keep_id)
+
+
 async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
     """Give back the other documents a run had claimed (they need their own runs again)."""
     return await repo.release_claims(session, claimer, keep_id)
