@@ -121,18 +121,10 @@ async def search(
 ) -> SearchResponse:
     """Search the caller's collections; semantic by default, hybrid on request."""
     started = time.perf_counter()
-    # The query's embedding (the long pole) starts at once, beside the case ownership
-    # read; a refused search drops it (its thread finishes on its own).
-    embedding = asyncio.ensure_future(asyncio.to_thread(deps.embedder.encode_query, req.query))
-    try:
-        targets = await _collections(maker, principal, req)
-    except BaseException:
-        embedding.cancel()
-        raise
+    targets = await _collections(maker, principal, req)
     if not targets:
-        embedding.cancel()
         return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
-    vector = await embedding
+    vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
     where = _where(req)
     depth = req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
     semantic = await asyncio.gather(
