@@ -35,7 +35,10 @@ def rt(
     monkeypatch.setenv("FM_CHROMA_URL", chroma_url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     migrate_sync(MIGRATIONS, sqlite_url)
-    runtime = Runtime(WorkerSettings(redis_url=redis_url, data_dir=data_dir, max_retries=0))
+    # One child: a run may take every waiting document (two would share them).
+    runtime = Runtime(
+        WorkerSettings(redis_url=redis_url, data_dir=data_dir, max_retries=0, concurrency=1)
+    )
     runtime_mod._runtime = runtime
     yield runtime
     runtime_mod._runtime = None
@@ -214,6 +217,15 @@ def test_a_redelivered_run_works_alone_and_gives_its_old_batch_back(rt: Runtime,
         assert (doc.status, doc.claimed_by) == ("processing", None)
     resent = sorted(k["document_id"] for n, k, _ in sent if n.endswith("ingest_document"))
     assert resent == ["d1", "d2"]
+
+
+def test_runs_of_a_worker_with_two_children_share_a_burst(rt: Runtime, sent) -> None:  # type: ignore[no-untyped-def]
+    rt.settings = rt.settings.model_copy(update={"concurrency": 2})
+    for i in range(6):
+        _upload(rt, f"d{i}", TEXT.format(title=f"Share{i}").encode(), age=i)
+    assert _run("d0")["batch"] == 3
+    assert _run("d3")["batch"] == 2  # three left, shared by two children
+    assert _doc(rt, "d5").status == "processing"
 
 
 def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -79,10 +79,18 @@ def _add(db: Db, doc_id: str, *, size: int = 100, age: int = 0, **fields: Any) -
     db(add)
 
 
-def _claim(db: Db, doc_id: str, claimer: str, n: int = 4, max_bytes: int = 10_000) -> Any:
+def _claim(
+    db: Db, doc_id: str, claimer: str, n: int = 4, max_bytes: int = 10_000, share: int = 1
+) -> Any:
     claim = db(
         lambda s: documents.claim_batch(
-            s, doc_id, claimer, max_documents=n, max_bytes=max_bytes, stale_after=STALE
+            s,
+            doc_id,
+            claimer,
+            max_documents=n,
+            max_bytes=max_bytes,
+            stale_after=STALE,
+            share=share,
         )
     )
     return claim.state, [d.id for d in claim.docs]
@@ -107,6 +115,19 @@ def test_a_run_takes_its_document_then_the_oldest_waiting_ones(db: Db) -> None:
     # Another run skips what run-a holds.
     assert _claim(db, "d3", "run-b", n=4) == ("claimed", ["d3", "d4"])
     assert _holder(db, "done") is None
+
+
+def test_parallel_runs_share_what_is_waiting(db: Db) -> None:
+    for i in range(10):
+        _add(db, f"d{i}", age=i)
+    # Two runs, ten waiting: each takes half, not eight and two.
+    state, ids = _claim(db, "d0", "run-a", n=8, share=2)
+    assert (state, ids) == ("claimed", ["d0", "d1", "d2", "d3", "d4"])
+    assert _claim(db, "d5", "run-b", n=8, share=2)[1] == ["d5", "d6", "d7"]
+    # A long queue fills whole batches.
+    for i in range(10, 50):
+        _add(db, f"d{i}", age=i)
+    assert len(_claim(db, "d10", "run-c", n=8, share=2)[1]) == 8
 
 
 def test_the_byte_budget_bounds_a_batch_but_never_drops_its_own_document(db: Db) -> None:

@@ -104,7 +104,8 @@ def ingest_document(ctx: TaskContext, document_id: str) -> Any:
             claimer,
             max_documents=k.ingest_batch_documents if first else 1,
             max_bytes=k.ingest_batch_bytes,
-            stale_after=settings.ingest_time_limit + 60,
+            stale_after=rt.settings.ingest_time_limit + 60,
+            share=rt.settings.concurrency,
         )
     )
     if claim.state == "gone":

@@ -248,10 +248,13 @@ async def claim_batch(
     max_documents: int,
     max_bytes: int,
     stale_after: float,
+    share: int = 1,
 ) -> Claim:
     """Claim the document, and up to `max_documents - 1` other waiting ones (oldest
-    first, within `max_bytes` in all), for one ingestion run. A claim older than
-    `stale_after` seconds belongs to a run that is dead (it outlived the hard time
+    first, within `max_bytes` in all), for one ingestion run; but no more than a
+    `share`-th of what is waiting, so `share` parallel runs finish a burst together
+    instead of one working through a full batch while the others idle. A claim older
+    than `stale_after` seconds belongs to a run that is dead (it outlived the hard time
     limit) and may be taken over."""
     now = utcnow()
     stale_before = now - timedelta(seconds=stale_after)
@@ -264,9 +267,11 @@ async def claim_batch(
         return Claim("elsewhere", own=own)
     docs, total = [own], own.size_bytes
     if max_documents > 1:
-        for doc in await repo.claim_candidates(
-            session, own.id, claimer, stale_before, max_documents * 2
-        ):
+        candidates = await repo.claim_candidates(
+            session, own.id, claimer, stale_before, max_documents * share * 2
+        )
+        max_documents = min(max_documents, -(-(len(candidates) + 1) // max(1, share)))
+        for doc in candidates:
             if len(docs) >= max_documents:
                 break
             if total + doc.size_bytes > max_bytes:
