@@ -29,7 +29,9 @@ def test_bf16_query_vectors_stay_with_the_fp32_document_vectors(bf16: Embedder) 
 
     linears = [m for m in bf16._query_model.modules() if type(m).__name__ == "Bf16Linear"]
     assert len(linears) == 36  # 6 layers x (q, k, v, out, up, down): all in bf16
-    assert all(m.weight.dtype == torch.bfloat16 for m in linears)
+    for m in linears:
+        assert m.bias.dtype == torch.bfloat16
+        assert m.packed is not None or m.weight.dtype == torch.bfloat16
     for query in QUERIES:
         fast = np.asarray(bf16.encode_query(query))
         full = np.asarray(bf16.encode([query])[0])  # how documents are embedded: fp32
@@ -60,3 +62,23 @@ def test_auto_precision_is_bf16_only_with_native_bf16_on_the_cpu(
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert _use_bf16("auto", "cpu") is True
     assert _use_bf16("auto", "cuda") is False
+
+
+def test_without_onednn_packing_bf16_queries_use_plain_bf16_weights(
+    bf16: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def missing(*_args: object) -> None:
+        raise RuntimeError("no packed linear here")
+
+    monkeypatch.setitem(torch.ops.mkldnn.__dict__, "_reorder_linear_weight", missing)
+    plain = Embedder("all-MiniLM-L6-v2", query_precision="bf16")
+    plain.model  # noqa: B018
+    linears = [m for m in plain._query_model.modules() if type(m).__name__ == "Bf16Linear"]
+    assert linears
+    assert all(m.packed is None and m.weight.dtype == torch.bfloat16 for m in linears)
+    for query in QUERIES:
+        a = np.asarray(plain.encode_query(query))
+        b = np.asarray(bf16.encode_query(query))
+        assert float(a @ b) >= 0.9999, query

@@ -170,23 +170,35 @@ def _swap_linears(module: Any, linear: type, replacement: type) -> None:
 def _bf16_linear_class() -> type:
     import torch
 
+    def pack(weight: Any, bias: Any) -> Any:
+        """The weight prepacked in oneDNN's blocked layout (what torch.compile's CPU
+        backend does): about a fifth faster than plain bf16 weights; None where the op
+        is missing (plain weights then)."""
+        try:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+            probe = torch.zeros(1, weight.shape[1], dtype=torch.bfloat16)
+            torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
+        except (AttributeError, RuntimeError):
+            return None
+        return packed
+
     class Bf16Linear(torch.nn.Module):
         """y = x W^T + b with W, b in bfloat16 (fp32 in, fp32 out)."""
 
         def __init__(self, linear: Any) -> None:
             super().__init__()
-            self.weight = torch.nn.Parameter(
-                linear.weight.detach().to(torch.bfloat16), requires_grad=False
-            )
+            weight = linear.weight.detach().to(torch.bfloat16)
             bias = linear.bias
-            self.bias = (
-                None
-                if bias is None
-                else torch.nn.Parameter(bias.detach().to(torch.bfloat16), requires_grad=False)
-            )
+            self.bias = None if bias is None else bias.detach().to(torch.bfloat16)
+            self.packed = pack(weight, self.bias)
+            self.weight: Any = weight if self.packed is None else None
 
         def forward(self, x: Any) -> Any:
-            out = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias)
+            xb = x.to(torch.bfloat16)
+            if self.packed is not None:
+                out = torch.ops.mkldnn._linear_pointwise(xb, self.packed, self.bias, "none", [], "")
+            else:
+                out = torch.nn.functional.linear(xb, self.weight, self.bias)
             return out.to(x.dtype)
 
     return Bf16Linear
