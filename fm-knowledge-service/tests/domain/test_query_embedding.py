@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knowledge_service.domain.vectors.embedder import Embedder, _use_bf16, get_embedder
+from knowledge_service.domain.vectors.embedder import (
+    Embedder,
+    _plain_bert_forward,
+    _use_bf16,
+    get_embedder,
+)
 
 QUERIES = [
     "etcd has no leader",
@@ -82,3 +87,21 @@ def test_without_onednn_packing_bf16_queries_use_plain_bf16_weights(
         a = np.asarray(plain.encode_query(query))
         b = np.asarray(bf16.encode_query(query))
         assert float(a @ b) >= 0.9999, query
+
+
+def test_the_written_out_bert_forward_matches_transformers() -> None:
+    import torch
+
+    first = get_embedder("all-MiniLM-L6-v2").model[0]
+    forward = _plain_bert_forward(first.auto_model)
+    assert forward is not None
+    for query in QUERIES:
+        batch = first.tokenizer(
+            [query], return_tensors="pt", truncation=True, max_length=first.max_seq_length
+        )
+        with torch.inference_mode():
+            ours = forward(dict(batch))
+            theirs = first.auto_model(**batch).last_hidden_state
+        assert ours.shape == theirs.shape
+        assert torch.allclose(ours, theirs, atol=1e-4), query
+    assert _plain_bert_forward(torch.nn.Linear(2, 2)) is None  # other models: transformers

@@ -53,6 +53,7 @@ class Embedder:
         self._model: Any = None
         self._mean_pooled = False
         self._query_model: Any = None
+        self._query_forward: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -81,8 +82,12 @@ class Embedder:
         model = SentenceTransformer(source, device=self.device)
         self._mean_pooled = _is_mean_pooled_normalised(model)
         if self._mean_pooled:
-            self._query_model = _query_transformer(
+            query_model = _query_transformer(
                 model[0].auto_model, _use_bf16(self.query_precision, self.device)
+            )
+            self._query_model = query_model
+            self._query_forward = _plain_bert_forward(query_model) or (
+                lambda batch: query_model(**batch).last_hidden_state
             )
         log.info(
             "embedder.loaded",
@@ -121,7 +126,7 @@ class Embedder:
                 [text], return_tensors="pt", truncation=True, max_length=first.max_seq_length
             )
             batch = {k: v.to(model.device) for k, v in batch.items()}
-            hidden = self._query_model(**batch).last_hidden_state.float()
+            hidden = self._query_forward(batch).float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             vector = torch.nn.functional.normalize(pooled, p=2, dim=1)[0]
@@ -156,6 +161,50 @@ def _query_transformer(auto_model: Any, bf16: bool) -> Any:
     _swap_linears(query, torch.nn.Linear, _bf16_linear_class())
     query.fm_dtype = "bf16"
     return query.eval()
+
+
+def _plain_bert_forward(model: Any) -> Any:
+    """For a plain BERT encoder (MiniLM), the forward pass of one unpadded text written
+    out: embeddings, then per layer attention (SDPA, no mask: nothing is padded), residual
+    + layer norm, GELU feed-forward, residual + layer norm. The same operations as
+    transformers' BertModel, without its per-call mask building, output capture and
+    pooler: about 1.3 ms less per query. None for any other architecture."""
+    import torch
+    import torch.nn.functional as F
+
+    cfg = getattr(model, "config", None)
+    if (
+        type(model).__name__ != "BertModel"
+        or cfg is None
+        or cfg.is_decoder
+        or getattr(cfg, "position_embedding_type", "absolute") != "absolute"
+        or cfg.hidden_act != "gelu"
+        or not hasattr(model, "encoder")
+    ):
+        return None
+    emb, layers, heads = model.embeddings, list(model.encoder.layer), cfg.num_attention_heads
+
+    def forward(batch: dict[str, Any]) -> Any:
+        ids = batch["input_ids"]
+        n = ids.shape[1]
+        positions = torch.arange(n, device=ids.device).unsqueeze(0)
+        x = emb.word_embeddings(ids) + emb.position_embeddings(positions)
+        types = batch.get("token_type_ids")
+        types = torch.zeros_like(ids) if types is None else types
+        x = emb.LayerNorm(x + emb.token_type_embeddings(types))
+
+        def split(t: Any) -> Any:
+            return t.view(1, n, heads, -1).transpose(1, 2)
+
+        for layer in layers:
+            att = layer.attention
+            q, k, v = (split(f(x)) for f in (att.self.query, att.self.key, att.self.value))
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, n, -1)
+            x = att.output.LayerNorm(att.output.dense(o) + x)
+            x = layer.output.LayerNorm(layer.output.dense(F.gelu(layer.intermediate.dense(x))) + x)
+        return x
+
+    return forward
 
 
 def _swap_linears(module: Any, linear: type, replacement: type) -> None:
