@@ -115,28 +115,35 @@ def upload(client: httpx.Client, headers: dict[str, str], path: Path) -> str:
 
 
 def wait_processed(client: httpx.Client, headers: dict[str, str], ids: list[str]) -> list[dict]:
-    """Poll the document list (two requests per round, not one per document)."""
+    """Poll until none of `ids` is processing (a one-document page per round, so the poll
+    costs the service little), then read them all."""
     wanted = set(ids)
     while True:
-        docs: dict[str, dict] = {}
-        offset = 0
-        while True:
-            page = client.get(
-                "/api/v1/knowledge/documents",
-                headers=headers,
-                params={"scope": "global", "limit": 100, "offset": offset},
-            ).json()
-            docs.update({d["document_id"]: d for d in page["documents"]})
-            if not page["has_more"]:
-                break
-            offset += 100
-        mine = [docs[i] for i in wanted if i in docs]
-        failed = [d for d in mine if d["status"] == "failed"]
-        if failed:
-            raise RuntimeError(f"{failed[0]['document_id']} failed: {failed[0]['error']}")
-        if len(mine) == len(wanted) and all(d["status"] == "processed" for d in mine):
-            return mine
-        time.sleep(0.2)
+        waiting = client.get(
+            "/api/v1/knowledge/documents",
+            headers=headers,
+            params={"scope": "global", "status": "processing", "limit": 1},
+        ).json()
+        if waiting["total_count"] == 0:
+            break
+        time.sleep(0.1)
+    docs: dict[str, dict] = {}
+    offset = 0
+    while True:
+        page = client.get(
+            "/api/v1/knowledge/documents",
+            headers=headers,
+            params={"scope": "global", "limit": 100, "offset": offset},
+        ).json()
+        docs.update({d["document_id"]: d for d in page["documents"]})
+        if not page["has_more"]:
+            break
+        offset += 100
+    mine = [docs[i] for i in wanted if i in docs]
+    failed = [d for d in mine if d["status"] != "processed"]
+    if failed or len(mine) != len(wanted):
+        raise RuntimeError(f"not processed: {failed[:1] or len(wanted) - len(mine)}")
+    return mine
 
 
 def _raw_chunks(files: list[Path]) -> list[str]:

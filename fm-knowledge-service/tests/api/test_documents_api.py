@@ -161,7 +161,11 @@ async def test_list_shows_own_and_global_with_filters_and_paging(client, token_i
     assert [d["title"] for d in searched["documents"]] == ["Network flaps"]
     scoped = (await client.get("/api/v1/knowledge/documents?scope=global", headers=me)).json()
     assert [d["title"] for d in scoped["documents"]] == ["Global"]
-    for bad in ("limit=0", "limit=101", "offset=-1", "scope=team"):
+    # No worker runs here: everything still waits for ingestion.
+    for state, count in (("processing", 5), ("processed", 0), ("failed", 0)):
+        page = (await client.get(f"/api/v1/knowledge/documents?status={state}", headers=me)).json()
+        assert page["total_count"] == count, state
+    for bad in ("limit=0", "limit=101", "offset=-1", "scope=team", "status=done"):
         resp = await client.get(f"/api/v1/knowledge/documents?{bad}", headers=me)
         assert resp.status_code == 422, bad
 

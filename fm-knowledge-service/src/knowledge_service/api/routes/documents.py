@@ -10,6 +10,7 @@ from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.knowledge import (
     DocumentAccepted,
     DocumentPage,
+    DocumentStatus,
     KnowledgeDocument,
     Scope,
     split_tags,
@@ -96,10 +97,12 @@ async def list_documents(
     tags: Annotated[str | None, Query(max_length=2000)] = None,
     q: Annotated[str | None, Query(max_length=500)] = None,
     case_id: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[DocumentStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DocumentPage:
-    """Documents the caller may read: own personal and case ones, and global ones."""
+    """Documents the caller may read: own personal and case ones, and global ones;
+    `status` narrows to those still processing, processed or failed."""
     return await service.list_documents(
         session,
         principal,
@@ -108,6 +111,7 @@ async def list_documents(
         tags=split_tags(tags),
         q=q or None,
         case_id=case_id,
+        status=state,
         limit=limit,
         offset=offset,
     )

@@ -48,8 +48,11 @@ async def list_visible(
     case_id: str | None,
     limit: int,
     offset: int,
+    status: str | None = None,
 ) -> tuple[list[Document], int]:
     conds: list[Any] = [_visible(user_id)]
+    if status:
+        conds.append(Document.status == status)
     if scope:
         conds.append(Document.scope == scope)
     if document_type:

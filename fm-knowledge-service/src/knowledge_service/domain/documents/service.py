@@ -89,6 +89,7 @@ async def list_documents(
     case_id: str | None,
     limit: int,
     offset: int,
+    status: str | None = None,
 ) -> DocumentPage:
     """Documents the caller may read: own personal and case ones, and every global one."""
     rows, total = await repo.list_visible(
@@ -99,6 +100,7 @@ async def list_documents(
         tags=tags,
         q=q,
         case_id=case_id,
+        status=status,
         limit=limit,
         offset=offset,
     )
