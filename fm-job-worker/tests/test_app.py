@@ -76,8 +76,14 @@ if "torch" in sys.modules:
 
     import torch
 
+    import os
+    import threading
+
     k = Settings()
     loaded = get_embedder(k.embedding_model, k.embedding_device)._model is not None
+    # Nothing the fork would lose: one thread, and the children's imports done.
+    assert len(os.listdir("/proc/self/task")) == 1, [t.name for t in threading.enumerate()]
+    assert {"chromadb", "bm25s"} <= set(sys.modules)
     print("loaded" if loaded else "imported", torch.get_num_threads())
 else:
     print("skipped")

@@ -171,8 +171,19 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def preload_embedder() -> None:
-    """Load the configured embedding model into this process (the worker's main one)."""
+def preload_knowledge() -> None:
+    """Load the embedding model, and import the knowledge code the children run, into
+    this process (the worker's main one, before it forks). Imported lazily, the Chroma
+    client (~0.6 s) and BM25 with scipy (~0.5 s) cost each child its first task's time.
+    No thread may be left running: a fork copies only the forking thread."""
+    import tqdm
+
+    # The model's loading bar would start tqdm's monitor thread.
+    tqdm.tqdm.monitor_interval = 0
+    import chromadb  # noqa: F401
+
+    import knowledge_service.domain.ingest.pipeline
+    import knowledge_service.domain.vectors.bm25  # noqa: F401
     from knowledge_service.config import Settings as KnowledgeSettings
     from knowledge_service.domain.vectors.embedder import get_embedder
 
