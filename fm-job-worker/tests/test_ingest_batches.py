@@ -223,9 +223,16 @@ def test_runs_of_a_worker_with_two_children_share_a_burst(rt: Runtime, sent) -> 
     rt.settings = rt.settings.model_copy(update={"concurrency": 2})
     for i in range(6):
         _upload(rt, f"d{i}", TEXT.format(title=f"Share{i}").encode(), age=i)
-    assert _run("d0")["batch"] == 3
-    assert _run("d3")["batch"] == 2  # three left, shared by two children
-    assert _doc(rt, "d5").status == "processing"
+    assert _run("d0")["batch"] == 3  # d0 with the newest, d5 and d4
+    assert _run("d1")["batch"] == 2  # three left, shared by two children
+    assert [_doc(rt, f"d{i}").status for i in range(6)] == [
+        "processed",
+        "processed",
+        "processing",
+        "processed",
+        "processed",
+        "processed",
+    ]
 
 
 def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -234,4 +241,4 @@ def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> 
     for i in range(3):
         _upload(rt, f"d{i}", TEXT.format(title=f"Two{i}").encode(), age=i)
     assert _run("d0")["batch"] == 2
-    assert _doc(rt, "d2").status == "processing"
+    assert _doc(rt, "d1").status == "processing"

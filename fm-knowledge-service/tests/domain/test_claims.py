@@ -104,16 +104,18 @@ def _holder(db: Db, doc_id: str) -> str | None:
     return db(get)
 
 
-def test_a_run_takes_its_document_then_the_oldest_waiting_ones(db: Db) -> None:
+def test_a_run_takes_its_document_then_the_newest_waiting_ones(db: Db) -> None:
     for i in range(6):
         _add(db, f"d{i}", age=i)
     _add(db, "done", status="processed")
-    state, ids = _claim(db, "d5", "run-a", n=4)
+    # The queue hands out the oldest document's task first; its run takes the newest,
+    # so the next task (d1) finds its document free.
+    state, ids = _claim(db, "d0", "run-a", n=4)
     assert state == "claimed"
-    assert ids == ["d5", "d0", "d1", "d2"]
+    assert ids == ["d0", "d5", "d4", "d3"]
     assert all(_holder(db, i) == "run-a" for i in ids)
     # Another run skips what run-a holds.
-    assert _claim(db, "d3", "run-b", n=4) == ("claimed", ["d3", "d4"])
+    assert _claim(db, "d1", "run-b", n=4) == ("claimed", ["d1", "d2"])
     assert _holder(db, "done") is None
 
 
@@ -122,8 +124,13 @@ def test_parallel_runs_share_what_is_waiting(db: Db) -> None:
         _add(db, f"d{i}", age=i)
     # Two runs, ten waiting: each takes half, not eight and two.
     state, ids = _claim(db, "d0", "run-a", n=8, share=2)
-    assert (state, ids) == ("claimed", ["d0", "d1", "d2", "d3", "d4"])
-    assert _claim(db, "d5", "run-b", n=8, share=2)[1] == ["d5", "d6", "d7"]
+    assert (state, ids) == ("claimed", ["d0", "d9", "d8", "d7", "d6"])
+    assert _claim(db, "d1", "run-b", n=8, share=2)[1] == ["d1", "d5", "d4"]
+    # Shares are by size too: a big document is more than a share of the bytes, so it
+    # is left for the next run (d2, d3 and big wait: two documents' worth each).
+    _add(db, "big", size=1_000, age=60)
+    assert _claim(db, "d2", "run-d", n=8, share=2)[1] == ["d2", "d3"]
+    assert _claim(db, "big", "run-e", n=8, share=2)[1] == ["big"]
     # A long queue fills whole batches.
     for i in range(10, 50):
         _add(db, f"d{i}", age=i)
@@ -137,8 +144,8 @@ def test_the_byte_budget_bounds_a_batch_but_never_drops_its_own_document(db: Db)
     _add(db, "own", size=20_000, age=3)
     state, ids = _claim(db, "own", "run-a", n=8, max_bytes=25_000)
     assert state == "claimed"
-    # own + big fill the 25,000 bytes exactly; huge and then small would go over.
-    assert ids == ["own", "big"]
+    # Newest first: small fits, huge would go over, and then so would big.
+    assert ids == ["own", "small"]
     # A document over the budget on its own is still ingested, alone.
     assert _claim(db, "huge", "run-b", n=8, max_bytes=25_000) == ("claimed", ["huge"])
 
@@ -177,7 +184,7 @@ def test_gone_and_settled_documents_are_not_claimed(db: Db) -> None:
 def test_released_documents_are_free_again_and_settled_ones_stay_settled(db: Db) -> None:
     for i in range(4):
         _add(db, f"d{i}", age=i)
-    assert _claim(db, "d0", "run-a")[1] == ["d0", "d1", "d2", "d3"]
+    assert sorted(_claim(db, "d0", "run-a")[1]) == ["d0", "d1", "d2", "d3"]
     db(lambda s: documents.mark_processed(s, [("d3", 2, "preview")], "m"))
     released = db(lambda s: documents.release_claims(s, "run-a", "d0"))
     assert sorted(d.id for d in released) == ["d1", "d2"]

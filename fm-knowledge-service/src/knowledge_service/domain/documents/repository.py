@@ -140,11 +140,13 @@ async def claim(
 async def claim_candidates(
     session: AsyncSession, exclude_id: str, claimer: str, stale_before: datetime, limit: int
 ) -> list[Document]:
-    """The oldest documents another ingestion run could take into its batch."""
+    """The newest documents another ingestion run could take into its batch: tasks are
+    taken from the queue oldest first, so the next ones find their documents still free,
+    and the tasks of documents already in a batch come last, when the work is done."""
     stmt = (
         select(Document)
         .where(Document.id != exclude_id, _claimable(claimer, stale_before))
-        .order_by(Document.created_at, Document.id)
+        .order_by(Document.created_at.desc(), Document.id)
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())

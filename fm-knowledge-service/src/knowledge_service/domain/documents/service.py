@@ -252,12 +252,12 @@ async def claim_batch(
     stale_after: float,
     share: int = 1,
 ) -> Claim:
-    """Claim the document, and up to `max_documents - 1` other waiting ones (oldest
+    """Claim the document, and up to `max_documents - 1` other waiting ones (newest
     first, within `max_bytes` in all), for one ingestion run; but no more than a
-    `share`-th of what is waiting, so `share` parallel runs finish a burst together
-    instead of one working through a full batch while the others idle. A claim older
-    than `stale_after` seconds belongs to a run that is dead (it outlived the hard time
-    limit) and may be taken over."""
+    `share`-th of what is waiting (in count and in bytes), so `share` parallel runs
+    finish a burst together instead of one working through a full batch while the
+    others idle. A claim older than `stale_after` seconds belongs to a run that is dead
+    (it outlived the hard time limit) and may be taken over."""
     now = utcnow()
     stale_before = now - timedelta(seconds=stale_after)
     own = await repo.get(session, document_id)
@@ -272,7 +272,13 @@ async def claim_batch(
         candidates = await repo.claim_candidates(
             session, own.id, claimer, stale_before, max_documents * share * 2
         )
-        max_documents = min(max_documents, -(-(len(candidates) + 1) // max(1, share)))
+        share = max(1, share)
+        # Its share of the waiting documents, by count and by size (bytes stand for work):
+        # as many bytes as its share of documents would hold at their average size.
+        waiting = len(candidates) + 1
+        max_documents = min(max_documents, -(-waiting // share))
+        waiting_bytes = own.size_bytes + sum(d.size_bytes for d in candidates)
+        max_bytes = min(max_bytes, -(-waiting_bytes * max_documents // waiting))
         for doc in candidates:
             if len(docs) >= max_documents:
                 break
