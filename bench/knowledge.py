@@ -7,7 +7,8 @@ one run:
      through the API, timed from the first upload until the last is `processed`
      (searchable), in chunks/s, next to the raw `model.encode` rate on the very same
      chunk texts in this process (the limit); the ratio is the figure of merit
-     (target >= 80%);
+     (target >= 80%); three rounds into fresh collections (--ingest-rounds), the
+     median reported, since the machine's load drifts between rounds;
   2. recall@5 of our own question set over the runbooks, semantic vs hybrid;
   3. search latency p50/p99 (HTTP round trip, query embedding included) at 1 and at 8
      concurrent clients, after synthesizing chunks straight into Chroma so the
@@ -98,14 +99,14 @@ def pct(values: list[float], p: float) -> float:
     return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 2)
 
 
-def upload(client: httpx.Client, headers: dict[str, str], path: Path) -> str:
+def upload(client: httpx.Client, headers: dict[str, str], path: Path, scope: str = "global") -> str:
     resp = client.post(
         "/api/v1/knowledge/documents",
         headers=headers,
         data={
             "title": path.stem,
             "document_type": "runbook",
-            "scope": "global",
+            "scope": scope,
             "tags": f"runbook,{path.parent.name}",
         },
         files={"file": (path.name, path.read_bytes(), "text/markdown")},
@@ -114,7 +115,9 @@ def upload(client: httpx.Client, headers: dict[str, str], path: Path) -> str:
     return str(resp.json()["document_id"])
 
 
-def wait_processed(client: httpx.Client, headers: dict[str, str], ids: list[str]) -> list[dict]:
+def wait_processed(
+    client: httpx.Client, headers: dict[str, str], ids: list[str], scope: str = "global"
+) -> list[dict]:
     """Poll until none of `ids` is processing (a one-document page per round, so the poll
     costs the service little), then read them all."""
     wanted = set(ids)
@@ -122,7 +125,7 @@ def wait_processed(client: httpx.Client, headers: dict[str, str], ids: list[str]
         waiting = client.get(
             "/api/v1/knowledge/documents",
             headers=headers,
-            params={"scope": "global", "status": "processing", "limit": 1},
+            params={"scope": scope, "status": "processing", "limit": 1},
         ).json()
         if waiting["total_count"] == 0:
             break
@@ -133,7 +136,7 @@ def wait_processed(client: httpx.Client, headers: dict[str, str], ids: list[str]
         page = client.get(
             "/api/v1/knowledge/documents",
             headers=headers,
-            params={"scope": "global", "limit": 100, "offset": offset},
+            params={"scope": scope, "limit": 100, "offset": offset},
         ).json()
         docs.update({d["document_id"]: d for d in page["documents"]})
         if not page["has_more"]:
@@ -176,7 +179,9 @@ def _raw_rate(texts: list[str]) -> tuple[float, float]:
     return len(texts) / elapsed, elapsed
 
 
-def bench_ingestion(stack: Stack, admin: dict[str, str], files: list[Path]) -> dict[str, Any]:
+def bench_ingestion(
+    stack: Stack, headers: dict[str, str], files: list[Path], scope: str = "global"
+) -> dict[str, Any]:
     # The limit: model.encode on the very same chunk texts, in this process, measured
     # before and after the ingestion (the machine is shared; load drifts) and averaged.
     texts = _raw_chunks(files)
@@ -184,16 +189,17 @@ def bench_ingestion(stack: Stack, admin: dict[str, str], files: list[Path]) -> d
     with httpx.Client(base_url=stack.url("knowledge"), timeout=60) as client:
         # Warm the worker (model load) with one small document before the clock starts.
         warm = RUNBOOKS / "general" / "Watchdog.md"
-        wait_processed(client, admin, [upload(client, admin, warm)])
+        wait_processed(client, headers, [upload(client, headers, warm, scope)], scope)
         started = time.perf_counter()
-        ids = [upload(client, admin, p) for p in files]
-        docs = wait_processed(client, admin, ids)
+        ids = [upload(client, headers, p, scope) for p in files]
+        docs = wait_processed(client, headers, ids, scope)
         elapsed = time.perf_counter() - started
     chunks = sum(d["chunk_count"] for d in docs)
     raw_after, _ = _raw_rate(texts)
     raw_rate = (raw_before + raw_after) / 2
     ingest_rate = chunks / elapsed
     return {
+        "scope": scope,
         "documents": len(docs),
         "chunks": chunks,
         "raw_chunks": len(texts),
@@ -204,6 +210,13 @@ def bench_ingestion(stack: Stack, admin: dict[str, str], files: list[Path]) -> d
         "ratio": round(ingest_rate / raw_rate, 3),
         "target_ratio": 0.8,
     }
+
+
+def summarize_ingestion(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round of median ratio, with every round's figures (load drifts between them)."""
+    ordered = sorted(rounds, key=lambda r: r["ratio"])
+    median = ordered[len(ordered) // 2]
+    return {**median, "median_ratio": median["ratio"], "rounds": rounds}
 
 
 def bench_recall(stack: Stack, headers: dict[str, str]) -> dict[str, Any]:
@@ -347,11 +360,21 @@ def write(results: dict[str, Any]) -> None:
         "",
         "## Ingestion: upload to searchable vs raw model.encode on the same chunks",
         "",
-        "| documents | chunks | ingest s | ingest chunks/s | raw encode chunks/s | ratio |",
-        "|---|---|---|---|---|---|",
-        f"| {ing['documents']} | {ing['chunks']} | {ing['ingest_seconds']} | "
-        f"{ing['ingest_chunks_per_s']} | {ing['raw_encode_chunks_per_s']} | "
-        f"**{ing['ratio']:.0%}** (target 80%) |",
+        "Each round uploads the corpus into a fresh collection (the first into `global`, "
+        "then a new user's own) and times it from the first upload until every document "
+        "is processed; the raw rate is `model.encode` on the same chunks in this process, "
+        "before and after the round.",
+        "",
+        "| round | scope | documents | chunks | ingest s | ingest chunks/s | "
+        "raw encode chunks/s | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {i} | {r['scope']} | {r['documents']} | {r['chunks']} | {r['ingest_seconds']} | "
+            f"{r['ingest_chunks_per_s']} | {r['raw_encode_chunks_per_s']} | {r['ratio']:.0%} |"
+            for i, r in enumerate(ing.get("rounds", [ing]), start=1)
+        ),
+        "",
+        f"Median ratio: **{ing.get('median_ratio', ing['ratio']):.0%}** (target 80%).",
         "",
         f"## Recall@5 over {rec['questions']} own questions",
         "",
@@ -388,6 +411,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--total-chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--ingest-rounds", type=int, default=3)
     args = parser.parse_args()
     if not RUNBOOKS.is_dir():
         raise SystemExit(f"the runbook corpus is not at {RUNBOOKS}")
@@ -417,8 +441,15 @@ def main() -> None:
     try:
         admin = issuer.headers(f"admin-{uuid.uuid4()}", roles=["user", "admin"], ttl=7200)
         print("ingesting", len(files), "runbooks ...", flush=True)
-        results["ingestion"] = bench_ingestion(stack, admin, files)
-        print(json.dumps(results["ingestion"]), flush=True)
+        rounds = [bench_ingestion(stack, admin, files)]
+        for _ in range(args.ingest_rounds - 1):
+            owner = issuer.headers(f"ingest-{uuid.uuid4()}", ttl=7200)
+            rounds.append(bench_ingestion(stack, owner, files, "personal"))
+            print(json.dumps(rounds[-1]), flush=True)
+        results["ingestion"] = summarize_ingestion(rounds)
+        print(
+            json.dumps({k: v for k, v in results["ingestion"].items() if k != "rounds"}), flush=True
+        )
         user_id = f"bench-{uuid.uuid4()}"
         results["recall"] = bench_recall(stack, issuer.headers(user_id, ttl=7200))
         print(json.dumps(results["recall"]), flush=True)
@@ -433,7 +464,7 @@ def main() -> None:
             results["latency"].append(row)
         one = results["latency"][0]
         results["target_met"] = {
-            "ingest_ratio_ge_0_8": results["ingestion"]["ratio"] >= 0.8,
+            "ingest_median_ratio_ge_0_8": results["ingestion"]["median_ratio"] >= 0.8,
             "p99_lt_50ms_at_1_client": one["p99_ms"] < 50,
         }
         write(results)
