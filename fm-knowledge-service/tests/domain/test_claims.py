@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from fm_common.db import create_engine, create_sessionmaker, migrate_sync, utcnow
+from fm_common.db import create_engine, migrate_sync, utcnow
 from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.documents.models import Document
@@ -23,34 +23,9 @@ Db = Callable[[Callable[[Any], Awaitable[Any]]], Any]
 STALE = 600.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    try:
-        return str(request.getfixturevalue("postgres_url"))
-    except pytest.FixtureLookupError:
-        pytest.skip("PostgreSQL SKIPPED: the `postgres_url` fixture is missing")
-
-
 @pytest.fixture
-def db(db_url: str) -> Db:
-    migrate_sync(MIGRATIONS, db_url)
-
-    def run(fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        async def unit() -> Any:
-            engine = create_engine(db_url)
-            try:
-                async with create_sessionmaker(engine)() as session:
-                    result = await fn(session)
-                    await session.commit()
-                    return result
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(unit())
-
-    return run
+def db(any_kdb: Db) -> Db:
+    return any_kdb
 
 
 def _add(db: Db, doc_id: str, *, size: int = 100, age: int = 0, **fields: Any) -> None:
@@ -204,11 +179,11 @@ def test_marking_processed_clears_the_claim_and_skips_deleted_documents(db: Db) 
     assert db(read) == ("processed", 3, None)
 
 
-def test_migrations_match_the_models(db_url: str) -> None:
-    migrate_sync(MIGRATIONS, db_url)
+def test_migrations_match_the_models(any_db_url: str) -> None:
+    migrate_sync(MIGRATIONS, any_db_url)
 
     async def diff() -> list[Any]:
-        engine = create_engine(db_url)
+        engine = create_engine(any_db_url)
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(  # type: ignore[no-any-return]
