@@ -136,6 +136,14 @@ def test_one_run_ingests_the_waiting_documents_and_settles_every_job(rt: Runtime
     assert job.status == "failed"
     assert junk.error
     assert job.error.message == junk.error
+    # Its own run later finds it failed and leaves it so: job, vectors and the
+    # collection's version (a bump would rebuild BM25) untouched.
+    from knowledge_service.domain.vectors.bm25 import version_key
+
+    version = rt.redis.get(version_key("user_o"))
+    assert _run("junk") == {"document_id": "junk", "status": "failed", "error": junk.error}
+    assert _job(rt, "junk").status == "failed"
+    assert rt.redis.get(version_key("user_o")) == version
     # The batch members' own runs find the work done and settle nothing wrongly.
     assert _run("d2") == {"document_id": "d2", "status": "processed", "chunks": 1}
     assert _job(rt, "d2").status == "completed"

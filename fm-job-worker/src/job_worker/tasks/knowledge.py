@@ -115,9 +115,13 @@ def ingest_document(ctx: TaskContext, document_id: str) -> Any:
         own = claim.own
         assert own is not None
         if own.status == "failed":
-            raise PermanentError(
-                own.error or "The document could not be ingested.", "INGEST_FAILED"
-            )
+            # Whoever failed it (a batch, an earlier attempt, reap_stale) took its vectors
+            # out; failing it again would only churn the collection. Its job says failed.
+            if ctx.job_id:
+                error = {"message": own.error, "code": "INGEST_FAILED"}
+                rt.jobs.update(ctx.job_id, status="failed", error=error)
+            ctx.leave_job()
+            return {"document_id": document_id, "status": "failed", "error": own.error}
         return {"document_id": document_id, "status": own.status, "chunks": own.chunk_count}
     if claim.state == "elsewhere":
         assert claim.own is not None

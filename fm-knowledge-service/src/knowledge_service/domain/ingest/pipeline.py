@@ -24,10 +24,8 @@ from knowledge_service.domain.ingest.chunking import Chunk, TokenBudget, chunk_u
 from knowledge_service.domain.ingest.extract import (
     ExtractionError,
     Limits,
-    decode_text,
     detect_kind,
     extract,
-    extract_text,
 )
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import ModelMismatch, VectorStore
@@ -282,15 +280,3 @@ def fail_document(deps: IngestDeps, document_id: str, reason: str) -> None:
     doc = deps.db(lambda s: documents.load(s, document_id))
     if doc is not None:
         _fail(deps, doc, reason)
-
-
-def text_chunks(data: bytes, kind: str, settings: Settings, title: str) -> list[Chunk]:
-    """Chunks of raw bytes (evidence): decoded as text, chunked like a document."""
-    limits = Limits(max_chars=settings.max_extracted_chars, max_pdf_pages=settings.max_pdf_pages)
-    extracted = extract_text(kind, decode_text(data, limits), limits, title)
-    return chunk_units(
-        extracted.units,
-        words=settings.chunk_words,
-        overlap=settings.chunk_overlap_words,
-        joiner=extracted.joiner,
-    )
