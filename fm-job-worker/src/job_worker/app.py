@@ -101,9 +101,9 @@ def _preload(sender: Any = None, **_: Any) -> None:
     # The main process loads the embedding model (and imports the knowledge code) once,
     # before the pool forks, so every child (and every replacement child) starts warm
     # and shares the weights copy-on-write; loading lazily cost each child ~5 s of CPU
-    # on its first ingestion. No forward pass runs here, and the main process imports torch with one
-    # OpenMP thread, so no thread pool exists to be broken by the fork; each child sets
-    # its own thread count.
+    # on its first ingestion. No forward pass runs here, and the main process imports
+    # torch with one OpenMP thread, so no thread pool exists to be broken by the fork;
+    # each child sets its own thread count.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not settings.preload_embedder or not _consumes(sender, "ingest"):
         return
