@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from fm_common.contracts.knowledge import SearchMode
 from fm_common.settings import BaseServiceSettings
 
 ProviderKind = Literal["openai", "anthropic", "fireworks", "openai_compatible"]
@@ -45,6 +46,9 @@ class Settings(BaseServiceSettings):
 
     # Context budgets (tokens ~ chars / 4).
     retrieval_limit: int = Field(default=5, ge=0, le=20)
+    # How the knowledge base is searched for a turn's passages: hybrid (semantic + BM25 +
+    # the runbook title) puts the right runbook first more often (ADR 0115).
+    retrieval_mode: SearchMode = "hybrid"
     history_messages: int = Field(default=12, ge=0, le=100)
     passage_chars: int = Field(default=1500, ge=100)
     evidence_token_budget: int = Field(default=1500, ge=100)

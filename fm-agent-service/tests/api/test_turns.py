@@ -69,6 +69,8 @@ async def test_a_turn_answers_from_the_runbook_and_is_stored(
     assert f"QUESTION: {QUERY}" in prompt
     assert standins.state.search_calls[0]["scopes"] == ["personal", "global", "case"]
     assert standins.state.search_calls[0]["case_id"] == case_id
+    # The knowledge base is searched the way that ranks the right runbook first (ADR 0115).
+    assert standins.state.search_calls[0]["mode"] == "hybrid"
 
 
 @pytest.mark.parametrize(

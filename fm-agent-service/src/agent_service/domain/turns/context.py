@@ -162,6 +162,7 @@ async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Pass
             limit=rt.settings.retrieval_limit,
             scopes=["personal", "global", "case"],
             case_id=case_id,
+            mode=rt.settings.retrieval_mode,
             timeout=min(10.0, rt.settings.turn_deadline_seconds / 3),
         )
     except FMError as exc:

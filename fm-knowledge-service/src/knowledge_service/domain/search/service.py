@@ -20,6 +20,7 @@ from fm_common.contracts.knowledge import SearchRequest, SearchResponse, SearchR
 from fm_common.errors import Unprocessable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
+from knowledge_service.domain.search import ranking
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes, version_key
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import (
@@ -42,6 +43,12 @@ class SearchDeps:
     embedder: Embedder
     bm25: Bm25Indexes
     redis: Any
+
+
+def fusion_weights(settings: Settings) -> ranking.FusionWeights:
+    return ranking.FusionWeights(
+        k=settings.rrf_k, bm25=settings.hybrid_bm25_weight, title=settings.hybrid_title_weight
+    )
 
 
 def _where(req: SearchRequest) -> dict[str, Any] | None:
@@ -140,7 +147,7 @@ async def search(
                 for (name, _), ver in zip(targets, versions, strict=True)
             )
         )
-        results = _fuse(targets, semantic, keyword, req, deps.settings.rrf_k)
+        results = _fuse(targets, semantic, keyword, req, fusion_weights(deps.settings))
     took = round((time.perf_counter() - started) * 1000, 2)
     log.info(
         "knowledge.searched",
@@ -186,55 +193,30 @@ def _fuse(
     semantic: list[list[Hit]],
     keyword: list[list[tuple[str, str, dict[str, Any], float]]],
     req: SearchRequest,
-    rrf_k: int,
+    weights: ranking.FusionWeights,
 ) -> list[SearchResult]:
-    """Reciprocal rank fusion of the semantic and the BM25 rankings (over all collections).
-
-    The similarity threshold applies to the semantic side; a chunk found only by its
-    words is kept (that is what hybrid search adds).
-    """
+    """Weighted reciprocal rank fusion of the semantic and the BM25 rankings (over all
+    collections) plus the title match (`ranking.fuse`, ADR 0115)."""
     sem_all = sorted(
         (
-            (hit, scope)
+            (hit.chunk_id, hit.content, hit.metadata, scope, hit.score)
             for (_, scope), found in zip(targets, semantic, strict=True)
             for hit in found
         ),
-        key=lambda p: p[0].score,
+        key=lambda p: p[4],
         reverse=True,
     )
     kw_all = sorted(
         (
-            (item, scope)
+            (cid, content, meta, scope, score)
             for (_, scope), found in zip(targets, keyword, strict=True)
-            for item in found
+            for cid, content, meta, score in found
         ),
-        key=lambda p: p[0][3],
+        key=lambda p: p[4],
         reverse=True,
     )
-    fused: dict[str, dict[str, Any]] = {}
-    for rank, (hit, scope) in enumerate(sem_all, start=1):
-        if req.similarity_threshold is not None and hit.score < req.similarity_threshold:
-            continue
-        entry = fused.setdefault(
-            hit.chunk_id, {"content": hit.content, "meta": hit.metadata, "scope": scope, "rrf": 0.0}
-        )
-        entry["rrf"] += 1.0 / (rrf_k + rank)
-        entry["semantic_score"] = round(hit.score, 6)
-    for rank, ((cid, content, meta, score), scope) in enumerate(kw_all, start=1):
-        entry = fused.setdefault(
-            cid, {"content": content, "meta": meta, "scope": scope, "rrf": 0.0}
-        )
-        entry["rrf"] += 1.0 / (rrf_k + rank)
-        entry["bm25_score"] = round(score, 4)
-    ranked = sorted(fused.items(), key=lambda kv: kv[1]["rrf"], reverse=True)[: req.limit]
+    ranked = ranking.fuse(sem_all, kw_all, req.query, weights, req.similarity_threshold)
     return [
-        _result(
-            cid,
-            e["content"],
-            e["meta"],
-            e["rrf"],
-            e["scope"],
-            {k: e[k] for k in ("semantic_score", "bm25_score") if k in e},
-        )
-        for cid, e in ranked
+        _result(e.chunk_id, e.content, e.meta, e.score, e.scope, e.extra)
+        for e in ranked[: req.limit]
     ]

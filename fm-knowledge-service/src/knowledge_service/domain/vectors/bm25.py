@@ -27,8 +27,9 @@ from knowledge_service.domain.vectors.store import VectorStore
 log = structlog.get_logger("knowledge.bm25")
 
 VERSION_PREFIX = "fm:knowledge:cv:"
-# Bumped when tokenize() changes, so indexes saved by an older build are rebuilt.
-TOKENIZER_VERSION = "2"
+# Bumped when tokenize() or chunk_terms() changes, so indexes saved by an older build
+# are rebuilt.
+TOKENIZER_VERSION = "3"
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]|[A-Za-z0-9]{2,}")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -77,6 +78,14 @@ def tokenize(text: str) -> list[str]:
         if len(parts) > 1:
             out.extend(stem(p.lower()) for p in parts if len(p) > 1 and p.lower() not in STOPWORDS)
     return out
+
+
+def chunk_terms(text: str, metadata: dict[str, Any]) -> list[str]:
+    """What BM25 indexes of a chunk: its text plus its document's title as a field of its
+    own (a runbook's title is usually its alert name: the words that name the problem).
+    The text already starts with its heading path; the title adds the name the uploader
+    gave, once more, for every chunk of the document (ADR 0115)."""
+    return tokenize(text) + tokenize(str(metadata.get("title") or ""))
 
 
 @dataclass
@@ -183,7 +192,13 @@ class Bm25Indexes:
             import bm25s
 
             retriever = bm25s.BM25()
-            retriever.index([tokenize(d) or ["__empty__"] for d in documents], show_progress=False)
+            retriever.index(
+                [
+                    chunk_terms(d, m) or ["__empty__"]
+                    for d, m in zip(documents, metadatas, strict=True)
+                ],
+                show_progress=False,
+            )
         index = Bm25Index(version, ids, documents, metadatas, retriever)
         self._save(collection, index)
         log.info(
