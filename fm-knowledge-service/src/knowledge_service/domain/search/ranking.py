@@ -48,7 +48,8 @@ def query_terms(query: str) -> frozenset[str]:
 
 
 def title_match(terms: frozenset[str], title: str) -> float:
-    """The share of the title's terms (alert-name parts, stemmed) found in the query."""
+    """The share of the title's terms found in the query: for an alert name, the name
+    itself and its CamelCase parts, stemmed ("etcdNoLeader": etcdnoleader, etcd, leader)."""
     parts = [t for t in tokenize(title) if t not in _GENERIC_TITLE_TERMS]
     if not parts:
         return 0.0
