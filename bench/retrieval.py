@@ -375,7 +375,7 @@ def offline() -> dict[str, Any]:
     )
     rows_out = {
         "semantic": metrics(questions, rank(None)),
-        "hybrid before (RRF k=60, equal weights)": metrics(
+        "RRF k=60, equal weights, no title match (the former fusion)": metrics(
             questions, rank(ranking.FusionWeights(60, 1.0, 0.0))
         ),
         "hybrid, RRF k=10 bm25 0.75, no title": metrics(
@@ -388,6 +388,12 @@ def offline() -> dict[str, Any]:
         "agent now (hybrid, 5 chunks)": metrics(questions, rank(current, 5)),
     }
     print(table(rows_out))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "retrieval_offline.md").write_text(
+        "# Retrieval ranking candidates (offline: exact cosine, in-memory BM25)\n\n"
+        f"Measured {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, load {load()}; "
+        "`python bench/retrieval.py --offline`. See ADR 0115.\n\n" + table(rows_out) + "\n"
+    )
     return {"offline": rows_out, "load": load()}
 
 

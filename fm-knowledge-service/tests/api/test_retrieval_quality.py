@@ -132,3 +132,51 @@ def test_the_agents_mode_ranks_better_than_semantic_search(
     # Measured: MRR 0.88 vs 0.81, recall@1 0.82 vs 0.73 (ADR 0115).
     assert hybrid["mrr"] > semantic["mrr"] + 0.03, (hybrid["mrr"], semantic["mrr"])
     assert hybrid["r1"] > semantic["r1"], (hybrid["r1"], semantic["r1"])
+
+
+def test_the_no_provider_answer_and_its_citations_lead_with_the_right_runbook(
+    kstack: Stack, token_issuer: TokenIssuer, both_corpora: dict[str, str]
+) -> None:
+    """The agent's own retrieval call, then its no-provider answer and citations: they
+    follow the search order, so the runbook that hybrid ranking puts first (where
+    semantic search alone put a look-alike first) is listed and cited first."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agent_service.config import Settings as AgentSettings
+    from agent_service.domain.turns.context import _search
+    from agent_service.domain.turns.flows import degraded_answer
+    from agent_service.domain.turns.state import cited
+    from fm_common.clients.base import create_http_client
+    from fm_common.clients.knowledge import KnowledgeClient
+    from fm_common.context import bearer_token_var
+
+    questions = {q["id"]: q for q in json.loads(QUESTIONS.read_text())}
+    token = token_issuer.token(USER, ttl=3600)
+
+    async def passages(query: str) -> list[Any]:
+        bearer_token_var.set(token)
+        http = create_http_client()
+        try:
+            rt = SimpleNamespace(
+                settings=AgentSettings(), knowledge=KnowledgeClient(kstack.url("knowledge"), http)
+            )
+            found, ok = await _search(rt, "case-of-the-eval", query)  # type: ignore[arg-type]
+        finally:
+            await http.aclose()
+        assert ok
+        return found
+
+    # "raft: lost leader" (etcdNoLeader) and "Too many pods" (KubeletTooManyPods):
+    # semantic search put a look-alike runbook first for both.
+    for qid in (3, 21):
+        q = questions[qid]
+        found = asyncio.run(passages(q["question"]))
+        assert both_corpora[found[0].document_id] in q["gold"], [p.title for p in found]
+        prep = SimpleNamespace(passages=found, retrieval_ok=True, evidence=[])
+        answer = degraded_answer(prep, ())  # type: ignore[arg-type]
+        first_listed = answer.split("**Best matching runbook passages**", 1)[1]
+        assert first_listed.lstrip().startswith(f"1. **{found[0].title}**"), answer
+        citations = cited(None, answer, found)
+        assert citations[0].document_id == found[0].document_id
+        assert [c.document_id for c in citations] == [p.document_id for p in found]

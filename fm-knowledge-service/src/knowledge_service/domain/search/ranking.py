@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from knowledge_service.domain.vectors.bm25 import tokenize
@@ -50,10 +51,15 @@ def query_terms(query: str) -> frozenset[str]:
 def title_match(terms: frozenset[str], title: str) -> float:
     """The share of the title's terms found in the query: for an alert name, the name
     itself and its CamelCase parts, stemmed ("etcdNoLeader": etcdnoleader, etcd, leader)."""
-    parts = [t for t in tokenize(title) if t not in _GENERIC_TITLE_TERMS]
+    parts = _title_terms(title)
     if not parts:
         return 0.0
     return sum(t in terms for t in parts) / len(parts)
+
+
+@lru_cache(maxsize=4096)  # the same titles come back search after search
+def _title_terms(title: str) -> tuple[str, ...]:
+    return tuple(t for t in tokenize(title) if t not in _GENERIC_TITLE_TERMS)
 
 
 def fuse(
