@@ -73,6 +73,8 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # Tokens each evidence block is condensed to (after redaction: see build_prompt).
+    evidence_budget: int = 1500
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -222,15 +224,17 @@ async def prepare_turn(
     if not has_query:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
+    redactor = rt.redactor(case_id)
     attachments = [a for a, _ in attached]
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
+    # The whole text: it is redacted before it is condensed (build_prompt), so a secret
+    # the condenser would cut apart (a private key's header and body) is seen whole.
     evidence = [
         EvidenceBlock(
             eid=f"E{i}",
             label=f"{a.filename} ({a.source_type}, {a.upload_source})",
-            content=condense_text(t, budget),
+            content=t,
         )
         for i, (a, t) in enumerate(texts, start=1)
     ]
@@ -246,6 +250,7 @@ async def prepare_turn(
         history=history,
         redactor=redactor,
         retrieval_ok=retrieval_ok,
+        evidence_budget=budget,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
     )
 
@@ -258,7 +263,8 @@ def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
 
 
 async def build_prompt(prep: PreparedTurn) -> None:
-    """Redact every piece (fail closed) and fence the untrusted ones."""
+    """Redact every piece (fail closed), condense the evidence, fence the untrusted ones.
+    (The provider chain redacts the messages once more at its entry: the choke point.)"""
     started = time.perf_counter()
     ctx = prep.ctx
     summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
@@ -279,7 +285,8 @@ async def build_prompt(prep: PreparedTurn) -> None:
         for p, t, c in zip(prep.passages, titles, contents, strict=True)
     ]
     labels = [next(out) for _ in prep.evidence]
-    bodies = [next(out) for _ in prep.evidence]
+    # Condensed only now, from the redacted text (redaction sees what condensing cuts).
+    bodies = [condense_text(next(out), prep.evidence_budget) for _ in prep.evidence]
     evidence_r = [
         EvidenceBlock(e.eid, lbl, body)
         for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)
