@@ -92,6 +92,8 @@ _SECRET_WORDS = frozenset(
         "authtoken", "sessiontoken", "accesstoken", "refreshtoken", "bearer",
     }
 )  # fmt: skip
+# ... or hold one of these inside a longer word.
+_SECRET_INFIXES = ("password", "passwd", "passphrase", "secret")
 # ... or two consecutive words: `api_key`, `SecretAccessKey` (secret, access, key).
 _SECRET_PAIRS = frozenset(
     {
@@ -149,6 +151,8 @@ def key_is_sensitive(key: str) -> bool:
         return False
     if any(w in _SECRET_WORDS for w in words):
         return True
+    if any(s in w for w in words for s in _SECRET_INFIXES):  # PGPASSWORD, DBSECRET
+        return True
     if any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words)):
         return True
     return "".join(words) in _SECRET_WORDS
@@ -197,7 +201,7 @@ _B64_LINE = r"[A-Za-z0-9+/]{16,}={0,2}"
 _PROSE = re.compile(
     r"(?i)\b(?:password|passphrase|passwd|passcode|pwd|pin|secret|token|api key|access key)"
     r"(?:\s+(?:for|of|on|to)\s+(?:the\s+)?[\w@.\-]{1,64}(?:\s+(?:user|account|server|host))?)?"
-    r"\s+(?:is|was|are|equals|(?:is|was|has\s+been|got)\s+(?:set|changed|reset)\s+to|now)"
+    r"\s+(?:(?:is|was|has\s+been|got)\s+(?:set|changed|reset)\s+to|is|was|are|equals|now)"
     r"\s*:?\s+[\"'`]?([^\s\"'`]{3,128})"
 )
 _PROSE_ORDINARY = frozenset(
