@@ -212,3 +212,29 @@ def test_a_file_deleted_while_indexed_leaves_no_chunks_behind(rt, evidence, sent
     # Both writes bumped the collection's version, so BM25 (hybrid search) follows too.
     assert _version(rt) == version + 2
     assert "knowledge.refresh_bm25" in sent
+
+
+def test_evidence_is_redacted_before_it_is_chunked(rt, evidence, sent) -> None:  # type: ignore[no-untyped-def]
+    """A log with a private key cut short (BEGIN and body, no END) and a password: the
+    case collection holds the case's placeholders, never the values, in any chunk."""
+    body = [
+        f"TUlJRXBBSUJBQUtDQVFFQTBaM1ZTNUpKY2RzM3hmbi95Z1d5RjhQYm5H{i}eTBBSEI3TWhn" for i in range(8)
+    ]
+    text = _log("quince").decode() + "2024-05-01T10:01:00Z ERROR key dump follows\n"
+    text += "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(body) + "\n"
+    text += "2024-05-01T10:01:01Z INFO retry with db password=Idx9Secret!\n"
+    text += _log("medlar").decode()
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = text.encode()
+
+    assert _index(file_id)["chunks"] > 0
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=evidence.chroma_port)
+    col = client.get_collection(COLLECTION, embedding_function=None)
+    docs = " ".join(col.get(where={"document_id": file_id}, include=["documents"])["documents"])
+    assert not any(line in docs for line in body)
+    assert "Idx9Secret" not in docs
+    assert "<SECRET_" in docs
+    stored = rt.redis.hgetall(f"fm:agent:redact:{CASE}")
+    assert stored
+    assert not any(b"Idx9Secret" in v for v in stored.values())

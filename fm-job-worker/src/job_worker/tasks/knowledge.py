@@ -207,6 +207,11 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     if len(data) > k.max_upload_bytes:
         raise PermanentError("The evidence file is over the indexing limit.", "TOO_LARGE")
     kind = detect_kind(meta.filename, meta.content_type, None)
+    if kind != "pdf":
+        # Redacted with the case's placeholders before it is cut into chunks, so a secret
+        # a chunk boundary would split (a private key's header and body) is seen whole;
+        # the case's collection never holds it, and passages come back consistent.
+        data = _redact_evidence(rt, case_id, data)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
@@ -253,6 +258,19 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         _take_back(rt, case_id, file_id, owner_id)
         return {"file_id": file_id, "status": "gone"}
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def _redact_evidence(rt: Runtime, case_id: str, data: bytes) -> bytes:
+    """Text evidence with every sensitive value replaced by the case's placeholder (the
+    agent's redactor and map); binary content is left to the extractor."""
+    from job_worker.tasks.agent import agent_runtime
+
+    if b"\x00" in data[:65536]:
+        return data
+    text = data.decode("utf-8", errors="replace")
+    redactor = agent_runtime(rt).redactor(case_id)
+    redacted = rt.run(redactor.redact([text])).texts[0]
+    return redacted.encode()
 
 
 def _take_back(rt: Runtime, case_id: str, file_id: str, owner_id: str) -> int:

@@ -401,12 +401,17 @@ def detect_secrets_patterns() -> tuple[re.Pattern[str], ...]:
     return tuple(found)
 
 
+_SLOW_START = r"(?:(?<=\W)|(?<=^))"
+
+
 @lru_cache(maxsize=1)
 def _vendor_patterns() -> tuple[tuple[re.Pattern[str], str | None, bool], ...]:
     """Each vendor pattern with the literal it starts with (when it has one) and whether
     that literal is matched case-insensitively: a cheap `in` test before the scan."""
     out = []
     for p in detect_secrets_patterns():
+        if p.pattern.startswith(_SLOW_START):  # the same test, ~5x faster
+            p = re.compile("(?<!\\w)" + p.pattern[len(_SLOW_START) :], p.flags)
         m = re.match(r"^[A-Za-z0-9_-]{3,}", p.pattern)
         ignore_case = bool(p.flags & re.IGNORECASE)
         literal = m.group(0) if m else None
@@ -490,11 +495,28 @@ def _find_cached(text: str) -> tuple[Finding, ...]:
 _TRAILING = ".,;:!?)]}"
 
 
+_PROSE_AT = re.compile(
+    r"(?<![a-z0-9_])(?:password|passphrase|passwd|passcode|pwd|pin|secret|token|api key"
+    r"|access key)(?![a-z0-9_])"
+)
+
+
+def _prose_matches(text: str, lowered: str) -> list[re.Match[str]]:
+    """The prose pattern only where its keyword is (found on the lower-cased text)."""
+    found = []
+    for hit in _PROSE_AT.finditer(lowered):
+        m = _PROSE.match(text, hit.start())
+        if m:
+            found.append(m)
+    return found
+
+
 def _own_matches(
-    kind: str, pattern: re.Pattern[str], group: int, text: str
+    kind: str, pattern: re.Pattern[str], group: int, text: str, lowered: str
 ) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
-    for m in pattern.finditer(text):
+    matches = _prose_matches(text, lowered) if kind == "prose_password" else pattern.finditer(text)
+    for m in matches:
         if kind == "keyed_secret" and not key_is_sensitive(m.group("tag")):
             continue
         g = group
@@ -519,7 +541,7 @@ def _find(text: str) -> list[Finding]:
         elif not _may_match(kind, text, lowered):
             continue
         else:
-            spans = _own_matches(kind, pattern, group, text)
+            spans = _own_matches(kind, pattern, group, text, lowered)
         for start, end in spans:
             value = text[start:end]
             if kind == "private_key" and not value.startswith("-----"):
