@@ -113,7 +113,10 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
     if not rt.chain.configured:
         return structured_postmortem(ctx, messages, files), None
     redactor = rt.redactor(case_id)
-    facts = (await redactor.redact([case_facts(ctx, messages, files)])).texts[0]
+    # Messages redacted whole before case_facts cuts them; then the record as a whole.
+    said = (await redactor.redact([m.content for m in messages])).texts
+    redacted = [m.model_copy(update={"content": c}) for m, c in zip(messages, said, strict=True)]
+    facts = (await redactor.redact([case_facts(ctx, redacted, files)])).texts[0]
     deadline = time.monotonic() + rt.settings.turn_deadline_seconds
     result = await rt.chain.complete(
         postmortem_messages(Fence(), facts), redactor=redactor, deadline=deadline

@@ -73,8 +73,10 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
-    # Tokens each evidence block is condensed to (after redaction: see build_prompt).
+    # Tokens each evidence block is condensed to, and characters of each passage, both
+    # applied after redaction (see build_prompt).
     evidence_budget: int = 1500
+    passage_chars: int = 1500
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -178,7 +180,9 @@ async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Pass
             title=r.title,
             scope=r.scope,
             score=round(r.score, 4),
-            content=r.content[: rt.settings.passage_chars],
+            # Whole: cut to passage_chars only once redacted (build_prompt), never a
+            # secret cut in half that no detector recognizes any more.
+            content=r.content,
         )
         for i, r in enumerate(found.results, start=1)
     ]
@@ -251,6 +255,7 @@ async def prepare_turn(
         redactor=redactor,
         retrieval_ok=retrieval_ok,
         evidence_budget=budget,
+        passage_chars=rt.settings.passage_chars,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
     )
 
@@ -279,7 +284,7 @@ async def build_prompt(prep: PreparedTurn) -> None:
     summary_r, question_r = next(out), next(out)
     history_r = [(role, next(out)) for role, _ in history]
     titles = [next(out) for _ in prep.passages]
-    contents = [next(out) for _ in prep.passages]
+    contents = [next(out)[: prep.passage_chars] for _ in prep.passages]
     passages_r = [
         Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
         for p, t, c in zip(prep.passages, titles, contents, strict=True)

@@ -48,7 +48,9 @@ async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> T
     title = ""
     if rt.chain.configured:
         redactor = rt.redactor(case_id)
-        redacted = (await redactor.redact([conversation])).texts[0]
+        # Each message redacted whole, then cut (a cut must never halve a secret).
+        said = [m.content for m in messages if m.role == "user"] or [ctx.case.description or ""]
+        redacted = "\n".join((await redactor.redact(said)).texts)[:4000]
         prompt = title_messages(Fence(), redacted, req.max_words, req.hint)
         deadline = time.monotonic() + min(20.0, rt.settings.turn_deadline_seconds)
         try:
