@@ -240,9 +240,8 @@ class CaseRedactor:
             self.originals.setdefault(key[2:], original)
         if legacy:
             try:
-                await self.redis.hset(
-                    map_key(self.case_id), mapping=dict(zip(legacy[::2], legacy[1::2], strict=True))
-                )  # type: ignore[attr-defined]
+                mapping = dict(zip(legacy[::2], legacy[1::2], strict=True))
+                await self.redis.hset(map_key(self.case_id), mapping=mapping)  # type: ignore[attr-defined]
             except Exception as exc:
                 raise RedactionFailed() from exc
         self._loaded = True
