@@ -130,8 +130,13 @@ def test_a_private_key_cut_short_is_redacted_header_and_body() -> None:
     out = _redacted(cut + "\n2026-11-24T10:00:01Z INFO next line")
     assert not any(line in out for line in body)
     assert "INFO next line" in out
-    # The body alone (its header fell in another chunk of a document) is redacted too.
+    # The body alone (its header fell in another chunk of a document) is redacted too,
+    # as lines, as tokens a chunker joined with spaces, and up to a dangling END line.
     assert not any(line in _redacted("\n".join(body) + "\n") for line in body)
+    assert not any(line in _redacted("config " + " ".join(body) + " done") for line in body)
+    tail = f"{body[1]} AbCd0123 -----END RSA PRIVATE KEY----- next"
+    assert _redacted(tail) == "<X> next"
+    assert not any(line in _redacted(body[0]) for line in body)  # one 64-char line
 
 
 def test_redaction_before_condensing_keeps_a_cut_private_key_whole() -> None:

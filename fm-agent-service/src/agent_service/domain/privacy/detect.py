@@ -330,7 +330,13 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     (
         # A private key's body lines on their own (its header fell in another chunk).
         "private_key",
-        re.compile(r"(?m)(?:^[ \t]*[A-Za-z0-9+/]{40,76}={0,2}[ \t]*(?:\r?\n|\Z)){1,}"),
+        # (Lines, or tokens a chunker joined with spaces; up to the END line if it is there.)
+        re.compile(
+            r"(?<![\w+/=])[A-Za-z0-9+/]{40,76}={0,2}"
+            rf"(?:(?:\s|\\[rn])+{_B64_LINE})*"
+            rf"(?:(?:\s|\\[rn])+[A-Za-z0-9+/]{{1,15}}={{0,2}}(?=(?:\s|\\[rn])*-----END))?"
+            rf"(?:(?:\s|\\[rn])*-----END {_PEM_LABEL}-----)?(?![\w+/=])"
+        ),
         0,
     ),
     ("ssn", re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"), 0),
@@ -430,7 +436,8 @@ def _luhn(digits: str) -> bool:
 
 
 def _pem_body_ok(value: str) -> bool:
-    lines = value.split()
+    lines = [t for t in value.replace("\\n", " ").split() if not t.startswith("-----")]
+    lines = [t for t in lines if t not in ("END", "PRIVATE", "KEY-----", "BLOCK-----")]
     if not (
         any(c.isupper() for c in value)
         and any(c.islower() for c in value)
