@@ -158,3 +158,30 @@ async def test_a_private_key_cut_short_in_a_pasted_log_never_reaches_the_provide
     sent = fake.all_text()
     assert "key dump follows" in sent  # the evidence did reach the model, condensed
     assert not [line for line in body if line in sent]
+
+
+async def test_failover_and_the_malformed_answer_retry_send_only_redacted_text(
+    make_settings: Any, standins: Any, token_issuer: Any, user_id: str, fake: FakeLLMServer
+) -> None:
+    """The primary fails (the secondary gets the prompt), the secondary's first answer is
+    not JSON and quotes the secret (the retry sends that answer back): no request holds
+    a secret, not even the retry's copy of the model's own words."""
+    case_id = standins.add_case(user_id)
+    fake.fail("primary", 500)
+    fake.script(
+        "not json: the root password is Fa1lover9pw",  # quoted by the model, then retried
+        turn_json("ok"),
+    )
+    settings = make_settings([provider(fake, "primary"), provider(fake, "secondary", "anthropic")])
+    async with running(settings) as client:
+        resp = await client.post(
+            f"/api/v1/cases/{case_id}/turns",
+            data={"query": "mysql -u root -pFa1lover9pw fails; the root password is Fa1lover9pw"},
+            headers=token_issuer.headers(user_id),
+        )
+    assert resp.status_code == 200, resp.text
+    paths = [r.path for r in fake.requests]
+    assert any("primary" in p for p in paths)
+    assert sum("secondary" in p for p in paths) == 2  # the answer and its retry
+    assert "Fa1lover9pw" not in fake.all_text()
+    assert "<SECRET_1>" in fake.requests[-1].text
