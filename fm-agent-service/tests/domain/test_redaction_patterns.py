@@ -220,8 +220,8 @@ async def test_a_known_original_is_redacted_without_its_context(redis_url: str) 
         answer_shown = first.restore("Your value <SECRET_1> is weak.")
         assert answer_shown == "Your value Hunt3rKnown is weak."
         later = CaseRedactor(redis, case_id, CIPHER)
-        out = (await later.redact([answer_shown, "xHunt3rKnownx stays"])).texts
-        assert out == ["Your value <SECRET_1> is weak.", "xHunt3rKnownx stays"]
+        out = (await later.redact([answer_shown, "glued: xHunt3rKnownx"])).texts
+        assert out == ["Your value <SECRET_1> is weak.", "glued: x<SECRET_1>x"]
     finally:
         await redis.aclose()
 
@@ -244,5 +244,21 @@ async def test_the_choke_point_redacts_every_message(redis_url: str) -> None:
         assert [type(m) for m in out] == [type(m) for m in messages]
         again = await redact_outbound(out, red)  # idempotent: placeholders are not values
         assert [m.content for m in again] == [m.content for m in out]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_known_secret_glued_to_other_text_is_redacted(redis_url: str) -> None:
+    """A chunk that begins at `-pSECRET` (its `mysql` in the chunk before) has no context
+    a detector needs; the case's map still knows the value."""
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    case_id = f"case-{uuid.uuid4().hex}"
+    try:
+        first = CaseRedactor(redis, case_id, CIPHER)
+        await first.redact(["mysql -u root -pGlu3dSecret9 -h db", "pwd=Sh0rt7"])
+        later = CaseRedactor(redis, case_id, CIPHER)
+        out = (await later.redact(["-pGlu3dSecret9 -h db orders", "Sh0rt7 xSh0rt7x"])).texts
+        # Shorter than 8: only as a whole word (not inside another token).
+        assert out == ["-p<SECRET_1> -h db orders", "<SECRET_2> xSh0rt7x"]
     finally:
         await redis.aclose()

@@ -57,6 +57,7 @@ _SEALED_PREFIX = "e1:"
 # Known values shorter than this are only redacted where a detector finds them (a
 # three-letter original would otherwise be cut out of ordinary words).
 _KNOWN_MIN_CHARS = 4
+_KNOWN_GLUED_CHARS = 8
 
 
 class RedactionFailed(Unavailable):
@@ -132,20 +133,20 @@ class CaseRedactor:
     def _known_pattern(self) -> re.Pattern[str] | None:
         """One regex over every original of the case (longest first), word-bounded."""
         if self._known_size != len(self.originals):
+            labels = {v: ph for ph, v in self.originals.items()}
             values = sorted(
-                {v for v in self.originals.values() if len(v) >= _KNOWN_MIN_CHARS},
-                key=len,
-                reverse=True,
+                (v for v in labels if len(v) >= _KNOWN_MIN_CHARS), key=len, reverse=True
             )
-            self._known = (
-                re.compile(
-                    r"(?<![A-Za-z0-9_])(?:"
-                    + "|".join(re.escape(v) for v in values)
-                    + r")(?![A-Za-z0-9_])"
-                )
-                if values
-                else None
-            )
+
+            def alternative(value: str) -> str:
+                # A secret of 8+ characters is replaced even glued to other text (a
+                # chunk that starts at `-pSECRET`); shorter ones and personal data only
+                # as whole words (`10.0.0.5` is not in `10.0.0.50`).
+                if len(value) >= _KNOWN_GLUED_CHARS and labels[value].startswith("<SECRET_"):
+                    return re.escape(value)
+                return rf"(?<![A-Za-z0-9_]){re.escape(value)}(?![A-Za-z0-9_])"
+
+            self._known = re.compile("|".join(alternative(v) for v in values)) if values else None
             self._known_size = len(self.originals)
         return self._known
 
