@@ -129,8 +129,6 @@ def test_thirty_canary_kinds_through_every_channel_leak_nothing(
         return resp.json()
 
     first = record("query", lambda: turn(query=f"Orders config for the canary service:\n{block}"))
-    shown = first["agent_response"]
-    assert sum(c.secrets[0] in shown for c in kinds) >= 25  # the user sees the originals
     record("runbook", lambda: turn(query="Orders service credentials config for the canary"))
     record("pasted content", lambda: turn(query="and this paste?", pasted_content=block))
     log = "\n".join(f"2026-11-24T10:00:{i:02d}Z INFO request {i} served" for i in range(30))
@@ -173,4 +171,6 @@ def test_thirty_canary_kinds_through_every_channel_leak_nothing(
         counts[channel] = leaks(sent, kinds)
     print("canary leaks per channel (30 kinds):", {k: len(v) for k, v in counts.items()})  # noqa: T201
     assert counts == {channel: [] for channel in channels}
+    # The user saw the originals the model referred to (restored), not placeholders.
+    assert sum(c.secrets[0] in first["agent_response"] for c in kinds) >= 25
     assert leaks("\n".join(r.raw for r in fake.requests), kinds) == []

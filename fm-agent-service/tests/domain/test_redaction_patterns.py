@@ -70,6 +70,10 @@ def test_thirty_kinds_seventeen_documented() -> None:
         ("mysqldump -uroot -p'Dump9pw' orders", "Dump9pw"),
         # .netrc over several lines
         ("machine github.com\n  login octo\n  password Netrc9pw\n", "Netrc9pw"),
+        ("deploy password Ntr9cut1 (a netrc line cut before machine)", "Ntr9cut1"),
+        # cards never glued to the number after them
+        ("card 4111111111111111 502 when", "4111111111111111"),
+        ("a chunk that starts at Authorization's value: Bearer Xy9abcdefghij0123456", "Xy9abc"),
         # cloud tokens
         ("token ya29.a0AfH6SMBx9canaryTokenValue123", "ya29.a0AfH6SMBx9canaryTokenValue123"),
         ("client GOCSPX-AbCdEf123456GhIjKl789", "GOCSPX-AbCdEf123456GhIjKl789"),
@@ -262,3 +266,14 @@ async def test_a_known_secret_glued_to_other_text_is_redacted(redis_url: str) ->
         assert out == ["-p<SECRET_1> -h db orders", "<SECRET_2> xSh0rt7x"]
     finally:
         await redis.aclose()
+
+
+def test_a_passage_that_starts_at_a_secret_value_is_redacted() -> None:
+    """A chunk whose overlap begins at the token (its `Authorization: Bearer` is in the
+    chunk before) has no context; key-looking leading tokens of a passage are secrets."""
+    chunk = "Brr37f21btok245725XyZ pool the exhausted 502 is and pool"
+    found = find_sensitive(chunk, cut_before=True)
+    assert [(f.value, f.kind) for f in found] == [("Brr37f21btok245725XyZ", "vendor_token")]
+    assert find_sensitive(chunk) == []  # not in whole texts: only where a cut was
+    for ordinary in ("PostgreSQL 16 restarts", "HTTP/1.1 502 from upstream", "x86_64 hosts"):
+        assert find_sensitive(ordinary, cut_before=True) == []

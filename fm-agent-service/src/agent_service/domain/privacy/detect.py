@@ -286,12 +286,16 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
         1,
     ),
     ("api_key", re.compile(r"(?i)\bx-api-key\s*:\s*([^\s\"',;]{4,})"), 1),
+    # A bearer token on its own (its `Authorization:` fell in the chunk before).
+    ("auth_header", re.compile(r"\bBearer\s+((?=[\w.~+/=-]*\d)[\w.~+/=-]{16,})"), 1),
     (
         # .netrc: `machine h login u password p` (one line or several).
         "netrc",
         re.compile(
             r"\bmachine\s+\S+(?:\s+(?:login|account)\s+\S+)*\s+password\s+(\S+)"
             r"|(?m:^[ \t]*password[ \t]+(\S+)[ \t]*$)"
+            # (a netrc line cut before `machine`: a value mixing letters and digits)
+            r"|\bpassword[ \t]+((?=\S*\d)(?=\S*[A-Za-z])[^\s\"'`]{6,200})"
         ),
         -1,
     ),
@@ -342,7 +346,16 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("ssn", re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"), 0),
     ("ip", re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)"), 0),
     ("ip", re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"), 0),
-    ("card", re.compile(r"(?<![\d-])(?:[3-6]\d{3})(?:[ -]?\d{2,4}){3,4}(?![\d-])"), 0),
+    (
+        # Contiguous, or in groups of 4 with one separator (4-6-5 for Amex): never a
+        # card glued to the number that follows it.
+        "card",
+        re.compile(
+            r"(?<![\d-])(?:[3-6]\d{12,18}|[3-6]\d{3}([ -])\d{4}\1\d{4}\1\d{1,4}"
+            r"|3\d{3}([ -])\d{6}\2\d{5})(?![\d])"
+        ),
+        0,
+    ),
     (
         "phone",
         re.compile(
@@ -367,7 +380,7 @@ _HINTS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "github_token": (False, ("gh", "github_pat_")),
     "cloud_token": (False, ("AIza", "ya29.", "GOCSPX-", "1//0", "sk-")),
     "connection_string": (False, ("://",)),
-    "auth_header": (True, ("authorization",)),
+    "auth_header": (True, ("authorization", "bearer")),
     "api_key": (True, ("x-api-key",)),
     "netrc": (False, ("password",)),
     "cli_password": (True, ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "--")),
@@ -476,12 +489,54 @@ def _valid(kind: str, value: str) -> bool:
     return bool(value.strip())
 
 
-def find_sensitive(text: str) -> list[Finding]:
+def find_sensitive(text: str, *, cut_before: bool = False) -> list[Finding]:
     """Every sensitive value in `text`, non-overlapping, in order of position; each with
-    its character offsets (`text[f.start:f.end] == f.value`)."""
-    if len(text) > _CACHE_MAX_CHARS:
-        return _find(text)
-    return list(_find_cached(text))
+    its character offsets (`text[f.start:f.end] == f.value`).
+
+    `cut_before`: the text is a chunk cut out of a longer document (a passage), whose
+    first words may be the value of a key or header left in the chunk before; a token
+    there that looks like key material (8+ characters mixing upper case, lower case and
+    digits) is taken as a secret."""
+    found = _find(text) if len(text) > _CACHE_MAX_CHARS else list(_find_cached(text))
+    if cut_before:
+        found = _with_leading_tokens(text, found)
+    return found
+
+
+_LEADING = re.compile(r"\W{0,3}([^\s\"'`,;]{8,200})(?:\s+([^\s\"'`,;]{8,200}))?")
+
+
+def _with_leading_tokens(text: str, found: list[Finding]) -> list[Finding]:
+    # The chunk's own start, and its body's start after a heading line or two (chunkers
+    # put the section's title first).
+    starts = [0]
+    body = text.find("\n\n", 0, 300)
+    if body >= 0:
+        starts.append(body + 2)
+    extra: list[Finding] = []
+    for at in starts:
+        m = _LEADING.match(text, at)
+        if m is not None:
+            extra += _leading_findings(m, [*found, *extra])
+    return sorted([*found, *extra], key=lambda f: f.start)
+
+
+def _leading_findings(m: re.Match[str], found: list[Finding]) -> list[Finding]:
+    extra = []
+    for g in (1, 2):
+        value = m.group(g)
+        if not value or PLACEHOLDER_RE.search(value):
+            continue
+        core = value.rstrip(_TRAILING)
+        mixed = (
+            any(c.isupper() for c in core)
+            and any(c.islower() for c in core)
+            and any(c.isdigit() for c in core)
+        )
+        start = m.start(g)
+        if mixed and not any(f.start < start + len(core) and start < f.end for f in found):
+            extra.append(Finding(start, start + len(core), "vendor_token", core))
+    return extra
 
 
 def sensitive_spans(text: str) -> list[tuple[int, int, str]]:

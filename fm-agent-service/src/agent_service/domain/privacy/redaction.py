@@ -150,9 +150,9 @@ class CaseRedactor:
             self._known_size = len(self.originals)
         return self._known
 
-    def _findings(self, text: str) -> list[Finding]:
+    def _findings(self, text: str, cut_before: bool = False) -> list[Finding]:
         """The detectors' findings plus every known original of the case in `text`."""
-        found = find_sensitive(text)
+        found = find_sensitive(text, cut_before=cut_before)
         pattern = self._known_pattern()
         if pattern is None:
             return found
@@ -171,12 +171,16 @@ class CaseRedactor:
                 merged.append(f)
         return sorted(merged, key=lambda f: f.start)
 
-    async def redact(self, texts: list[str]) -> RedactionResult:
-        """Each text with every sensitive value replaced by its case placeholder."""
+    async def redact(
+        self, texts: list[str], *, chunks: frozenset[int] = frozenset()
+    ) -> RedactionResult:
+        """Each text with every sensitive value replaced by its case placeholder.
+        `chunks`: the indexes of texts cut out of longer documents (passages), whose
+        leading tokens may be a value whose key is in the chunk before."""
         try:
             if not self._loaded:
                 await self.load()
-            found = [self._findings(t) for t in texts]
+            found = [self._findings(t, i in chunks) for i, t in enumerate(texts)]
             by_value = {v: ph for ph, v in self.originals.items()}
             unique: dict[str, str] = {}
             for findings in found:

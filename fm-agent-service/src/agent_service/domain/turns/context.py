@@ -279,7 +279,9 @@ async def build_prompt(prep: PreparedTurn) -> None:
     pieces += [c for _, c in history]
     pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
     pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
-    result = await prep.redactor.redact(pieces)
+    first_passage = 2 + len(history) + len(prep.passages)  # passage texts: chunks
+    chunks = frozenset(range(first_passage, first_passage + len(prep.passages)))
+    result = await prep.redactor.redact(pieces, chunks=chunks)
     out = iter(result.texts)
     summary_r, question_r = next(out), next(out)
     history_r = [(role, next(out)) for role, _ in history]
