@@ -127,33 +127,43 @@ class CaseRedactor:
         self.originals: dict[str, str] = {}
         self.kinds: Counter[str] = Counter()
         self._loaded = False
-        self._known: re.Pattern[str] | None = None
+        self._labels: dict[str, str] = {}
+        self._values: list[str] = []
+        self._patterns: dict[tuple[str, ...], re.Pattern[str]] = {}
         self._known_size = -1
 
-    def _known_pattern(self) -> re.Pattern[str] | None:
-        """One regex over every original of the case (longest first), word-bounded."""
+    def _known_pattern(self, text: str) -> re.Pattern[str] | None:
+        """One regex over the case's originals that occur in `text` (longest first): a
+        substring test per original first, so text that holds none costs no regex."""
         if self._known_size != len(self.originals):
-            labels = {v: ph for ph, v in self.originals.items()}
-            values = sorted(
-                (v for v in labels if len(v) >= _KNOWN_MIN_CHARS), key=len, reverse=True
+            self._labels = {v: ph for ph, v in self.originals.items()}
+            self._values = sorted(
+                (v for v in self._labels if len(v) >= _KNOWN_MIN_CHARS), key=len, reverse=True
             )
+            self._patterns = {}
+            self._known_size = len(self.originals)
+        present = tuple(v for v in self._values if v in text)
+        if not present:
+            return None
+        pattern = self._patterns.get(present)
+        if pattern is None:
 
             def alternative(value: str) -> str:
                 # A secret of 8+ characters is replaced even glued to other text (a
                 # chunk that starts at `-pSECRET`); shorter ones and personal data only
                 # as whole words (`10.0.0.5` is not in `10.0.0.50`).
-                if len(value) >= _KNOWN_GLUED_CHARS and labels[value].startswith("<SECRET_"):
+                if len(value) >= _KNOWN_GLUED_CHARS and self._labels[value].startswith("<SECRET_"):
                     return re.escape(value)
                 return rf"(?<![A-Za-z0-9_]){re.escape(value)}(?![A-Za-z0-9_])"
 
-            self._known = re.compile("|".join(alternative(v) for v in values)) if values else None
-            self._known_size = len(self.originals)
-        return self._known
+            pattern = re.compile("|".join(alternative(v) for v in present))
+            self._patterns[present] = pattern
+        return pattern
 
     def _findings(self, text: str, cut_before: bool = False) -> list[Finding]:
         """The detectors' findings plus every known original of the case in `text`."""
         found = find_sensitive(text, cut_before=cut_before)
-        pattern = self._known_pattern()
+        pattern = self._known_pattern(text)
         if pattern is None:
             return found
         by_value = {v: ph for ph, v in self.originals.items()}
