@@ -15,6 +15,7 @@ sends nothing (fail closed).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -58,6 +59,7 @@ _SEALED_PREFIX = "e1:"
 # three-letter original would otherwise be cut out of ordinary words).
 _KNOWN_MIN_CHARS = 4
 _KNOWN_GLUED_CHARS = 8
+_INLINE_CHARS = 256 * 1024
 
 
 class RedactionFailed(Unavailable):
@@ -190,7 +192,14 @@ class CaseRedactor:
         try:
             if not self._loaded:
                 await self.load()
-            found = [self._findings(t, i in chunks) for i, t in enumerate(texts)]
+
+            def scan() -> list[list[Finding]]:
+                return [self._findings(t, i in chunks) for i, t in enumerate(texts)]
+
+            # A big paste or log takes seconds: off the event loop, so other requests of
+            # this process keep moving meanwhile.
+            big = sum(len(t) for t in texts) > _INLINE_CHARS
+            found = await asyncio.to_thread(scan) if big else scan()
             by_value = {v: ph for ph, v in self.originals.items()}
             unique: dict[str, str] = {}
             for findings in found:

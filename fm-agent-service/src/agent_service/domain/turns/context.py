@@ -293,7 +293,14 @@ async def build_prompt(prep: PreparedTurn) -> None:
     ]
     labels = [next(out) for _ in prep.evidence]
     # Condensed only now, from the redacted text (redaction sees what condensing cuts).
-    bodies = [condense_text(next(out), prep.evidence_budget) for _ in prep.evidence]
+    redacted_bodies = [next(out) for _ in prep.evidence]
+    bodies = (
+        await asyncio.to_thread(
+            lambda: [condense_text(b, prep.evidence_budget) for b in redacted_bodies]
+        )
+        if redacted_bodies
+        else []
+    )
     evidence_r = [
         EvidenceBlock(e.eid, lbl, body)
         for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)
