@@ -424,18 +424,31 @@ _SLOW_START = r"(?:(?<=\W)|(?<=^))"
 
 
 @lru_cache(maxsize=1)
-def _vendor_patterns() -> tuple[tuple[re.Pattern[str], str | None, bool], ...]:
+def _vendor_patterns() -> tuple[tuple[re.Pattern[str], str | None, bool, bool], ...]:
     """Each vendor pattern with the literal it starts with (when it has one) and whether
     that literal is matched case-insensitively: a cheap `in` test before the scan."""
     out = []
     for p in detect_secrets_patterns():
-        if p.pattern.startswith(_SLOW_START):  # the same test, ~5x faster
+        keyword_style = p.pattern.startswith(_SLOW_START)
+        if keyword_style:  # the same test, ~5x faster
             p = re.compile("(?<!\\w)" + p.pattern[len(_SLOW_START) :], p.flags)
         m = re.match(r"^[A-Za-z0-9_-]{3,}", p.pattern)
         ignore_case = bool(p.flags & re.IGNORECASE)
         literal = m.group(0) if m else None
-        out.append((p, literal.lower() if literal and ignore_case else literal, ignore_case))
+        out.append(
+            (
+                p,
+                literal.lower() if literal and ignore_case else literal,
+                ignore_case,
+                keyword_style,
+            )
+        )
     return tuple(out)
+
+
+# The keyword-style vendor detectors (`cl_api_key = ...`, `ibm_cloud_iam_key: ...`) all
+# need a key word and a separator: text without one skips them (one scan instead of five).
+_KEYWORD_STYLE_HINT = re.compile(r"(?:key|pwd|pw|pass|password|token)[\"'\]]?(?: *)(?:=|:| +)")
 
 
 def _luhn(digits: str) -> bool:
@@ -615,9 +628,15 @@ def _find(text: str) -> list[Finding]:
             if value and _valid(kind, value):
                 candidates.append((priority, Finding(start, end, kind, value)))
     vendor_priority = _KEYED_PRIORITY  # with the keyed values, before personal data
-    for pattern, literal, ignore_case in _vendor_patterns():
+    keyword_style_ok: bool | None = None
+    for pattern, literal, ignore_case, keyword_style in _vendor_patterns():
         if literal is not None and literal not in (lowered if ignore_case else text):
             continue
+        if keyword_style:
+            if keyword_style_ok is None:
+                keyword_style_ok = _KEYWORD_STYLE_HINT.search(lowered) is not None
+            if not keyword_style_ok:
+                continue
         for m in pattern.finditer(text):
             group = 1 if pattern.groups else 0
             value = m.group(group)
