@@ -176,6 +176,7 @@ def to_summary(case: Case) -> CaseSummary:
         is_archived=case.archived_at is not None,
         valid_next_states=valid_next_states(case.state),
         version=case.version,
+        metadata=case.meta or {},
     )
 
 
@@ -211,6 +212,7 @@ def to_detail(case: Case) -> CaseDetail:
         escalated=inv.escalated,
         valid_next_states=valid_next_states(case.state),
         version=case.version,
+        metadata=case.meta or {},
     )
 
 
