@@ -243,6 +243,17 @@ class Solution(BaseModel):
     verification_details: str = ""
 
 
+class PendingProposal(BaseModel):
+    """A change the agent proposed with an answer, waiting for the user's Yes or No (a
+    `confirmation` turn answers it once: it is cleared when answered)."""
+
+    proposal_id: str
+    kind: Literal["status_transition"] = "status_transition"
+    to_state: CaseState
+    proposed_at_turn: int = Field(default=0, ge=0)
+    label: str = Field(default="", max_length=200)
+
+
 class InvestigationState(BaseModel):
     """What the agent tracks inside a case; stored whole, replaced whole by a turn."""
 
@@ -262,6 +273,7 @@ class InvestigationState(BaseModel):
     agent_status: str = Field(default="Waiting for your next message.", max_length=500)
     key_insights: list[str] = Field(default_factory=list)
     escalated: bool = False
+    pending_proposal: PendingProposal | None = None
 
     @property
     def milestones_completed(self) -> list[str]:

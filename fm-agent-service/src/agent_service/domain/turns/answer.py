@@ -23,7 +23,9 @@ ANSWER_SCHEMA = """{
   "working_conclusion": "<one sentence or null>",
   "root_cause": "<only once identified, else null>",
   "proposed_state": "<investigating | resolved | closed, or null>",
-  "suggested_actions": [{"label": "...", "type": "question|upload_data|command|runbook"}]
+  "suggested_actions": [{"label": "...", "type": "DECIDE|RUN|EVIDENCE|FREE_SPEECH",
+    "payload": "<DECIDE: the exact message the user would send next; RUN: the exact
+    command to run; EVIDENCE: what data to collect and how; else null>"}]
 }""".replace("MILESTONES", ", ".join(MILESTONES))
 
 
@@ -33,10 +35,34 @@ class LLMHypothesis(BaseModel):
     evidence: list[str] = Field(default_factory=list, max_length=20)
 
 
+# The extension's card types (fm_common.contracts.agent.SuggestedActionType), and the
+# older names a model may still use, read as the nearest one.
+_ACTION_ALIASES = {
+    "question": "DECIDE",
+    "answer": "DECIDE",
+    "reply": "DECIDE",
+    "command": "RUN",
+    "run": "RUN",
+    "upload_data": "EVIDENCE",
+    "evidence": "EVIDENCE",
+    "data": "EVIDENCE",
+}
+
+
 class LLMAction(BaseModel):
     label: str = Field(min_length=1, max_length=200)
-    type: str = Field(default="question", max_length=50)
+    type: Literal["DECIDE", "RUN", "EVIDENCE", "FREE_SPEECH"] = "FREE_SPEECH"
     payload: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return "FREE_SPEECH"
+        upper = value.strip().upper()
+        if upper in ("DECIDE", "RUN", "EVIDENCE", "FREE_SPEECH"):
+            return upper
+        return _ACTION_ALIASES.get(value.strip().lower(), "FREE_SPEECH")
 
 
 class LLMTurnAnswer(BaseModel):
