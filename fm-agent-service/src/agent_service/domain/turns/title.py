@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Literal
 
 import structlog
 
@@ -13,8 +14,11 @@ from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import title_messages
 from agent_service.runtime import AgentRuntime
 from fm_common.contracts.agent import TitleRequest, TitleResponse
+
 from fm_common.contracts.case import CaseUpdateRequest
 from fm_common.errors import Unprocessable
+
+TitleSource = Literal["generated", "existing"]
 
 log = structlog.get_logger("agent.title")
 DEFAULT_TITLE = re.compile(r"^Case-\d{4}-\d+$")
@@ -34,8 +38,11 @@ def heuristic_title(conversation: str, max_words: int) -> str:
     return clean_title(" ".join(words[:max_words]).capitalize(), max_words)
 
 
-async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> TitleResponse:
-    """A concise title from the conversation; stored when the current one is a default."""
+async def generate_title(
+    rt: AgentRuntime, case_id: str, req: TitleRequest
+) -> tuple[TitleResponse, TitleSource]:
+    """A concise title from the conversation, stored when the current one is a default
+    (or `force`); with where it came from: "generated" now, or the "existing" one."""
     ctx = await rt.case.get_case(case_id, history=10)
     messages = ctx.recent_messages
     conversation = "\n".join(m.content for m in messages if m.role == "user")[:4000]
@@ -45,7 +52,7 @@ async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> T
             "There is not enough conversation to name this case yet.", code="INSUFFICIENT_CONTEXT"
         )
     if not req.force and not DEFAULT_TITLE.match(ctx.case.title):
-        return TitleResponse(title=ctx.case.title)
+        return TitleResponse(title=ctx.case.title), "existing"
     title = ""
     if rt.chain.configured:
         redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
@@ -61,4 +68,4 @@ async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> T
     if not title:
         raise Unprocessable("No title could be made from this conversation.", code="TITLE_FAILED")
     await rt.case.update_case(case_id, CaseUpdateRequest(title=title))
-    return TitleResponse(title=title)
+    return TitleResponse(title=title), "generated"
