@@ -14,7 +14,6 @@ from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import title_messages
 from agent_service.runtime import AgentRuntime
 from fm_common.contracts.agent import TitleRequest, TitleResponse
-
 from fm_common.contracts.case import CaseUpdateRequest
 from fm_common.errors import Unprocessable
 
