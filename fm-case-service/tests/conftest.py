@@ -96,5 +96,3 @@ def turn_body(key: str | None = None, **overrides: object) -> dict:
     }
     body.update(overrides)
     return body
-
-
