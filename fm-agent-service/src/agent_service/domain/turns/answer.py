@@ -23,6 +23,9 @@ ANSWER_SCHEMA = """{
   "working_conclusion": "<one sentence or null>",
   "root_cause": "<only once identified, else null>",
   "proposed_state": "<investigating | resolved | closed, or null>",
+  "evidence_findings": [{"evidence": "E1", "summary": "<what this attachment shows>",
+    "category": "SYMPTOM_EVIDENCE|CAUSAL_EVIDENCE|SYMPTOM_ABSENCE_EVIDENCE|
+    CAUSAL_ABSENCE_EVIDENCE|OTHER"}],
   "suggested_actions": [{"label": "...", "type": "DECIDE|RUN|EVIDENCE|FREE_SPEECH",
     "payload": "<DECIDE: the exact message the user would send next; RUN: the exact
     command to run; EVIDENCE: what data to collect and how; else null>"}]
@@ -65,6 +68,32 @@ class LLMAction(BaseModel):
         return _ACTION_ALIASES.get(value.strip().lower(), "FREE_SPEECH")
 
 
+class LLMEvidenceFinding(BaseModel):
+    """What the model concluded from one attachment (E1, E2 ...): the file's derived
+    evidence in the uploaded-files details."""
+
+    evidence: str = Field(min_length=1, max_length=10)
+    summary: str = Field(min_length=1, max_length=500)
+    category: Literal[
+        "SYMPTOM_EVIDENCE",
+        "CAUSAL_EVIDENCE",
+        "SYMPTOM_ABSENCE_EVIDENCE",
+        "CAUSAL_ABSENCE_EVIDENCE",
+        "OTHER",
+    ] = "OTHER"
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _known_category(cls, value: Any) -> Any:
+        known = (
+            "SYMPTOM_EVIDENCE",
+            "CAUSAL_EVIDENCE",
+            "SYMPTOM_ABSENCE_EVIDENCE",
+            "CAUSAL_ABSENCE_EVIDENCE",
+        )
+        return value.upper() if isinstance(value, str) and value.upper() in known else "OTHER"
+
+
 class LLMTurnAnswer(BaseModel):
     answer: str = Field(min_length=1, max_length=40_000)
     cited_sources: list[str] = Field(default_factory=list, max_length=50)
@@ -74,6 +103,18 @@ class LLMTurnAnswer(BaseModel):
     root_cause: str | None = Field(default=None, max_length=1000)
     proposed_state: Literal["investigating", "resolved", "closed"] | None = None
     suggested_actions: list[LLMAction] = Field(default_factory=list, max_length=10)
+    evidence_findings: list[LLMEvidenceFinding] = Field(default_factory=list, max_length=20)
+
+    def findings_by_block(self) -> list[LLMEvidenceFinding]:
+        """The findings, the first one for each evidence block."""
+        seen: set[str] = set()
+        out = []
+        for f in self.evidence_findings:
+            key = f.evidence.strip().upper()
+            if key not in seen:
+                seen.add(key)
+                out.append(f.model_copy(update={"evidence": key}))
+        return out
 
     @field_validator("milestone_updates")
     @classmethod

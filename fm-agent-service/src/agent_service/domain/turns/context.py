@@ -132,6 +132,8 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # Which attachment each evidence block (E1, E2 ...) was read from.
+    evidence_files: dict[str, AttachmentResult] = field(default_factory=dict)
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -303,6 +305,7 @@ async def prepare_turn(
         deadline=deadline,
         attachments=attachments,
         evidence=evidence,
+        evidence_files={f"E{i}": a for i, (a, _) in enumerate(texts, start=1)},
         passages=passages,
         history=history,
         redactor=redactor,

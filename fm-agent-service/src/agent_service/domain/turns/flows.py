@@ -13,6 +13,7 @@ import structlog
 from langchain_core.messages import AIMessage
 from prometheus_client import Counter
 
+from agent_service.domain.evidence.derived import derived_evidence, record_derived
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
 from agent_service.domain.turns.answer import (
@@ -268,6 +269,9 @@ async def answer_turn(
             progress_made=progress,
         ),
     )
+    derived = derived_evidence(prep, structured, new_inv, stored.turn_number, prep.redactor.restore)
+    if derived:
+        await record_derived(rt, prep.case_id, derived)
     prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
     if result is not None:
         prep.timings["llm_ms"] = result.latency_ms
