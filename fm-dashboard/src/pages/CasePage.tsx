@@ -126,25 +126,31 @@ export function CasePage({ caseId }: { caseId: string }) {
     }
   }
 
+  /** The header's state change, sent as the extension sends it: a turn whose intent is a
+   *  confirmed status_transition (the agent applies it through the state machine and
+   *  answers in the conversation; a refused one is explained there). */
   async function transition(toState: string, closureReason: string | null) {
     setError(null);
-    try {
-      await api.call(`${path}/transition`, {
-        method: "POST",
-        json: closureReason ? { to_state: toState, closure_reason: closureReason } : { to_state: toState },
-      });
-      setActions((prev) => prev.filter((a) => a.type !== "transition"));
-      await refreshCase();
-    } catch (err) {
-      setError(err);
-    }
+    await send({
+      query: `Change status to ${toState}`,
+      intentType: "status_transition",
+      intentData: {
+        type: "status_transition",
+        from_state: detail?.state,
+        to_state: toState,
+        user_confirmed: true,
+        ...(closureReason ? { closure_reason: closureReason } : {}),
+      },
+    });
   }
 
+  /** A DECIDE card: its payload is the next message, its intent the turn's intent. */
   function onAction(action: SuggestedAction) {
+    if (action.type !== "DECIDE") return;
     const intent = action.intent ?? undefined;
     send({
-      query: action.payload || action.body || action.label,
-      intentType: intent ? String(intent.type ?? action.type) : undefined,
+      query: action.payload || action.label,
+      intentType: intent ? String(intent.type) : undefined,
       intentData: intent,
     });
   }
