@@ -229,7 +229,8 @@ def test_user_journey_from_registration_to_post_mortem(
     ) as turn_response:
         page.get_by_role("button", name="Send").click()
     try:
-        answer = page.get_by_role("article", name="FaultMaven's answer").last
+        # The case's first answer (the state change below adds one of its own).
+        answer = page.get_by_role("article", name="FaultMaven's answer").first
         deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
         while time.monotonic() < deadline and answer.get_attribute("aria-busy") == "true":
             streamed.append(answer.locator(".md").inner_text())
@@ -268,6 +269,10 @@ def test_user_journey_from_registration_to_post_mortem(
     expect(dialog).to_be_visible()
     dialog.get_by_role("button", name="Confirm").click()
     expect(panel.locator("[data-state]").first).to_have_attribute("data-state", "investigating")
+    # Sent as the extension's status dropdown sends it: a turn the agent answers.
+    expect(page.get_by_role("article", name="FaultMaven's answer").last).to_contain_text(
+        "The case is now investigating"
+    )
 
     # The citation opens the source passage, highlighted.
     citation.click()

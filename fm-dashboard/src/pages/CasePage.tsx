@@ -29,6 +29,8 @@ export function CasePage({ caseId }: { caseId: string }) {
   const [error, setError] = useState<unknown>(null);
   const [notFound, setNotFound] = useState(false);
   const [sending, setSending] = useState(false);
+  // Nothing is sent before the conversation is read: a late read would replace it.
+  const [historyLoaded, setHistoryLoaded] = useState(false);
   const [renaming, setRenaming] = useState(false);
   const [title, setTitle] = useState("");
   const [showPanel, setShowPanel] = useState(false);
@@ -50,6 +52,7 @@ export function CasePage({ caseId }: { caseId: string }) {
     setTurnView(null);
     setError(null);
     setNotFound(false);
+    setHistoryLoaded(false);
     refreshCase().catch((err) => {
       if (err?.status === 404) setNotFound(true);
       else setError(err);
@@ -57,7 +60,8 @@ export function CasePage({ caseId }: { caseId: string }) {
     api
       .call<MessagesPage>(`${path}/messages?limit=100&offset=0`)
       .then((page) => setEntries(page.messages.map(fromMessage)))
-      .catch(() => undefined);
+      .catch(() => undefined)
+      .finally(() => setHistoryLoaded(true));
     api
       .call<Capabilities>("/v1/meta/capabilities", { auth: false })
       .then((c) => setLimits(c.limits))
@@ -269,7 +273,7 @@ export function CasePage({ caseId }: { caseId: string }) {
           <Conversation entries={entries} />
           <Composer
             disabled={detail.is_terminal}
-            busy={sending}
+            busy={sending || !historyLoaded}
             limits={limits}
             onSend={send}
           />
@@ -285,7 +289,7 @@ export function CasePage({ caseId }: { caseId: string }) {
             turnView={turnView}
             evidenceVersion={turnsSent}
             actions={actions}
-            busy={sending}
+            busy={sending || !historyLoaded}
             onAction={onAction}
             onTransition={transition}
           />
