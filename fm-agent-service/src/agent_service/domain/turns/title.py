@@ -44,7 +44,12 @@ async def generate_title(
     (or `force`); with where it came from: "generated" now, or the "existing" one."""
     ctx = await rt.case.get_case(case_id, history=10)
     messages = ctx.recent_messages
-    conversation = "\n".join(m.content for m in messages if m.role == "user")[:4000]
+    # What the user wrote: not the status changes and Yes / No of intent turns.
+    conversation = "\n".join(
+        m.content
+        for m in messages
+        if m.role == "user" and not (m.metadata or {}).get("intent_type")
+    )[:4000]
     conversation = conversation or ctx.case.description
     if len(conversation.strip()) < MIN_CONTEXT_CHARS:
         raise Unprocessable(
