@@ -57,8 +57,14 @@ async def test_the_models_finding_becomes_the_files_derived_evidence(
     assert item["category"] == "CAUSAL_EVIDENCE"
     assert item["source_type"] == "LOGS"
     assert item["collected_at_turn"] == resp.json()["turn_number"]
-    hypothesis = standins.state.cases[case_id]["investigation"]["hypotheses"][0]
+    investigation = standins.state.cases[case_id]["investigation"]
+    hypothesis = investigation["hypotheses"][0]
     assert item["related_hypothesis_ids"] == [hypothesis["hypothesis_id"]]
+    # The investigation counts it too (the /ui view's evidence).
+    (evidence,) = investigation["evidence"]
+    assert evidence["evidence_id"] == next(iter(standins.state.derived))
+    assert evidence["source_filename"] == "pgbouncer.log"
+    assert evidence["category"] == "CAUSAL_EVIDENCE"
 
 
 async def test_without_a_provider_the_derived_evidence_summarises_what_was_read(
@@ -79,6 +85,8 @@ async def test_without_a_provider_the_derived_evidence_summarises_what_was_read(
     assert "no more connections allowed" in item["summary"]
     assert item["category"] == "OTHER"
     assert item["source_type"] == "LOGS"
+    evidence = standins.state.cases[case_id]["investigation"]["evidence"]
+    assert [e["type"] for e in evidence] == ["logs"]
 
 
 async def test_pasted_content_gets_its_derived_evidence_too(

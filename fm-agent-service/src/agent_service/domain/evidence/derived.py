@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
 from agent_service.domain.turns.answer import LLMTurnAnswer
 from agent_service.domain.turns.context import PreparedTurn
 from agent_service.runtime import AgentRuntime
-from fm_common.contracts.case import InvestigationState
+from fm_common.contracts.case import EvidenceItem, InvestigationState
 from fm_common.contracts.evidence import DerivedEvidenceCreate, derived_source_type
 from fm_common.errors import FMError
 
 log = structlog.get_logger("agent.turns")
 MAX_SUMMARY = 500
+# Evidence items kept in the investigation state (the newest).
+MAX_INVESTIGATION_EVIDENCE = 100
 
 
 def _cut(text: str) -> str:
@@ -102,6 +105,34 @@ def derived_evidence(
             )
         )
     return out
+
+
+def with_evidence(
+    inv: InvestigationState,
+    prep: PreparedTurn,
+    items: list[tuple[str, DerivedEvidenceCreate]],
+) -> InvestigationState:
+    """The investigation with this turn's derived evidence added (replayed ids once)."""
+    names = {a.file_id: a.filename for a in prep.attachments}
+    state = inv.model_copy(deep=True)
+    known = {e.evidence_id for e in state.evidence}
+    now = datetime.now(UTC)
+    for file_id, d in items:
+        if d.evidence_id in known:
+            continue
+        state.evidence.append(
+            EvidenceItem(
+                evidence_id=d.evidence_id,
+                type=d.source_type.lower(),
+                summary=d.summary,
+                timestamp=now,
+                category=d.category,
+                collected_at_turn=d.collected_at_turn,
+                source_filename=names.get(file_id),
+            )
+        )
+    state.evidence = state.evidence[-MAX_INVESTIGATION_EVIDENCE:]
+    return state
 
 
 async def record_derived(

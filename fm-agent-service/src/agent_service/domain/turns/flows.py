@@ -13,7 +13,11 @@ import structlog
 from langchain_core.messages import AIMessage
 from prometheus_client import Counter
 
-from agent_service.domain.evidence.derived import derived_evidence, record_derived
+from agent_service.domain.evidence.derived import (
+    derived_evidence,
+    record_derived,
+    with_evidence,
+)
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
 from agent_service.domain.turns.answer import (
@@ -254,6 +258,12 @@ async def answer_turn(
         "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
         "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},
     }
+    # What this turn took from its attachments: in the investigation (the /ui counts and
+    # latest evidence) and, once the turn is stored, with each file (evidence service).
+    turn_guess = prep.ctx.case.current_turn + 1
+    derived = derived_evidence(prep, structured, new_inv, turn_guess, prep.redactor.restore)
+    if derived:
+        new_inv = with_evidence(new_inv, prep, derived)
     store_started = time.perf_counter()
     stored = await rt.case.append_turn(
         prep.case_id,
@@ -265,12 +275,16 @@ async def answer_turn(
                 metadata=assistant_meta,
                 token_count=result.output_tokens if result else None,
             ),
-            investigation=new_inv if structured is not None else None,
+            investigation=new_inv if structured is not None or derived else None,
             progress_made=progress,
         ),
     )
-    derived = derived_evidence(prep, structured, new_inv, stored.turn_number, prep.redactor.restore)
     if derived:
+        if stored.turn_number != turn_guess:  # another turn was stored in between
+            derived = [
+                (f, d.model_copy(update={"collected_at_turn": stored.turn_number}))
+                for f, d in derived
+            ]
         await record_derived(rt, prep.case_id, derived)
     prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
     if result is not None:
