@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from agent_service.domain.evidence.condense import condense_log, looks_like_log
 from agent_service.domain.turns.answer import LLMTurnAnswer
 from agent_service.domain.turns.context import PreparedTurn
 from agent_service.runtime import AgentRuntime
@@ -34,8 +35,11 @@ def _cut(text: str) -> str:
 
 
 def read_summary(content: str) -> str:
-    """A summary of what was read, without a model: a condensed log's header lines, else
-    the first lines of the text."""
+    """A summary of what was read, without a model: a condensed log's header lines and
+    first error, else the first lines of the text (CPU work for a big log: run it off the
+    event loop)."""
+    if not content.lstrip().startswith("Log summary:") and looks_like_log(content):
+        content = condense_log(content, token_budget=300).text
     lines = [line.strip() for line in content.splitlines() if line.strip()]
     if lines and lines[0].startswith("Log summary:"):
         picked = [lines[0].removeprefix("Log summary: ")]

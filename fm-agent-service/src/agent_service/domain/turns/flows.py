@@ -13,6 +13,7 @@ import structlog
 from langchain_core.messages import AIMessage
 from prometheus_client import Counter
 
+from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.evidence.derived import (
     derived_evidence,
     record_derived,
@@ -103,7 +104,8 @@ def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
     if prep.evidence:
         lines += ["", "**Evidence summary**"]
         for e in prep.evidence:
-            lines += [f"_{e.label}_", "```", e.content[:1500], "```"]
+            shown = condense_text(e.content, prep.evidence_budget)[:1500]
+            lines += [f"_{e.label}_", "```", shown, "```"]
     lines += [
         "",
         "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
@@ -154,6 +156,7 @@ async def _call_model(
 
     result = await rt.chain.complete(
         prep.messages,
+        redactor=prep.redactor,
         deadline=prep.deadline,
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
@@ -176,7 +179,9 @@ async def _call_model(
         return result, None, plain_answer(result.text), False
     retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(retry_messages, deadline=prep.deadline)
+        second = await rt.chain.complete(
+            retry_messages, redactor=prep.redactor, deadline=prep.deadline
+        )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
@@ -261,7 +266,13 @@ async def answer_turn(
     # What this turn took from its attachments: in the investigation (the /ui counts and
     # latest evidence) and, once the turn is stored, with each file (evidence service).
     turn_guess = prep.ctx.case.current_turn + 1
-    derived = derived_evidence(prep, structured, new_inv, turn_guess, prep.redactor.restore)
+    derived = (
+        await asyncio.to_thread(
+            derived_evidence, prep, structured, new_inv, turn_guess, prep.redactor.restore
+        )
+        if prep.attachments
+        else []
+    )
     if derived:
         new_inv = with_evidence(new_inv, prep, derived)
     store_started = time.perf_counter()

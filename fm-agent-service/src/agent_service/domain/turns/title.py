@@ -9,7 +9,6 @@ from typing import Literal
 import structlog
 
 from agent_service.domain.llm.chain import LLMUnavailable
-from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import title_messages
 from agent_service.runtime import AgentRuntime
@@ -45,11 +44,12 @@ async def generate_title(
     ctx = await rt.case.get_case(case_id, history=10)
     messages = ctx.recent_messages
     # What the user wrote: not the status changes and Yes / No of intent turns.
-    conversation = "\n".join(
+    written = [
         m.content
         for m in messages
         if m.role == "user" and not (m.metadata or {}).get("intent_type")
-    )[:4000]
+    ]
+    conversation = "\n".join(written)[:4000]
     conversation = conversation or ctx.case.description
     if len(conversation.strip()) < MIN_CONTEXT_CHARS:
         raise Unprocessable(
@@ -59,12 +59,14 @@ async def generate_title(
         return TitleResponse(title=ctx.case.title), "existing"
     title = ""
     if rt.chain.configured:
-        redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
-        redacted = (await redactor.redact([conversation])).texts[0]
+        redactor = rt.redactor(case_id)
+        # Each message redacted whole, then cut (a cut must never halve a secret).
+        said = written or [ctx.case.description or ""]
+        redacted = "\n".join((await redactor.redact(said)).texts)[:4000]
         prompt = title_messages(Fence(), redacted, req.max_words, req.hint)
         deadline = time.monotonic() + min(20.0, rt.settings.turn_deadline_seconds)
         try:
-            result = await rt.chain.complete(prompt, deadline=deadline)
+            result = await rt.chain.complete(prompt, redactor=redactor, deadline=deadline)
             title = clean_title(redactor.restore(result.text), req.max_words)
         except LLMUnavailable:
             log.warning("title.llm_unavailable", case_id=case_id)
