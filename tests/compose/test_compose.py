@@ -78,12 +78,15 @@ class Stack:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def compose(self, *args: str, capture: bool = False, timeout: float = 3600) -> str:
+    def compose(
+        self, *args: str, capture: bool = False, timeout: float = 3600, quiet: bool = False
+    ) -> str:
         cmd = ["docker", "compose", "-p", PROJECT]
         for f in self.files:
             cmd += ["-f", str(f)]
         cmd += list(args)
-        say("$ " + " ".join(cmd))
+        if not quiet:
+            say("$ " + " ".join(cmd))
         started = time.monotonic()
         proc = subprocess.run(
             cmd,
@@ -93,7 +96,8 @@ class Stack:
             text=True,
             stdout=subprocess.PIPE if capture else None,
         )
-        say(f"  -> exit {proc.returncode} after {time.monotonic() - started:.0f} s")
+        if not quiet or proc.returncode:
+            say(f"  -> exit {proc.returncode} after {time.monotonic() - started:.0f} s")
         assert proc.returncode == 0, f"{' '.join(args)} failed"
         return proc.stdout or ""
 
@@ -102,7 +106,29 @@ class Stack:
         return httpx.Client(base_url=self.url, verify=trust, timeout=timeout)
 
     def up(self, build: bool = False) -> None:
-        self.compose("up", "-d", *(["--build"] if build else []), "--wait", "--wait-timeout", "600")
+        self.compose("up", "-d", *(["--build"] if build else []))
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 900) -> None:
+        """Every container running and healthy. Not `up --wait`, which gives up on the first
+        health check that times out, as they do for a while on a loaded 2-core host."""
+        started = time.monotonic()
+        pending: list[str] = []
+        while time.monotonic() - started < timeout:
+            out = self.compose("ps", "-a", "--format", "json", capture=True, quiet=True)
+            rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+            dead = [r["Service"] for r in rows if r["State"] in ("exited", "dead")]
+            assert not dead, f"exited: {dead}"
+            pending = sorted(
+                r["Service"]
+                for r in rows
+                if r["State"] != "running" or r.get("Health", "") not in ("", "healthy")
+            )
+            if rows and not pending:
+                say(f"all {len(rows)} containers healthy after {time.monotonic() - started:.0f} s")
+                return
+            time.sleep(3)
+        raise AssertionError(f"not healthy after {timeout:.0f} s: {pending}")
 
 
 @pytest.fixture(scope="module")
