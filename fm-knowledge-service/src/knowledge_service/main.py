@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         settings.files_dir.mkdir(parents=True, exist_ok=True)
         embedder = embedder_for(settings, settings.torch_threads)
+        # A missing model (a torch-free image without its ONNX export) stops the start
+        # with a message naming the fix, rather than failing every search.
+        await asyncio.to_thread(embedder.check_available)
         store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
         app.state.search_deps = SearchDeps(
             settings=settings,

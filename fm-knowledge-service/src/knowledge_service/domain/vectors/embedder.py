@@ -60,6 +60,8 @@ class Embedder(Protocol):
 
     def load(self) -> None: ...
 
+    def check_available(self) -> None: ...
+
     def set_threads(self, threads: int) -> None: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -69,7 +71,6 @@ class Embedder(Protocol):
     def encode_query(self, text: str) -> list[float]: ...
 
 
-@lru_cache(maxsize=4)
 def get_embedder(
     name: str,
     device: str = "cpu",
@@ -87,13 +88,25 @@ def get_embedder(
         settings = Settings()
         backend = backend or settings.embedding_backend
         onnx_root = onnx_root or settings.embedding_onnx_root
+    return _embedder(name, device, threads, query_precision, backend, onnx_root.resolve())
+
+
+@lru_cache(maxsize=8)
+def _embedder(
+    name: str,
+    device: str,
+    threads: int,
+    query_precision: QueryPrecision,
+    backend: EmbeddingBackend,
+    onnx_root: Path,
+) -> Embedder:
     if backend == "torch":
         from knowledge_service.domain.vectors.torch_embedder import TorchEmbedder
 
         return TorchEmbedder(name, device, threads, query_precision)
     from knowledge_service.domain.vectors.onnx_embedder import OnnxEmbedder
 
-    return OnnxEmbedder(name, onnx_root.resolve(), threads)
+    return OnnxEmbedder(name, onnx_root, threads)
 
 
 def embedder_for(settings: Settings, threads: int = 0) -> Embedder:

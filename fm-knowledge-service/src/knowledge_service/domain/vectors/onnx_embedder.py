@@ -39,8 +39,17 @@ class OnnxEmbedder:
 
     backend = "onnx"
 
-    def __init__(self, name: str, onnx_root: Path, threads: int = 0, export: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        onnx_root: Path,
+        threads: int = 0,
+        export: bool = True,
+        optimization: str = "all",
+    ) -> None:
         self.name = canonical_model_name(name)
+        # ONNX Runtime's graph optimisation level: disabled, basic, extended or all.
+        self.optimization = optimization
         self.onnx_root = onnx_root
         self.threads = threads
         self.export = export
@@ -93,16 +102,24 @@ class OnnxEmbedder:
             path=str(directory),
         )
 
-    def _exported_dir(self) -> Path:
+    def check_available(self) -> None:
+        """Raise EmbeddingModelUnavailable unless the model is exported (current) or can
+        be exported here: cheap, so a process can refuse to start without it."""
         directory = onnx_export.model_dir(self.onnx_root, self.name)
         if onnx_export.is_current(directory, self.name):
-            return directory
+            return
         if not self.export or not onnx_export.exporter_available():
             raise EmbeddingModelUnavailable(
                 f"no current ONNX export of {self.name} in {self.onnx_root}: run "
                 f"`fm-embedding-export --model {self.name} --out {self.onnx_root}` where the "
                 f"`torch` extra is installed, or set FM_EMBEDDING_BACKEND=torch"
             )
+
+    def _exported_dir(self) -> Path:
+        directory = onnx_export.model_dir(self.onnx_root, self.name)
+        if onnx_export.is_current(directory, self.name):
+            return directory
+        self.check_available()
         # In a child process: this process (a server) never imports torch.
         log.info("embedder.exporting", model=self.name, path=str(directory))
         subprocess.run(
@@ -130,7 +147,11 @@ class OnnxEmbedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }.get(self.optimization, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         # Threads that finish an op sleep at once rather than spin: the machine is
         # shared with the other services, and spinning took CPU from them.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -55,6 +55,15 @@ class TorchEmbedder:
     def load(self) -> None:
         self.model  # noqa: B018 (loads it)
 
+    def check_available(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise RuntimeError(
+                "FM_EMBEDDING_BACKEND=torch needs the `torch` extra "
+                "(fm-knowledge-service[torch]); the default onnx backend does not"
+            )
+
     def set_threads(self, threads: int) -> None:
         """Intra-op threads of this process (a worker child after the fork)."""
         self.threads = threads
