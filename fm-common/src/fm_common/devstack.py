@@ -180,6 +180,9 @@ class Stack:
         # The worker's credential for service tokens (DESIGN.md "Identity"): one random
         # secret per run unless the operator set one.
         env.setdefault("FM_SERVICE_CLIENT_SECRET", self.service_secret)
+        # One ONNX export of the embedding model for every local stack and test run
+        # (made by scripts/bootstrap.sh, or by the first start that needs it).
+        env.setdefault("FM_EMBEDDING_ONNX_DIR", str(ROOT / ".cache" / "models"))
         for name, (prefix, _) in SERVICES.items():
             env[f"{prefix}_PORT"] = str(self.ports[name])
             env[f"FM_{name.upper()}_URL"] = self.url(name)
