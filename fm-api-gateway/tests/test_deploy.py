@@ -42,7 +42,8 @@ def test_each_service_image_runs_its_module_on_its_port(name: str, compose: dict
     build = service["build"]
     assert build["context"] == ".."
     assert build["dockerfile"] == "faultmaven-deploy/Dockerfile"
-    assert build["target"] == ("gateway" if name == "gateway" else "service")
+    targets = {"gateway": "gateway", "knowledge": "embedder"}
+    assert build["target"] == targets.get(name, "service")
     assert build["args"]["FM_PACKAGE"] == member
     assert build["args"]["FM_MODULE"] == package
     assert build["args"]["FM_PORT"] == str(port)
@@ -63,7 +64,9 @@ def test_the_image_template_runs_the_module_and_needs_no_registry_frontend():
         dockerfile
     )
     stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.M)
-    assert stages == ["build", "service", "dashboard", "gateway"]
+    # The dashboard and the model export come after `service`: even the legacy builder,
+    # which builds every stage before its target, skips them for the plain services.
+    assert stages == ["uv", "build", "service", "dashboard", "gateway", "models", "embedder"]
     # Every workspace member's pyproject and source is in the build stage.
     for member in sorted(p.parent.name for p in ROOT.glob("fm-*/pyproject.toml")):
         assert f"COPY {member}/pyproject.toml {member}/" in dockerfile
@@ -79,10 +82,16 @@ def test_each_image_is_built_once(compose: dict):
     assert beat["pull_policy"] == "never"
 
 
-def test_the_torch_index_is_a_build_argument(compose: dict):
+def test_torch_only_exports_the_model_and_its_index_is_a_build_argument(compose: dict):
     for name in ("knowledge", "worker"):
-        args = compose["services"][name]["build"]["args"]
-        assert args["FM_TORCH_INDEX_URL"].startswith("${FM_TORCH_INDEX_URL:-https://")
+        build = compose["services"][name]["build"]
+        assert build["target"] == "embedder"
+        assert build["args"]["FM_TORCH_INDEX_URL"].startswith("${FM_TORCH_INDEX_URL:-https://")
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    runtime = dockerfile[dockerfile.index("AS service") : dockerfile.index("AS models")]
+    assert not [line for line in runtime.splitlines() if "torch" in line and line[:1] != "#"]
+    assert "--extra torch" in dockerfile[dockerfile.index("AS models") :]
+    assert "FM_EMBEDDING_ONNX_DIR=/opt/faultmaven/models" in dockerfile
 
 
 def test_the_gateway_is_published_on_loopback_by_default(compose: dict):
