@@ -233,6 +233,14 @@ def test_1_the_journey_through_the_https_gateway(stack: Stack):
         )
         assert doc["status"] == "processed", doc
         s["doc_id"] = doc_id
+        # Searchable. (Also the knowledge service's first search: cold, it took over the
+        # agent's 10 s retrieval budget on a host at load 25, and the turn was answered
+        # without sources.)
+        found = gw.post(
+            "/api/v1/knowledge/search", json={"query": "too many clients pgbouncer"}, headers=auth
+        )
+        assert found.status_code == 200, found.text
+        assert doc_id in found.text
 
         # A case and a cited answer (the fake provider cites the first passage it gets).
         case = gw.post("/api/v1/cases", json={"title": None, "priority": "low"}, headers=auth)
