@@ -158,6 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             [
                 "FM_ENVIRONMENT=production",
                 f"FM_SERVICE_CLIENT_SECRET={secrets.token_urlsafe(32)}",
+                f"FM_AGENT_REDACTION_KEY={secrets.token_urlsafe(32)}",
                 f"FM_GATEWAY_PUBLIC_URL=https://localhost:{port}",
                 f"FM_AGENT_PROVIDERS={json.dumps(providers)}",
                 "FM_GATEWAY_TLS_CERT_FILE=/tls/cert.pem",
