@@ -332,6 +332,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3, help="query rounds over the questions")
     parser.add_argument("--no-stack", action="store_true", help="in-process figures only")
+    parser.add_argument(
+        "--stack-only",
+        action="store_true",
+        help="the real-stack rounds only; keeps the in-process figures of the last run",
+    )
     args = parser.parse_args()
     if not RUNBOOKS.is_dir():
         raise SystemExit(f"the runbook corpus is not at {RUNBOOKS}")
@@ -342,7 +347,11 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "load_at_start": load(),
     }
-    results["in_process"] = in_process(texts, questions, args.rounds)
+    previous = RESULTS / "embeddings.json"
+    if args.stack_only and previous.is_file():
+        results["in_process"] = json.loads(previous.read_text())["in_process"]
+    else:
+        results["in_process"] = in_process(texts, questions, args.rounds)
     write(results)
     if not args.no_stack:
         results["stack"] = []
