@@ -255,7 +255,18 @@ def stack_round(backend: str, files: list[Path]) -> dict[str, Any]:
 
 
 def write(results: dict[str, Any]) -> None:
+    """Write the results, keeping the in-process figures or the stack rounds of the last
+    run where this one has none (the two parts can run separately)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "embeddings.json"
+    if previous.is_file():
+        last = json.loads(previous.read_text())
+        for key in ("in_process", "stack"):
+            if not results.get(key) and last.get(key):
+                results[key] = last[key]
+    stack_file = RESULTS / "embeddings-stack.json"
+    if not results.get("stack") and stack_file.is_file():
+        results["stack"] = json.loads(stack_file.read_text())
     (RESULTS / "embeddings.json").write_text(json.dumps(results, indent=2) + "\n")
     ip = results.get("in_process", {})
     lines = [
@@ -347,10 +358,7 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "load_at_start": load(),
     }
-    previous = RESULTS / "embeddings.json"
-    if args.stack_only and previous.is_file():
-        results["in_process"] = json.loads(previous.read_text())["in_process"]
-    else:
+    if not args.stack_only:
         results["in_process"] = in_process(texts, questions, args.rounds)
     write(results)
     if not args.no_stack:
@@ -358,6 +366,7 @@ def main() -> None:
         for backend in ("onnx", "torch"):
             results["stack"].append(stack_round(backend, files))
             print(json.dumps(results["stack"][-1]), flush=True)
+            (RESULTS / "embeddings-stack.json").write_text(json.dumps(results["stack"], indent=2))
             write(results)
     print((RESULTS / "embeddings.md").read_text())
 
