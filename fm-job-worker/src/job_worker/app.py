@@ -130,6 +130,11 @@ def _child_started(**_: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    if settings.memory_limit_kb:
+        from fm_common.limits import limit_as
+
+        cap = limit_as(settings.memory_limit_kb * 1024)
+        log.info("worker.child_memory_capped", address_space_mb=cap // (1024 * 1024))
     from job_worker.runtime import reset_runtime
 
     reset_runtime()
