@@ -142,7 +142,14 @@ async def test_case_file_list_sorts_by_filename_ascending(kit, alice, client):
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"sort_by": "owner"}, {"sort_order": "up"}],
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"offset": 9223372036854775808},  # past SQLite's integer: was a 500 (issue 16)
+        {"sort_by": "owner"},
+        {"sort_order": "up"},
+    ],
 )
 async def test_case_file_list_rejects_out_of_range_params(client, alice, params):
     resp = await client.get(

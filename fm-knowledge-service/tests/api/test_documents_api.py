@@ -165,7 +165,14 @@ async def test_list_shows_own_and_global_with_filters_and_paging(client, token_i
     for state, count in (("processing", 5), ("processed", 0), ("failed", 0)):
         page = (await client.get(f"/api/v1/knowledge/documents?status={state}", headers=me)).json()
         assert page["total_count"] == count, state
-    for bad in ("limit=0", "limit=101", "offset=-1", "scope=team", "status=done"):
+    for bad in (
+        "limit=0",
+        "limit=101",
+        "offset=-1",
+        "offset=9223372036854775808",  # past SQLite's integer: was a 500 (issue 16)
+        "scope=team",
+        "status=done",
+    ):
         resp = await client.get(f"/api/v1/knowledge/documents?{bad}", headers=me)
         assert resp.status_code == 422, bad
 
