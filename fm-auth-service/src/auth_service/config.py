@@ -34,6 +34,11 @@ class Settings(BaseServiceSettings):
     service_client_secret: SecretStr | None = None
     service_token_max_ttl_seconds: int = Field(default=300, ge=1, le=300)
 
+    # Password policy at registration: at least this many characters, and a zxcvbn score
+    # (0-4, against the common and breached passwords it ships) of at least this much.
+    password_min_length: int = Field(default=8, ge=8, le=64)
+    password_min_score: int = Field(default=2, ge=0, le=4)
+
     # bcrypt cost; 12 in production (~0.25 s per hash on a laptop core).
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 

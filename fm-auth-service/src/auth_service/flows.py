@@ -101,7 +101,12 @@ async def register(
 ) -> AuthTokenResponse:
     """Create an account and log it in."""
     user = await users.register_user(
-        db, ctx.hasher, body, enabled=ctx.settings.registration_enabled
+        db,
+        ctx.hasher,
+        body,
+        enabled=ctx.settings.registration_enabled,
+        min_length=ctx.settings.password_min_length,
+        min_score=ctx.settings.password_min_score,
     )
     return await _open_session(ctx, user, bind_session_id)
 

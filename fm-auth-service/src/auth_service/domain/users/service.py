@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.users import repository
 from auth_service.domain.users.models import User
 from auth_service.domain.users.passwords import PasswordHasher
+from auth_service.domain.users.policy import check_password_strength
 from auth_service.domain.users.throttle import LoginThrottle
 from fm_common.auth import ROLE_ADMIN
 from fm_common.contracts.auth import (
@@ -63,11 +64,24 @@ def user_info(user: User, admin_usernames: frozenset[str]) -> UserInfoResponse:
 
 
 async def register_user(
-    db: AsyncSession, hasher: PasswordHasher, body: RegisterRequest, *, enabled: bool
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    body: RegisterRequest,
+    *,
+    enabled: bool,
+    min_length: int = 8,
+    min_score: int = 0,
 ) -> User:
-    """Create a user (flushed, not committed); 409 on a taken username or email."""
+    """Create a user (flushed, not committed); 409 on a taken username or email, 422
+    WEAK_PASSWORD for a password the policy refuses."""
     if not enabled:
         raise Forbidden("Registration is turned off.", code="REGISTRATION_DISABLED")
+    check_password_strength(
+        body.password,
+        min_length=min_length,
+        min_score=min_score,
+        user_inputs=[body.username, body.email or "", body.display_name or ""],
+    )
     name_taken, email_taken = await repository.taken(db, body.username, body.email)
     if name_taken:
         raise Conflict("That username is already taken.", code="USERNAME_TAKEN")
