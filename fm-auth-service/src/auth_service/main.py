@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.api.routes import auth, internal
 from auth_service.config import Settings
@@ -26,6 +27,39 @@ from fm_common.db import create_engine, create_sessionmaker, migrate
 from fm_common.settings import load_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Answers that carry tokens or user data are never stored by a browser or proxy cache
+# (RFC 6749 5.1); the JWKS and the public config stay cacheable.
+_CACHEABLE = ("/api/v1/auth/.well-known/jwks.json", "/api/v1/auth/config")
+
+
+class NoStore:
+    """`Cache-Control: no-store` on every auth and token answer (issue 16 item 10)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in _CACHEABLE
+            or not path.startswith(("/api/v1/auth/", "/internal/"))
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"cache-control", b"pragma")
+                ]
+                headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,4 +130,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(auth.router)
     app.include_router(internal.router)
+    app.add_middleware(NoStore)
     return app
