@@ -159,3 +159,14 @@ def test_hostile_shapes_fail_once_with_the_workers_memory_under_its_limit(kapi, 
     # And the worker still ingests.
     doc = kapi.ingest(user, "fine.csv", b"host,status\nweb-1,down\n")
     assert doc["status"] == "processed", doc
+
+
+def test_the_running_worker_keeps_its_health_heartbeat(kstack) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from fm_common.heartbeat import heartbeat_key
+
+    # What the gateway's /health reads to report the worker (issue 16 item 10).
+    client = redis.Redis.from_url(kstack.redis_url)
+    assert client.exists(heartbeat_key("worker"))
+    assert 0 < client.ttl(heartbeat_key("worker")) <= 35
