@@ -46,7 +46,9 @@ def system_stack(
     extra_env = {
         "FM_LOG_FORMAT": "json",
         "FM_WORKER_CONCURRENCY": "1",
-        "FM_AUTH_ADMIN_USERNAMES": "admin",
+        # The first admin by the bootstrap settings (never by registering a name).
+        "FM_AUTH_BOOTSTRAP_ADMIN_USERNAME": "admin",
+        "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": "correct horse battery",
         "HF_HUB_OFFLINE": "1",
         # Every system test comes from 127.0.0.1: keep the per-address limit out of the way.
         "FM_GATEWAY_PUBLIC_RATE_LIMIT_PER_WINDOW": "100000",

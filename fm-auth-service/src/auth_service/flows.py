@@ -55,9 +55,12 @@ class AuthContext:
     throttle: LoginThrottle
     sessions: SessionClient
 
+    # The bootstrap admin, once its account is proven (users.bootstrap_admin).
+    bootstrap_admins: frozenset[str] = frozenset()
+
     @property
     def admins(self) -> frozenset[str]:
-        return self.settings.admin_username_set
+        return self.settings.admin_username_set | self.bootstrap_admins
 
 
 async def _open_session(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from auth_service.domain.tokens.keys import (
 )
 from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users.passwords import PasswordHasher
+from auth_service.domain.users.service import bootstrap_admin
 from auth_service.domain.users.throttle import LoginThrottle
 from auth_service.flows import AuthContext
 from fm_common.app import create_service_app
@@ -106,6 +108,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.session_url, app.state.http, retry_after=settings.retry_after_seconds
             ),
         )
+        if settings.bootstrap_admin_username and settings.bootstrap_admin_password:
+            ctx = app.state.auth
+            async with app.state.sessionmaker() as db:
+                granted = await bootstrap_admin(
+                    db,
+                    ctx.hasher,
+                    settings.bootstrap_admin_username,
+                    settings.bootstrap_admin_password.get_secret_value(),
+                )
+                await db.commit()
+            if granted:
+                app.state.auth = dataclasses.replace(
+                    ctx, bootstrap_admins=frozenset({settings.bootstrap_admin_username.lower()})
+                )
         try:
             yield
         finally:

@@ -135,6 +135,43 @@ async def authenticate(
 _NOT_USERNAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
+async def bootstrap_admin(
+    db: AsyncSession, hasher: PasswordHasher, username: str, password: str
+) -> bool:
+    """The first admin, from the operator's settings (issue 16 item 7: whoever first
+    registered the name `admin` became admin). Creates the account with that password
+    when it does not exist; an existing account is made admin only when that password
+    is its own (someone who registered the name first gets nothing). True when granted."""
+    user = await repository.by_username(db, username)
+    if user is None:
+        now = utcnow()
+        user = User(
+            id=str(uuid.uuid4()),
+            username=username,
+            username_key=username.lower(),
+            email=None,
+            email_key=None,
+            display_name=username,
+            password_hash=await hasher.hash(password),
+            is_dev_user=False,
+            is_active=True,
+            created_at=now,
+            updated_at=now,
+            last_login_at=None,
+        )
+        await repository.add(db, user)
+        log.info("auth.bootstrap_admin_created", user_id=user.id)
+        return True
+    if user.password_hash and await hasher.verify(password, user.password_hash):
+        return True
+    log.error(
+        "auth.bootstrap_admin_refused",
+        user_id=user.id,
+        reason="the account exists with another password; it is not made admin",
+    )
+    return False
+
+
 async def dev_user(db: AsyncSession, body: DevLoginRequest) -> User:
     """The dev-login user named by username or email, created on first use."""
     identifier = body.username.strip()
