@@ -53,6 +53,7 @@ def system_stack(
         # Every system test comes from 127.0.0.1: keep the per-address limit out of the way.
         "FM_GATEWAY_PUBLIC_RATE_LIMIT_PER_WINDOW": "100000",
         "FM_GATEWAY_RATE_LIMIT_PER_WINDOW": "100000",
+        "FM_AUTH_REGISTRATIONS_PER_ADDRESS": "100000",
     }
     if fake_llm is not None:
         extra_env["FM_AGENT_PROVIDERS"] = json.dumps(

@@ -54,6 +54,9 @@ class Settings(BaseServiceSettings):
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Accounts registered per client address in a window.
+    registrations_per_address: int = Field(default=20, ge=1)
+    registration_window_seconds: int = Field(default=3600, ge=1)
     # Peers whose X-Forwarded-For is believed (the gateway).
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
 

@@ -21,7 +21,7 @@ from auth_service.domain.tokens.keys import (
 from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users.passwords import PasswordHasher
 from auth_service.domain.users.service import bootstrap_admin
-from auth_service.domain.users.throttle import LoginThrottle
+from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
 from auth_service.flows import AuthContext
 from fm_common.app import create_service_app
 from fm_common.clients.session import SessionClient
@@ -106,6 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             sessions=SessionClient(
                 settings.session_url, app.state.http, retry_after=settings.retry_after_seconds
+            ),
+            registrations=RegistrationLimit(
+                app.state.redis,
+                max_per_address=settings.registrations_per_address,
+                window_seconds=settings.registration_window_seconds,
             ),
         )
         if settings.bootstrap_admin_username and settings.bootstrap_admin_password:

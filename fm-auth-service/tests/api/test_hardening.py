@@ -75,3 +75,21 @@ async def test_a_squatted_bootstrap_name_is_not_made_admin(make_settings, start_
         make_settings(bootstrap_admin_username="chief", bootstrap_admin_password=PASSWORD)
     )
     assert await _roles(second.url, "chief", "squatters pass 42") == ["user"]
+
+
+async def test_registrations_per_address_are_limited(make_settings, start_auth):
+    # Issue 16 item 8: 150 accounts were registered from one address in 65 s.
+    server = start_auth(make_settings(registrations_per_address=3))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        codes = []
+        for i in range(5):
+            resp = await c.post(
+                "/api/v1/auth/register", json={"username": f"bulk{i}", "password": PASSWORD}
+            )
+            codes.append(resp.status_code)
+        assert codes == [201, 201, 201, 429, 429]
+        assert resp.json()["code"] == "REGISTRATION_THROTTLED"
+        assert int(resp.headers["retry-after"]) > 0
+        # Existing accounts still log in.
+        login = await c.post("/api/v1/auth/login", json={"username": "bulk0", "password": PASSWORD})
+        assert login.status_code == 200

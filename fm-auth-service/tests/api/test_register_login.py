@@ -166,8 +166,13 @@ async def test_me_returns_user_info(client: httpx.AsyncClient, register):
     assert info["created_at"].endswith("Z")
 
 
-async def test_admin_username_gets_the_admin_role(client: httpx.AsyncClient, register):
-    body = await register("admin")
+async def test_a_configured_admin_username_gets_the_admin_role(make_settings, start_auth):
+    # Only when named explicitly (FM_AUTH_ADMIN_USERNAMES defaults to none; the first
+    # admin comes from the bootstrap settings: test_hardening.py).
+    server = start_auth(make_settings(admin_usernames="ops"))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        resp = await c.post("/api/v1/auth/register", json={"username": "ops", "password": PASSWORD})
+    body = resp.json()
     assert body["user"]["roles"] == ["user", "admin"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["roles"] == ["user", "admin"]
