@@ -47,3 +47,36 @@ def test_a_port_answered_by_another_service_is_not_taken_for_healthy(tmp_path: P
         sleeper.kill()
         sleeper.wait()
         server.stop()
+
+
+def test_a_dead_store_is_restarted_with_growing_backoff(tmp_path: Path) -> None:
+    # Issue 16 item 4: a killed Redis took the whole `make run` down in 0.2 s.
+    import signal
+    import time
+
+    from fm_common.devstack import Restarter, port_in_use
+
+    stack = Stack(data_dir=tmp_path, ports=Stack.free_ports(), only={"redis"}, log_dir=tmp_path)
+    stack.start(wait=False)
+    try:
+        restarter = Restarter(stack, base_delay=0.2)
+        said: list[str] = []
+        for round_ in (1, 2):
+            first = stack.procs["redis"]
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                said += restarter.tick()
+                if stack.procs["redis"] is not first and port_in_use(stack.ports["redis"]):
+                    break
+                time.sleep(0.05)
+            assert stack.procs["redis"] is not first, said
+            assert stack.procs["redis"].poll() is None
+            assert f"restart {round_})" in " ".join(said)
+        # The second restart waited twice as long as the first (0.2 s, then 0.4 s).
+        assert "restarting it in 0.2 s (restart 1)" in said[0]
+        assert any("restarting it in 0.4 s (restart 2)" in line for line in said)
+        assert sum("redis restarted" in line for line in said) == 2
+    finally:
+        stack.stop()
