@@ -80,3 +80,21 @@ def test_a_dead_store_is_restarted_with_growing_backoff(tmp_path: Path) -> None:
         assert sum("redis restarted" in line for line in said) == 2
     finally:
         stack.stop()
+
+
+def test_each_process_gets_only_the_secrets_it_uses(tmp_path: Path) -> None:
+    # Issue 16 item 10: the service client secret was in the gateway's environment.
+    stack = Stack(
+        data_dir=tmp_path,
+        ports=Stack.free_ports(),
+        extra_env={"FM_AGENT_PROVIDERS": '[{"api_key": "sk-test"}]'},
+    )
+    for name in ("gateway", "session", "case", "knowledge", "evidence", "agent", "redis"):
+        assert "FM_SERVICE_CLIENT_SECRET" not in stack.process_env(name), name
+    for name in ("auth", "worker"):
+        assert stack.process_env(name)["FM_SERVICE_CLIENT_SECRET"] == stack.service_secret
+    assert "FM_AGENT_PROVIDERS" in stack.process_env("agent")
+    assert "FM_AGENT_PROVIDERS" in stack.process_env("worker")
+    assert "FM_AGENT_PROVIDERS" not in stack.process_env("gateway")
+    # Everything else is shared as before.
+    assert stack.process_env("gateway")["FM_REDIS_URL"] == stack.redis_url

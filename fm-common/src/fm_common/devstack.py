@@ -47,6 +47,17 @@ SERVICES: dict[str, tuple[str, int]] = {
 }
 STORES: dict[str, tuple[str, int]] = {"chroma": ("FM_CHROMA", 8007), "redis": ("FM_REDIS", 6379)}
 START_FIRST = ("redis", "chroma")
+# Secrets go only to the processes that use them (issue 16 item 10: the service client
+# secret was in the gateway's environment, readable by anything that reads it there).
+SECRET_ENV: dict[str, frozenset[str]] = {
+    # The worker asks the auth service for service tokens with it; auth checks it.
+    "FM_SERVICE_CLIENT_SECRET": frozenset({"auth", "worker"}),
+    "FM_WORKER_SERVICE_CLIENT_SECRET": frozenset({"worker"}),
+    "FM_AUTH_SERVICE_CLIENT_SECRET": frozenset({"auth"}),
+    "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": frozenset({"auth"}),
+    # Provider API keys: the agent, and the worker that runs queued turns.
+    "FM_AGENT_PROVIDERS": frozenset({"agent", "worker"}),
+}
 
 
 @dataclass(frozen=True)
@@ -218,9 +229,14 @@ class Stack:
             self.wait_healthy(timeout)
         return self
 
+    def process_env(self, name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of process `name`: every secret it does not use left out."""
+        env = self.env() if env is None else env
+        return {k: v for k, v in env.items() if name in SECRET_ENV.get(k, frozenset({name}))}
+
     def start_process(self, name: str, env: dict[str, str] | None = None) -> None:
         spec = self.specs[name]
-        env = env or self.env()
+        env = self.process_env(name, env)
         command = os.path.expandvars(_expand(spec.command, env))
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
