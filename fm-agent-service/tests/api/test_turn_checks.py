@@ -46,3 +46,40 @@ async def test_bad_text_is_422_before_the_provider_is_called(
     assert resp.json()["code"] == code
     assert fake.requests == []
     assert standins.state.messages.get(case_id, []) == []
+
+
+async def test_a_user_over_the_concurrent_turn_cap_gets_429_before_the_provider(
+    settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    user_id: str,
+    redis_url: str,
+) -> None:
+    # Issue 16 item 5: one user's turns held everyone else's. Their slots are taken (as by
+    # two turns still running in any agent process): a third waits its turn with a 429.
+    import redis.asyncio as aioredis
+
+    from agent_service.domain.turns.fairness import PREFIX
+
+    r = aioredis.from_url(redis_url)
+    await r.set(PREFIX + user_id, settings.max_concurrent_turns_per_user, ex=60)
+    try:
+        async with running(settings) as client:
+            resp = await client.post(
+                f"/api/v1/cases/{case_id}/turns", data={"query": "disk full"}, headers=auth
+            )
+            assert resp.status_code == 429
+            assert resp.json()["code"] == "TOO_MANY_TURNS"
+            assert int(resp.headers["retry-after"]) >= 1
+            assert fake.requests == []
+            # One of them ends: the next turn runs, and gives its slot back.
+            await r.decr(PREFIX + user_id)
+            ok = await client.post(
+                f"/api/v1/cases/{case_id}/turns", data={"query": "disk full"}, headers=auth
+            )
+            assert ok.status_code == 200, ok.text
+            assert int(await r.get(PREFIX + user_id)) == settings.max_concurrent_turns_per_user - 1
+    finally:
+        await r.delete(PREFIX + user_id)
+        await r.aclose()
