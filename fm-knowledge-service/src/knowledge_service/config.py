@@ -68,6 +68,9 @@ class Settings(BaseServiceSettings):
     chunk_overlap_words: int = Field(default=30, ge=0, le=500)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    # Queued ingestion per user: uploads beyond either are 429 until some are processed.
+    max_pending_documents_per_user: int = Field(default=200, ge=1)
+    max_pending_bytes_per_user: int = Field(default=200 * 1024 * 1024, ge=1)
     # Extraction guards, so one bad file cannot take the worker down.
     max_extracted_chars: int = Field(default=5_000_000, ge=1000)
     max_pdf_pages: int = Field(default=2000, ge=1)

@@ -45,6 +45,7 @@ ERRORS = {
         413: {"description": "File over the size limit"},
         415: {"description": "File type not accepted"},
         422: {"description": "Invalid form or empty file"},
+        429: {"description": "Too many of the caller's documents wait for processing"},
     },
 )
 async def upload(

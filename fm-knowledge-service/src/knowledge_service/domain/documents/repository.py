@@ -85,6 +85,18 @@ async def list_visible(
     return rows, int(total)
 
 
+async def pending_of(session: AsyncSession, owner_id: str) -> tuple[int, int]:
+    """(documents, bytes of originals) of `owner_id` still waiting for ingestion."""
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(Document.size_bytes), 0)).where(
+                Document.owner_id == owner_id, Document.status == "processing"
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 async def remove(session: AsyncSession, document: Document) -> None:
     await session.delete(document)
     await session.flush()
