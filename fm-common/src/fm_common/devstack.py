@@ -57,6 +57,8 @@ SECRET_ENV: dict[str, frozenset[str]] = {
     "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": frozenset({"auth"}),
     # Provider API keys: the agent, and the worker that runs queued turns.
     "FM_AGENT_PROVIDERS": frozenset({"agent", "worker"}),
+    # The key of the redaction map's originals: the agent and the worker's queued turns.
+    "FM_AGENT_REDACTION_KEY": frozenset({"agent", "worker"}),
 }
 
 

@@ -13,6 +13,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from agent_service.config import ProviderConfig
+from agent_service.domain.llm.outbound import redact_outbound
 from agent_service.domain.llm.providers import (
     LLM_CALLS,
     LLM_FAILURES,
@@ -23,6 +24,7 @@ from agent_service.domain.llm.providers import (
     build_model,
     classify,
 )
+from agent_service.domain.privacy.redaction import CaseRedactor
 from fm_common.errors import Unavailable
 
 log = structlog.get_logger("agent.llm")
@@ -126,11 +128,14 @@ class ProviderChain:
         self,
         messages: list[BaseMessage],
         *,
+        redactor: CaseRedactor,
         deadline: float,
         on_token: TokenSink | None = None,
         on_failover: Callable[[str], Awaitable[None]] | None = None,
     ) -> LLMResult:
-        """The first provider's answer that arrives before `deadline` (time.monotonic)."""
+        """The first provider's answer that arrives before `deadline` (time.monotonic).
+        Every message passes the case's redaction first (the one choke point)."""
+        messages = await redact_outbound(messages, redactor)
         attempts: list[dict[str, Any]] = []
         waits: list[tuple[float, _Entry]] = []
         for entry in self.entries:
