@@ -164,6 +164,31 @@ async def claim_candidates(
     return list((await session.execute(stmt)).scalars())
 
 
+async def oldest_of_each_owner(
+    session: AsyncSession, exclude_id: str, claimer: str, stale_before: datetime, limit: int
+) -> list[Document]:
+    """Each owner's oldest waiting document (oldest owners first), so a batch can serve
+    every user who waits and not only the one with the most (or newest) uploads."""
+    rank = (
+        func.row_number()
+        .over(partition_by=Document.owner_id, order_by=(Document.created_at, Document.id))
+        .label("rank")
+    )
+    ranked = (
+        select(Document.id.label("id"), rank)
+        .where(Document.id != exclude_id, _claimable(claimer, stale_before))
+        .subquery()
+    )
+    stmt = (
+        select(Document)
+        .join(ranked, ranked.c.id == Document.id)
+        .where(ranked.c.rank == 1)
+        .order_by(Document.created_at, Document.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def held_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
     stmt = select(Document).where(
         Document.claimed_by == claimer, Document.id != keep_id, Document.status == "processing"
