@@ -1,8 +1,9 @@
 """/internal/v1/...: called by other services (never routed by the gateway).
 
-Only the worker calls them: they take service tokens only (a worker's token acting on
-behalf of the user, 403 `SERVICE_ONLY` for a user's own token: issue 16) and
-apply the same ownership rules as the public routes.
+The worker's routes take service tokens only (a worker's token acting on behalf of the
+user; a user's own token is 403 `SERVICE_ONLY`: issue 16); `POST .../derived`, which the
+agent calls with the user's forwarded token, still takes it. All apply the same
+ownership rules as the public routes.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from evidence_service.api.deps import EvidenceServiceDep
-from fm_common.auth import ServicePrincipal
+from fm_common.auth import CurrentPrincipal, ServicePrincipal
 from fm_common.contracts.evidence import (
     AnalysisUpdate,
+    DerivedEvidenceCreate,
+    DerivedEvidenceSummary,
     EvidenceFile,
     ExistingFiles,
     ExistingFilesQuery,
@@ -43,6 +46,20 @@ async def set_analysis(
 ) -> EvidenceFile:
     """The indexer reports a file's analysis status and summary."""
     return await service.set_analysis(principal, file_id, body)
+
+
+@router.post(
+    "/evidence/{file_id}/derived",
+    responses={401: _ERROR, 404: _ERROR, 409: _ERROR, 422: _ERROR},
+)
+async def add_derived(
+    file_id: str,
+    body: DerivedEvidenceCreate,
+    principal: CurrentPrincipal,
+    service: EvidenceServiceDep,
+) -> DerivedEvidenceSummary:
+    """The agent records what a turn concluded from the file (idempotent by evidence_id)."""
+    return await service.add_derived(principal, file_id, body)
 
 
 @router.post(
