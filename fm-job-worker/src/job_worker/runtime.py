@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any, TypeVar
 
-import redis as redis_lib
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fm_common.jobs import SyncJobStore
+from fm_common.redis import create_sync_redis
 from fm_common.settings import load_settings
 from job_worker.config import Settings
 
@@ -30,9 +30,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runner = asyncio.Runner()
-        self.redis = redis_lib.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
-        )
+        # Retries once on a dropped connection (Redis restarted), as every client does.
+        self.redis = create_sync_redis(settings.redis_url, socket_timeout=30)
         self.jobs = SyncJobStore(self.redis)
 
     @cached_property
@@ -120,6 +119,13 @@ class Runtime:
             embedder=self.embedder,
             db=self.db,
             changed=self.collection_changed,
+            job_failed=self._job_failed,
+        )
+
+    def _job_failed(self, job_id: str, reason: str) -> None:
+        # Before the document says failed: whoever sees it failed finds its job failed.
+        self.jobs.update(
+            job_id, status="failed", error={"message": reason, "code": "INGEST_FAILED"}
         )
 
     @cached_property
