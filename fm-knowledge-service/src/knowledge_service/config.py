@@ -34,7 +34,9 @@ TEXT_EXTENSIONS = (
     "toml",
     "xml",
 )
-ALLOWED_EXTENSIONS = ("pdf", *TEXT_EXTENSIONS)
+# Office documents: read by domain/ingest/office.py (formulas as their cached values).
+OFFICE_EXTENSIONS = ("docx", "pptx", "xlsx", "odt", "ods")
+ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 
 
 class Settings(BaseServiceSettings):

@@ -16,10 +16,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from knowledge_service.domain.ingest.chunking import Unit
+from knowledge_service.domain.ingest.office import OFFICE_KINDS, OfficeError, extract_office
 
-KINDS = ("pdf", "markdown", "html", "log", "json", "yaml", "csv", "text")
+KINDS = (
+    "pdf", "markdown", "html", "log", "json", "yaml", "csv", "text",
+    "docx", "pptx", "xlsx", "odt", "ods",
+)  # fmt: skip
+# What a container's bytes are, by content type (the evidence service's sniffed type).
+OFFICE_TYPES = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.oasis.opendocument.text": "odt",
+    "application/vnd.oasis.opendocument.spreadsheet": "ods",
+}
 _EXT_KIND = {
     "pdf": "pdf",
+    "docx": "docx",
+    "pptx": "pptx",
+    "xlsx": "xlsx",
+    "odt": "odt",
+    "ods": "ods",
     "md": "markdown",
     "markdown": "markdown",
     "html": "html",
@@ -43,6 +60,8 @@ class ExtractionError(Exception):
 class Limits:
     max_chars: int = 5_000_000
     max_pdf_pages: int = 2000
+    # What an office document (a ZIP) may inflate to, all its parts together.
+    max_archive_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,8 @@ def detect_kind(filename: str, content_type: str | None, document_type: str | No
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype == "application/pdf":
         return "pdf"
+    if ctype in OFFICE_TYPES:
+        return OFFICE_TYPES[ctype]
     if ctype in ("text/html", "application/xhtml+xml"):
         return "html"
     if ctype == "text/markdown":
@@ -222,6 +243,18 @@ def extract(path: Path, kind: str, limits: Limits, title: str | None = None) -> 
     if kind == "pdf":
         text = _pdf_text(path, limits)
         units = _paragraphs(text, title or "")
+        result = Extracted(kind, title, units, text)
+    elif kind in OFFICE_KINDS:
+        try:
+            units, text = extract_office(
+                path,
+                kind,
+                title,
+                max_chars=limits.max_chars,
+                max_bytes=limits.max_archive_bytes,
+            )
+        except OfficeError as exc:
+            raise ExtractionError(str(exc)) from None
         result = Extracted(kind, title, units, text)
     else:
         text = decode_text(path.read_bytes(), limits)
