@@ -8,12 +8,15 @@ thing in both processes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from fm_common.settings import BaseServiceSettings
+
+if TYPE_CHECKING:
+    from knowledge_service.domain.ingest.extract import Limits
 
 TEXT_EXTENSIONS = (
     "md",
@@ -73,6 +76,16 @@ class Settings(BaseServiceSettings):
     max_extracted_chars: int = Field(default=5_000_000, ge=1000)
     max_pdf_pages: int = Field(default=2000, ge=1)
     max_chunks_per_document: int = Field(default=20_000, ge=1)
+    # OCR (tesseract, in the worker) of evidence images and scanned PDF pages (ADR 0110):
+    # images over MAX_PIXELS are refused before they are decoded; each image (page) may
+    # take SECONDS_PER_PAGE and MEMORY_MB of address space; at most MAX_PAGES scanned
+    # pages per PDF. Off: images give no text and scanned pages stay empty.
+    ocr_enabled: bool = True
+    ocr_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    ocr_seconds_per_page: float = Field(default=60.0, gt=0)
+    ocr_memory_mb: int = Field(default=1024, ge=64)
+    ocr_max_pages: int = Field(default=50, ge=1)
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
 
     # The case service proves that a `case` scope upload targets one of the caller's
     # cases; off only where no case service runs (the knowledge service's own tests).
@@ -81,6 +94,24 @@ class Settings(BaseServiceSettings):
     # Hybrid search: semantic and BM25 candidates per collection before fusion.
     hybrid_candidates: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
+
+    def extraction_limits(self) -> Limits:
+        """The bounds every extraction runs within (documents and evidence alike)."""
+        from knowledge_service.domain.ingest.extract import Limits
+        from knowledge_service.domain.ingest.ocr import OcrLimits
+
+        ocr = (
+            OcrLimits(
+                max_pixels=self.ocr_max_pixels,
+                seconds=self.ocr_seconds_per_page,
+                memory_bytes=self.ocr_memory_mb * 1024 * 1024,
+                max_pages=self.ocr_max_pages,
+                languages=self.ocr_languages,
+            )
+            if self.ocr_enabled
+            else None
+        )
+        return Limits(max_chars=self.max_extracted_chars, max_pdf_pages=self.max_pdf_pages, ocr=ocr)
 
     @property
     def knowledge_dir(self) -> Path:

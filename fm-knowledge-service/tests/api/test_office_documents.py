@@ -88,3 +88,20 @@ def test_a_zip_named_docx_fails_with_its_reason(kapi) -> None:  # type: ignore[n
     doc = kapi.ingest(_user(), "fake.docx", out.getvalue())
     assert doc["status"] == "failed"
     assert "corrupt" in doc["error"]
+
+
+def test_a_scanned_pdf_runbook_is_searchable(kapi) -> None:  # type: ignore[no-untyped-def]
+    from knowledge_service.domain.ingest.ocr import tesseract_path
+
+    if tesseract_path() is None:
+        pytest.skip("tesseract is not installed")
+    user, tag = _user(), uuid.uuid4().hex[:6]
+    data = documents.scanned_pdf(
+        [["Runbook: etcd quorum lost"], [f"Restore member etcd-{tag} from the last snapshot"]]
+    )
+    doc = kapi.ingest(user, "scan.pdf", data, title="etcd scan")
+    assert doc["status"] == "processed", doc
+    resp = kapi.search(user, f"restore etcd-{tag} snapshot", limit=1)
+    hit = resp.json()["results"][0]
+    assert hit["document_id"] == doc["document_id"]
+    assert f"etcd-{tag}" in hit["content"]

@@ -22,8 +22,8 @@ from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.ingest.chunking import Chunk, TokenBudget, chunk_units
 from knowledge_service.domain.ingest.extract import (
+    Extracted,
     ExtractionError,
-    Limits,
     detect_kind,
     extract,
 )
@@ -119,8 +119,20 @@ def chunks_for_file(
     title: str | None,
     tokens: TokenBudget | None = None,
 ) -> tuple[list[Chunk], str]:
-    limits = Limits(max_chars=settings.max_extracted_chars, max_pdf_pages=settings.max_pdf_pages)
-    extracted = extract(path, kind, limits, title)
+    chunks, extracted = extract_and_chunk(path, kind, settings, title, tokens)
+    return chunks, extracted.text
+
+
+def extract_and_chunk(
+    path: Path,
+    kind: str,
+    settings: Settings,
+    title: str | None,
+    tokens: TokenBudget | None = None,
+) -> tuple[list[Chunk], Extracted]:
+    """Extract within the settings' limits and chunk; the chunks and the extraction
+    (its text and, for an image, the OCR words with their boxes)."""
+    extracted = extract(path, kind, settings.extraction_limits(), title)
     chunks = chunk_units(
         extracted.units,
         words=settings.chunk_words,
@@ -135,7 +147,7 @@ def chunks_for_file(
             f"The document makes {len(chunks)} chunks; the limit is "
             f"{settings.max_chunks_per_document}."
         )
-    return chunks, extracted.text
+    return chunks, extracted
 
 
 @dataclass
