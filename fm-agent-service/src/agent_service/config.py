@@ -48,6 +48,9 @@ class Settings(BaseServiceSettings):
     history_messages: int = Field(default=12, ge=0, le=100)
     passage_chars: int = Field(default=1500, ge=100)
     evidence_token_budget: int = Field(default=1500, ge=100)
+    # How long a turn waits for the worker to read an attached image (OCR) or office
+    # document; past it the turn goes on without that text (bounded by the deadline).
+    attachment_text_wait_seconds: float = Field(default=20.0, ge=0)
 
     # Hosts that links and images in answers may point to (others are stripped).
     link_allowlist: tuple[str, ...] = ()

@@ -101,11 +101,8 @@ def _cache_values(data: bytes, names: list[str], cached: dict[str, Any]) -> byte
                     name, cell = ref.split("!")
                     if name != sheet:
                         continue
-                    text = re.sub(
-                        rf'(<c r="{cell}"[^>]*>)(<f>[^<]*</f>)<v\s*/?>(</v>)?',
-                        lambda g, v=value: f"{g.group(1)}{g.group(2)}<v>{v}</v>",
-                        text,
-                    )
+                    pattern = rf'(<c r="{cell}"[^>]*>)(<f>[^<]*</f>)<v\s*/?>(</v>)?'
+                    text = re.sub(pattern, rf"\g<1>\g<2><v>{value}</v>", text)
                 body = text.encode()
             dst.writestr(info, body)
     return out.getvalue()
@@ -223,8 +220,10 @@ def scanned_pdf(pages: Sequence[Sequence[str]], size: int = 28) -> bytes:
     """A PDF whose pages are images only (no text layer), as a scanner makes them."""
     from PIL import Image
 
-    images = [Image.open(io.BytesIO(text_image(lines, size=size, mono=False))) for lines in pages]
-    images = [im.convert("RGB") for im in images]
+    images: list[Any] = [
+        Image.open(io.BytesIO(text_image(lines, size=size, mono=False))).convert("RGB")
+        for lines in pages
+    ]
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=150)
     return out.getvalue()

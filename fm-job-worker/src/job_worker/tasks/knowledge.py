@@ -176,11 +176,12 @@ def _fail_evidence(rt: Runtime, kwargs: dict[str, Any], message: str, code: str)
 def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> Any:
     """Index a case's text evidence into `case_<case_id>` (as its owner)."""
     from fm_common.clients.evidence import EvidenceClient
+    from fm_common.contracts.evidence import text_is_extracted
     from knowledge_service.domain.documents import service as documents
     from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind
     from knowledge_service.domain.ingest.pipeline import (
-        chunks_for_file,
         embed_and_upsert,
+        extract_and_chunk,
         token_budget,
     )
     from knowledge_service.domain.vectors.store import case_collection
@@ -211,9 +212,19 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
         try:
-            chunks, _ = chunks_for_file(path, kind, k, meta.filename, token_budget(rt.embedder))
+            chunks, extracted = extract_and_chunk(
+                path, kind, k, meta.filename, token_budget(rt.embedder)
+            )
         except ExtractionError as exc:
             raise PermanentError(str(exc), "NOT_INDEXABLE") from None
+    if text_is_extracted(meta.source_type, meta.content_type):
+        # What was read (OCR, an office document's text) is stored with the file before
+        # the embedding: a turn waiting for it (the agent) need not wait for the index.
+        try:
+            _store_text(rt, client, file_id, extracted, token)
+        except NotFound:
+            log.info("evidence.gone", file_id=file_id)
+            return {"file_id": file_id, "status": "gone"}
     deps = rt.ingest_deps()
     model = deps.store.model_name
     collection = case_collection(case_id)
@@ -253,6 +264,36 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         _take_back(rt, case_id, file_id, owner_id)
         return {"file_id": file_id, "status": "gone"}
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def _store_text(rt: Runtime, client: Any, file_id: str, extracted: Any, token: str) -> None:
+    """Give the evidence service the text read from a file, with the words' boxes for an
+    image (what a pixel redaction needs)."""
+    from fm_common.contracts.evidence import (
+        MAX_EXTRACTED_TEXT_CHARS,
+        LayoutWord,
+        TextLayout,
+    )
+
+    text = extracted.text[:MAX_EXTRACTED_TEXT_CHARS]
+    layout = None
+    if extracted.ocr is not None:
+        words = [
+            LayoutWord(
+                text=w.text[:500],
+                left=max(0, w.left),
+                top=max(0, w.top),
+                width=w.width,
+                height=w.height,
+                start=w.start,
+                end=w.end,
+            )
+            for w in extracted.ocr.words
+            if w.end <= len(text)
+        ][:50_000]
+        layout = TextLayout(width=extracted.ocr.width, height=extracted.ocr.height, words=words)
+    rt.run(client.set_text(file_id, text, layout=layout, token=token))
+    log.info("evidence.text_stored", file_id=file_id, chars=len(text), kind=extracted.kind)
 
 
 def _take_back(rt: Runtime, case_id: str, file_id: str, owner_id: str) -> int:

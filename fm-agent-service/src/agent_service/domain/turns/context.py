@@ -21,7 +21,7 @@ from agent_service.domain.turns.state import case_summary
 from agent_service.runtime import AgentRuntime
 from fm_common.contracts.agent import AttachmentResult
 from fm_common.contracts.case import CaseContext, Message
-from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
+from fm_common.contracts.evidence import TEXT_SOURCE_TYPES, EvidenceText, text_is_extracted
 from fm_common.errors import FMError, PayloadTooLarge
 
 log = structlog.get_logger("agent.turns")
@@ -95,9 +95,16 @@ def check_caps(rt: AgentRuntime, inp: TurnInput) -> None:
 
 
 async def store_attachments(
-    rt: AgentRuntime, case_id: str, inp: TurnInput, turn_number: int
+    rt: AgentRuntime,
+    case_id: str,
+    inp: TurnInput,
+    turn_number: int,
+    deadline: float | None = None,
+    *,
+    read_text: bool = True,
 ) -> list[tuple[AttachmentResult, str]]:
-    """Store files and pasted content as evidence; return them with their text."""
+    """Store files and pasted content as evidence; return them with their text (with
+    `read_text` off, as a queued turn stores them, the worker's reading is not awaited)."""
     uploads: list[tuple[FileInput, str]] = [(f, "file_upload") for f in inp.files]
     if inp.pasted_content and inp.pasted_content.strip():
         data = inp.pasted_content.encode()
@@ -128,6 +135,9 @@ async def store_attachments(
             uploaded_at=stored.uploaded_at.isoformat(),
             duplicate_of=stored.duplicate_of,
         )
+        if text_is_extracted(stored.source_type, stored.content_type):
+            # An image (OCR) or office document: the worker reads it; wait for its text.
+            return result, (await extracted_text(rt, result, deadline) if read_text else "")
         text = (
             f.data.decode("utf-8", errors="replace")
             if stored.source_type in TEXT_SOURCE_TYPES
@@ -138,15 +148,43 @@ async def store_attachments(
     return list(await asyncio.gather(*(one(f, src) for f, src in uploads)))
 
 
+async def extracted_text(
+    rt: AgentRuntime, attachment: AttachmentResult, deadline: float | None
+) -> str:
+    """The text the worker read from an image or office document, waiting for it at most
+    `attachment_text_wait_seconds` (and never past a third of what is left of the turn);
+    a note instead when it could not be read, so the model can say so."""
+    found = await wait_for_text(rt, attachment.file_id, deadline)
+    if found.status == "ready":
+        return found.text or ""
+    if found.status == "failed":
+        return f"[No text could be read from this file: {found.error or 'unreadable'}]"
+    if found.status == "pending":
+        return "[The text of this file is still being read; it is not part of this answer.]"
+    return ""
+
+
+async def wait_for_text(rt: AgentRuntime, file_id: str, deadline: float | None) -> EvidenceText:
+    wait = rt.settings.attachment_text_wait_seconds
+    if deadline is not None:
+        wait = min(wait, max(0.0, (deadline - time.monotonic()) / 3))
+    return await rt.evidence.wait_text(file_id, timeout=wait)
+
+
 async def read_stored(
-    rt: AgentRuntime, stored: list[AttachmentResult]
+    rt: AgentRuntime, stored: list[AttachmentResult], deadline: float | None = None
 ) -> list[tuple[AttachmentResult, str]]:
     """The text of attachments stored earlier (a queued turn run by the worker)."""
     limit = rt.settings.max_file_bytes
 
     async def one(a: AttachmentResult) -> tuple[AttachmentResult, str]:
+        if a.source_type == "image":
+            return a, await extracted_text(rt, a, deadline)
         if a.source_type not in TEXT_SOURCE_TYPES:
             return a, ""
+        found = await rt.evidence.read_text(a.file_id)
+        if found.status != "none":  # an office document: the text the worker read
+            return a, await extracted_text(rt, a, deadline)
         data = await rt.evidence.read_content(a.file_id, max_bytes=limit)
         return a, data.decode("utf-8", errors="replace")
 
@@ -206,7 +244,7 @@ async def prepare_turn(
     if search is not None:
         first.append(search)
     if inp.stored:
-        first.append(read_stored(rt, inp.stored))
+        first.append(read_stored(rt, inp.stored, deadline))
     done: list[Any] = list(await asyncio.gather(*first, return_exceptions=True))
     for outcome in done:  # the case's answer first: a 404 wins over anything else
         if isinstance(outcome, BaseException):
@@ -218,7 +256,7 @@ async def prepare_turn(
     if inp.stored:
         attached = rest.pop(0)
     else:
-        attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+        attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1, deadline)
     if not has_query:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))

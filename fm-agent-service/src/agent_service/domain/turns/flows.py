@@ -333,7 +333,7 @@ async def queue_turn(
 ) -> TurnAccepted:
     """Store the attachments, then hand the turn to the worker (202)."""
     ctx = await rt.case.get_case(case_id)
-    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1, read_text=False)
     queued = inp.model_copy(update={"stored": [a for a, _ in attached], "pasted_content": None})
     job = await rt.jobs.create(
         TURN_JOB_KIND, user_id, resource_id=case_id, payload={"case_id": case_id}
