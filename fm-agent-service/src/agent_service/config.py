@@ -21,6 +21,9 @@ class ProviderConfig(BaseModel):
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Send attached images to this provider (a vision model), each with every region the
+    # redactor flags in its OCR text blacked out; never when that fails (ADR 0112).
+    send_images: bool = False
 
 
 class Settings(BaseServiceSettings):
@@ -63,6 +66,10 @@ class Settings(BaseServiceSettings):
     broker_url: str | None = None
     idempotency_ttl_seconds: int = 24 * 3600
     redaction_ttl_seconds: int = 90 * 24 * 3600
+
+    @property
+    def sends_images(self) -> bool:
+        return any(p.send_images for p in self.providers)
 
     @property
     def effective_broker_url(self) -> str:

@@ -14,6 +14,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 
 from agent_service.domain.evidence.condense import condense_text
+from agent_service.domain.privacy.pixels import RedactedImage, redact_image
 from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import EvidenceBlock, Passage, turn_messages
@@ -73,6 +74,8 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # Attached images, pixel-redacted, for providers with send_images (ADR 0112).
+    images: list[RedactedImage] = field(default_factory=list)
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -191,6 +194,31 @@ async def read_stored(
     return list(await asyncio.gather(*(one(a) for a in stored)))
 
 
+async def vision_images(
+    rt: AgentRuntime, attachments: list[AttachmentResult]
+) -> list[RedactedImage]:
+    """The attached images as the vision providers may see them: each a copy with every
+    word the redactor flags in its OCR text blacked out. An image whose OCR text or
+    layout is missing, or whose redaction fails, is left out (fail closed)."""
+    out: list[RedactedImage] = []
+    for a in attachments:
+        if a.source_type != "image":
+            continue
+        try:
+            found = await rt.evidence.read_text(a.file_id)
+            if found.status != "ready":
+                log.info("vision.not_sent", filename=a.filename, reason=f"ocr_{found.status}")
+                continue
+            data = await rt.evidence.read_content(a.file_id, max_bytes=rt.settings.max_file_bytes)
+        except FMError as exc:
+            log.warning("vision.not_sent", filename=a.filename, reason=exc.code)
+            continue
+        image = await asyncio.to_thread(redact_image, data, a.filename, found.text, found.layout)
+        if image is not None:
+            out.append(image)
+    return out
+
+
 async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Passage], bool]:
     if not query.strip() or rt.settings.retrieval_limit == 0:
         return [], True
@@ -262,6 +290,7 @@ async def prepare_turn(
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
     redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
     attachments = [a for a, _ in attached]
+    images = await vision_images(rt, attachments) if rt.settings.sends_images else []
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
     evidence = [
@@ -284,6 +313,7 @@ async def prepare_turn(
         history=history,
         redactor=redactor,
         retrieval_ok=retrieval_ok,
+        images=images,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
     )
 

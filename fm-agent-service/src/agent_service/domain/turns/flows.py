@@ -164,6 +164,7 @@ async def _call_model(
         deadline=prep.deadline,
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
+        images=prep.images,
     )
     if emit:
         tail = pipeline["extractor"].flush()
@@ -183,7 +184,7 @@ async def _call_model(
         return result, None, plain_answer(result.text), False
     retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(retry_messages, deadline=prep.deadline)
+        second = await rt.chain.complete(retry_messages, deadline=prep.deadline, images=prep.images)
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
