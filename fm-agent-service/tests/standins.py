@@ -44,6 +44,7 @@ class StandinState:
     documents: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     ocr_texts: dict[str, str] = field(default_factory=dict)
+    ocr_layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     search_calls: list[dict[str, Any]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)  # "knowledge", "case"
@@ -363,7 +364,10 @@ class Standins:
             found = st().ocr_texts.get(f["filename"])
             if found is None:
                 return JSONResponse({"file_id": file_id, "status": "pending"})
-            return JSONResponse({"file_id": file_id, "status": "ready", "text": found})
+            layout = st().ocr_layouts.get(f["filename"])
+            return JSONResponse(
+                {"file_id": file_id, "status": "ready", "text": found, "layout": layout}
+            )
 
         @app.get("/api/v1/evidence/{file_id}/content")
         async def content(file_id: str, request: Request) -> Response:
