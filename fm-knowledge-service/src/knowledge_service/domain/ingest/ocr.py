@@ -126,7 +126,10 @@ def _white(size: tuple[int, int]) -> Any:
 
 def _limit_child(memory_bytes: int) -> Any:
     def apply() -> None:  # pragma: no cover - runs in the child
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        # Never above a cap this process already runs under (a bounded parse's child).
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         os.nice(5)
 
     return apply
