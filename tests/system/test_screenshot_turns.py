@@ -46,6 +46,29 @@ def gateway(system_stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_worker(gateway: httpx.Client) -> None:
+    """The worker has run one evidence task (model loaded, start-up tasks done): a turn
+    waits at most FM_AGENT_ATTACHMENT_TEXT_WAIT_SECONDS for the OCR, and a worker still
+    starting on a loaded machine can take longer than that (the turn then says the
+    image is still being read, as test_image_turns.py checks)."""
+    auth = _register(gateway)
+    case = gateway.post("/api/v1/cases", json={"title": None, "priority": "low"}, headers=auth)
+    up = gateway.post(
+        "/api/v1/evidence",
+        data={"case_id": case.json()["case_id"]},
+        files={"file": ("warm.log", b"2026-12-04T10:00:00Z INFO warm\n", "text/plain")},
+        headers=auth,
+    )
+    assert up.status_code == 201, up.text
+    deadline = time.monotonic() + 300
+    while gateway.get(f"/api/v1/evidence/{up.json()['file_id']}", headers=auth).json()[
+        "analysis_status"
+    ] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, "the worker did not index a small log in 300 s"
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def fake(system_stack: Stack) -> Iterator[Any]:
     fake = getattr(system_stack, "fake_llm", None)
@@ -160,3 +183,64 @@ def test_an_office_document_attached_to_a_turn_is_read(gateway: httpx.Client, fa
     assert "| time | message |" in prompt  # the sheet's table, as the worker read it
     assert f"| 10:02 | orders-db {ERROR} |" in prompt
     assert "PK\x03\x04" not in prompt
+
+
+def test_a_screenshot_from_the_extension_alone_is_read(gateway: httpx.Client, fake: Any) -> None:
+    """The extension's capture: multipart `files`, `input_type=screenshot`, `source_url`,
+    no question at all."""
+    fake.responder = _quote_the_evidence
+    alice = _register(gateway)
+    case = gateway.post(
+        "/api/v1/cases",
+        json={"title": None, "priority": "medium"},
+        headers=alice | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert case.status_code == 201, case.text
+    case_id = case.json()["case_id"]
+    shot = documents.text_image(SCREENSHOT_LINES, size=15, fmt="JPEG")
+    turn = gateway.post(
+        f"/api/v1/cases/{case_id}/turns",
+        data={"input_type": "screenshot", "source_url": "https://grafana.example.org/d/x"},
+        files={"files": ("capture.jpg", shot, "image/jpeg")},
+        headers=alice | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert turn.status_code == 200, turn.text
+    attached = turn.json()["attachments_processed"][0]
+    assert attached["upload_source"] == "screenshot"
+    assert attached["source_type"] == "image"
+    prompt = fake.requests[-1].text
+    assert "capture.jpg (image, screenshot)" in prompt
+    assert "password authentication failed" in prompt
+    assert SECRET not in fake.all_text()
+    files = gateway.get(f"/api/v1/cases/{case_id}/uploaded-files", headers=alice).json()
+    assert files["files"][0]["source_type"] == "screenshot"
+
+
+def test_a_queued_turn_with_a_screenshot_is_read_by_the_worker(
+    gateway: httpx.Client, fake: Any
+) -> None:
+    """202 path: the worker runs the turn; it reads the screenshot itself when the index
+    task has not yet (a one-child worker would otherwise wait on itself)."""
+    fake.responder = _quote_the_evidence
+    alice = _register(gateway)
+    case = gateway.post("/api/v1/cases", json={"title": None, "priority": "low"}, headers=alice)
+    case_id = case.json()["case_id"]
+    shot = documents.text_image(SCREENSHOT_LINES, size=16)
+    resp = gateway.post(
+        f"/api/v1/cases/{case_id}/turns",
+        data={"query": "what does this error say?"},
+        files={"files": ("queued.png", shot, "image/png")},
+        headers=alice | {"Idempotency-Key": uuid.uuid4().hex, "Prefer": "respond-async"},
+    )
+    assert resp.status_code == 202, resp.text
+    location = resp.headers["location"]
+    deadline = time.monotonic() + 240
+    while True:
+        job = gateway.get(location, headers=alice).json()
+        if job.get("status") in ("completed", "failed"):
+            break
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["status"] == "completed", job
+    assert ERROR in job["result"]["agent_response"]
+    assert SECRET not in fake.all_text()

@@ -266,6 +266,37 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
 
 
+def read_pending_text(rt: Runtime, file_id: str, owner_id: str) -> str:
+    """Read an image or office document now, in this task, and store its text with the
+    file, when its indexing task has not yet: a queued turn run by this worker must not
+    wait for a task that needs the worker slot the turn holds. The index task still
+    indexes it later (storing the same text again). The text's status afterwards."""
+    from fm_common.clients.evidence import EvidenceClient
+    from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind, extract
+
+    token = rt.service_token(owner_id)
+    client = EvidenceClient(rt.settings.evidence_url, rt.http)
+    found = rt.run(client.read_text(file_id, token=token))
+    if found.status != "pending":
+        return str(found.status)
+    k = rt.knowledge
+    meta = rt.run(client.get(file_id, token=token))
+    data = rt.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
+    if len(data) > k.max_upload_bytes:
+        return "pending"  # the index task records the failure
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence"
+        path.write_bytes(data)
+        kind = detect_kind(meta.filename, meta.content_type, None)
+        try:
+            extracted = extract(path, kind, k.extraction_limits(), meta.filename)
+        except ExtractionError as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"  # the index task records the failure with its reason
+    _store_text(rt, client, file_id, extracted, token)
+    return "ready"
+
+
 def _store_text(rt: Runtime, client: Any, file_id: str, extracted: Any, token: str) -> None:
     """Give the evidence service the text read from a file, with the words' boxes for an
     image (what a pixel redaction needs)."""

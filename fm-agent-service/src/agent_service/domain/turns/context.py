@@ -28,6 +28,9 @@ from fm_common.errors import FMError, PayloadTooLarge
 log = structlog.get_logger("agent.turns")
 
 
+CAPTURE_SOURCES = frozenset({"screenshot", "page_capture"})
+
+
 class FileInput(BaseModel):
     filename: str
     content_type: str = "application/octet-stream"
@@ -108,7 +111,9 @@ async def store_attachments(
 ) -> list[tuple[AttachmentResult, str]]:
     """Store files and pasted content as evidence; return them with their text (with
     `read_text` off, as a queued turn stores them, the worker's reading is not awaited)."""
-    uploads: list[tuple[FileInput, str]] = [(f, "file_upload") for f in inp.files]
+    # The extension's page capture and screenshot send their kind as `input_type`.
+    source = inp.input_type if inp.input_type in CAPTURE_SOURCES else "file_upload"
+    uploads: list[tuple[FileInput, str]] = [(f, source) for f in inp.files]
     if inp.pasted_content and inp.pasted_content.strip():
         data = inp.pasted_content.encode()
         uploads.append(
