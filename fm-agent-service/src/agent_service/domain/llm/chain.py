@@ -13,6 +13,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from agent_service.config import ProviderConfig
+from agent_service.domain.llm.outbound import redact_outbound
 from agent_service.domain.llm.providers import (
     LLM_CALLS,
     LLM_FAILURES,
@@ -23,6 +24,7 @@ from agent_service.domain.llm.providers import (
     build_model,
     classify,
 )
+from agent_service.domain.privacy.redaction import CaseRedactor
 from fm_common.errors import Unavailable
 
 log = structlog.get_logger("agent.llm")
@@ -91,8 +93,9 @@ def with_images(messages: list[BaseMessage], images: Sequence[Any]) -> list[Base
         return messages
     text = _text(messages[last].content)
     parts: list[Any] = [{"type": "text", "text": text}]
-    for image in images:
-        parts.append({"type": "text", "text": f"Image {image.filename} (redacted):"})
+    for number, image in enumerate(images, start=1):
+        # No file name here: this text is added after the outbound redaction.
+        parts.append({"type": "text", "text": f"Attached image {number} (redacted):"})
         url = "data:image/png;base64," + base64.b64encode(image.png).decode()
         parts.append({"type": "image_url", "image_url": {"url": url}})
     out = list(messages)
@@ -150,15 +153,18 @@ class ProviderChain:
         self,
         messages: list[BaseMessage],
         *,
+        redactor: CaseRedactor,
         deadline: float,
         on_token: TokenSink | None = None,
         on_failover: Callable[[str], Awaitable[None]] | None = None,
         images: Sequence[Any] = (),
     ) -> LLMResult:
         """The first provider's answer that arrives before `deadline` (time.monotonic).
+        Every message passes the case's redaction first (the one choke point).
 
         `images` (pixel-redacted PNGs, domain/privacy/pixels) go only to providers whose
         `send_images` is set, appended to the last user message."""
+        messages = await redact_outbound(messages, redactor)
         attempts: list[dict[str, Any]] = []
         waits: list[tuple[float, _Entry]] = []
         for entry in self.entries:

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from agent_service.domain.privacy.detect import find_sensitive
+from agent_service.domain.privacy.detect import sensitive_spans
 from fm_common.contracts.evidence import TextLayout
 
 log = structlog.get_logger("agent.privacy.pixels")
@@ -40,8 +40,8 @@ class RedactedImage:
 def flagged_spans(text: str) -> list[tuple[int, int]]:
     """[start, end) spans of `text` the redactor would replace (secrets, personal data).
 
-    The one seam to the redactor: its detector's findings, as character spans."""
-    return [(f.start, f.end) for f in find_sensitive(text)]
+    The one seam to the redactor: its detector's spans (`sensitive_spans`)."""
+    return [(start, end) for start, end, _ in sensitive_spans(text)]
 
 
 def redact_image(

@@ -11,7 +11,6 @@ import time
 
 import structlog
 
-from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence, sanitize_markdown
 from agent_service.domain.turns.prompt import postmortem_messages
 from agent_service.runtime import AgentRuntime
@@ -113,10 +112,15 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
         files = listed
     if not rt.chain.configured:
         return structured_postmortem(ctx, messages, files), None
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
-    facts = (await redactor.redact([case_facts(ctx, messages, files)])).texts[0]
+    redactor = rt.redactor(case_id)
+    # Messages redacted whole before case_facts cuts them; then the record as a whole.
+    said = (await redactor.redact([m.content for m in messages])).texts
+    redacted = [m.model_copy(update={"content": c}) for m, c in zip(messages, said, strict=True)]
+    facts = (await redactor.redact([case_facts(ctx, redacted, files)])).texts[0]
     deadline = time.monotonic() + rt.settings.turn_deadline_seconds
-    result = await rt.chain.complete(postmortem_messages(Fence(), facts), deadline=deadline)
+    result = await rt.chain.complete(
+        postmortem_messages(Fence(), facts), redactor=redactor, deadline=deadline
+    )
     markdown = sanitize_markdown(redactor.restore(result.text), rt.settings.link_allowlist)
     if sum(1 for s in SECTIONS if s.lower() in markdown.lower()) < 3:
         log.warning("postmortem.malformed", case_id=case_id, provider=result.provider)

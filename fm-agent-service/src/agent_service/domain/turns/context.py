@@ -79,6 +79,10 @@ class PreparedTurn:
     retrieval_ok: bool = True
     # Attached images, pixel-redacted, for providers with send_images (ADR 0112).
     images: list[RedactedImage] = field(default_factory=list)
+    # Tokens each evidence block is condensed to, and characters of each passage, both
+    # applied after redaction (see build_prompt).
+    evidence_budget: int = 1500
+    passage_chars: int = 1500
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -247,7 +251,9 @@ async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Pass
             title=r.title,
             scope=r.scope,
             score=round(r.score, 4),
-            content=r.content[: rt.settings.passage_chars],
+            # Whole: cut to passage_chars only once redacted (build_prompt), never a
+            # secret cut in half that no detector recognizes any more.
+            content=r.content,
         )
         for i, r in enumerate(found.results, start=1)
     ]
@@ -293,16 +299,18 @@ async def prepare_turn(
     if not has_query:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
+    redactor = rt.redactor(case_id)
     attachments = [a for a, _ in attached]
     images = await vision_images(rt, attachments) if rt.settings.sends_images else []
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
+    # The whole text: it is redacted before it is condensed (build_prompt), so a secret
+    # the condenser would cut apart (a private key's header and body) is seen whole.
     evidence = [
         EvidenceBlock(
             eid=f"E{i}",
             label=f"{a.filename} ({a.source_type}, {a.upload_source})",
-            content=condense_text(t, budget),
+            content=t,
         )
         for i, (a, t) in enumerate(texts, start=1)
     ]
@@ -319,6 +327,8 @@ async def prepare_turn(
         redactor=redactor,
         retrieval_ok=retrieval_ok,
         images=images,
+        evidence_budget=budget,
+        passage_chars=rt.settings.passage_chars,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
     )
 
@@ -331,7 +341,8 @@ def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
 
 
 async def build_prompt(prep: PreparedTurn) -> None:
-    """Redact every piece (fail closed) and fence the untrusted ones."""
+    """Redact every piece (fail closed), condense the evidence, fence the untrusted ones.
+    (The provider chain redacts the messages once more at its entry: the choke point.)"""
     started = time.perf_counter()
     ctx = prep.ctx
     summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
@@ -341,18 +352,28 @@ async def build_prompt(prep: PreparedTurn) -> None:
     pieces += [c for _, c in history]
     pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
     pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
-    result = await prep.redactor.redact(pieces)
+    first_passage = 2 + len(history) + len(prep.passages)  # passage texts: chunks
+    chunks = frozenset(range(first_passage, first_passage + len(prep.passages)))
+    result = await prep.redactor.redact(pieces, chunks=chunks)
     out = iter(result.texts)
     summary_r, question_r = next(out), next(out)
     history_r = [(role, next(out)) for role, _ in history]
     titles = [next(out) for _ in prep.passages]
-    contents = [next(out) for _ in prep.passages]
+    contents = [next(out)[: prep.passage_chars] for _ in prep.passages]
     passages_r = [
         Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
         for p, t, c in zip(prep.passages, titles, contents, strict=True)
     ]
     labels = [next(out) for _ in prep.evidence]
-    bodies = [next(out) for _ in prep.evidence]
+    # Condensed only now, from the redacted text (redaction sees what condensing cuts).
+    redacted_bodies = [next(out) for _ in prep.evidence]
+    bodies = (
+        await asyncio.to_thread(
+            lambda: [condense_text(b, prep.evidence_budget) for b in redacted_bodies]
+        )
+        if redacted_bodies
+        else []
+    )
     evidence_r = [
         EvidenceBlock(e.eid, lbl, body)
         for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)

@@ -13,6 +13,7 @@ import structlog
 from langchain_core.messages import AIMessage
 from prometheus_client import Counter
 
+from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
 from agent_service.domain.turns.answer import (
@@ -110,7 +111,8 @@ def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
     if prep.evidence:
         lines += ["", "**Evidence summary**"]
         for e in prep.evidence:
-            lines += [f"_{e.label}_", "```", e.content[:1500], "```"]
+            shown = condense_text(e.content, prep.evidence_budget)[:1500]
+            lines += [f"_{e.label}_", "```", shown, "```"]
     lines += [
         "",
         "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
@@ -161,6 +163,7 @@ async def _call_model(
 
     result = await rt.chain.complete(
         prep.messages,
+        redactor=prep.redactor,
         deadline=prep.deadline,
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
@@ -184,7 +187,9 @@ async def _call_model(
         return result, None, plain_answer(result.text), False
     retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(retry_messages, deadline=prep.deadline, images=prep.images)
+        second = await rt.chain.complete(
+            retry_messages, redactor=prep.redactor, deadline=prep.deadline, images=prep.images
+        )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
