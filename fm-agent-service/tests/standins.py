@@ -356,6 +356,8 @@ class Standins:
         @app.get("/api/v1/evidence/{file_id}/text")
         async def text(file_id: str, request: Request) -> Response:
             # The worker's OCR is stood in for by `ocr_texts` (file name -> text).
+            if "evidence_text" in st().down:
+                return JSONResponse({"detail": "down", "code": "UNAVAILABLE"}, status_code=503)
             f = st().files.get(file_id)
             if f is None or f["owner"] != _user(request):
                 return _not_found()

@@ -54,3 +54,18 @@ async def test_an_image_not_read_in_time_is_named_not_invented(
         resp = await _turn(client, case_id, auth)
     assert resp.status_code == 200, resp.text
     assert "The text of this file is still being read" in fake.requests[0].text
+
+
+async def test_the_evidence_text_route_down_still_answers(
+    settings: Any, standins: Any, user_id: str, auth: dict[str, str], fake: FakeLLMServer
+) -> None:
+    """The upload worked but the text cannot be fetched: the turn is answered and says so."""
+    case_id = standins.add_case(user_id)
+    standins.state.ocr_texts["dialog.png"] = ERROR
+    standins.state.down.add("evidence_text")
+    async with running(settings) as client:
+        resp = await _turn(client, case_id, auth)
+    assert resp.status_code == 200, resp.text
+    prompt = fake.requests[0].text
+    assert "could not be fetched" in prompt
+    assert ERROR not in prompt

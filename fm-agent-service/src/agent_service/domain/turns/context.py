@@ -166,7 +166,11 @@ async def extracted_text(
     """The text the worker read from an image or office document, waiting for it at most
     `attachment_text_wait_seconds` (and never past a third of what is left of the turn);
     a note instead when it could not be read, so the model can say so."""
-    found = await wait_for_text(rt, attachment.file_id, deadline)
+    try:
+        found = await wait_for_text(rt, attachment.file_id, deadline)
+    except FMError as exc:  # the file is stored; only its text is out of reach now
+        log.warning("turn.attachment_text_unavailable", file_id=attachment.file_id, error=exc.code)
+        return "[The text of this file could not be fetched; it is not part of this answer.]"
     if found.status == "ready":
         return found.text or ""
     if found.status == "failed":
