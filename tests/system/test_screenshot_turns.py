@@ -135,8 +135,15 @@ def test_a_screenshot_is_read_redacted_indexed_and_cited(gateway: httpx.Client, 
     assert SECRET not in fake.all_text()  # redacted before it left
     assert "<SECRET_" in prompt
 
-    # The evidence service has the text and the words' boxes; the file is indexed.
+    # Listed as derived evidence of the file, source type IMAGE, from the OCR'd text.
     file_id = attached["file_id"]
+    details = gateway.get(f"/api/v1/cases/{case_id}/uploaded-files/{file_id}", headers=alice).json()
+    assert details["evidence_count"] >= 1, details
+    derived = details["derived_evidence"][0]
+    assert derived["source_type"] == "IMAGE"
+    assert "password authentication failed" in derived["summary"]
+
+    # The evidence service has the text and the words' boxes; the file is indexed.
     text = gateway.get(f"/api/v1/evidence/{file_id}/text", headers=alice).json()
     assert text["status"] == "ready"
     assert ERROR in text["text"]

@@ -13,6 +13,8 @@ from evidence_service.api.deps import EvidenceServiceDep
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.evidence import (
     AnalysisUpdate,
+    DerivedEvidenceCreate,
+    DerivedEvidenceSummary,
     EvidenceFile,
     ExistingFiles,
     ExistingFilesQuery,
@@ -55,6 +57,20 @@ async def set_text(
     """The worker stores the text it read from an image (OCR, with word boxes) or an
     office document; GET /api/v1/evidence/{id}/text serves it."""
     await service.set_text(principal, file_id, body)
+
+
+@router.post(
+    "/evidence/{file_id}/derived",
+    responses={401: _ERROR, 404: _ERROR, 409: _ERROR, 422: _ERROR},
+)
+async def add_derived(
+    file_id: str,
+    body: DerivedEvidenceCreate,
+    principal: CurrentPrincipal,
+    service: EvidenceServiceDep,
+) -> DerivedEvidenceSummary:
+    """The agent records what a turn concluded from the file (idempotent by evidence_id)."""
+    return await service.add_derived(principal, file_id, body)
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """extracted text of images and office documents
 
-Revision ID: 0003_extracted_text
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04 23:10:00
 
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_extracted_text"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
