@@ -79,6 +79,12 @@ async def test_text_is_pending_then_ready_with_its_layout(
     assert got["status"] == "ready"
     assert got["text"] == "ERROR disk full"
     assert got["layout"] == layout
+    # The owner's own token may not write it: the worker's reports are service-only.
+    own = await client.put(
+        f"/internal/v1/evidence/{file_id}/text", json={"text": "x"}, headers=alice.headers
+    )
+    assert own.status_code == 403
+    assert own.json()["code"] == "SERVICE_ONLY"
     # Another user: as if it did not exist, to read and to write.
     assert (await client.get(url, headers=bob.headers)).status_code == 404
     other = await client.put(

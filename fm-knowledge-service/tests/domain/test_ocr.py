@@ -64,7 +64,7 @@ def test_a_scanned_pdf_is_read_page_by_page(tmp_path: Path) -> None:
 
 def test_scanned_pages_over_the_cap_are_refused(tmp_path: Path) -> None:
     data = documents.scanned_pdf([["page one"], ["page two"], ["page three"]])
-    limits = Limits(ocr=OcrLimits(max_pages=2))
+    limits = Limits(ocr_max_pages=2)
     with pytest.raises(ExtractionError, match="more than 2 scanned pages"):
         extract(_write(tmp_path, "scan.pdf", data), "pdf", limits)
 
@@ -117,7 +117,7 @@ def test_not_an_image_fails_with_a_sentence(tmp_path: Path) -> None:
 def test_ocr_off_reads_no_image(tmp_path: Path) -> None:
     data = documents.text_image(ERROR)
     with pytest.raises(ExtractionError, match="turned off"):
-        extract(_write(tmp_path, "x", data), "image", Limits(ocr=None))
+        extract(_write(tmp_path, "x", data), "image", Limits(ocr_enabled=False))
 
 
 def test_ocr_runs_under_a_memory_cap_it_inherits() -> None:

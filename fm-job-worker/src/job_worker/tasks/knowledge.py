@@ -284,6 +284,7 @@ def read_pending_text(rt: Runtime, file_id: str, owner_id: str) -> str:
     wait for a task that needs the worker slot the turn holds. The index task still
     indexes it later (storing the same text again). The text's status afterwards."""
     from fm_common.clients.evidence import EvidenceClient
+    from fm_common.limits import ParseLimitExceeded, run_bounded
     from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind, extract
 
     token = rt.service_token(owner_id)
@@ -300,8 +301,13 @@ def read_pending_text(rt: Runtime, file_id: str, owner_id: str) -> str:
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
         kind = detect_kind(meta.filename, meta.content_type, None)
+        limits = k.parse_limits()
         try:
-            extracted = extract(path, kind, k.extraction_limits(), meta.filename)
+            # Bounded like every extraction (fm_common.limits): a child process.
+            extracted = run_bounded(extract, path, kind, limits, meta.filename, limits=limits)
+        except ParseLimitExceeded as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"
         except ExtractionError as exc:
             log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
             return "pending"  # the index task records the failure with its reason

@@ -301,7 +301,10 @@ class EvidenceService:
         return to_contract(row)
 
     async def set_text(self, principal: Principal, file_id: str, body: ExtractedText) -> None:
-        """The worker stores the text it read from an image or office document."""
+        """The worker stores the text it read from an image or office document (service
+        tokens only, like the indexer's other reports)."""
+        if not principal.is_service:
+            raise Forbidden("Only services may store a file's text.", code="SERVICE_ONLY")
         row = await self._owned(principal, file_id)
         row.extracted_text = body.text
         row.text_layout = body.layout.model_dump() if body.layout is not None else None
