@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from fm_common.limits import ParseLimits
 from fm_common.settings import BaseServiceSettings
 
 TEXT_EXTENSIONS = (
@@ -34,7 +35,9 @@ TEXT_EXTENSIONS = (
     "toml",
     "xml",
 )
-ALLOWED_EXTENSIONS = ("pdf", *TEXT_EXTENSIONS)
+# Office documents: read by domain/ingest/office.py (formulas as their cached values).
+OFFICE_EXTENSIONS = ("docx", "pptx", "xlsx", "odt", "ods")
+ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 
 
 class Settings(BaseServiceSettings):
@@ -76,10 +79,32 @@ class Settings(BaseServiceSettings):
     chunk_overlap_words: int = Field(default=30, ge=0, le=500)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    # Queued ingestion per user: uploads beyond either are 429 until some are processed.
+    max_pending_documents_per_user: int = Field(default=200, ge=1)
+    max_pending_bytes_per_user: int = Field(default=200 * 1024 * 1024, ge=1)
     # Extraction guards, so one bad file cannot take the worker down.
     max_extracted_chars: int = Field(default=5_000_000, ge=1000)
     max_pdf_pages: int = Field(default=2000, ge=1)
     max_chunks_per_document: int = Field(default=20_000, ge=1)
+    # Bounded parsing (fm_common.limits): shape limits, and the memory and wall-clock
+    # time one document's extraction and chunking may take (in a child process of the
+    # worker that the kernel stops at the limit).
+    max_csv_columns: int = Field(default=1000, ge=1)
+    max_cell_chars: int = Field(default=100_000, ge=1000)
+    max_nesting_depth: int = Field(default=100, ge=2, le=900)
+    max_context_chars: int = Field(default=400, ge=20)
+    parse_memory_mb: int = Field(default=1024, ge=64)
+    parse_seconds: float = Field(default=120.0, gt=0)
+    # OCR (tesseract, in the worker) of evidence images and scanned PDF pages (ADR 0110):
+    # images over MAX_PIXELS are refused before they are decoded; each image (page) may
+    # take SECONDS_PER_PAGE and MEMORY_MB of address space; at most MAX_PAGES scanned
+    # pages per PDF. Off: images give no text and scanned pages stay empty.
+    ocr_enabled: bool = True
+    ocr_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    ocr_seconds_per_page: float = Field(default=60.0, gt=0)
+    ocr_memory_mb: int = Field(default=1024, ge=64)
+    ocr_max_pages: int = Field(default=50, ge=1)
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
 
     # The case service proves that a `case` scope upload targets one of the caller's
     # cases; off only where no case service runs (the knowledge service's own tests).
@@ -93,6 +118,25 @@ class Settings(BaseServiceSettings):
     rrf_k: int = Field(default=10, ge=1)
     hybrid_bm25_weight: float = Field(default=0.75, ge=0.0, le=10.0)
     hybrid_title_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_chars=self.max_extracted_chars,
+            max_pdf_pages=self.max_pdf_pages,
+            max_csv_columns=self.max_csv_columns,
+            max_cell_chars=self.max_cell_chars,
+            max_depth=self.max_nesting_depth,
+            max_context_chars=self.max_context_chars,
+            max_chunks=self.max_chunks_per_document,
+            memory_bytes=self.parse_memory_mb * 1024 * 1024,
+            seconds=self.parse_seconds,
+            ocr_enabled=self.ocr_enabled,
+            ocr_max_pixels=self.ocr_max_pixels,
+            ocr_seconds=self.ocr_seconds_per_page,
+            ocr_memory_bytes=self.ocr_memory_mb * 1024 * 1024,
+            ocr_max_pages=self.ocr_max_pages,
+            ocr_languages=self.ocr_languages,
+        )
 
     @property
     def embedding_onnx_root(self) -> Path:

@@ -160,6 +160,7 @@ async def _call_model(
         deadline=prep.deadline,
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
+        images=prep.images,
     )
     if emit:
         tail = pipeline["extractor"].flush()
@@ -180,7 +181,7 @@ async def _call_model(
     retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
     try:
         second = await rt.chain.complete(
-            retry_messages, redactor=prep.redactor, deadline=prep.deadline
+            retry_messages, redactor=prep.redactor, deadline=prep.deadline, images=prep.images
         )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
@@ -434,7 +435,7 @@ async def queue_turn(
 ) -> TurnAccepted:
     """Store the attachments, then hand the turn to the worker (202)."""
     ctx = await rt.case.get_case(case_id)
-    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1, read_text=False)
     queued = inp.model_copy(update={"stored": [a for a, _ in attached], "pasted_content": None})
     job = await rt.jobs.create(
         TURN_JOB_KIND, user_id, resource_id=case_id, payload={"case_id": case_id}
