@@ -123,17 +123,21 @@ def ingest(stack: Stack, headers: dict[str, str], files: list[Path]) -> dict[str
     with httpx.Client(base_url=stack.url("knowledge"), timeout=120) as client:
         for path in files:
             corpus = path.relative_to(CORPORA).parts[0]
-            resp = client.post(
-                "/api/v1/knowledge/documents",
-                headers=headers,
-                data={
-                    "title": path.stem,
-                    "document_type": "runbook",
-                    "scope": "personal",
-                    "tags": f"runbook,{corpus}",
-                },
-                files={"file": (path.name, path.read_bytes(), "text/markdown")},
-            )
+            while True:
+                resp = client.post(
+                    "/api/v1/knowledge/documents",
+                    headers=headers,
+                    data={
+                        "title": path.stem,
+                        "document_type": "runbook",
+                        "scope": "personal",
+                        "tags": f"runbook,{corpus}",
+                    },
+                    files={"file": (path.name, path.read_bytes(), "text/markdown")},
+                )
+                if resp.status_code != 429:  # too many of the user's documents waiting
+                    break
+                time.sleep(0.5)
             resp.raise_for_status()
             ids[str(resp.json()["document_id"])] = str(path.relative_to(CORPORA))
         wait_processed(client, headers, list(ids), "personal")
