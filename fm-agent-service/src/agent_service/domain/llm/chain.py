@@ -57,6 +57,10 @@ class _Entry:
     breaker: CircuitBreaker
 
 
+class _SinkFailed(Exception):
+    """Our own token sink raised: a bug of ours, never counted against the provider."""
+
+
 class _CallFailed(Exception):
     def __init__(self, failure: Failure, emitted: bool) -> None:
         super().__init__(failure.reason)
@@ -200,7 +204,12 @@ class ProviderChain:
                         if piece:
                             parts.append(piece)
                             emitted = True
-                            await on_token(piece)
+                            try:
+                                await on_token(piece)
+                            except Exception as exc:
+                                raise _SinkFailed() from exc
+        except _SinkFailed as exc:  # not the provider's failure: no breaker, no failover
+            raise exc.__cause__ from None  # type: ignore[misc]
         except Exception as exc:  # every provider failure is classified and failed over
             failure = classify(exc)
             elapsed = time.monotonic() - start

@@ -68,15 +68,22 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$", re.IGNORECASE)
 
 
 def parse_answer(text: str) -> LLMTurnAnswer:
-    """Validate the model's JSON answer; MalformedAnswer (with the reason) otherwise."""
+    """Validate the model's JSON answer; MalformedAnswer (with the reason) otherwise.
+
+    Never raises anything else, whatever the text (bad escapes, lone surrogates, nesting
+    deep enough to exhaust the parser): a parse error degrades the turn, never fails it.
+    """
     body = _FENCE.sub("", text.strip())
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end <= start:
         raise MalformedAnswer("the answer is not a JSON object")
     try:
-        data = json.loads(body[start : end + 1])
+        # strict=False: raw newlines and tabs inside strings, which small models write.
+        data = _clean(json.loads(body[start : end + 1], strict=False))
     except json.JSONDecodeError as exc:
         raise MalformedAnswer(f"invalid JSON: {exc.msg} at {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedAnswer(f"invalid JSON: {type(exc).__name__}") from None
     try:
         return LLMTurnAnswer.model_validate(data)
     except ValidationError as exc:
@@ -85,17 +92,30 @@ def parse_answer(text: str) -> LLMTurnAnswer:
         raise MalformedAnswer(f"{where}: {first['msg']}") from None
 
 
+def _clean(value: Any) -> Any:
+    """Lone surrogates (valid JSON escapes, not valid text) become U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def plain_answer(text: str) -> str:
     """The best plain reading of a malformed answer: its `answer` string, else the text."""
     extractor = AnswerExtractor()
     extracted = extractor.feed(text) + extractor.flush()
     if extractor.mode == "json" and extracted.strip():
         return extracted
-    cleaned = _FENCE.sub("", text.strip())
+    cleaned = _SURROGATE.sub("\ufffd", _FENCE.sub("", text.strip()))
     return cleaned if cleaned and not cleaned.lstrip().startswith("{") else ""
 
 
 _KEY = re.compile(r'"answer"\s*:\s*"')
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -150,16 +170,11 @@ class AnswerExtractor:
                 if esc == "u":
                     if i + 6 > len(buf):
                         break
-                    code = int(buf[i + 2 : i + 6], 16)
-                    if 0xD800 <= code < 0xDC00:  # a surrogate pair needs its second half
-                        if i + 12 > len(buf):
-                            break
-                        low = int(buf[i + 8 : i + 12], 16)
-                        out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
-                        i += 12
-                        continue
-                    out.append(chr(code))
-                    i += 6
+                    decoded, used = _unicode_escape(buf, i)
+                    if used == 0:  # the second half of a surrogate pair is still coming
+                        break
+                    out.append(decoded)
+                    i += used
                     continue
                 out.append(_ESCAPES.get(esc, esc))
                 i += 2
@@ -175,3 +190,27 @@ class AnswerExtractor:
             self.mode = "prose"
             return out
         return ""
+
+
+def _unicode_escape(buf: str, i: int) -> tuple[str, int]:
+    """Decode the `\\u` escape at buf[i]: (text, characters used), or ("", 0) to wait
+    for more. Invalid escapes (`\\uZZZZ`, lone surrogates) become U+FFFD, never an error."""
+    head = buf[i + 2 : i + 6]
+    if not _HEX4.fullmatch(head):
+        return "\ufffd", 2  # skip the `\u`; what follows is read as text
+    code = int(head, 16)
+    if 0xD800 <= code < 0xDC00:  # a high surrogate needs its low half
+        if i + 12 > len(buf):
+            tail = buf[i + 6 :]
+            if "\\u".startswith(tail[:2]) and all(c in "0123456789abcdefABCDEF" for c in tail[2:]):
+                return "", 0
+            return "\ufffd", 6
+        low_head = buf[i + 8 : i + 12]
+        if buf[i + 6 : i + 8] == "\\u" and _HEX4.fullmatch(low_head):
+            low = int(low_head, 16)
+            if 0xDC00 <= low < 0xE000:
+                return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)), 12
+        return "\ufffd", 6
+    if 0xDC00 <= code < 0xE000:
+        return "\ufffd", 6
+    return chr(code), 6

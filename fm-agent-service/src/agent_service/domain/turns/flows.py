@@ -127,6 +127,7 @@ async def _call_model(
     pipeline: dict[str, Any] = {}
 
     def reset() -> None:
+        pipeline.clear()
         pipeline.update(
             extractor=AnswerExtractor(),
             sanitizer=StreamSanitizer(allow),
@@ -138,11 +139,18 @@ async def _call_model(
 
     async def on_token(piece: str) -> None:
         assert emit is not None
-        out = pipeline["extractor"].feed(piece)
-        # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
-        # is judged with the real values in it.
-        out = pipeline["restorer"].feed(out) if out else ""
-        out = pipeline["sanitizer"].feed(out) if out else ""
+        if pipeline.get("broken"):
+            return
+        try:
+            out = pipeline["extractor"].feed(piece)
+            # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
+            # is judged with the real values in it.
+            out = pipeline["restorer"].feed(out) if out else ""
+            out = pipeline["sanitizer"].feed(out) if out else ""
+        except Exception:  # a bug of ours must not fail the turn: the answer comes whole
+            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
+            pipeline["broken"] = True
+            return
         if out:
             streamed.append(out)
             await emit("token", {"text": out})
@@ -165,10 +173,14 @@ async def _call_model(
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
     )
-    if emit:
-        tail = pipeline["extractor"].flush()
-        tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
-        tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
+    if emit and not pipeline.get("broken"):
+        try:
+            tail = pipeline["extractor"].flush()
+            tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
+            tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
+        except Exception:
+            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
+            tail = ""
         if tail:
             streamed.append(tail)
             await emit("token", {"text": tail})

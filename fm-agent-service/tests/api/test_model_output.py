@@ -1,0 +1,94 @@
+"""What a real model may answer: malformed output, prompt echoes, runaway length. None of
+it fails a turn, reaches the user as a marker, or is held against the provider."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from agent_standins import provider, running
+
+from fm_common.testing.fake_llm import FakeLLMServer
+
+RUNBOOK = (
+    "Postgres connection pool exhausted: when the orders service logs 'remaining connection "
+    "slots are reserved', raise max_connections or lower the pool size, then restart pgbouncer."
+)
+QUERY = "orders service errors: remaining connection slots are reserved for postgres"
+
+MALFORMED = {
+    "bad_escape": '{"answer": "The pool \\uZZZZ is exhausted [S1].", "cited_sources": ["S1"]}',
+    "lone_surrogate": '{"answer": "The pool \\ud800 is exhausted.", "hypotheses": [oops',
+    "truncated": '{"answer": "The pool is exhausted and the fix is to',
+    "prose": "The pool is exhausted; raise max_connections.",
+    "empty": "",
+    "deep": "[" * 50_000,
+}
+
+
+@pytest.fixture
+def case_id(standins: Any, user_id: str) -> str:
+    standins.add_document("Postgres pool runbook", RUNBOOK, scope="global")
+    return standins.add_case(user_id)
+
+
+@pytest.fixture
+def settings(make_settings: Any, fake: FakeLLMServer) -> Any:
+    return make_settings([provider(fake, "primary"), provider(fake, "secondary", "anthropic")])
+
+
+def sse_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+async def turn(
+    client: httpx.AsyncClient, case_id: str, auth: dict[str, str], stream: bool, **data: Any
+) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """(status, the TurnResponse, the SSE events) of one turn, plain or streamed."""
+    headers = auth | ({"Accept": "text/event-stream"} if stream else {})
+    files = data.pop("files", None)
+    resp = await client.post(
+        f"/api/v1/cases/{case_id}/turns", data=data, files=files, headers=headers
+    )
+    if not stream or resp.status_code != 200:
+        return resp.status_code, resp.json(), []
+    events = sse_events(resp.text)
+    assert events[-1][0] == "done", events[-1]
+    return resp.status_code, events[-1][1], events
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "sse"])
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+async def test_malformed_model_output_degrades_to_a_plain_answer_and_is_stored(
+    settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    standins: Any,
+    kind: str,
+    stream: bool,
+) -> None:
+    fake.script(MALFORMED[kind], MALFORMED[kind])  # the retry is malformed too
+    async with running(settings) as client:
+        status, body, _ = await turn(client, case_id, auth, stream, query=QUERY)
+        rt = client.app.state.runtime  # type: ignore[attr-defined]
+        breakers = [e.breaker.consecutive for e in rt.chain.entries]
+    assert status == 200, body
+    assert body["agent_response"].strip()
+    body_text = json.dumps(body, ensure_ascii=False)
+    body_text.encode("utf-8")
+    assert "Traceback" not in body_text
+    stored = standins.state.messages[case_id]
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[0]["content"] == QUERY
+    assert stored[1]["content"] == body["agent_response"]
+    assert stored[1]["metadata"]["structured"] is False
+    # A parse error is not a provider failure: no failover, no breaker count.
+    assert breakers == [0, 0]
+    assert {r.name for r in fake.requests} == {"primary"}
