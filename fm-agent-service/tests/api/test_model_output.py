@@ -92,3 +92,57 @@ async def test_malformed_model_output_degrades_to_a_plain_answer_and_is_stored(
     # A parse error is not a provider failure: no failover, no breaker count.
     assert breakers == [0, 0]
     assert {r.name for r in fake.requests} == {"primary"}
+
+
+LONG = json.dumps({"answer": "The pool is exhausted [S1]. " + "Check it again. " * 600})
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("openai_compatible", "max_tokens"),
+        ("openai", "max_completion_tokens"),
+        ("anthropic", "max_tokens"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "sse"])
+async def test_the_output_cap_is_sent_in_the_field_each_provider_kind_reads(
+    make_settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    kind: str,
+    field: str,
+    stream: bool,
+) -> None:
+    fake.honour_cap("p", field)  # a server that reads only this field
+    fake.script(LONG, LONG)
+    settings = make_settings([provider(fake, "p", kind)], max_output_tokens=64)
+    async with running(settings) as client:
+        status, body, _ = await turn(client, case_id, auth, stream, query=QUERY)
+    assert status == 200, body
+    sent = fake.requests[0]
+    assert sent.body[field] == 64
+    other = "max_completion_tokens" if field == "max_tokens" else "max_tokens"
+    assert other not in sent.body
+    assert len(body["agent_response"]) <= 64 * 4
+    assert fake.requests[0].finished.wait(5)
+
+
+async def test_our_own_stop_ends_a_stream_that_runs_past_the_cap(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    from agent_service.domain.llm.chain import STREAM_CHARS_PER_TOKEN
+
+    endless = json.dumps({"answer": "Check the pool. " * 5000})  # the fake ignores caps
+    fake.script(endless, endless)
+    settings = make_settings([provider(fake, "p", "openai_compatible")], max_output_tokens=64)
+    async with running(settings) as client:
+        status, body, events = await turn(client, case_id, auth, True, query=QUERY)
+    assert status == 200, body
+    streamed = "".join(d["text"] for e, d in events if e == "token")
+    assert 0 < len(streamed) <= 64 * STREAM_CHARS_PER_TOKEN
+    assert len(body["agent_response"]) <= 64 * STREAM_CHARS_PER_TOKEN
+    stored = standins.state.messages[case_id][1]
+    assert stored["content"] == body["agent_response"]
+    assert len(fake.requests) == 1  # the user read it: kept as a plain answer, no retry

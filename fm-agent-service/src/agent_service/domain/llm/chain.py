@@ -30,6 +30,9 @@ log = structlog.get_logger("agent.llm")
 TokenSink = Callable[[str], Awaitable[None]]
 # Leave this much of the deadline for a call after waiting out a Retry-After.
 MIN_CALL_SECONDS = 0.5
+# Our own stop for a stream that runs past the output cap (a server that ignores it):
+# generous enough that a server honouring the cap is never cut (tokens average ~4 chars).
+STREAM_CHARS_PER_TOKEN = 6
 
 
 class LLMUnavailable(Unavailable):
@@ -48,6 +51,8 @@ class LLMResult:
     output_tokens: int = 0
     latency_ms: float = 0.0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The answer was cut at the output cap (by the provider or by our own stop).
+    truncated: bool = False
 
 
 @dataclass
@@ -80,6 +85,13 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _finish_reason(message: Any) -> str | None:
+    """Why the provider stopped ("length" = the output cap), whatever the SDK calls it."""
+    meta = getattr(message, "response_metadata", None) or {}
+    reason = meta.get("finish_reason") or meta.get("stop_reason")
+    return "length" if reason in ("length", "max_tokens") else reason
+
+
 class ProviderChain:
     """Calls the providers in order until one answers within the turn's deadline."""
 
@@ -91,6 +103,7 @@ class ProviderChain:
         breaker_failures: int = 3,
         breaker_reset_seconds: float = 30.0,
     ) -> None:
+        self.max_tokens = max_tokens
         self.entries = [
             _Entry(
                 cfg,
@@ -188,6 +201,9 @@ class ProviderChain:
         parts: list[str] = []
         usage = {"input_tokens": 0, "output_tokens": 0}
         emitted = False
+        cap_chars = self.max_tokens * STREAM_CHARS_PER_TOKEN
+        written = 0
+        capped = False
         try:
             async with asyncio.timeout(timeout):
                 if on_token is None:
@@ -195,19 +211,34 @@ class ProviderChain:
                     parts.append(_text(msg.content))
                     meta = getattr(msg, "usage_metadata", None) or {}
                     usage = {k: int(meta.get(k) or 0) for k in usage}
+                    capped = _finish_reason(msg) == "length"
                 else:
-                    async for chunk in entry.model.astream(messages):
-                        piece = _text(chunk.content)
-                        meta = getattr(chunk, "usage_metadata", None) or {}
-                        for k in usage:
-                            usage[k] += int(meta.get(k) or 0)
-                        if piece:
-                            parts.append(piece)
-                            emitted = True
-                            try:
-                                await on_token(piece)
-                            except Exception as exc:
-                                raise _SinkFailed() from exc
+                    stream = entry.model.astream(messages)
+                    try:
+                        async for chunk in stream:
+                            piece = _text(chunk.content)
+                            meta = getattr(chunk, "usage_metadata", None) or {}
+                            for k in usage:
+                                usage[k] += int(meta.get(k) or 0)
+                            capped = capped or _finish_reason(chunk) == "length"
+                            if not piece:
+                                continue
+                            if written + len(piece) > cap_chars:  # the server ignores the cap
+                                piece = piece[: cap_chars - written]
+                                capped = True
+                            written += len(piece)
+                            if piece:
+                                parts.append(piece)
+                                emitted = True
+                                try:
+                                    await on_token(piece)
+                                except Exception as exc:
+                                    raise _SinkFailed() from exc
+                            if written >= cap_chars:
+                                log.warning("llm.output_capped", provider=name, chars=written)
+                                break
+                    finally:
+                        await stream.aclose()  # type: ignore[attr-defined]
         except _SinkFailed as exc:  # not the provider's failure: no breaker, no failover
             raise exc.__cause__ from None  # type: ignore[misc]
         except Exception as exc:  # every provider failure is classified and failed over
@@ -243,4 +274,5 @@ class ProviderChain:
             output_tokens=usage["output_tokens"],
             latency_ms=round(elapsed * 1000, 2),
             attempts=attempts,
+            truncated=capped,
         )

@@ -54,7 +54,12 @@ def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
     from agent_service.domain.llm.openai_chat import LeanChatOpenAI
 
     params["http_async_client"] = httpx.AsyncClient(timeout=cfg.timeout_seconds)
-    return LeanChatOpenAI(stream_usage=True, temperature=0.2, **params)
+    return LeanChatOpenAI(
+        stream_usage=True,
+        temperature=0.2,
+        classic_max_tokens=cfg.kind == "openai_compatible",
+        **params,
+    )
 
 
 @dataclass
