@@ -146,3 +146,148 @@ async def test_our_own_stop_ends_a_stream_that_runs_past_the_cap(
     stored = standins.state.messages[case_id][1]
     assert stored["content"] == body["agent_response"]
     assert len(fake.requests) == 1  # the user read it: kept as a plain answer, no retry
+
+
+def _echo_prompt(request: Any) -> str:
+    """What a very small model does: repeat the prompt's last message back."""
+    prompt = [m["content"] for m in request.body["messages"] if "QUESTION:" in m["content"]]
+    return "I think: " + prompt[-1]
+
+
+MARKERS = ("<<<", "SOURCE S1 |", "QUESTION:", "DATA ")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "sse"])
+async def test_an_echoed_prompt_frame_is_never_shown_stored_or_resent(
+    settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    standins: Any,
+    stream: bool,
+) -> None:
+    import re
+
+    fake.responder = _echo_prompt
+    async with running(settings) as client:
+        status, body, events = await turn(
+            client, case_id, auth, stream, query=QUERY, pasted_content="ERROR pool exhausted"
+        )
+        assert status == 200, body
+        boundary = re.search(r"<<<DATA ([0-9a-f]{24}) ", fake.requests[0].text).group(1)  # type: ignore[union-attr]
+        fake.responder = None
+        second = await turn(client, case_id, auth, False, query="and now?")
+    shown = [body["agent_response"], "".join(d["text"] for e, d in events if e == "token")]
+    stored = [m["content"] for m in standins.state.messages[case_id]]
+    for text in [*shown, *stored]:
+        for marker in (*MARKERS, boundary):
+            assert marker not in text, (marker, text)
+    assert "remaining connection slots" in body["agent_response"]  # the rest is kept
+    # The retrieved passage is cited even though the model named none.
+    assert [c["title"] for c in body["citations"]] == ["Postgres pool runbook"]
+    assert second[0] == 200
+    history = fake.requests[-1].body["messages"][1:-1]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    for m in history:
+        assert boundary not in m["content"]
+        assert "<<<" not in m["content"]
+
+
+async def test_a_failure_note_is_not_sent_as_model_history(
+    settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    fake.fail("*", 500, times=4)
+    async with running(settings) as client:
+        failed = await turn(client, case_id, auth, False, query=QUERY)
+        assert failed[0] == 503
+        fake.clear_faults()
+        ok = await turn(client, case_id, auth, False, query="and now?")
+    assert ok[0] == 200
+    stored = standins.state.messages[case_id]
+    assert stored[1]["metadata"]["failed"] is True
+    sent = fake.requests[-1].body["messages"]
+    assert [m["role"] for m in sent[1:-1]] == ["user"]
+    assert "No language model provider answered" not in json.dumps(sent)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "sse"])
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible", "anthropic", "fireworks"])
+async def test_each_provider_kind_is_asked_for_the_answer_schema_by_constrained_decoding(
+    make_settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    standins: Any,
+    kind: str,
+    stream: bool,
+) -> None:
+    from agent_service.domain.turns.answer import LLMTurnAnswer
+
+    settings = make_settings([provider(fake, "p", kind)])
+    async with running(settings) as client:
+        status, body, events = await turn(client, case_id, auth, stream, query=QUERY)
+    assert status == 200, body
+    sent = fake.requests[0]
+    if kind == "anthropic":
+        assert sent.tool_choice == {"type": "tool", "name": "turn_answer"}
+        [tool] = sent.tools
+        assert tool["name"] == "turn_answer"
+        schema = tool["input_schema"]
+    elif kind == "fireworks":
+        assert sent.response_format is not None
+        assert sent.response_format["type"] == "json_object"
+        schema = sent.response_format["schema"]
+    else:
+        fmt = sent.response_format
+        assert fmt is not None
+        assert fmt["type"] == "json_schema"
+        assert fmt["json_schema"]["name"] == "turn_answer"
+        assert fmt["json_schema"]["strict"] is (kind == "openai")
+        schema = fmt["json_schema"]["schema"]
+    # Generated from the model the agent validates: the same keys, `answer` first.
+    assert list(schema["properties"]) == list(LLMTurnAnswer.model_fields)
+    assert schema["required"] == list(LLMTurnAnswer.model_fields)
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["cited_sources"]["items"]["enum"] == ["S1"]
+    assert "maxLength" not in json.dumps(schema)
+    # The answer is structured, and streamed as it is written.
+    stored = standins.state.messages[case_id][1]["metadata"]
+    assert stored["structured"] is True
+    assert stored["output_mode"] == ("tool" if kind == "anthropic" else "json_schema")
+    assert body["milestones_completed"] == ["symptom_verified"]
+    assert body["citations"][0]["title"] == "Postgres pool runbook"
+    if stream:
+        tokens = [d["text"] for e, d in events if e == "token"]
+        assert len(tokens) > 3
+        assert "".join(tokens) == body["agent_response"]
+        assert "{" not in body["agent_response"]
+
+
+async def test_a_server_refusing_response_format_is_asked_again_without_it_and_remembered(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    fake.refuse_response_format("local")
+    settings = make_settings([provider(fake, "local", "openai_compatible")])
+    async with running(settings) as client:
+        first = await turn(client, case_id, auth, False, query=QUERY)
+        second = await turn(client, case_id, auth, True, query="and then?")
+        rt = client.app.state.runtime  # type: ignore[attr-defined]
+        breaker = rt.chain.entries[0].breaker.consecutive
+    assert (first[0], second[0]) == (200, 200)
+    assert [r.response_format is not None for r in fake.requests] == [True, False, False]
+    assert breaker == 0
+    for meta in [m["metadata"] for m in standins.state.messages[case_id][1::2]]:
+        assert meta["structured"] is True  # parsed from the prompt's JSON: the last resort
+        assert meta["output_mode"] == "prompt"
+
+
+async def test_a_400_for_another_reason_is_not_remembered_as_a_refusal(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer
+) -> None:
+    fake.fail("local", 400, times=2)  # refused with the schema and without it
+    settings = make_settings([provider(fake, "local", "openai_compatible")])
+    async with running(settings) as client:
+        first = await turn(client, case_id, auth, False, query=QUERY)
+        second = await turn(client, case_id, auth, False, query="and then?")
+    assert (first[0], second[0]) == (503, 200)
+    assert [r.response_format is not None for r in fake.requests] == [True, False, True]

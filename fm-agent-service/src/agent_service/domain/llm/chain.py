@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from agent_service.domain.llm.providers import (
     LLM_TOKENS,
     CircuitBreaker,
     Failure,
+    OutputMode,
+    StructuredOutput,
+    bind_structured,
     build_model,
     classify,
 )
@@ -53,6 +57,9 @@ class LLMResult:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # The answer was cut at the output cap (by the provider or by our own stop).
     truncated: bool = False
+    # How the answer's structure was asked for: the provider's constrained decoding
+    # (json_schema, tool) or the prompt alone.
+    output_mode: str = "prompt"
 
 
 @dataclass
@@ -60,6 +67,9 @@ class _Entry:
     config: ProviderConfig
     model: BaseChatModel
     breaker: CircuitBreaker
+    # An OpenAI-compatible server's answer to response_format: None = not yet known,
+    # True = takes it, False = refused it once (then the prompt alone asks for JSON).
+    takes_schema: bool | None = None
 
 
 class _SinkFailed(Exception):
@@ -71,6 +81,15 @@ class _CallFailed(Exception):
         super().__init__(failure.reason)
         self.failure = failure
         self.emitted = emitted
+
+
+def _tool_args(message: Any) -> str:
+    """The arguments of a (forced) tool call, as JSON text: whole, or this chunk's part."""
+    chunks = getattr(message, "tool_call_chunks", None) or []
+    if chunks:
+        return "".join(str(c.get("args") or "") for c in chunks)
+    calls = getattr(message, "tool_calls", None) or []
+    return json.dumps(calls[0]["args"]) if calls else ""
 
 
 def _text(content: Any) -> str:
@@ -146,8 +165,13 @@ class ProviderChain:
         deadline: float,
         on_token: TokenSink | None = None,
         on_failover: Callable[[str], Awaitable[None]] | None = None,
+        structured: StructuredOutput | None = None,
     ) -> LLMResult:
-        """The first provider's answer that arrives before `deadline` (time.monotonic)."""
+        """The first provider's answer that arrives before `deadline` (time.monotonic).
+
+        With `structured`, each provider is asked for a JSON answer held to its schema by
+        its own constrained decoding (providers.bind_structured); the prompt still asks for
+        it too, the last resort where a server ignores or refused the request."""
         attempts: list[dict[str, Any]] = []
         waits: list[tuple[float, _Entry]] = []
         for entry in self.entries:
@@ -165,7 +189,7 @@ class ProviderChain:
                     waits.append((entry.breaker.cooldown_until, entry))
                 continue
             try:
-                return await self._call(entry, messages, deadline, on_token, attempts)
+                return await self._call(entry, messages, deadline, on_token, attempts, structured)
             except _CallFailed as exc:
                 if exc.failure.reason == "rate_limited":
                     waits.append((time.monotonic() + (exc.failure.retry_after or 1.0), entry))
@@ -178,7 +202,7 @@ class ProviderChain:
             await asyncio.sleep(max(0.0, ready - time.monotonic()))
             entry.breaker.cooldown_until = 0.0
             try:
-                return await self._call(entry, messages, deadline, on_token, attempts)
+                return await self._call(entry, messages, deadline, on_token, attempts, structured)
             except _CallFailed as exc:
                 if exc.emitted and on_failover is not None:
                     await on_failover(entry.config.name)
@@ -194,8 +218,14 @@ class ProviderChain:
         deadline: float,
         on_token: TokenSink | None,
         attempts: list[dict[str, Any]],
+        structured: StructuredOutput | None = None,
     ) -> LLMResult:
         name = entry.config.name
+        kind = entry.config.kind
+        runnable: Any = entry.model
+        mode: OutputMode = "prompt"
+        if structured is not None and entry.takes_schema is not False:
+            runnable, mode = bind_structured(entry.model, kind, structured)
         start = time.monotonic()
         timeout = min(entry.config.timeout_seconds, deadline - start)
         parts: list[str] = []
@@ -207,16 +237,16 @@ class ProviderChain:
         try:
             async with asyncio.timeout(timeout):
                 if on_token is None:
-                    msg = await entry.model.ainvoke(messages)
-                    parts.append(_text(msg.content))
+                    msg = await runnable.ainvoke(messages)
+                    parts.append(_tool_args(msg) if mode == "tool" else _text(msg.content))
                     meta = getattr(msg, "usage_metadata", None) or {}
                     usage = {k: int(meta.get(k) or 0) for k in usage}
                     capped = _finish_reason(msg) == "length"
                 else:
-                    stream = entry.model.astream(messages)
+                    stream = runnable.astream(messages)
                     try:
                         async for chunk in stream:
-                            piece = _text(chunk.content)
+                            piece = _tool_args(chunk) if mode == "tool" else _text(chunk.content)
                             meta = getattr(chunk, "usage_metadata", None) or {}
                             for k in usage:
                                 usage[k] += int(meta.get(k) or 0)
@@ -244,6 +274,24 @@ class ProviderChain:
         except Exception as exc:  # every provider failure is classified and failed over
             failure = classify(exc)
             elapsed = time.monotonic() - start
+            if (
+                mode == "json_schema"
+                and kind == "openai_compatible"
+                and entry.takes_schema is None
+                and failure.reason == "client_error"
+                and not emitted
+            ):
+                # A server without structured output refuses response_format (400/422):
+                # remembered for this provider, and asked again with the prompt alone.
+                log.warning("llm.response_format_refused", provider=name, status=failure.status)
+                entry.takes_schema = False
+                try:
+                    return await self._call(
+                        entry, messages, deadline, on_token, attempts, structured
+                    )
+                except _CallFailed:
+                    entry.takes_schema = None  # refused for another reason: not proven
+                    raise
             entry.breaker.failure(failure)
             LLM_FAILURES.labels(name, failure.reason).inc()
             LLM_CALLS.labels(name, "failure").inc()
@@ -260,6 +308,8 @@ class ProviderChain:
             )
             raise _CallFailed(failure, emitted) from exc
         elapsed = time.monotonic() - start
+        if mode == "json_schema" and kind == "openai_compatible":
+            entry.takes_schema = True
         entry.breaker.success()
         LLM_CALLS.labels(name, "success").inc()
         LLM_LATENCY.labels(name, "success").observe(elapsed)
@@ -275,4 +325,5 @@ class ProviderChain:
             latency_ms=round(elapsed * 1000, 2),
             attempts=attempts,
             truncated=capped,
+            output_mode=mode,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -60,6 +60,66 @@ def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
         classic_max_tokens=cfg.kind == "openai_compatible",
         **params,
     )
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """An answer held to a JSON schema by the provider's own constrained decoding."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+# What a model hands back under constrained decoding: plain text (a JSON object written
+# under `response_format`) or the arguments of a forced tool call (Anthropic).
+OutputMode = Literal["prompt", "json_schema", "tool"]
+
+_STRICT_DROP = frozenset({"minLength", "maxLength", "format", "pattern"})
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's strict mode: every object closed with all keys required (the schema is
+    already), and none of the keywords strict mode refuses."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k not in _STRICT_DROP}
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+def bind_structured(
+    model: BaseChatModel, kind: str, output: StructuredOutput
+) -> tuple[Any, OutputMode]:
+    """The model bound to ask for `output` in the way this provider kind enforces it:
+    OpenAI `response_format` json_schema (strict); Anthropic a forced tool whose input
+    schema is the answer's; OpenAI-compatible servers (llama.cpp, vLLM, Ollama)
+    `response_format` json_schema; Fireworks `response_format` json_object with the
+    schema. The OpenAI kinds carry it in `extra_body`, past LangChain's own handling of
+    response_format (which would switch streaming to the SDK's beta parser)."""
+    if kind == "anthropic":
+        tool = {"name": output.name, "description": output.description}
+        tool["input_schema"] = output.schema  # type: ignore[assignment]
+        bound = model.bind_tools([tool], tool_choice=output.name)  # forced: {type: tool}
+        return bound, "tool"
+    if kind == "fireworks":
+        fmt = {"type": "json_object", "schema": output.schema}
+        return model.bind(response_format=fmt), "json_schema"
+    strict = kind == "openai"
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": output.name,
+            "description": output.description,
+            "schema": strict_schema(output.schema) if strict else output.schema,
+            "strict": strict,
+        },
+    }
+    return model.bind(extra_body={"response_format": fmt}), "json_schema"
 
 
 @dataclass

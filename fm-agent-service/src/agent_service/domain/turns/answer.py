@@ -60,6 +60,44 @@ class LLMTurnAnswer(BaseModel):
         return None if value in ("", "null", "none", "None") else value
 
 
+# The name of the structured output (a JSON schema's name, an Anthropic tool's name).
+ANSWER_TOOL = "turn_answer"
+# Keywords the providers' constrained decoding does not take (OpenAI strict mode refuses
+# them; llama.cpp would expand a maxLength of 40 000 into a grammar that large):
+# pydantic still holds the answer to them after decoding.
+_UNCONSTRAINED = frozenset({"title", "default", "minLength", "maxLength"})
+
+
+def answer_json_schema(source_ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema a provider's constrained decoding holds the answer to, generated
+    from `LLMTurnAnswer` (what is validated afterwards): every key required and in the
+    model's order (`answer` first, so it streams first), no other keys, milestones from
+    the known list, cited sources from this prompt's ids."""
+    full = LLMTurnAnswer.model_json_schema()
+    defs = full.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return walk(defs[ref.removeprefix("#/$defs/")])
+        out = {k: walk(v) for k, v in node.items() if k not in _UNCONSTRAINED}
+        if isinstance(out.get("properties"), dict):
+            out["required"] = list(out["properties"])
+            out["additionalProperties"] = False
+        return out
+
+    schema: dict[str, Any] = walk(full)
+    props = schema["properties"]
+    props["milestone_updates"]["items"] = {"type": "string", "enum": list(MILESTONES)}
+    if source_ids:
+        props["cited_sources"]["items"] = {"type": "string", "enum": list(source_ids)}
+    return schema
+
+
 class MalformedAnswer(ValueError):
     pass
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.privacy.redaction import CaseRedactor
-from agent_service.domain.privacy.safety import Fence
+from agent_service.domain.privacy.safety import Fence, strip_echo
 from agent_service.domain.turns.prompt import EvidenceBlock, Passage, turn_messages
 from agent_service.domain.turns.state import case_summary
 from agent_service.runtime import AgentRuntime
@@ -73,6 +73,8 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # The prompt's fence: its boundary is stripped from anything shown, stored or resent.
+    fence: Fence = field(default_factory=Fence)
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -257,12 +259,25 @@ def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
     return f"Analyse the attached evidence ({names}) and tell me what it shows."
 
 
+def model_history(messages: list[Message]) -> list[tuple[str, str]]:
+    """The conversation as the model sees it again: no failure notes of ours (they are
+    not what the model said), nothing echoing a prompt frame of an earlier turn."""
+    out: list[tuple[str, str]] = []
+    for m in messages:
+        if m.role not in ("user", "assistant") or (m.metadata or {}).get("failed"):
+            continue
+        text = strip_echo(m.content) if m.role == "assistant" else m.content
+        if text.strip():
+            out.append((m.role, text))
+    return out
+
+
 async def build_prompt(prep: PreparedTurn) -> None:
     """Redact every piece (fail closed) and fence the untrusted ones."""
     started = time.perf_counter()
     ctx = prep.ctx
     summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
-    history = [(m.role, m.content) for m in prep.history if m.role in ("user", "assistant")]
+    history = model_history(prep.history)
     question = question_text(prep.inp, prep.attachments)
     pieces = [summary, question]
     pieces += [c for _, c in history]
@@ -287,7 +302,7 @@ async def build_prompt(prep: PreparedTurn) -> None:
     prep.redaction_count = result.count
     prep.redaction_kinds = result.kinds
     prep.messages = turn_messages(
-        fence=Fence(),
+        fence=prep.fence,
         case_summary=summary_r,
         history=history_r,
         passages=passages_r,

@@ -14,11 +14,19 @@ from langchain_core.messages import AIMessage
 from prometheus_client import Counter
 
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
-from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
+from agent_service.domain.llm.providers import StructuredOutput
+from agent_service.domain.privacy.safety import (
+    EchoFilter,
+    StreamSanitizer,
+    sanitize_markdown,
+    strip_echo,
+)
 from agent_service.domain.turns.answer import (
+    ANSWER_TOOL,
     AnswerExtractor,
     LLMTurnAnswer,
     MalformedAnswer,
+    answer_json_schema,
     parse_answer,
     plain_answer,
 )
@@ -35,6 +43,7 @@ from agent_service.domain.turns.state import (
     apply_answer,
     cited,
     investigation_view,
+    retrieved,
     suggested_actions,
 )
 from agent_service.runtime import AgentRuntime
@@ -130,6 +139,7 @@ async def _call_model(
         pipeline.clear()
         pipeline.update(
             extractor=AnswerExtractor(),
+            echo=EchoFilter(prep.fence.boundary),
             sanitizer=StreamSanitizer(allow),
             restorer=prep.redactor.stream_restorer(),
         )
@@ -143,6 +153,7 @@ async def _call_model(
             return
         try:
             out = pipeline["extractor"].feed(piece)
+            out = pipeline["echo"].feed(out) if out else ""
             # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
             # is judged with the real values in it.
             out = pipeline["restorer"].feed(out) if out else ""
@@ -167,15 +178,24 @@ async def _call_model(
             },
         )
 
+    # The provider's own constrained decoding holds the answer to the schema that
+    # parse_answer validates (the prompt asks for it too: the last resort).
+    output = StructuredOutput(
+        ANSWER_TOOL,
+        "Your reply to the user and the update of the investigation.",
+        answer_json_schema([p.sid for p in prep.passages]),
+    )
     result = await rt.chain.complete(
         prep.messages,
         deadline=prep.deadline,
         on_token=on_token if emit else None,
         on_failover=on_failover if emit else None,
+        structured=output,
     )
     if emit and not pipeline.get("broken"):
         try:
             tail = pipeline["extractor"].flush()
+            tail = pipeline["echo"].feed(tail) + pipeline["echo"].flush()
             tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
             tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
         except Exception:
@@ -193,9 +213,11 @@ async def _call_model(
         first_reason = str(exc)
     if rt.settings.max_steps < 2:
         return result, None, plain_answer(result.text), False
-    retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
+    # The malformed answer goes back without anything echoing the prompt frame.
+    echoed = strip_echo(result.text, prep.fence.boundary)
+    retry_messages = [*prep.messages, AIMessage(echoed), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(retry_messages, deadline=prep.deadline)
+        second = await rt.chain.complete(retry_messages, deadline=prep.deadline, structured=output)
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
@@ -203,6 +225,26 @@ async def _call_model(
     except MalformedAnswer:
         log.warning("turn.degraded_to_plain", provider=second.provider)
         return second, None, plain_answer(second.text) or plain_answer(result.text), False
+
+
+def _without_echo(answer: LLMTurnAnswer, boundary: str) -> LLMTurnAnswer:
+    """The answer's texts without anything echoing the prompt frame."""
+
+    def clean(value: str | None) -> str | None:
+        return strip_echo(value, boundary) if value else value
+
+    return answer.model_copy(
+        update={
+            "answer": strip_echo(answer.answer, boundary) or NO_ANSWER,
+            "working_conclusion": clean(answer.working_conclusion),
+            "root_cause": clean(answer.root_cause),
+            "hypotheses": [
+                h.model_copy(update={"statement": strip_echo(h.statement, boundary)})
+                for h in answer.hypotheses
+                if strip_echo(h.statement, boundary)
+            ],
+        }
+    )
 
 
 async def _store_failed(rt: AgentRuntime, prep: PreparedTurn, exc: FMError) -> None:
@@ -246,9 +288,13 @@ async def answer_turn(
             TURNS.labels("stream" if emit else "sync", "llm_unavailable").inc()
             await _store_failed(rt, prep, exc)
             raise
-        text = structured.answer if structured else (plain or NO_ANSWER)
+        if structured is not None:
+            structured = _without_echo(structured, prep.fence.boundary)
+        text = structured.answer if structured else strip_echo(plain, prep.fence.boundary)
+        text = text or NO_ANSWER
         display = sanitize_markdown(prep.redactor.restore(text), allow)
-        citations = cited(structured, text, prep.passages)
+        # Every answer carries the passages it was given: those it cites, else all of them.
+        citations = cited(structured, text, prep.passages) or retrieved(prep.passages)
         if structured is not None:
             new_inv, progress = apply_answer(inv, structured, prep.redactor.restore)
         else:
@@ -262,6 +308,8 @@ async def answer_turn(
         "output_tokens": result.output_tokens if result else 0,
         "degraded": result is None,
         "structured": structured is not None,
+        "output_mode": result.output_mode if result else None,
+        "truncated": result.truncated if result else False,
         "citations": [c.model_dump() for c in citations],
         "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
         "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},

@@ -72,6 +72,11 @@ def cited(answer: LLMTurnAnswer | None, text: str, passages: list[Passage]) -> l
     return out
 
 
+def retrieved(passages: list[Passage]) -> list[Citation]:
+    """Every passage the answer was given (an answer that names none still rests on them)."""
+    return cited(None, " ".join(f"[{p.sid}]" for p in passages), passages)
+
+
 def apply_answer(
     inv: InvestigationState, answer: LLMTurnAnswer, restore: object
 ) -> tuple[InvestigationState, bool]:
