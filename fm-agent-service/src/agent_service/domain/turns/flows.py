@@ -33,12 +33,10 @@ from agent_service.domain.turns.answer import (
 from agent_service.domain.turns.context import (
     PreparedTurn,
     TurnInput,
-    build_prompt,
     prepare_turn,
-    question_text,
     store_attachments,
 )
-from agent_service.domain.turns.prompt import retry_message
+from agent_service.domain.turns.prompt import build_prompt, question_text, retry_message
 from agent_service.domain.turns.state import (
     apply_answer,
     cited,
@@ -434,16 +432,3 @@ async def get_turn_job(rt: AgentRuntime, user_id: str, case_id: str, job_id: str
     result = TurnResponse.model_validate(record.result) if record.result else None
     error = record.error.model_dump(exclude_none=True) if record.error else None
     return TurnJobStatus(job_id=job_id, status=record.status, result=result, error=error)
-
-
-async def run_queued_turn(
-    rt: AgentRuntime, job_id: str, case_id: str, turn_key: str, turn: dict[str, Any]
-) -> TurnResponse:
-    """The worker's side of a queued turn (the bearer token is a service token)."""
-    await rt.jobs.update(job_id, status="running")
-    inp = TurnInput.model_validate(turn)
-    response = await run_turn(rt, case_id, inp, turn_key)
-    await rt.jobs.update(
-        job_id, status="completed", progress=1.0, result=response.model_dump(mode="json")
-    )
-    return response
