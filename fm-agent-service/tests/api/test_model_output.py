@@ -291,3 +291,40 @@ async def test_a_400_for_another_reason_is_not_remembered_as_a_refusal(
         second = await turn(client, case_id, auth, False, query="and then?")
     assert (first[0], second[0]) == (503, 200)
     assert [r.response_format is not None for r in fake.requests] == [True, False, True]
+
+
+async def test_a_turn_accounts_for_every_model_call_and_its_tokens_per_provider_and_model(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    from agent_standins import turn_json
+
+    malformed = '{"answer": "half an ans'
+    fake.script(malformed, turn_json())  # the retry answers
+    settings = make_settings([provider(fake, "acct", "openai_compatible", model="acct-model")])
+    async with running(settings) as client:
+        status, body, _ = await turn(client, case_id, auth, False, query=QUERY)
+        metrics = (await client.get("/metrics")).text
+    assert status == 200, body
+    meta = standins.state.messages[case_id][1]["metadata"]
+    assert meta["structured"] is True
+    assert meta["llm_calls"] == 2
+    assert meta["latency_ms"] > 0
+    # Both calls' tokens (the fake counts ~4 characters a token).
+    first_out = max(1, len(malformed) // 4)
+    second_out = max(1, len(turn_json()) // 4)
+    assert meta["output_tokens"] == first_out + second_out
+    assert meta["input_tokens"] > 0
+
+    def sample(name: str, **labels: str) -> float:
+        for line in metrics.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    labels = {"provider": "acct", "model": "acct-model"}
+    assert (
+        sample("fm_agent_llm_tokens_total", direction="output", **labels) >= meta["output_tokens"]
+    )
+    assert sample("fm_agent_llm_tokens_total", direction="input", **labels) >= meta["input_tokens"]
+    assert sample("fm_agent_llm_request_duration_seconds_count", outcome="success", **labels) >= 2
+    assert sample("fm_agent_turn_duration_seconds_count", mode="sync", outcome="ok") >= 1

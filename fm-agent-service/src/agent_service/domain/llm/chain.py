@@ -295,7 +295,7 @@ class ProviderChain:
             entry.breaker.failure(failure)
             LLM_FAILURES.labels(name, failure.reason).inc()
             LLM_CALLS.labels(name, "failure").inc()
-            LLM_LATENCY.labels(name, "failure").observe(elapsed)
+            LLM_LATENCY.labels(name, entry.config.model, "failure").observe(elapsed)
             attempts.append({"provider": name, "outcome": failure.reason, "status": failure.status})
             log.warning(
                 "llm.provider_failed",
@@ -312,9 +312,10 @@ class ProviderChain:
             entry.takes_schema = True
         entry.breaker.success()
         LLM_CALLS.labels(name, "success").inc()
-        LLM_LATENCY.labels(name, "success").observe(elapsed)
-        LLM_TOKENS.labels(name, "input").inc(usage["input_tokens"])
-        LLM_TOKENS.labels(name, "output").inc(usage["output_tokens"])
+        model = entry.config.model
+        LLM_LATENCY.labels(name, model, "success").observe(elapsed)
+        LLM_TOKENS.labels(name, model, "input").inc(usage["input_tokens"])
+        LLM_TOKENS.labels(name, model, "output").inc(usage["output_tokens"])
         attempts.append({"provider": name, "outcome": "success"})
         return LLMResult(
             text="".join(parts),

@@ -16,11 +16,13 @@ from agent_service.config import ProviderConfig
 
 LLM_LATENCY = Histogram(
     "fm_agent_llm_request_duration_seconds",
-    "LLM provider call latency",
-    ["provider", "outcome"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    "LLM provider call latency (each call, failed ones included)",
+    ["provider", "model", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-LLM_TOKENS = Counter("fm_agent_llm_tokens_total", "LLM tokens", ["provider", "direction"])
+LLM_TOKENS = Counter(
+    "fm_agent_llm_tokens_total", "LLM tokens in and out", ["provider", "model", "direction"]
+)
 LLM_FAILURES = Counter(
     "fm_agent_llm_failures_total", "LLM provider failures", ["provider", "reason"]
 )

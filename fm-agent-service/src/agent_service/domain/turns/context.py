@@ -76,6 +76,11 @@ class PreparedTurn:
     fence: Fence = field(default_factory=Fence)
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
+    # Tokens of every model call of the turn.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # time.perf_counter() when the turn started (the whole turn's latency is measured).
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def remaining(self) -> float:
@@ -248,4 +253,5 @@ async def prepare_turn(
         redactor=redactor,
         retrieval_ok=retrieval_ok,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
+        started=started,
     )

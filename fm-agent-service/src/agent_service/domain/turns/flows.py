@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 from langchain_core.messages import AIMessage
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.llm.providers import StructuredOutput
@@ -62,6 +62,28 @@ log = structlog.get_logger("agent.turns")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 TURNS = Counter("fm_agent_turns_total", "Turns answered", ["mode", "outcome"])
+TURN_LATENCY = Histogram(
+    "fm_agent_turn_duration_seconds",
+    "A whole turn: context, every model call (retries, failovers), the write-back",
+    ["mode", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
+
+async def _timed(prep: PreparedTurn, call: Awaitable[LLMResult]) -> LLMResult:
+    """One trip through the provider chain, added to the turn's model time and calls."""
+    started = time.perf_counter()
+    try:
+        result = await call
+        prep.input_tokens += result.input_tokens
+        prep.output_tokens += result.output_tokens
+        return result
+    finally:
+        ms = (time.perf_counter() - started) * 1000
+        prep.timings["llm_ms"] = round(prep.timings.get("llm_ms", 0.0) + ms, 2)
+        prep.timings["llm_calls"] = prep.timings.get("llm_calls", 0) + 1
+
+
 NO_ANSWER = "I could not produce a readable answer this time; please ask again."
 
 
@@ -183,12 +205,15 @@ async def _call_model(
         "Your reply to the user and the update of the investigation.",
         answer_json_schema([p.sid for p in prep.passages]),
     )
-    result = await rt.chain.complete(
-        prep.messages,
-        deadline=prep.deadline,
-        on_token=on_token if emit else None,
-        on_failover=on_failover if emit else None,
-        structured=output,
+    result = await _timed(
+        prep,
+        rt.chain.complete(
+            prep.messages,
+            deadline=prep.deadline,
+            on_token=on_token if emit else None,
+            on_failover=on_failover if emit else None,
+            structured=output,
+        ),
     )
     if emit and not pipeline.get("broken"):
         try:
@@ -215,7 +240,9 @@ async def _call_model(
     echoed = strip_echo(result.text, prep.fence.boundary)
     retry_messages = [*prep.messages, AIMessage(echoed), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(retry_messages, deadline=prep.deadline, structured=output)
+        second = await _timed(
+            prep, rt.chain.complete(retry_messages, deadline=prep.deadline, structured=output)
+        )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
@@ -284,6 +311,9 @@ async def answer_turn(
             result, structured, plain, streamed = await _call_model(rt, prep, emit)
         except LLMUnavailable as exc:
             TURNS.labels("stream" if emit else "sync", "llm_unavailable").inc()
+            TURN_LATENCY.labels("stream" if emit else "sync", "llm_unavailable").observe(
+                time.perf_counter() - prep.started
+            )
             await _store_failed(rt, prep, exc)
             raise
         if structured is not None:
@@ -301,9 +331,11 @@ async def answer_turn(
     assistant_meta: dict[str, Any] = {
         "provider": result.provider if result else None,
         "model": result.model if result else None,
-        "latency_ms": result.latency_ms if result else None,
-        "input_tokens": result.input_tokens if result else 0,
-        "output_tokens": result.output_tokens if result else 0,
+        # Every model call of the turn (a retry included), not only the last.
+        "latency_ms": prep.timings.get("llm_ms") if result else None,
+        "llm_calls": int(prep.timings.get("llm_calls", 0)),
+        "input_tokens": prep.input_tokens,
+        "output_tokens": prep.output_tokens,
         "degraded": result is None,
         "structured": structured is not None,
         "output_mode": result.output_mode if result else None,
@@ -329,8 +361,7 @@ async def answer_turn(
         ),
     )
     prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
-    if result is not None:
-        prep.timings["llm_ms"] = result.latency_ms
+    prep.timings["turn_ms"] = round((time.perf_counter() - prep.started) * 1000, 2)
     view = investigation_view(
         stored.case_state,
         new_inv,
@@ -349,7 +380,11 @@ async def answer_turn(
         investigation=view,
         redactions=Redactions(count=prep.redaction_count, kinds=prep.redaction_kinds),
     )
-    TURNS.labels("stream" if emit else "sync", "degraded" if result is None else "ok").inc()
+    outcome = "degraded" if result is None else ("ok" if structured else "plain")
+    TURNS.labels("stream" if emit else "sync", outcome).inc()
+    TURN_LATENCY.labels("stream" if emit else "sync", outcome).observe(
+        prep.timings["turn_ms"] / 1000
+    )
     log.info(
         "turn.answered",
         case_id=prep.case_id,
