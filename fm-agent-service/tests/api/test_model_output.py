@@ -263,10 +263,14 @@ async def test_each_provider_kind_is_asked_for_the_answer_schema_by_constrained_
         assert "{" not in body["agent_response"]
 
 
+def _forms(fake: FakeLLMServer) -> list[str | None]:
+    return [r.response_format["type"] if r.response_format else None for r in fake.requests]
+
+
 async def test_a_server_refusing_response_format_is_asked_again_without_it_and_remembered(
     make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
 ) -> None:
-    fake.refuse_response_format("local")
+    fake.refuse_response_format("local")  # any form
     settings = make_settings([provider(fake, "local", "openai_compatible")])
     async with running(settings) as client:
         first = await turn(client, case_id, auth, False, query=QUERY)
@@ -274,23 +278,41 @@ async def test_a_server_refusing_response_format_is_asked_again_without_it_and_r
         rt = client.app.state.runtime  # type: ignore[attr-defined]
         breaker = rt.chain.entries[0].breaker.consecutive
     assert (first[0], second[0]) == (200, 200)
-    assert [r.response_format is not None for r in fake.requests] == [True, False, False]
+    assert _forms(fake) == ["json_schema", "json_object", None, None]
     assert breaker == 0
     for meta in [m["metadata"] for m in standins.state.messages[case_id][1::2]]:
         assert meta["structured"] is True  # parsed from the prompt's JSON: the last resort
         assert meta["output_mode"] == "prompt"
 
 
+async def test_a_llama_cpp_python_server_gets_json_object_with_the_schema(
+    make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
+) -> None:
+    fake.refuse_response_format("local", "json_schema", status=500)  # what it answers
+    settings = make_settings([provider(fake, "local", "openai_compatible")])
+    async with running(settings) as client:
+        first = await turn(client, case_id, auth, True, query=QUERY)
+        second = await turn(client, case_id, auth, False, query="and then?")
+        rt = client.app.state.runtime  # type: ignore[attr-defined]
+        breaker = rt.chain.entries[0].breaker.consecutive
+    assert (first[0], second[0]) == (200, 200)
+    assert _forms(fake) == ["json_schema", "json_object", "json_object"]
+    assert fake.requests[-1].response_format["schema"]["required"][0] == "answer"  # type: ignore[index]
+    assert breaker == 0
+    meta = standins.state.messages[case_id][1]["metadata"]
+    assert (meta["structured"], meta["output_mode"]) == (True, "json_schema")
+
+
 async def test_a_400_for_another_reason_is_not_remembered_as_a_refusal(
     make_settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer
 ) -> None:
-    fake.fail("local", 400, times=2)  # refused with the schema and without it
+    fake.fail("local", 400, times=3)  # refused whatever form is asked, and without one
     settings = make_settings([provider(fake, "local", "openai_compatible")])
     async with running(settings) as client:
         first = await turn(client, case_id, auth, False, query=QUERY)
         second = await turn(client, case_id, auth, False, query="and then?")
     assert (first[0], second[0]) == (503, 200)
-    assert [r.response_format is not None for r in fake.requests] == [True, False, True]
+    assert _forms(fake) == ["json_schema", "json_object", None, "json_schema"]
 
 
 async def test_a_turn_accounts_for_every_model_call_and_its_tokens_per_provider_and_model(
@@ -328,3 +350,50 @@ async def test_a_turn_accounts_for_every_model_call_and_its_tokens_per_provider_
     assert sample("fm_agent_llm_tokens_total", direction="input", **labels) >= meta["input_tokens"]
     assert sample("fm_agent_llm_request_duration_seconds_count", outcome="success", **labels) >= 2
     assert sample("fm_agent_turn_duration_seconds_count", mode="sync", outcome="ok") >= 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "sse"])
+async def test_an_answer_cut_at_the_cap_is_closed_where_it_stopped(
+    make_settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    fake: FakeLLMServer,
+    standins: Any,
+    stream: bool,
+) -> None:
+    from agent_standins import turn_json
+
+    fake.honour_cap("p", "max_tokens")
+    long_answer = "The pool is exhausted [S1]. " + "Lower the pool size. " * 200
+    fake.script(turn_json(long_answer))
+    settings = make_settings([provider(fake, "p", "openai_compatible")], max_output_tokens=64)
+    async with running(settings) as client:
+        status, body, _ = await turn(client, case_id, auth, stream, query=QUERY)
+    assert status == 200, body
+    meta = standins.state.messages[case_id][1]["metadata"]
+    assert (meta["structured"], meta["truncated"]) == (True, True)
+    assert len(fake.requests) == 1  # closed, not retried
+    assert body["agent_response"].startswith("The pool is exhausted [S1]. Lower the pool size.")
+    assert long_answer.startswith(body["agent_response"])
+
+
+def test_close_truncated_closes_what_the_cap_cut_and_nothing_else() -> None:
+    from agent_service.domain.turns.answer import close_truncated, parse_answer
+
+    cases = {
+        '{"answer": "The pool is exhau': {"answer": "The pool is exhau"},
+        '{"answer": "ok", "cited_sources": ["S1", "S': {"answer": "ok", "cited_sources": ["S1"]},
+        '{"answer": "ok", "hypotheses": [{"statement": "x", "likeli': {
+            "answer": "ok",
+            "hypotheses": [{"statement": "x"}],
+        },
+        '{"answer": "a\\u12': {"answer": "a"},
+        '{"answer": "ok", "root_cause": nu': {"answer": "ok"},
+        '{"answer": "ok",': {"answer": "ok"},
+    }
+    for cut, expected in cases.items():
+        closed = close_truncated(cut)
+        assert closed is not None, cut
+        assert parse_answer(closed).model_dump(exclude_defaults=True) == expected, cut
+    assert close_truncated('{"answer": "complete"}') is None
+    assert close_truncated("no json at all") is None

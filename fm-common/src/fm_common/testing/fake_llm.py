@@ -36,12 +36,19 @@ What a real server would do with what was sent:
   field (llama.cpp reads `max_tokens`, never `max_completion_tokens`): the answer is cut
   to the cap (~4 characters a token) with finish_reason `length`. Without it the fake
   ignores every cap (a server the agent must stop on its own).
-- `fake.refuse_response_format(name)`: 400 to any request carrying `response_format`
-  (an OpenAI-compatible server without structured output).
+- `fake.refuse_response_format(name, form=None, status=400)`: refuses a request whose
+  `response_format` has that `type` (any type with None): an OpenAI-compatible server
+  without structured output, or llama-cpp-python's server, which answers a 500 to
+  `json_schema` and takes `json_object` with a `schema`.
 - Anthropic requests with `tools` and a forced `tool_choice` are answered with a
   `tool_use` block (streamed as `input_json_delta`), its input the answer's JSON object.
 `FakeRequest.response_format`, `.tools`, `.tool_choice`, `.max_tokens` and
 `.max_completion_tokens` read what was asked for.
+
+A recording relay in front of a real server: `FakeLLMServer(upstream="http://host:port")`
+forwards every request (faults still apply first) to the upstream's same path, less the
+name prefix, and relays its answer byte for byte (streams as they arrive), so `requests`
+holds exactly what the agent sent to a real model (make test-llm).
 
 `GET {base_url}/_fake/requests` lists the recorded requests as JSON (for a fake running in
 another process: `python -m fm_common.testing.fake_llm --port 9999` serves until killed).
@@ -208,9 +215,15 @@ class FakeLLMServer:
     """A real HTTP server speaking OpenAI chat completions and Anthropic messages."""
 
     def __init__(
-        self, host: str = "127.0.0.1", *, stream_chunk_chars: int = 8, port: int = 0
+        self,
+        host: str = "127.0.0.1",
+        *,
+        stream_chunk_chars: int = 8,
+        port: int = 0,
+        upstream: str | None = None,
     ) -> None:
         self.host = host
+        self.upstream = upstream.rstrip("/") if upstream else None
         self._port = port
         self.stream_chunk_chars = stream_chunk_chars
         self.responder: Callable[[FakeRequest], Answer] | None = None
@@ -282,8 +295,8 @@ class FakeLLMServer:
     def honour_cap(self, name: str, field: str = "max_tokens") -> None:
         self._add(name, _Fault("cap", field=field))
 
-    def refuse_response_format(self, name: str) -> None:
-        self._add(name, _Fault("refuse_format", status=400))
+    def refuse_response_format(self, name: str, form: str | None = None, status: int = 400) -> None:
+        self._add(name, _Fault("refuse_format", status=status, field=form or ""))
 
     def latency(self, name: str, seconds: float) -> None:
         self._add(name, _Fault("latency", seconds=seconds))
@@ -382,9 +395,14 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             for fault in fake._faults_for(req):
                 if fault.kind == "cap" and req.body.get(fault.field) is not None:
                     cap = int(req.body[fault.field])
-                if fault.kind == "refuse_format" and "response_format" in req.body:
+                fmt = req.response_format
+                if (
+                    fault.kind == "refuse_format"
+                    and fmt is not None
+                    and (not fault.field or fmt.get("type") == fault.field)
+                ):
                     self._json(
-                        400,
+                        fault.status,
                         {"error": {"message": "response_format is not supported", "code": 400}},
                     )
                     return
@@ -401,6 +419,12 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 elif fault.kind == "fail":
                     self._error(protocol, fault.status, fault.retry_after)
                     return
+            if fake.upstream:
+                try:
+                    self._relay(req, raw)
+                finally:
+                    req.finished.set()
+                return
             text = fake._answer(req)
             finish = "stop"
             if cap is not None and len(text) > cap * 4:
@@ -412,6 +436,35 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                     self._json(200, _complete_body(req, text, finish))
             finally:
                 req.finished.set()
+
+        def _relay(self, req: FakeRequest, raw: str) -> None:
+            """Forward to the upstream server and relay its answer as it arrives."""
+            import http.client
+            from urllib.parse import urlsplit
+
+            assert fake.upstream is not None
+            target = urlsplit(fake.upstream)
+            path = req.path if req.name == "default" else req.path[len(req.name) + 1 :]
+            conn = http.client.HTTPConnection(target.netloc, timeout=3600)
+            try:
+                conn.request(
+                    "POST", path, body=raw.encode(), headers={"Content-Type": "application/json"}
+                )
+                resp = conn.getresponse()
+                self.send_response(resp.status)
+                for key in ("Content-Type", "Retry-After"):
+                    if resp.getheader(key):
+                        self.send_header(key, resp.getheader(key) or "")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                while chunk := resp.read1(65536):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            finally:
+                conn.close()
 
         # -- writers ---------------------------------------------------------------
         def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -15,6 +15,7 @@ from langchain_core.messages import BaseMessage
 
 from agent_service.config import ProviderConfig
 from agent_service.domain.llm.providers import (
+    COMPATIBLE_FORMATS,
     LLM_CALLS,
     LLM_FAILURES,
     LLM_LATENCY,
@@ -67,9 +68,10 @@ class _Entry:
     config: ProviderConfig
     model: BaseChatModel
     breaker: CircuitBreaker
-    # An OpenAI-compatible server's answer to response_format: None = not yet known,
-    # True = takes it, False = refused it once (then the prompt alone asks for JSON).
-    takes_schema: bool | None = None
+    # An OpenAI-compatible server's way of taking a schema (providers.COMPATIBLE_FORMATS):
+    # the one to try, and whether the server was seen to take it.
+    format_index: int = 0
+    format_known: bool = False
 
 
 class _SinkFailed(Exception):
@@ -224,8 +226,9 @@ class ProviderChain:
         kind = entry.config.kind
         runnable: Any = entry.model
         mode: OutputMode = "prompt"
-        if structured is not None and entry.takes_schema is not False:
-            runnable, mode = bind_structured(entry.model, kind, structured)
+        variant = COMPATIBLE_FORMATS[entry.format_index]
+        if structured is not None:
+            runnable, mode = bind_structured(entry.model, kind, structured, variant)
         start = time.monotonic()
         timeout = min(entry.config.timeout_seconds, deadline - start)
         parts: list[str] = []
@@ -275,22 +278,30 @@ class ProviderChain:
             failure = classify(exc)
             elapsed = time.monotonic() - start
             if (
-                mode == "json_schema"
+                structured is not None
                 and kind == "openai_compatible"
-                and entry.takes_schema is None
-                and failure.reason == "client_error"
+                and not entry.format_known
+                and variant != "prompt"
+                and failure.reason in ("client_error", "server_error")
                 and not emitted
             ):
-                # A server without structured output refuses response_format (400/422):
-                # remembered for this provider, and asked again with the prompt alone.
-                log.warning("llm.response_format_refused", provider=name, status=failure.status)
-                entry.takes_schema = False
+                # A server refusing this form of response_format (400/422, and 500 from
+                # llama-cpp-python's server): asked again at once with the next form;
+                # remembered for this provider once a form is taken.
+                log.warning(
+                    "llm.response_format_refused",
+                    provider=name,
+                    form=variant,
+                    status=failure.status,
+                )
+                entry.format_index += 1
                 try:
                     return await self._call(
                         entry, messages, deadline, on_token, attempts, structured
                     )
                 except _CallFailed:
-                    entry.takes_schema = None  # refused for another reason: not proven
+                    if not entry.format_known:
+                        entry.format_index = 0  # refused whatever was asked: not proven
                     raise
             entry.breaker.failure(failure)
             LLM_FAILURES.labels(name, failure.reason).inc()
@@ -308,8 +319,8 @@ class ProviderChain:
             )
             raise _CallFailed(failure, emitted) from exc
         elapsed = time.monotonic() - start
-        if mode == "json_schema" and kind == "openai_compatible":
-            entry.takes_schema = True
+        if structured is not None and kind == "openai_compatible":
+            entry.format_known = True
         entry.breaker.success()
         LLM_CALLS.labels(name, "success").inc()
         model = entry.config.model

@@ -94,23 +94,36 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return walk(schema)  # type: ignore[no-any-return]
 
 
+# The ways an OpenAI-compatible server may take a schema, tried in this order until one is
+# accepted: OpenAI's `json_schema` (llama.cpp's llama-server, vLLM, Ollama, LM Studio),
+# then `json_object` with a `schema` (llama-cpp-python's server, Anyscale-style), then
+# none (the prompt alone).
+COMPATIBLE_FORMATS: tuple[str, ...] = ("json_schema", "json_object_schema", "prompt")
+
+
 def bind_structured(
-    model: BaseChatModel, kind: str, output: StructuredOutput
+    model: BaseChatModel, kind: str, output: StructuredOutput, variant: str = "json_schema"
 ) -> tuple[Any, OutputMode]:
     """The model bound to ask for `output` in the way this provider kind enforces it:
     OpenAI `response_format` json_schema (strict); Anthropic a forced tool whose input
-    schema is the answer's; OpenAI-compatible servers (llama.cpp, vLLM, Ollama)
-    `response_format` json_schema; Fireworks `response_format` json_object with the
-    schema. The OpenAI kinds carry it in `extra_body`, past LangChain's own handling of
-    response_format (which would switch streaming to the SDK's beta parser)."""
+    schema is the answer's; OpenAI-compatible servers `response_format` json_schema, or
+    the `variant` the server was found to take (COMPATIBLE_FORMATS); Fireworks
+    `response_format` json_object with the schema. The OpenAI kinds carry it in
+    `extra_body`, past LangChain's own handling of response_format (which would switch
+    streaming to the SDK's beta parser)."""
     if kind == "anthropic":
         tool = {"name": output.name, "description": output.description}
         tool["input_schema"] = output.schema  # type: ignore[assignment]
         bound = model.bind_tools([tool], tool_choice=output.name)  # forced: {type: tool}
         return bound, "tool"
     if kind == "fireworks":
-        fmt = {"type": "json_object", "schema": output.schema}
+        fmt: dict[str, Any] = {"type": "json_object", "schema": output.schema}
         return model.bind(response_format=fmt), "json_schema"
+    if variant == "prompt":
+        return model, "prompt"
+    if variant == "json_object_schema":
+        fmt = {"type": "json_object", "schema": output.schema}
+        return model.bind(extra_body={"response_format": fmt}), "json_schema"
     strict = kind == "openai"
     fmt = {
         "type": "json_schema",

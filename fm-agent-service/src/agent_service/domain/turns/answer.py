@@ -130,6 +130,60 @@ def parse_answer(text: str) -> LLMTurnAnswer:
         raise MalformedAnswer(f"{where}: {first['msg']}") from None
 
 
+def close_truncated(text: str) -> str | None:
+    """A JSON object cut off at the output cap, closed where it stopped: an unfinished
+    string is ended (a dangling escape dropped), a dangling key or comma removed, and the
+    open arrays and objects closed. None when the text is not a cut-off object. Only for
+    an answer the provider cut at the cap: what was written stays as it was written."""
+    body = _FENCE.sub("", text.strip())
+    start = body.find("{")
+    if start < 0:
+        return None
+    body = body[start:]
+    stack: list[str] = []
+    in_string = False
+    i = 0
+    last_safe = 0  # where the text can be cut so that only closers are missing
+    while i < len(body):
+        ch = body[i]
+        if in_string:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack:
+                return None
+            stack.pop()
+            if not stack:
+                return None  # the object was complete: not a truncation
+        i += 1
+        if not in_string:
+            last_safe = i
+    out = body
+    if in_string:
+        cut = body
+        # Drop a dangling escape (`\\`, `\\u12`) at the very end.
+        cut = re.sub(r"\\(u[0-9a-fA-F]{0,3})?$", "", cut)
+        out = cut + '"'
+    else:
+        # A literal or number cut short (`nu`, `0.`) is dropped with its key below.
+        out = re.sub(r"[A-Za-z0-9.+\-]+$", "", body[:last_safe].rstrip())
+    # A key without its value, or a trailing comma, cannot be closed: drop it.
+    out = re.sub(r'(,\s*"(?:[^"\\]|\\.)*"\s*:?\s*|,\s*|:\s*)$', "", out.rstrip())
+    out = re.sub(
+        r'([{,]\s*"(?:[^"\\]|\\.)*")\s*$',
+        lambda m: m.group(1)[:1] if m.group(1)[0] == "{" else "",
+        out,
+    )
+    return out + "".join(reversed(stack))
+
+
 def _clean(value: Any) -> Any:
     """Lone surrogates (valid JSON escapes, not valid text) become U+FFFD."""
     if isinstance(value, str):

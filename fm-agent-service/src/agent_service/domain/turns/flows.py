@@ -27,6 +27,7 @@ from agent_service.domain.turns.answer import (
     LLMTurnAnswer,
     MalformedAnswer,
     answer_json_schema,
+    close_truncated,
     parse_answer,
     plain_answer,
 )
@@ -228,7 +229,7 @@ async def _call_model(
             streamed.append(tail)
             await emit("token", {"text": tail})
     try:
-        return result, parse_answer(result.text), "", bool(streamed)
+        return result, _parse(result), "", bool(streamed)
     except MalformedAnswer as exc:
         log.warning("turn.malformed_answer", provider=result.provider, reason=str(exc))
         if streamed:  # the user already read it: keep it as a plain answer
@@ -246,10 +247,24 @@ async def _call_model(
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
-        return second, parse_answer(second.text), "", False
+        return second, _parse(second), "", False
     except MalformedAnswer:
         log.warning("turn.degraded_to_plain", provider=second.provider)
         return second, None, plain_answer(second.text) or plain_answer(result.text), False
+
+
+def _parse(result: LLMResult) -> LLMTurnAnswer:
+    """The structured answer; one cut off at the output cap is closed where it stopped
+    (its `answer` as far as it was written). MalformedAnswer otherwise."""
+    try:
+        return parse_answer(result.text)
+    except MalformedAnswer:
+        closed = close_truncated(result.text) if result.truncated else None
+        if closed is None:
+            raise
+        answer = parse_answer(closed)
+        log.info("turn.truncated_answer_closed", provider=result.provider)
+        return answer
 
 
 def _without_echo(answer: LLMTurnAnswer, boundary: str) -> LLMTurnAnswer:
