@@ -58,6 +58,9 @@ def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
     params["http_async_client"] = httpx.AsyncClient(timeout=cfg.timeout_seconds)
     return LeanChatOpenAI(
         stream_usage=True,
+        # Our own timeouts rule (the provider's timeout_seconds, the turn's deadline), not
+        # LangChain's 120 s between chunks: a local model on a slow CPU may think longer.
+        stream_chunk_timeout=None,
         temperature=0.2,
         classic_max_tokens=cfg.kind == "openai_compatible",
         **params,
