@@ -66,11 +66,24 @@ def make_settings(redis_url: str, token_issuer: Any, standins: Any, data_dir: Pa
             "providers": providers or [],
             "turn_deadline_seconds": 10.0,
             "log_format": "console",
+            "redaction_key": "test-redaction-key-0123456789abcdef",
         }
         values.update(overrides)
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture
+async def redactor(redis_url: str) -> Any:
+    """A redactor for a fresh case on the real Redis (what every provider call needs)."""
+    import redis.asyncio as aioredis
+
+    from agent_service.domain.privacy.redaction import CaseRedactor, MapCipher
+
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    yield CaseRedactor(client, f"case-{uuid.uuid4().hex}", MapCipher("test-key"))
+    await client.aclose()
 
 
 @pytest.fixture

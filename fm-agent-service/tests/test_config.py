@@ -43,3 +43,18 @@ def test_an_unknown_provider_kind_stops_the_service_with_a_clear_line(
 def test_no_providers_means_degraded_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FM_AGENT_PROVIDERS", raising=False)
     assert load_settings(Settings).providers == []
+
+
+def test_a_placeholder_redaction_key_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FM_ENVIRONMENT", "production")
+    monkeypatch.setenv("FM_AGENT_REDACTION_KEY", "change-me")
+    with pytest.raises(SystemExit) as err:
+        load_settings(Settings)
+    assert "FM_AGENT_REDACTION_KEY" in str(err.value)
+    monkeypatch.setenv("FM_AGENT_REDACTION_KEY", "a-long-random-redaction-key-0123456789")
+    settings = load_settings(Settings)
+    assert settings.redaction_key.get_secret_value().startswith("a-long")
+    assert settings.redaction_ttl_seconds == 0  # the map lives as long as the case
+    assert "a-long-random" not in repr(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -213,3 +214,18 @@ def test_purge_task_requeues_pending_cleanups(case_settings, worker, token_issue
     assert queued == ["cases.cleanup_case"]
     r.close()
     assert case_id
+
+
+def test_cleanup_drops_the_cases_redaction_map(case_settings, worker, stand_ins, token_issuer):
+    """The agent's map of the case's originals (encrypted) lives as long as the case."""
+    case_id, owner, _ = asyncio.run(_deleted_case(case_settings, token_issuer))
+    key = f"fm:agent:redact:{case_id}"
+    worker.redis.hset(key, mapping={"p:<SECRET_1>": "e1:sealed", "n:SECRET": 1})
+    other = f"fm:agent:redact:{uuid.uuid4()}"
+    worker.redis.hset(other, mapping={"p:<SECRET_1>": "e1:sealed"})
+
+    cleanup_case.apply(kwargs={"case_id": case_id, "owner_id": owner}).get()
+
+    assert worker.redis.exists(key) == 0
+    assert worker.redis.exists(other) == 1
+    worker.redis.delete(other)

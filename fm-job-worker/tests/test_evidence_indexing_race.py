@@ -52,6 +52,7 @@ class EvidenceStandIn:
         self.issuer = issuer
         self.chroma_port = chroma_port
         self.files: dict[str, bytes] = {}
+        self.names: dict[str, str] = {}
         self.deleted_while_indexing: set[str] = set()
         self.reports: list[tuple[str, str]] = []
         self.chunks_at_report: dict[str, int] = {}
@@ -61,9 +62,9 @@ class EvidenceStandIn:
         data = self.files[file_id]
         return {
             "file_id": file_id,
-            "filename": "app.log",
+            "filename": self.names.get(file_id, "app.log"),
             "size_bytes": len(data),
-            "content_type": "text/plain",
+            "content_type": "application/pdf" if data.startswith(b"%PDF") else "text/plain",
             "content_hash": hashlib.sha256(data).hexdigest(),
             "source_type": "logs",
             "case_id": CASE,
@@ -212,3 +213,74 @@ def test_a_file_deleted_while_indexed_leaves_no_chunks_behind(rt, evidence, sent
     # Both writes bumped the collection's version, so BM25 (hybrid search) follows too.
     assert _version(rt) == version + 2
     assert "knowledge.refresh_bm25" in sent
+
+
+def test_evidence_is_redacted_before_it_is_chunked(rt, evidence, sent) -> None:  # type: ignore[no-untyped-def]
+    """A log with a private key cut short (BEGIN and body, no END) and a password: the
+    case collection holds the case's placeholders, never the values, in any chunk."""
+    body = [
+        f"TUlJRXBBSUJBQUtDQVFFQTBaM1ZTNUpKY2RzM3hmbi95Z1d5RjhQYm5H{i}eTBBSEI3TWhn" for i in range(8)
+    ]
+    text = _log("quince").decode() + "2024-05-01T10:01:00Z ERROR key dump follows\n"
+    text += "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(body) + "\n"
+    text += "2024-05-01T10:01:01Z INFO retry with db password=Idx9Secret!\n"
+    text += _log("medlar").decode()
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = text.encode()
+
+    assert _index(file_id)["chunks"] > 0
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=evidence.chroma_port)
+    col = client.get_collection(COLLECTION, embedding_function=None)
+    docs = " ".join(col.get(where={"document_id": file_id}, include=["documents"])["documents"])
+    assert not any(line in docs for line in body)
+    assert "Idx9Secret" not in docs
+    assert "<SECRET_" in docs
+    stored = rt.redis.hgetall(f"fm:agent:redact:{CASE}")
+    assert stored
+    assert not any(b"Idx9Secret" in v for v in stored.values())
+
+
+def _pdf_page(text: str) -> bytes:
+    """A one-page PDF showing `text` (a line per Tj), made by hand."""
+    shown = b"".join(b"(%s) Tj 0 -16 Td " % line.encode() for line in text.splitlines())
+    stream = b"BT /F1 12 Tf 72 720 Td " + shown + b"ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def test_pdf_evidence_chunks_are_redacted_before_they_are_indexed(rt, evidence, sent) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _pdf_page(
+        "Incident notes for the orders database\nthe root password is Pdf9Secret7\n"
+        "mysql -u root -pPdfMysql9x -h db\npaged oncall.pdf@example.org"
+    )
+    evidence.names[file_id] = "notes.pdf"
+
+    assert _index(file_id)["chunks"] > 0
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=evidence.chroma_port)
+    col = client.get_collection(COLLECTION, embedding_function=None)
+    docs = " ".join(col.get(where={"document_id": file_id}, include=["documents"])["documents"])
+    assert "Incident notes" in docs
+    for secret in ("Pdf9Secret7", "PdfMysql9x", "oncall.pdf@example.org"):
+        assert secret not in docs

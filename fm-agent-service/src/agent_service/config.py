@@ -59,7 +59,11 @@ class Settings(BaseServiceSettings):
     max_inflight_turns: int = Field(default=16, ge=1)
     broker_url: str | None = None
     idempotency_ttl_seconds: int = 24 * 3600
-    redaction_ttl_seconds: int = 90 * 24 * 3600
+    # The key that encrypts the originals of each case's redaction map in Redis
+    # (AES-256-GCM; a placeholder is refused outside development). The map lives as long
+    # as its case (deleted with it); a TTL > 0 also expires it after that many seconds.
+    redaction_key: SecretStr = SecretStr("change-me")
+    redaction_ttl_seconds: int = Field(default=0, ge=0)
 
     @property
     def effective_broker_url(self) -> str:

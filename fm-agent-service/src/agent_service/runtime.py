@@ -10,6 +10,7 @@ import httpx
 
 from agent_service.config import Settings
 from agent_service.domain.llm.chain import ProviderChain
+from agent_service.domain.privacy.redaction import CaseRedactor, MapCipher
 from agent_service.domain.turns.idempotency import IdempotencyStore
 from fm_common.clients.case import CaseClient
 from fm_common.clients.evidence import EvidenceClient
@@ -27,8 +28,13 @@ class AgentRuntime:
     chain: ProviderChain
     jobs: JobStore
     idempotency: IdempotencyStore
+    cipher: MapCipher
     inflight: int = 0
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def redactor(self, case_id: str) -> CaseRedactor:
+        """The case's redactor (its placeholder map in Redis, originals encrypted)."""
+        return CaseRedactor(self.redis, case_id, self.cipher, self.settings.redaction_ttl_seconds)
 
 
 def build_chain(settings: Settings) -> ProviderChain:
@@ -53,4 +59,5 @@ def build_runtime(
         chain=chain or build_chain(settings),
         jobs=JobStore(redis),
         idempotency=IdempotencyStore(redis, settings.idempotency_ttl_seconds),
+        cipher=MapCipher(settings.redaction_key.get_secret_value()),
     )

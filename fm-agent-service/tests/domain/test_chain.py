@@ -4,6 +4,7 @@ the fake provider: both protocols, streaming, failover, Retry-After, breakers, d
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from agent_standins import provider
@@ -28,10 +29,10 @@ def chain(fake: FakeLLMServer, *specs: tuple[str, str], **kw: object) -> Provide
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "fireworks", "openai_compatible"])
 async def test_each_kind_answers_and_streams_through_its_sdk(
-    fake: FakeLLMServer, kind: str
+    fake: FakeLLMServer, redactor: Any, kind: str
 ) -> None:
     c = chain(fake, ("p", kind))
-    result = await c.complete(MESSAGES, deadline=time.monotonic() + 5)
+    result = await c.complete(MESSAGES, redactor=redactor, deadline=time.monotonic() + 5)
     assert '"answer": "According to \\"Disk full\\" [S1]' in result.text
     assert result.provider == "p"
     assert result.input_tokens > 0
@@ -41,7 +42,9 @@ async def test_each_kind_answers_and_streams_through_its_sdk(
     async def sink(t: str) -> None:
         tokens.append(t)
 
-    streamed = await c.complete(MESSAGES, deadline=time.monotonic() + 5, on_token=sink)
+    streamed = await c.complete(
+        MESSAGES, redactor=redactor, deadline=time.monotonic() + 5, on_token=sink
+    )
     assert len(tokens) > 3
     assert "".join(tokens) == streamed.text == result.text
     sent = fake.requests
@@ -51,7 +54,9 @@ async def test_each_kind_answers_and_streams_through_its_sdk(
 
 
 @pytest.mark.parametrize("fault", ["500", "429", "hang", "down"])
-async def test_primary_failure_fails_over_to_the_secondary(fake: FakeLLMServer, fault: str) -> None:
+async def test_primary_failure_fails_over_to_the_secondary(
+    fake: FakeLLMServer, redactor: Any, fault: str
+) -> None:
     specs = [("primary", "openai"), ("secondary", "anthropic")]
     # The primary's timeout is short (the hang case); the secondary has headroom.
     configs = [
@@ -68,53 +73,60 @@ async def test_primary_failure_fails_over_to_the_secondary(fake: FakeLLMServer, 
     elif fault == "hang":
         fake.hang("primary", seconds=60)
     start = time.monotonic()
-    result = await c.complete(MESSAGES, deadline=start + 30)
+    result = await c.complete(MESSAGES, redactor=redactor, deadline=start + 30)
     assert result.provider == "secondary"
     # Well inside the deadline and far from the 60 s hang: the primary was given up on.
     assert time.monotonic() - start < 30
     assert [a["provider"] for a in result.attempts] == ["primary", "secondary"]
 
 
-async def test_retry_after_is_honoured_within_the_deadline(fake: FakeLLMServer) -> None:
+async def test_retry_after_is_honoured_within_the_deadline(
+    fake: FakeLLMServer, redactor: Any
+) -> None:
     c = chain(fake, ("only", "openai"))
     fake.rate_limit("only", retry_after=0.5, times=1)
     start = time.monotonic()
-    result = await c.complete(MESSAGES, deadline=start + 10)
+    result = await c.complete(MESSAGES, redactor=redactor, deadline=start + 10)
     assert result.provider == "only"
     assert time.monotonic() - start >= 0.5
     assert len(fake.requests_for("only")) == 2
 
 
-async def test_retry_after_beyond_the_deadline_is_not_waited_for(fake: FakeLLMServer) -> None:
+async def test_retry_after_beyond_the_deadline_is_not_waited_for(
+    fake: FakeLLMServer, redactor: Any
+) -> None:
     c = chain(fake, ("only", "openai"))
     fake.rate_limit("only", retry_after=120)
     start = time.monotonic()
     with pytest.raises(LLMUnavailable) as err:
-        await c.complete(MESSAGES, deadline=start + 3)
+        await c.complete(MESSAGES, redactor=redactor, deadline=start + 3)
     assert time.monotonic() - start < 60  # it did not sit out the 120 s Retry-After
     assert err.value.status_code == 503
     assert "Retry-After" in err.value.headers
 
 
-async def test_all_providers_down_is_unavailable_within_the_deadline(fake: FakeLLMServer) -> None:
+async def test_all_providers_down_is_unavailable_within_the_deadline(
+    fake: FakeLLMServer, redactor: Any
+) -> None:
     c = chain(fake, ("a", "openai"), ("b", "anthropic"))
     fake.hang("a", seconds=120)
     fake.hang("b", seconds=120)
     start = time.monotonic()
     with pytest.raises(LLMUnavailable):
-        await c.complete(MESSAGES, deadline=start + 1.5)
+        await c.complete(MESSAGES, redactor=redactor, deadline=start + 1.5)
     assert time.monotonic() - start < 60  # the deadline ended it, not the 120 s hangs
 
 
 async def test_breaker_opens_after_repeated_failures_and_skips_the_provider(
     fake: FakeLLMServer,
+    redactor: Any,
 ) -> None:
     c = chain(
         fake, ("flaky", "openai"), ("good", "openai"), breaker_failures=2, breaker_reset_seconds=60
     )
     fake.fail("flaky", 500)
     for _ in range(3):
-        result = await c.complete(MESSAGES, deadline=time.monotonic() + 10)
+        result = await c.complete(MESSAGES, redactor=redactor, deadline=time.monotonic() + 10)
         assert result.provider == "good"
     assert len(fake.requests_for("flaky")) == 2  # the third turn skipped it
     assert c.entries[0].breaker.state == "open"
@@ -122,7 +134,7 @@ async def test_breaker_opens_after_repeated_failures_and_skips_the_provider(
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 async def test_a_stream_that_breaks_off_fails_over_and_says_so(
-    fake: FakeLLMServer, kind: str
+    fake: FakeLLMServer, redactor: Any, kind: str
 ) -> None:
     c = chain(fake, ("primary", kind), ("secondary", "openai"))
     fake.cut("primary", after_events=6)
@@ -137,7 +149,11 @@ async def test_a_stream_that_breaks_off_fails_over_and_says_so(
         tokens.clear()
 
     result = await c.complete(
-        MESSAGES, deadline=time.monotonic() + 10, on_token=sink, on_failover=on_failover
+        MESSAGES,
+        redactor=redactor,
+        deadline=time.monotonic() + 10,
+        on_token=sink,
+        on_failover=on_failover,
     )
     assert failovers == ["primary"]
     assert result.provider == "secondary"
@@ -148,7 +164,7 @@ async def test_a_stream_that_breaks_off_fails_over_and_says_so(
 @pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_openai_messages_reach_the_provider_as_sent_without_the_sdk_walking_them(
-    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, kind: str, stream: bool
+    fake: FakeLLMServer, redactor: Any, monkeypatch: pytest.MonkeyPatch, kind: str, stream: bool
 ) -> None:
     import openai.resources.chat.completions.completions as sdk
 
@@ -174,7 +190,10 @@ async def test_openai_messages_reach_the_provider_as_sent_without_the_sdk_walkin
         tokens.append(t)
 
     result = await chain(fake, ("p", kind)).complete(
-        messages, deadline=time.monotonic() + 5, on_token=sink if stream else None
+        messages,
+        redactor=redactor,
+        deadline=time.monotonic() + 5,
+        on_token=sink if stream else None,
     )
     assert result.text
     assert bool(tokens) is stream

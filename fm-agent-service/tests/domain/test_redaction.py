@@ -7,7 +7,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent_service.domain.privacy.detect import find_sensitive
-from agent_service.domain.privacy.redaction import CaseRedactor, RedactionFailed
+from agent_service.domain.privacy.redaction import CaseRedactor, MapCipher, RedactionFailed
+
+CIPHER = MapCipher("unit-test-redaction-key")
 
 CANARIES = {
     "aws_access_key": "AKIAIOSFODNN7CANARY1",
@@ -54,13 +56,13 @@ def test_password_in_key_value_and_url_are_found() -> None:
     kinds = {
         f.value: f.kind for f in find_sensitive("password=hunter2x and https://u:s3cretPw@h.io/x")
     }
-    assert kinds == {"hunter2x": "password", "s3cretPw": "connection_string"}
+    assert kinds == {"hunter2x": "keyed_secret", "s3cretPw": "connection_string"}
 
 
 async def test_placeholders_are_stable_per_case_and_restored(redis_url: str) -> None:
     redis = aioredis.from_url(redis_url, decode_responses=True)
     try:
-        first = CaseRedactor(redis, "case-1", 60)
+        first = CaseRedactor(redis, "case-1", CIPHER, 60)
         out = (await first.redact([TEXT, f"again {CANARIES['ip']}"])).texts
         for canary in CANARIES.values():
             assert canary not in "".join(out)
@@ -68,9 +70,9 @@ async def test_placeholders_are_stable_per_case_and_restored(redis_url: str) -> 
         assert out[1] == "again <IP_1>"
         assert first.restore(out[0]) == TEXT
         # A later turn (a new redactor) gets the same placeholder for the same value.
-        later = CaseRedactor(redis, "case-1", 60)
+        later = CaseRedactor(redis, "case-1", CIPHER, 60)
         assert (await later.redact([f"from {CANARIES['email']}"])).texts == ["from <EMAIL_1>"]
-        other_case = CaseRedactor(redis, "case-2", 60)
+        other_case = CaseRedactor(redis, "case-2", CIPHER, 60)
         assert (await other_case.redact(["10.9.8.7"])).texts == ["<IP_1>"]
         assert await redis.ttl("fm:agent:redact:case-1") > 0
     finally:
@@ -80,7 +82,7 @@ async def test_placeholders_are_stable_per_case_and_restored(redis_url: str) -> 
 async def test_stream_restorer_handles_placeholders_split_across_chunks(redis_url: str) -> None:
     redis = aioredis.from_url(redis_url, decode_responses=True)
     try:
-        red = CaseRedactor(redis, "case-s", 60)
+        red = CaseRedactor(redis, "case-s", CIPHER, 60)
         await red.redact([f"host {CANARIES['ip']} mail {CANARIES['email']}"])
         stream = red.stream_restorer()
         chunks = ["The host <I", "P_", "1> sent to <EMA", "IL_1", ">", " ok <"]
@@ -94,7 +96,7 @@ async def test_redaction_fails_closed_when_redis_is_down() -> None:
     redis = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     try:
         with pytest.raises(RedactionFailed) as err:
-            await CaseRedactor(redis, "case-x", 60).redact([TEXT])
+            await CaseRedactor(redis, "case-x", CIPHER, 60).redact([TEXT])
         assert err.value.status_code == 503
     finally:
         await redis.aclose()

@@ -146,7 +146,7 @@ def _sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.timeout(3600)
 async def test_ten_turns_with_a_real_small_model(
-    make_settings: Any, standins: Any, user_id: str, auth: dict[str, str], relay: FakeLLMServer
+    make_settings: Any, standins: Any, user_id: str, token_issuer: Any, relay: FakeLLMServer
 ) -> None:
     for rel in DOCS:
         text = (RUNBOOKS / rel).read_text()
@@ -171,6 +171,8 @@ async def test_ten_turns_with_a_real_small_model(
         client.timeout = httpx.Timeout(900)
         for mode, data in TURNS:
             case_id = standins.add_case(user_id)
+            # A fresh token each turn: a turn of a small model on a busy CPU takes minutes.
+            auth = token_issuer.headers(user_id)
             headers = auth | ({"Accept": "text/event-stream"} if mode == "sse" else {})
             started = time.monotonic()
             resp = await client.post(f"/api/v1/cases/{case_id}/turns", data=data, headers=headers)

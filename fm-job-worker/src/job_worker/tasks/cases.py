@@ -58,6 +58,17 @@ def _give_up_cleanup(rt: Runtime, kwargs: dict[str, Any], message: str, code: st
     rt.run(mark_cleanup_failed(maker, str(kwargs["case_id"]), f"{code}: {message}"))
 
 
+def _drop_redaction_map(rt: Runtime, case_id: str) -> None:
+    """The agent's redaction map (the case's originals, encrypted) goes with the case;
+    Redis down: the cleanup is retried like any other step."""
+    from agent_service.domain.privacy.redaction import delete_case_map
+
+    try:
+        rt.run(delete_case_map(rt.aredis, case_id))
+    except Exception as exc:
+        raise Unavailable("Redis is unavailable.", code="CLEANUP_PENDING") from exc
+
+
 @tracked_task(app, "cases.cleanup_case", give_up=_give_up_cleanup, **MAINTENANCE)
 def cleanup_case(ctx: TaskContext, case_id: str, owner_id: str) -> Any:
     """Delete the case's evidence files and knowledge collection; clear its outbox row."""
@@ -66,6 +77,7 @@ def cleanup_case(ctx: TaskContext, case_id: str, owner_id: str) -> Any:
     from fm_common.clients.knowledge import KnowledgeClient
 
     rt = ctx.rt
+    _drop_redaction_map(rt, case_id)
     _, maker = case_db(rt)
     evidence = EvidenceClient(rt.settings.evidence_url, rt.http, retries=1)
     knowledge = KnowledgeClient(rt.settings.knowledge_url, rt.http, retries=1)

@@ -207,6 +207,12 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     if len(data) > k.max_upload_bytes:
         raise PermanentError("The evidence file is over the indexing limit.", "TOO_LARGE")
     kind = detect_kind(meta.filename, meta.content_type, None)
+    # Text is redacted with the case's placeholders before it is cut into chunks, so a
+    # secret a chunk boundary would split (a private key's header and body) is seen
+    # whole; the case's collection never holds it, and passages come back consistent.
+    whole = kind != "pdf" and b"\x00" not in data[:65536]
+    if whole:
+        data = _redact_evidence(rt, case_id, data)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
@@ -219,6 +225,8 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     collection = case_collection(case_id)
     ids = [f"evidence:{file_id}:{c.index}" for c in chunks]
     texts = [c.text for c in chunks]
+    if not whole:  # a binary format (PDF, ...): its extracted chunks, each on its own
+        texts = _redact_chunks(rt, case_id, texts)
     metas = [
         {
             "document_id": file_id,
@@ -253,6 +261,26 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         _take_back(rt, case_id, file_id, owner_id)
         return {"file_id": file_id, "status": "gone"}
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def _redact_evidence(rt: Runtime, case_id: str, data: bytes) -> bytes:
+    """Text evidence with every sensitive value replaced by the case's placeholder (the
+    agent's redactor and map)."""
+    from job_worker.tasks.agent import agent_runtime
+
+    text = data.decode("utf-8", errors="replace")
+    redactor = agent_runtime(rt).redactor(case_id)
+    redacted = rt.run(redactor.redact([text])).texts[0]
+    return redacted.encode()
+
+
+def _redact_chunks(rt: Runtime, case_id: str, texts: list[str]) -> list[str]:
+    """Chunks of a document that could not be redacted whole (PDF), each on its own."""
+    from job_worker.tasks.agent import agent_runtime
+
+    redactor = agent_runtime(rt).redactor(case_id)
+    every = frozenset(range(len(texts)))
+    return list(rt.run(redactor.redact(texts, chunks=every)).texts)
 
 
 def _take_back(rt: Runtime, case_id: str, file_id: str, owner_id: str) -> int:

@@ -14,6 +14,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from agent_service.config import ProviderConfig
+from agent_service.domain.llm.outbound import redact_outbound
 from agent_service.domain.llm.providers import (
     COMPATIBLE_FORMATS,
     LLM_CALLS,
@@ -28,6 +29,7 @@ from agent_service.domain.llm.providers import (
     build_model,
     classify,
 )
+from agent_service.domain.privacy.redaction import CaseRedactor
 from fm_common.errors import Unavailable
 
 log = structlog.get_logger("agent.llm")
@@ -164,16 +166,19 @@ class ProviderChain:
         self,
         messages: list[BaseMessage],
         *,
+        redactor: CaseRedactor,
         deadline: float,
         on_token: TokenSink | None = None,
         on_failover: Callable[[str], Awaitable[None]] | None = None,
         structured: StructuredOutput | None = None,
     ) -> LLMResult:
         """The first provider's answer that arrives before `deadline` (time.monotonic).
+        Every message passes the case's redaction first (the one choke point).
 
-        With `structured`, each provider is asked for a JSON answer held to its schema by
-        its own constrained decoding (providers.bind_structured); the prompt still asks for
-        it too, the last resort where a server ignores or refused the request."""
+                With `structured`, each provider is asked for a JSON answer held to its schema by
+                its own constrained decoding (providers.bind_structured); the prompt still asks for
+                it too, the last resort where a server ignores or refused the request."""
+        messages = await redact_outbound(messages, redactor)
         attempts: list[dict[str, Any]] = []
         waits: list[tuple[float, _Entry]] = []
         for entry in self.entries:

@@ -12,7 +12,6 @@ import time
 import structlog
 
 from agent_service.domain.evidence.condense import condense_text
-from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence, sanitize_markdown
 from agent_service.domain.turns.prompt import postmortem_messages
 from agent_service.runtime import AgentRuntime
@@ -151,18 +150,22 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
         files = listed
     if not rt.chain.configured:
         return structured_postmortem(ctx, messages, files), None
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
-    # The attachments' text, redacted whole, then condensed (logs: templates, errors,
-    # timeline) within the evidence budget shared between them.
+    redactor = rt.redactor(case_id)
+    # Messages redacted whole before case_facts cuts them; the attachments' text redacted
+    # whole, then condensed (logs: templates, errors, timeline) within the evidence budget
+    # shared between them; then the record as a whole.
+    said = (await redactor.redact([m.content for m in messages])).texts
+    redacted = [m.model_copy(update={"content": c}) for m, c in zip(messages, said, strict=True)]
     texts = await evidence_texts(rt, files)
-    redacted = (await redactor.redact([t for _, t in texts])).texts if texts else []
+    bodies = (await redactor.redact([t for _, t in texts])).texts if texts else []
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
-    evidence = [
-        (name, condense_text(t, budget)) for (name, _), t in zip(texts, redacted, strict=True)
-    ]
-    facts = (await redactor.redact([case_facts(ctx, messages, files, evidence)])).texts[0]
+    condensed = await asyncio.to_thread(lambda: [condense_text(b, budget) for b in bodies])
+    evidence = [(name, c) for (name, _), c in zip(texts, condensed, strict=True)]
+    facts = (await redactor.redact([case_facts(ctx, redacted, files, evidence)])).texts[0]
     deadline = time.monotonic() + rt.settings.turn_deadline_seconds
-    result = await rt.chain.complete(postmortem_messages(Fence(), facts), deadline=deadline)
+    result = await rt.chain.complete(
+        postmortem_messages(Fence(), facts), redactor=redactor, deadline=deadline
+    )
     markdown = sanitize_markdown(redactor.restore(result.text), rt.settings.link_allowlist)
     if sum(1 for s in SECTIONS if s.lower() in markdown.lower()) < 3:
         log.warning("postmortem.malformed", case_id=case_id, provider=result.provider)

@@ -13,7 +13,6 @@ import structlog
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 
-from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import EvidenceBlock, Passage
@@ -74,6 +73,10 @@ class PreparedTurn:
     retrieval_ok: bool = True
     # The prompt's fence: its boundary is stripped from anything shown, stored or resent.
     fence: Fence = field(default_factory=Fence)
+    # Tokens each evidence block is condensed to, and characters of each passage, both
+    # applied after redaction (see prompt.build_prompt).
+    evidence_budget: int = 1500
+    passage_chars: int = 1500
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
     # Tokens of every model call of the turn.
@@ -182,7 +185,9 @@ async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Pass
             title=r.title,
             scope=r.scope,
             score=round(r.score, 4),
-            content=r.content[: rt.settings.passage_chars],
+            # Whole: cut to passage_chars only once redacted (build_prompt), never a
+            # secret cut in half that no detector recognizes any more.
+            content=r.content,
         )
         for i, r in enumerate(found.results, start=1)
     ]
@@ -228,15 +233,17 @@ async def prepare_turn(
     if not has_query:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
-    redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
+    redactor = rt.redactor(case_id)
     attachments = [a for a, _ in attached]
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
+    # The whole text: it is redacted before it is condensed (build_prompt), so a secret
+    # the condenser would cut apart (a private key's header and body) is seen whole.
     evidence = [
         EvidenceBlock(
             eid=f"E{i}",
             label=f"{a.filename} ({a.source_type}, {a.upload_source})",
-            content=condense_text(t, budget),
+            content=t,
         )
         for i, (a, t) in enumerate(texts, start=1)
     ]
@@ -252,6 +259,8 @@ async def prepare_turn(
         history=history,
         redactor=redactor,
         retrieval_ok=retrieval_ok,
+        evidence_budget=budget,
+        passage_chars=rt.settings.passage_chars,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
         started=started,
     )

@@ -13,6 +13,7 @@ import structlog
 from langchain_core.messages import AIMessage
 from prometheus_client import Counter, Histogram
 
+from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.llm.providers import StructuredOutput
 from agent_service.domain.privacy.safety import (
@@ -140,7 +141,8 @@ def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
     if prep.evidence:
         lines += ["", "**Evidence summary**"]
         for e in prep.evidence:
-            lines += [f"_{e.label}_", "```", e.content[:1500], "```"]
+            shown = condense_text(e.content, prep.evidence_budget)[:1500]
+            lines += [f"_{e.label}_", "```", shown, "```"]
     lines += [
         "",
         "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
@@ -210,6 +212,7 @@ async def _call_model(
         prep,
         rt.chain.complete(
             prep.messages,
+            redactor=prep.redactor,
             deadline=prep.deadline,
             on_token=on_token if emit else None,
             on_failover=on_failover if emit else None,
@@ -242,7 +245,13 @@ async def _call_model(
     retry_messages = [*prep.messages, AIMessage(echoed), retry_message(first_reason)]
     try:
         second = await _timed(
-            prep, rt.chain.complete(retry_messages, deadline=prep.deadline, structured=output)
+            prep,
+            rt.chain.complete(
+                retry_messages,
+                redactor=prep.redactor,
+                deadline=prep.deadline,
+                structured=output,
+            ),
         )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False

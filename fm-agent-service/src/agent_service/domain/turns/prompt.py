@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.privacy.safety import Fence, one_line, strip_echo
 from agent_service.domain.turns.answer import ANSWER_SCHEMA
 from agent_service.domain.turns.state import case_summary
@@ -104,7 +106,8 @@ def model_history(messages: list[Message]) -> list[tuple[str, str]]:
 
 
 async def build_prompt(prep: PreparedTurn) -> None:
-    """Redact every piece (fail closed) and fence the untrusted ones."""
+    """Redact every piece (fail closed), condense the evidence, fence the untrusted ones.
+    (The provider chain redacts the messages once more at its entry: the choke point.)"""
     started = time.perf_counter()
     ctx = prep.ctx
     summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
@@ -114,18 +117,28 @@ async def build_prompt(prep: PreparedTurn) -> None:
     pieces += [c for _, c in history]
     pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
     pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
-    result = await prep.redactor.redact(pieces)
+    first_passage = 2 + len(history) + len(prep.passages)  # passage texts: chunks
+    chunks = frozenset(range(first_passage, first_passage + len(prep.passages)))
+    result = await prep.redactor.redact(pieces, chunks=chunks)
     out = iter(result.texts)
     summary_r, question_r = next(out), next(out)
     history_r = [(role, next(out)) for role, _ in history]
     titles = [next(out) for _ in prep.passages]
-    contents = [next(out) for _ in prep.passages]
+    contents = [next(out)[: prep.passage_chars] for _ in prep.passages]
     passages_r = [
         Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
         for p, t, c in zip(prep.passages, titles, contents, strict=True)
     ]
     labels = [next(out) for _ in prep.evidence]
-    bodies = [next(out) for _ in prep.evidence]
+    # Condensed only now, from the redacted text (redaction sees what condensing cuts).
+    redacted_bodies = [next(out) for _ in prep.evidence]
+    bodies = (
+        await asyncio.to_thread(
+            lambda: [condense_text(b, prep.evidence_budget) for b in redacted_bodies]
+        )
+        if redacted_bodies
+        else []
+    )
     evidence_r = [
         EvidenceBlock(e.eid, lbl, body)
         for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)

@@ -8,7 +8,6 @@ import time
 import structlog
 
 from agent_service.domain.llm.chain import LLMUnavailable
-from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import title_messages
 from agent_service.runtime import AgentRuntime
@@ -48,12 +47,14 @@ async def generate_title(rt: AgentRuntime, case_id: str, req: TitleRequest) -> T
         return TitleResponse(title=ctx.case.title)
     title = ""
     if rt.chain.configured:
-        redactor = CaseRedactor(rt.redis, case_id, rt.settings.redaction_ttl_seconds)
-        redacted = (await redactor.redact([conversation])).texts[0]
+        redactor = rt.redactor(case_id)
+        # Each message redacted whole, then cut (a cut must never halve a secret).
+        said = [m.content for m in messages if m.role == "user"] or [ctx.case.description or ""]
+        redacted = "\n".join((await redactor.redact(said)).texts)[:4000]
         prompt = title_messages(Fence(), redacted, req.max_words, req.hint)
         deadline = time.monotonic() + min(20.0, rt.settings.turn_deadline_seconds)
         try:
-            result = await rt.chain.complete(prompt, deadline=deadline)
+            result = await rt.chain.complete(prompt, redactor=redactor, deadline=deadline)
             title = clean_title(redactor.restore(result.text), req.max_words)
         except LLMUnavailable:
             log.warning("title.llm_unavailable", case_id=case_id)
