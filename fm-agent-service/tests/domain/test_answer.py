@@ -37,7 +37,7 @@ def test_a_valid_answer_parses_and_unknown_milestones_are_dropped() -> None:
         "not json",
         '{"answer": ',
         '{"answer": ""}',
-        '{"answer": "x", "hypotheses": [{"likelihood": 3}]}',
+        '{"answer": 7}',
     ],
 )
 def test_malformed_answers_are_refused(text: str) -> None:
@@ -112,3 +112,25 @@ def test_lone_surrogates_in_valid_json_become_replacements() -> None:
 
 def test_raw_newlines_inside_strings_are_accepted() -> None:
     assert parse_answer('{"answer": "line 1\nline 2"}').answer == "line 1\nline 2"
+
+
+def test_an_unreadable_hypothesis_or_action_is_dropped_not_the_whole_answer() -> None:
+    answer = parse_answer(
+        json.dumps(
+            {
+                "answer": "The pool is exhausted.",
+                "cited_sources": ["S1", 3],
+                "hypotheses": [
+                    {"statement": "", "likelihood": 0.5},
+                    {"statement": "Pool too small", "likelihood": 7},
+                    {"statement": "Pool exhausted", "likelihood": 0.8},
+                ],
+                "suggested_actions": [{"label": ""}, {"label": "Check the pool"}],
+                "working_conclusion": "  ",
+            }
+        )
+    )
+    assert [h.statement for h in answer.hypotheses] == ["Pool exhausted"]
+    assert [a.label for a in answer.suggested_actions] == ["Check the pool"]
+    assert answer.cited_sources == ["S1"]
+    assert answer.working_conclusion is None

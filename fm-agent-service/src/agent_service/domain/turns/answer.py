@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from fm_common.contracts.case import MILESTONES
 
@@ -58,6 +58,34 @@ class LLMTurnAnswer(BaseModel):
     @classmethod
     def _blank_state(cls, value: Any) -> Any:
         return None if value in ("", "null", "none", "None") else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unreadable_items(cls, data: Any) -> Any:
+        """A hypothesis or suggested action that fails its own shape (an empty statement,
+        a likelihood of 7) is dropped, not the whole answer; a blank optional text is
+        none. A small model's answer keeps what it got right."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, model in (("hypotheses", LLMHypothesis), ("suggested_actions", LLMAction)):
+            items = data.get(key)
+            if isinstance(items, list):
+                kept = []
+                for item in items:
+                    try:
+                        kept.append(model.model_validate(item))
+                    except ValidationError:
+                        continue
+                data[key] = kept
+        for key in ("cited_sources", "milestone_updates"):
+            if isinstance(data.get(key), list):
+                data[key] = [v for v in data[key] if isinstance(v, str)]
+        for key in ("working_conclusion", "root_cause"):
+            value = data.get(key)
+            if isinstance(value, str) and not value.strip():
+                data[key] = None
+        return data
 
 
 # The name of the structured output (a JSON schema's name, an Anthropic tool's name).
