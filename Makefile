@@ -6,6 +6,8 @@ export UV_PYTHON_DOWNLOADS := never
 UV_RUN := uv run --frozen --no-sync
 BASE_PORT ?= 8000
 PYTEST_ARGS ?=
+# make test-compose: more compose files (colon-separated), e.g. an offline kit's override.
+COMPOSE_EXTRA_FILES ?=
 
 .DEFAULT_GOAL := help
 
@@ -34,6 +36,14 @@ test-llm: ## The agent against a real small model (llama.cpp + SmolLM2-135M; the
 	@env="$$(nice -n 10 scripts/llm-env.sh)" || exit 1; export $$env; \
 	  $(UV_RUN) pytest fm-agent-service/tests/real_llm $(PYTEST_ARGS); rc=$$?; \
 	  cat .cache/test-llm-report.md 2>/dev/null; exit $$rc
+
+.PHONY: test-compose
+test-compose: ## Opt-in: build the images, run the system journey and store restarts on docker compose (~20 min)
+	@scripts/bootstrap.sh --test
+	@command -v docker >/dev/null && docker compose version >/dev/null \
+	  || { echo "test-compose needs Docker with Compose v2 (docker compose)"; exit 1; }
+	@FM_TEST_COMPOSE=1 FM_COMPOSE_EXTRA_FILES="$(COMPOSE_EXTRA_FILES)" \
+	  $(UV_RUN) pytest tests/compose -s -v --timeout 5400 $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: ## ruff check + ruff format --check

@@ -67,6 +67,15 @@ fi
 export UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
 uv sync --frozen --all-packages --quiet
 
+# --- The embedding model, exported once to ONNX (the runtime needs no torch) ----------
+# Kept while current (keyed by the model and a checksum of its packaged files); the dev
+# environment has the `torch` extra that the export needs. devstack and the tests point
+# FM_EMBEDDING_ONNX_DIR here.
+if ! uv run --frozen --no-sync fm-embedding-export --out .cache/models >/dev/null; then
+  log "ERROR: the ONNX export of the embedding model failed (fm-embedding-export)"
+  exit 1
+fi
+
 # --- Web dashboard (fm-dashboard, served by the gateway at /) -------------------------
 # Built when dist/ is missing or older than any of its sources; needs Node.js 20.19+.
 dash=fm-dashboard

@@ -32,6 +32,7 @@ from fm_common.contracts.case import (
     InvestigationState,
     TurnAppendRequest,
 )
+from fm_common.contracts.evidence import DerivedEvidenceCreate
 from fm_common.testing.ports import free_port
 from fm_common.testing.servers import AppServer
 
@@ -45,6 +46,8 @@ class StandinState:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     search_calls: list[dict[str, Any]] = field(default_factory=list)
+    # evidence_id -> {file_id, ...DerivedEvidenceCreate}
+    derived: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # "knowledge", "case"
 
 
@@ -344,6 +347,18 @@ class Standins:
             if dup is None:
                 st().files[file_id] = meta | {"data": data, "owner": _user(request)}
             return JSONResponse(meta, status_code=201)
+
+        @app.post("/internal/v1/evidence/{file_id}/derived")
+        async def add_derived(file_id: str, request: Request) -> Response:
+            if "derived" in st().down:
+                return JSONResponse({"detail": "down", "code": "UNAVAILABLE"}, 503)
+            f = st().files.get(file_id)
+            if f is None or f["owner"] != _user(request):
+                return _not_found()
+            body = DerivedEvidenceCreate.model_validate(await request.json())
+            item = body.model_dump(mode="json")
+            st().derived.setdefault(body.evidence_id, {"file_id": file_id, **item})
+            return JSONResponse(item)
 
         @app.get("/api/v1/evidence/{file_id}/content")
         async def content(file_id: str, request: Request) -> Response:

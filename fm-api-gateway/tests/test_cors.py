@@ -52,7 +52,7 @@ async def test_allowed_origin_is_reflected_on_answers_and_errors(
     assert ok.headers["access-control-allow-credentials"] == "true"
     exposed = {h.strip().lower() for h in ok.headers["access-control-expose-headers"].split(",")}
     assert {"location", "retry-after", "x-error-code", "x-request-id"} <= exposed
-    assert {"x-expected-version", "x-actual-version"} <= exposed
+    assert {"x-expected-version", "x-actual-version", "x-title-source"} <= exposed
     # The extension must be able to read a 401 too.
     denied = await client.get("/api/v1/cases", headers={"Origin": EXTENSION})
     assert denied.status_code == 401

@@ -1,21 +1,18 @@
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 from fastapi import FastAPI
-from referencing import Registry, Resource
 
 from case_service.config import Settings
 from case_service.main import create_app
 from fm_common.testing.ports import free_port
+from fm_common.testing.reference import assert_matches
 from fm_common.testing.tokens import TokenIssuer
 
 
@@ -99,24 +96,3 @@ def turn_body(key: str | None = None, **overrides: object) -> dict:
     }
     body.update(overrides)
     return body
-
-
-REFERENCE = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "faultmaven-openapi-core.json"
-)
-
-
-@lru_cache(maxsize=1)
-def _document() -> dict[str, Any]:
-    return json.loads(REFERENCE.read_text())
-
-
-def assert_matches(schema_name: str, instance: Any) -> None:
-    """Raise when `instance` does not satisfy components/schemas/<schema_name>."""
-    doc = _document()
-    registry = Registry().with_resource("urn:ref", Resource.opaque(doc))
-    schema = {"$ref": f"urn:ref#/components/schemas/{schema_name}"}
-    validator = jsonschema.Draft202012Validator(
-        schema, registry=registry, format_checker=jsonschema.FormatChecker()
-    )
-    validator.validate(instance)

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 
-from fm_common.auth import deny_key
+from fm_common.auth import deny_key, revoked_before_key
 from fm_common.testing.tokens import TokenIssuer
 
 
@@ -107,3 +107,23 @@ async def test_denylisted_jti_is_401(
     resp = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 401
     assert resp.json()["code"] == "TOKEN_REVOKED"
+
+
+async def test_a_token_issued_before_the_users_sign_out_watermark_is_401(
+    demo_client: httpx.AsyncClient, token_issuer: TokenIssuer, redis_url: str
+):
+    old = token_issuer.claims("u-3")
+    old_token = token_issuer.sign(old)
+    other_user = token_issuer.sign(token_issuer.claims("u-4"))
+    r = aioredis.from_url(redis_url)
+    await r.set(revoked_before_key("u-3"), str(int(old["iat"]) + 1), ex=60)
+    resp = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {old_token}"})
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "TOKEN_REVOKED"
+    ok = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {other_user}"})
+    assert ok.status_code == 200
+    # A token of the sign-out second itself is left to the jti deny-list.
+    await r.set(revoked_before_key("u-3"), str(int(old["iat"])), ex=60)
+    await r.aclose()
+    same = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {old_token}"})
+    assert same.status_code == 200

@@ -9,7 +9,7 @@ check, its error mapping and its 503 path all go through a real network hop.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,3 +241,11 @@ class Kit:
 @pytest.fixture
 def kit(client: httpx.AsyncClient, settings: Settings) -> Kit:
     return Kit(client, settings)
+
+
+@pytest.fixture
+def reference() -> Callable[[str, Any], None]:
+    """`reference("UploadedFilesList", body)` validates against the reference schema."""
+    from fm_common.testing.reference import assert_matches
+
+    return assert_matches

@@ -61,8 +61,16 @@ def test_beat_schedules_the_cleanups(task: str) -> None:
 
 
 PRELOAD_PROBE = """
+import os
 import sys
 from types import SimpleNamespace
+
+# ONNX Runtime's Python module keeps one timer thread of its own from its import on (no
+# compute pool; forked children embed without it): the baseline the preload must keep.
+os.environ["OMP_NUM_THREADS"] = "1"
+import onnxruntime  # noqa: F401
+
+baseline = len(os.listdir("/proc/self/task"))
 
 from job_worker import app as worker_app
 
@@ -70,32 +78,36 @@ queues = sys.argv[1].split(",")
 sender = SimpleNamespace(app=SimpleNamespace(
     amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={q: None for q in queues}))))
 worker_app._preload(sender=sender)
-if "torch" in sys.modules:
-    from knowledge_service.config import Settings
-    from knowledge_service.domain.vectors.embedder import get_embedder
-
-    import torch
-
-    import os
+if "knowledge_service.domain.vectors.embedder" in sys.modules:
     import threading
 
-    k = Settings()
-    loaded = get_embedder(k.embedding_model, k.embedding_device)._model is not None
-    # Nothing the fork would lose: one thread, and the children's imports done.
-    assert len(os.listdir("/proc/self/task")) == 1, [t.name for t in threading.enumerate()]
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.vectors.embedder import embedder_for
+
+    embedder = embedder_for(Settings())
+    if embedder.backend == "onnx":
+        loaded, threads = embedder._session is not None, embedder._session_threads
+        assert "torch" not in sys.modules
+    else:
+        import torch
+
+        loaded, threads = embedder._model is not None, torch.get_num_threads()
+    # Nothing the fork would lose: no thread started, and the children's imports done.
+    tasks = len(os.listdir("/proc/self/task"))
+    assert tasks == baseline, (tasks, baseline, [t.name for t in threading.enumerate()])
     assert {"chromadb", "bm25s"} <= set(sys.modules)
-    print("loaded" if loaded else "imported", torch.get_num_threads())
+    print(embedder.backend, "loaded" if loaded else "imported", threads)
 else:
     print("skipped")
 """
 
 
-def _run_preload(queues: str) -> str:
+def _run_preload(queues: str, **extra_env: str) -> str:
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra_env}
     env.pop("OMP_NUM_THREADS", None)
     out = subprocess.run(
         [sys.executable, "-c", PRELOAD_PROBE, queues],
@@ -109,8 +121,13 @@ def _run_preload(queues: str) -> str:
 
 
 def test_a_worker_consuming_ingest_loads_the_model_before_forking_with_one_thread() -> None:
-    # One OpenMP thread in the main process: no thread pool exists for the fork to break.
-    assert _run_preload("ingest,maintenance") == "loaded 1"
+    # One intra-op thread in the main process: no thread pool exists for the fork to break.
+    assert _run_preload("ingest,maintenance") == "onnx loaded 1"
+
+
+def test_the_torch_backend_preloads_with_one_openmp_thread() -> None:
+    pytest.importorskip("torch", reason="the torch backend needs the `torch` extra")
+    assert _run_preload("ingest,maintenance", FM_EMBEDDING_BACKEND="torch") == "torch loaded 1"
 
 
 def test_a_worker_not_consuming_ingest_does_not_load_the_model() -> None:

@@ -229,7 +229,8 @@ def test_user_journey_from_registration_to_post_mortem(
     ) as turn_response:
         page.get_by_role("button", name="Send").click()
     try:
-        answer = page.get_by_role("article", name="FaultMaven's answer").last
+        # The case's first answer (the state change below adds one of its own).
+        answer = page.get_by_role("article", name="FaultMaven's answer").first
         deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
         while time.monotonic() < deadline and answer.get_attribute("aria-busy") == "true":
             streamed.append(answer.locator(".md").inner_text())
@@ -268,6 +269,10 @@ def test_user_journey_from_registration_to_post_mortem(
     expect(dialog).to_be_visible()
     dialog.get_by_role("button", name="Confirm").click()
     expect(panel.locator("[data-state]").first).to_have_attribute("data-state", "investigating")
+    # Sent as the extension's status dropdown sends it: a turn the agent answers.
+    expect(page.get_by_role("article", name="FaultMaven's answer").last).to_contain_text(
+        "The case is now investigating"
+    )
 
     # The citation opens the source passage, highlighted.
     citation.click()
@@ -345,6 +350,113 @@ def test_user_journey_from_registration_to_post_mortem(
         and urlsplit(u).path != "/api/v1/auth/config"
     ]
     assert without == [], f"calls without X-Session-Id: {without}"
+
+
+def _cards_answer(request) -> str:  # type: ignore[no-untyped-def]
+    """The model answers with one card of each kind and proposes investigating."""
+    from fm_common.testing.fake_llm import default_answer
+
+    if "TASK: turn" not in request.text:
+        answer = default_answer(request)
+        return answer if isinstance(answer, str) else json.dumps(answer)
+    return json.dumps(
+        {
+            "answer": "Checkout fails since the deploy; the pods may be crash-looping.",
+            "hypotheses": [{"statement": "A bad deploy", "likelihood": 0.6}],
+            "proposed_state": "investigating",
+            "suggested_actions": [
+                {
+                    "label": "It began after the deploy",
+                    "type": "DECIDE",
+                    "payload": "It began after the 10:00 deploy",
+                },
+                {"label": "List the pods", "type": "RUN", "payload": "kubectl get pods -n shop"},
+                {"label": "The ingress log of the last hour", "type": "EVIDENCE"},
+            ],
+        }
+    )
+
+
+def test_suggestion_cards_status_change_and_account_wide_sign_out(
+    open_client, stack: Stack
+) -> None:
+    """The cards act as in the extension (DECIDE sends its message, RUN copies its
+    command, Yes answers the proposal without the model), the status change goes through
+    a status_transition turn, and signing out in one browser signs the account out of
+    the other too."""
+    fake = stack.fake_llm  # type: ignore[attr-defined]
+    if fake is None:
+        pytest.skip("fm_common.testing.fake_llm is not importable")
+    fake.reset()
+    fake.responder = _cards_answer
+    client = open_client()
+    client.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = client.page
+    user = unique("cards")
+    register(page, user)
+    other = open_client()
+    log_in(other.page, user)
+
+    create_case(page, unique("checkout down "))
+    page.get_by_label("Message", exact=True).fill("Checkout returns 500 for everyone")
+    page.get_by_role("button", name="Send").click()
+    answer = page.get_by_role("article", name="FaultMaven's answer").last
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
+    panel = page.get_by_role("complementary", name="Investigation")
+    cards = panel.get_by_role("group", name="Suggested actions")
+    expect(cards.locator("[data-card=EVIDENCE]")).to_contain_text(
+        "Needed: The ingress log of the last hour"
+    )
+
+    # RUN copies the command.
+    cards.locator("[data-card=RUN]").click()
+    expect(cards.locator("[data-card=RUN]")).to_contain_text("(copied)")
+    assert page.evaluate("navigator.clipboard.readText()") == "kubectl get pods -n shop"
+
+    # DECIDE sends its payload as the user's next message.
+    cards.get_by_role("button", name="It began after the deploy").click()
+    expect(page.get_by_role("article", name="Your message").last).to_contain_text(
+        "It began after the 10:00 deploy"
+    )
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TURN_TIMEOUT_MS)
+    expect(page.get_by_role("article", name="FaultMaven's answer")).to_have_count(2)
+    expect(page.get_by_role("article", name="FaultMaven's answer").last).not_to_have_attribute(
+        "aria-busy", "true", timeout=TURN_TIMEOUT_MS
+    )
+    assert "QUESTION: It began after the 10:00 deploy" in fake.requests[-1].text
+    model_calls = len(fake.requests)
+
+    # Yes under the proposal moves the case, without asking the model.
+    cards.get_by_role("button", name="Yes, mark the case as investigating").click()
+    expect(panel.locator("[data-state]").first).to_have_attribute(
+        "data-state", "investigating", timeout=TURN_TIMEOUT_MS
+    )
+    expect(page.get_by_role("article", name="FaultMaven's answer").last).to_contain_text(
+        "The case is now investigating"
+    )
+
+    # The status change: confirmed in the dialog, sent as a status_transition turn.
+    panel.get_by_role("button", name="Mark as resolved").click()
+    dialog = page.get_by_role("dialog", name="Change the case state?")
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(panel.locator("[data-state]").first).to_have_attribute(
+        "data-state", "resolved", timeout=TURN_TIMEOUT_MS
+    )
+    expect(page.get_by_role("article", name="FaultMaven's answer").last).to_contain_text(
+        "The case is now resolved"
+    )
+    assert len(fake.requests) == model_calls
+
+    # Signing out here signs the account out in the other browser too.
+    expect(other.page.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    other.page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Knowledge base"
+    ).click()
+    expect(other.page.get_by_role("heading", name="Log in to FaultMaven")).to_be_visible()
+    assert other.page.evaluate("localStorage.getItem('fm.tokens')") is None
+    fake.reset()
 
 
 def test_another_user_never_sees_my_cases_or_documents(

@@ -89,7 +89,9 @@ def _cite_runbook(request: Any) -> str:
             "hypotheses": [{"statement": "Orders DB connection pool exhausted", "likelihood": 0.8}],
             "root_cause": "Connection pool exhaustion on the orders database",
             "proposed_state": "investigating",
-            "suggested_actions": [{"label": "Run SHOW POOLS;", "type": "command"}],
+            "suggested_actions": [
+                {"label": "Show the pools", "type": "RUN", "payload": "SHOW POOLS;"}
+            ],
         }
     )
 
@@ -175,7 +177,11 @@ def test_runbook_case_turns_and_postmortem_through_the_gateway(
     assert body["attachments_processed"][0]["filename"] == "orders.log"
     assert "root_cause_identified" in body["milestones_completed"]
     assert body["case_state"] == "inquiry"  # the proposed change waits for the user
-    assert any(a["type"] == "transition" for a in body["suggested_actions"])
+    # The proposed change comes as Yes / No cards (DECIDE with a confirmation intent).
+    assert any(
+        a["type"] == "DECIDE" and (a.get("intent") or {}).get("type") == "confirmation"
+        for a in body["suggested_actions"]
+    )
     prompt = fake.requests[-1]
     assert "too many clients" in prompt.text  # the condensed log reached the model
     assert "x120" in prompt.text or "120 lines" in prompt.text

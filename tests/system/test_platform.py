@@ -154,3 +154,40 @@ def test_refresh_through_the_gateway_rotates_and_refuses_reuse(gateway: httpx.Cl
 
     reused = gateway.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
     assert reused.status_code == 401
+
+
+def test_make_run_serves_https_when_given_a_certificate(tmp_path: Path):
+    """`make run` with FM_GATEWAY_TLS_CERT_FILE / _KEY_FILE: the devstack starts the
+    gateway on HTTPS, waits for it over HTTPS and the whole register -> me path works."""
+    import ssl
+
+    from fm_common.testing.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    stack = Stack(
+        data_dir=tmp_path / "data",
+        ports=Stack.free_ports(),
+        only={"redis", "auth", "session", "gateway"},
+        log_dir=tmp_path / "logs",
+        extra_env={
+            "FM_AUTH_BCRYPT_ROUNDS": "4",
+            "FM_GATEWAY_TLS_CERT_FILE": str(cert),
+            "FM_GATEWAY_TLS_KEY_FILE": str(key),
+        },
+    )
+    try:
+        stack.start(timeout=120)
+        assert stack.gateway_url.startswith("https://")
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=stack.gateway_url, verify=trust, timeout=30) as client:
+            reg = client.post(
+                "/api/v1/auth/register",
+                json={"username": "tls-user", "password": PASSWORD},
+            )
+            assert reg.status_code == 201, reg.text
+            token = reg.json()["access_token"]
+            me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200
+            assert me.json()["username"] == "tls-user"
+    finally:
+        stack.stop()

@@ -21,13 +21,24 @@ async def test_title_is_generated_from_the_conversation_and_stored(
             data={"query": "checkout is slow since the 10:00 deploy"},
             headers=auth,
         )
+        await client.post(  # a status change is not part of what the case is about
+            f"/api/v1/cases/{case_id}/turns",
+            data={
+                "query": "Change status to investigating",
+                "intent_type": "status_transition",
+                "intent_data": '{"to_state": "investigating"}',
+            },
+            headers=auth,
+        )
         resp = await client.post(f"/api/v1/cases/{case_id}/title", headers=auth)
     assert resp.status_code == 200
     jsonschema.validate(resp.json(), reference_schema("TitleResponse"))
     assert resp.json()["title"] == "Checkout latency after deploy"
+    assert resp.headers["x-title-source"] == "generated"
     assert standins.state.cases[case_id]["title"] == "Checkout latency after deploy"
     assert "TASK: title" in fake.requests[-1].text
     assert "checkout is slow" in fake.requests[-1].text
+    assert "Change status" not in fake.requests[-1].text
 
 
 async def test_a_custom_title_is_kept_unless_forced(
@@ -49,7 +60,9 @@ async def test_a_custom_title_is_kept_unless_forced(
             f"/api/v1/cases/{case_id}/title?force=true", json={"max_words": 4}, headers=auth
         )
     assert kept.json()["title"] == "My own title"
+    assert kept.headers["x-title-source"] == "existing"  # nothing changed
     assert forced.json()["title"] == "Database replica lag keeps"
+    assert forced.headers["x-title-source"] == "generated"
 
 
 async def test_title_needs_some_conversation(

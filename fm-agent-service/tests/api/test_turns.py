@@ -86,6 +86,26 @@ async def test_a_turn_answers_from_the_runbook_and_is_stored(
             422,
             "INVALID_INTENT",
         ),
+        ({"query": "hi", "intent_type": "teleport"}, 422, "INVALID_INTENT"),
+        ({"query": "Yes", "intent_type": "confirmation"}, 422, "INVALID_INTENT"),
+        (
+            {
+                "query": "x",
+                "intent_type": "status_transition",
+                "intent_data": '{"type": "confirmation", "confirmation_value": true}',
+            },
+            422,
+            "INVALID_INTENT",
+        ),
+        (
+            {
+                "query": "x",
+                "intent_type": "hypothesis_action",
+                "intent_data": '{"hypothesis_id": "h1", "action": "celebrate"}',
+            },
+            422,
+            "INVALID_INTENT",
+        ),
         ({"query": "x" * 20_001}, 413, "PAYLOAD_TOO_LARGE"),
     ],
 )
@@ -219,23 +239,29 @@ async def test_a_second_malformed_answer_degrades_to_a_plain_answer(
 async def test_a_proposed_state_change_waits_for_the_users_confirmation(
     settings: Any, case_id: str, auth: dict[str, str], fake: FakeLLMServer, standins: Any
 ) -> None:
-    fake.script(turn_json(proposed_state="investigating"), turn_json())
+    fake.script(turn_json(proposed_state="investigating"))
     async with running(settings) as client:
         first = await post_turn(client, case_id, auth, query=QUERY)
         assert first.json()["case_state"] == "inquiry"
-        action = next(a for a in first.json()["suggested_actions"] if a["type"] == "transition")
-        assert action["intent"] == {"type": "confirm_transition", "to_state": "investigating"}
+        yes, no = (a for a in first.json()["suggested_actions"] if a.get("intent"))
+        assert yes["type"] == no["type"] == "DECIDE"
+        assert (yes["payload"], no["payload"]) == ("Yes", "No")
+        assert yes["intent"]["type"] == "confirmation"
+        assert yes["intent"]["confirmation_value"] is True
+        assert standins.state.cases[case_id]["state"] == "inquiry"
+        # A click sends the payload as the message, with the intent as its intent.
         confirm = await post_turn(
             client,
             case_id,
             auth,
-            query="yes, investigate",
-            intent_type="confirm_transition",
-            intent_data=json.dumps({"to_state": "investigating"}),
+            query=yes["payload"],
+            intent_type=yes["intent"]["type"],
+            intent_data=json.dumps(yes["intent"]),
         )
     assert confirm.status_code == 200
     assert confirm.json()["case_state"] == "investigating"
     assert standins.state.cases[case_id]["state"] == "investigating"
+    assert len(fake.requests) == 1  # the confirmation never reached the model
 
 
 async def test_without_a_provider_the_answer_is_honest_and_cites_the_runbook(

@@ -277,3 +277,14 @@ def test_a_passage_that_starts_at_a_secret_value_is_redacted() -> None:
     assert find_sensitive(chunk) == []  # not in whole texts: only where a cut was
     for ordinary in ("PostgreSQL 16 restarts", "HTTP/1.1 502 from upstream", "x86_64 hosts"):
         assert find_sensitive(ordinary, cut_before=True) == []
+
+
+def test_a_passage_that_starts_inside_a_phone_number_is_redacted() -> None:
+    """The chunker may cut `call +1 415 927 9324` after `+1`: the digits that open the next
+    chunk (after its heading line) are still the phone number."""
+    chunk = "Orders credentials > Orders service credentials\n\n415 927 9324 card <CARD_1> ok"
+    found = find_sensitive(chunk, cut_before=True)
+    assert [(f.value, f.kind) for f in found] == [("415 927 9324", "phone")]
+    assert [f.value for f in find_sensitive("927-9324 then more", cut_before=True)] == ["927-9324"]
+    for ordinary in ("2026-11-24 10:00:01 INFO", "502 1234567 bytes", "v1.2.3 released"):
+        assert find_sensitive(ordinary, cut_before=True) == []

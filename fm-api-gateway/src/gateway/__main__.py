@@ -1,5 +1,7 @@
 from fm_common.app import serve
 from fm_common.settings import load_settings
 from gateway.config import Settings
+from gateway.main import server_options
 
-serve("gateway.main:create_app", load_settings(Settings), default_port=8000)
+settings = load_settings(Settings)
+serve("gateway.main:create_app", settings, default_port=8000, **server_options(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from fm_common.settings import BaseServiceSettings
@@ -95,7 +95,22 @@ class Settings(BaseServiceSettings):
     # logs the requests it serves, with the same request id; a line costs ~30-60 us).
     access_log: bool = False
 
-    @field_validator("cors_origins", "critical_components", "allowed_extensions", mode="before")
+    # Peers whose X-Forwarded-For / -Proto are believed (a TLS proxy in front): IP
+    # networks, comma-separated or JSON. None by default: the client is the TCP peer, so
+    # nobody can claim another address for the per-address limits (ADR 0091).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # HTTPS served by the gateway itself (ADR 0092): a PEM certificate (chain) and its key.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @field_validator(
+        "cors_origins",
+        "critical_components",
+        "allowed_extensions",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split(value)
@@ -119,9 +134,41 @@ class Settings(BaseServiceSettings):
             )
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP network (give addresses or CIDRs, e.g. "
+                    "10.201.53.0/24); '*' is not allowed"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        files = (self.tls_cert_file, self.tls_key_file)
+        if (files[0] is None) != (files[1] is None):
+            raise ValueError(
+                "FM_GATEWAY_TLS_CERT_FILE and FM_GATEWAY_TLS_KEY_FILE go together: set both"
+            )
+        for name, path in zip(("TLS_CERT_FILE", "TLS_KEY_FILE"), files, strict=True):
+            if path is not None and not path.is_file():
+                raise ValueError(f"FM_GATEWAY_{name}: no readable file at {path}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
     @property
     def effective_public_url(self) -> str:
-        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://localhost:{self.port}").rstrip("/")
 
     def service_urls(self) -> dict[str, str]:
         return {

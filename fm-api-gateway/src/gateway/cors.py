@@ -12,7 +12,8 @@ ALLOW_HEADERS = (
     b"if-match, accept, last-event-id"
 )
 EXPOSE_HEADERS = (
-    b"Location, Retry-After, x-error-code, x-expected-version, x-actual-version, x-request-id"
+    b"Location, Retry-After, x-error-code, x-expected-version, x-actual-version, x-request-id, "
+    b"x-title-source"
 )
 MAX_AGE = b"600"
 

@@ -256,7 +256,7 @@ class GatewayApp:
             principal = await state.tokens.verify(token)  # type: ignore[union-attr]
             identity = f"u:{principal.user_id or principal.jti}"
             await state.limiter.check(  # type: ignore[union-attr]
-                identity, settings.rate_limit_per_window, principal.jti
+                identity, settings.rate_limit_per_window, principal.jti, principal
             )
         elif public:
             await state.limiter.check(  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -58,3 +59,13 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     state = GatewayState(settings)
     return GatewayApp(settings, create_meta_app(settings, state), state)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The gateway's own uvicorn options (fm_common.app.uvicorn_options): which peers'
+    X-Forwarded-For it believes, and HTTPS when given a certificate (ADR 0091, 0092)."""
+    return {
+        "trusted_proxies": tuple(settings.trusted_proxies),
+        "ssl_certfile": str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        "ssl_keyfile": str(settings.tls_key_file) if settings.tls_key_file else None,
+    }

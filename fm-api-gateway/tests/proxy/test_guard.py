@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 
-from fm_common.auth import deny_key
+from fm_common.auth import deny_key, revoked_before_key
 from fm_common.testing.tokens import TokenIssuer
 
 
@@ -100,6 +100,20 @@ async def test_token_cached_as_valid_is_refused_once_its_jti_is_denied(
     assert (await client.get("/api/v1/cases", headers=headers)).status_code == 200
     r = aioredis.from_url(redis_url)
     await r.set(deny_key(claims["jti"]), "1", ex=900)
+    await r.aclose()
+    resp = await client.get("/api/v1/cases", headers=headers)
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "TOKEN_REVOKED"
+
+
+async def test_cached_token_is_refused_after_its_users_account_wide_sign_out(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer, redis_url: str
+):
+    claims = token_issuer.claims("u-watermark")
+    headers = {"Authorization": f"Bearer {token_issuer.sign(claims)}"}
+    assert (await client.get("/api/v1/cases", headers=headers)).status_code == 200
+    r = aioredis.from_url(redis_url)
+    await r.set(revoked_before_key("u-watermark"), str(int(claims["iat"]) + 1), ex=900)
     await r.aclose()
     resp = await client.get("/api/v1/cases", headers=headers)
     assert resp.status_code == 401

@@ -78,3 +78,38 @@ async def test_it_reconnects_after_the_connection_drops(redis_url: str):
         assert await pipe.execute([encode("PING")]) == [b"PONG"]
     finally:
         await pipe.close()
+
+
+async def test_commands_on_a_connection_dropped_under_them_are_sent_once_more(redis_url: str):
+    """Redis restarting drops the connection with a command pending: the gateway sends it
+    again on a new connection instead of answering 503 (issue 16 item 9)."""
+    pipe = RedisPipe(redis_url, timeout=5.0)
+    r = aioredis.from_url(redis_url)
+    try:
+        assert await pipe.execute([encode("PING")]) == [b"PONG"]
+        # BLPOP waits on the pipe's connection until the list gets an item.
+        pending = asyncio.ensure_future(pipe.execute([encode("BLPOP", "fm:test:q", 4)]))
+        for _ in range(100):
+            if "cmd=blpop" in str(await r.execute_command("CLIENT", "LIST")):
+                break
+            await asyncio.sleep(0.02)
+        await r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for _ in range(100):  # the retried BLPOP waits on a new connection
+            if "cmd=blpop" in str(await r.execute_command("CLIENT", "LIST")):
+                break
+            await asyncio.sleep(0.02)
+        await r.rpush("fm:test:q", "item")
+        assert await pending == [[b"fm:test:q", b"item"]]
+    finally:
+        await r.aclose()
+        await pipe.close()
+
+
+async def test_a_reply_timeout_is_not_retried(redis_url: str):
+    pipe = RedisPipe(redis_url, timeout=0.3)
+    try:
+        with pytest.raises(RedisDown) as raised:
+            await pipe.execute([encode("BLPOP", "fm:test:never", 2)])
+        assert type(raised.value) is RedisDown  # not RedisDropped: no second wait
+    finally:
+        await pipe.close()

@@ -146,7 +146,8 @@ async def me(ctx: AuthContext, db: AsyncSession, principal: Principal) -> UserIn
 
 
 async def logout(ctx: AuthContext, principal: Principal, *, everywhere: bool) -> LogoutResponse:
-    """End this session (or every session) and revoke its tokens.
+    """Sign out: by default account-wide (every session, every token of the user, and the
+    revocation watermark every verifier checks); `everywhere=False` ends only this session.
 
     The session service is asked first, with the caller's still-valid token: if it is
     down the answer is 503 and nothing is revoked yet, so the client can simply retry.
@@ -162,9 +163,10 @@ async def logout(ctx: AuthContext, principal: Principal, *, everywhere: bool) ->
         )
     if principal.session_id:
         await ctx.sessions.end(principal.session_id, principal.token)
+    remaining = await ctx.sessions.count_active(principal.token)
     revoked = await tokens.revoke_session_tokens(ctx.store, principal)
     log.info("auth.logged_out", session_id=principal.session_id, revoked=revoked)
-    return LogoutResponse(revoked_tokens=revoked, all_sessions_ended=False)
+    return LogoutResponse(revoked_tokens=revoked, all_sessions_ended=remaining == 0)
 
 
 async def service_token(

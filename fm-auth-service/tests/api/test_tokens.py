@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 
 import httpx
 import jwt
@@ -97,7 +98,7 @@ async def test_logout_deny_lists_the_access_token(
     out = resp.json()
     assert out["message"]
     assert out["revoked_tokens"] == 2  # the access token and the login's refresh family
-    assert out["all_sessions_ended"] is False
+    assert out["all_sessions_ended"] is True
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     ttl = await redis.ttl(deny_key(jti))
     assert 800 < ttl <= 910
@@ -112,12 +113,66 @@ async def test_logout_deny_lists_the_access_token(
     assert await redis.exists(f"fm:session:{body['session_id']}") == 0
 
 
-async def test_logout_keeps_other_sessions(client: httpx.AsyncClient, register):
+async def test_logout_of_one_session_keeps_the_others(client: httpx.AsyncClient, register):
     first = await register("frank")
     second = await _login(client, "frank")
-    await client.post("/api/v1/auth/logout", headers=bearer(first["access_token"]))
+    resp = await client.post(
+        "/api/v1/auth/logout?scope=session", headers=bearer(first["access_token"])
+    )
+    assert resp.json()["all_sessions_ended"] is False  # the second one remains
     me = await client.get("/api/v1/auth/me", headers=bearer(second["access_token"]))
     assert me.status_code == 200
+    last = await client.post(
+        "/api/v1/auth/logout?scope=session", headers=bearer(second["access_token"])
+    )
+    assert last.json()["all_sessions_ended"] is True
+
+
+async def test_a_plain_logout_signs_out_every_client_of_the_account(
+    client: httpx.AsyncClient, register, redis: aioredis.Redis
+):
+    """The extension and the dashboard hold separate token chains: a sign-out in one
+    refuses the other's access and refresh tokens too (API.md "sign out")."""
+    extension = await register("fiona")
+    dashboard = await _login(client, "fiona")
+    resp = await client.post("/api/v1/auth/logout", headers=bearer(extension["access_token"]))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["all_sessions_ended"] is True
+    me = await client.get("/api/v1/auth/me", headers=bearer(dashboard["access_token"]))
+    assert me.status_code == 401
+    assert me.json()["code"] == "TOKEN_REVOKED"
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": dashboard["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+    user_id = extension["user"]["user_id"]
+    assert await redis.get(f"fm:auth:revoked-before:{user_id}") is not None
+    # Signing in again afterwards works.
+    again = await _login(client, "fiona")
+    me = await client.get("/api/v1/auth/me", headers=bearer(again["access_token"]))
+    assert me.status_code == 200
+
+
+async def test_the_watermark_refuses_tokens_the_registry_no_longer_knows(
+    client: httpx.AsyncClient, register, redis: aioredis.Redis
+):
+    old = await register("gemma")
+    user_id = old["user"]["user_id"]
+    # A token older than the sign-out second, whose jti and family were forgotten.
+    await asyncio.sleep(1.05 - time.time() % 1)
+    await redis.delete(f"fm:auth:user:{user_id}:access", f"fm:auth:user:{user_id}:families")
+    current = await _login(client, "gemma")
+    resp = await client.post("/api/v1/auth/logout", headers=bearer(current["access_token"]))
+    assert resp.status_code == 200
+    assert resp.json()["revoked_tokens"] == 2  # only what the registry knew, by id
+    me = await client.get("/api/v1/auth/me", headers=bearer(old["access_token"]))
+    assert me.status_code == 401
+    assert me.json()["code"] == "TOKEN_REVOKED"
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+    assert refresh.json()["code"] == "REFRESH_TOKEN_REVOKED"
 
 
 async def test_logout_all_ends_every_session_and_token(
@@ -208,7 +263,7 @@ async def test_every_key_left_in_redis_has_an_expiry(
         await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     ).json()
     await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
-    await client.post("/api/v1/auth/logout", headers=bearer(second["access_token"]))
+    await client.post("/api/v1/auth/logout?scope=session", headers=bearer(second["access_token"]))
     await client.post("/api/v1/auth/login", json={"username": "kate", "password": "wrong-pw!"})
     assert rotated["access_token"]
     keys = [k async for k in redis.scan_iter("fm:*")]

@@ -36,6 +36,37 @@ async def test_priority_defaults_to_medium(make_case, alice):
     assert (await make_case(alice))["priority"] == "medium"
 
 
+async def test_metadata_of_the_extension_is_stored_and_returned(client, alice, reference):
+    meta = {"created_via": "browser_extension", "auto_generated": True}
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"title": None, "priority": "medium", "metadata": meta},
+        headers=alice,
+    )
+    assert resp.status_code == 201
+    reference("CaseSummary", resp.json())
+    assert resp.json()["metadata"] == meta
+    case_id = resp.json()["case_id"]
+    detail = await client.get(f"/api/v1/cases/{case_id}", headers=alice)
+    assert detail.json()["metadata"] == meta
+    listed = await client.get("/api/v1/cases", headers=alice)
+    assert [c["metadata"] for c in listed.json()["cases"]] == [meta]
+
+
+async def test_case_without_metadata_returns_an_empty_object(make_case, alice):
+    assert (await make_case(alice))["metadata"] == {}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [["a", "list"], "text", {"big": "x" * (16 * 1024)}, {"nul": "a\u0000b"}],
+)
+async def test_bad_metadata_is_422(client: httpx.AsyncClient, alice, metadata):
+    resp = await client.post("/api/v1/cases", json={"metadata": metadata}, headers=alice)
+    assert resp.status_code == 422
+    assert resp.json()["code"] == "VALIDATION_ERROR"
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -68,9 +68,43 @@ async def test_final_views(client, make_case, alice, reference, final):
     reference("CaseUIResponse_Resolved", body)
     assert body["state"] == final
     assert body["valid_next_states"] == []
+    # Nothing was recorded: null, never a placeholder sentence; the reason apart.
+    assert body["root_cause"] is None
+    assert body["solution_applied"] is None
+    assert body["verification_status"] is None
+    assert body["closure_reason"] == "fixed"
+    if final == "closed":
+        assert body["resolved_at"] is None
+        assert body["closed_at"]
+    else:
+        assert body["resolved_at"]
+        assert body["closed_at"] is None
     assert {"report_type": "postmortem", "status": "recommended", "reason": None} in body[
         "reports_available"
     ]
+
+
+async def test_resolved_view_shows_what_was_recorded(client, make_case, alice, turn, reference):
+    case = await make_case(alice)
+    cid = case["case_id"]
+    inv = {
+        "root_cause": {"root_cause_id": "rc1", "description": "pool too small"},
+        "solution": {"description": "raised max_connections", "verified": True},
+    }
+    stored = await client.post(
+        f"/internal/v1/cases/{cid}/turns",
+        json=turn(investigation=inv, to_state="investigating"),
+        headers=alice,
+    )
+    assert stored.status_code == 200, stored.text
+    url = f"/api/v1/cases/{cid}/transition"
+    await client.post(url, json={"to_state": "resolved", "closure_reason": "done"}, headers=alice)
+    body = (await client.get(f"/api/v1/cases/{cid}/ui", headers=alice)).json()
+    reference("CaseUIResponse_Resolved", body)
+    assert body["root_cause"]["description"] == "pool too small"
+    assert body["solution_applied"]["description"] == "raised max_connections"
+    assert body["verification_status"]["verified"] is True
+    assert body["closure_reason"] == "done"
 
 
 async def test_files_count_comes_from_the_evidence_service(

@@ -8,7 +8,7 @@ client, Redis and the token verifier before the service's own resources.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -98,21 +98,38 @@ def create_service_app(
     return app
 
 
-def serve(factory: str, settings: BaseServiceSettings, default_port: int) -> None:
-    """Run one service under uvicorn (uvloop + httptools), as the Procfile does."""
+def uvicorn_options(
+    settings: BaseServiceSettings,
+    default_port: int,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> dict[str, Any]:
+    """How every service is served (uvloop + httptools). `X-Forwarded-*` is believed only
+    from `trusted_proxies` (none by default: the gateway's setting; the services read the
+    gateway's header themselves, fm_common.client_address, ADR 0014 and 0091)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port or default_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+        "server_header": False,
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": list(trusted_proxies) or None,
+    }
+    if ssl_certfile is not None:
+        options.update(ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    return options
+
+
+def serve(factory: str, settings: BaseServiceSettings, default_port: int, **options: Any) -> None:
+    """Run one service under uvicorn, as the Procfile does; `options`: uvicorn_options'."""
     import uvicorn
 
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=settings.host,
-        port=settings.port or default_port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
+    uvicorn.run(factory, factory=True, **uvicorn_options(settings, default_port, **options))

@@ -2,7 +2,8 @@
 
 Tokens are asymmetric-signed JWTs issued by the auth service. Verification pins the
 algorithm, checks signature, `exp`, `iss`, `aud`, `type == "access"`, and (when a Redis
-is given) that the `jti` is not deny-listed. Public keys come from the auth service's
+is given) that the `jti` is not deny-listed and that the token was not issued before
+its user's revocation watermark (an account-wide sign-out). Public keys come from the auth service's
 JWKS, cached and refreshed when a token names an unknown `kid`.
 """
 
@@ -26,6 +27,9 @@ from fm_common.errors import Forbidden, Unauthorized, Unavailable
 log = structlog.get_logger("fm_common.auth")
 
 DENYLIST_PREFIX = "fm:auth:denied-jti:"
+# Unix second of a user's last account-wide sign-out: every token of theirs issued in an
+# earlier second is refused (tokens of that very second are deny-listed by jti).
+REVOKED_BEFORE_PREFIX = "fm:auth:revoked-before:"
 ROLE_ADMIN = "admin"
 ROLE_SERVICE = "service"
 
@@ -46,6 +50,8 @@ class Principal:
     expires_at: int
     token: str = field(repr=False)
     is_service: bool = False
+    issued_at: int = 0
+    subject: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -54,6 +60,20 @@ class Principal:
 
 def deny_key(jti: str) -> str:
     return f"{DENYLIST_PREFIX}{jti}"
+
+
+def revoked_before_key(subject: str) -> str:
+    return f"{REVOKED_BEFORE_PREFIX}{subject}"
+
+
+def revoked_by_watermark(issued_at: int, watermark: Any) -> bool:
+    """Was a token issued at `issued_at` signed out by the watermark (None: never)?"""
+    if watermark is None:
+        return False
+    try:
+        return issued_at < int(float(watermark))
+    except (TypeError, ValueError):
+        return False
 
 
 class TokenVerifier:
@@ -162,8 +182,12 @@ class TokenVerifier:
         if claims.get("type") != "access":
             raise Unauthorized("This is not an access token.", code="INVALID_TOKEN")
         jti = str(claims["jti"])
-        if check_denylist and self.redis is not None and await self.redis.exists(deny_key(jti)):
-            raise Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
+        if check_denylist and self.redis is not None:
+            denied, watermark = await self.redis.mget(
+                deny_key(jti), revoked_before_key(str(claims["sub"]))
+            )
+            if denied or revoked_by_watermark(int(claims["iat"]), watermark):
+                raise Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
         return principal_from_claims(claims, token)
 
 
@@ -182,6 +206,8 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         expires_at=int(claims["exp"]),
         token=token,
         is_service=is_service,
+        issued_at=int(claims.get("iat") or 0),
+        subject=str(claims["sub"]),
     )
 
 

@@ -146,7 +146,15 @@ class Stack:
         return dict(zip(names, free_port_set(len(names)), strict=True))
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+        scheme = "https" if name == "gateway" and self.gateway_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def gateway_tls(self) -> bool:
+        """The gateway serves HTTPS itself (FM_GATEWAY_TLS_CERT_FILE set, ADR 0092)."""
+        return bool(self.extra_env.get("FM_GATEWAY_TLS_CERT_FILE", "")) or bool(
+            os.environ.get("FM_GATEWAY_TLS_CERT_FILE", "")
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -172,6 +180,9 @@ class Stack:
         # The worker's credential for service tokens (DESIGN.md "Identity"): one random
         # secret per run unless the operator set one.
         env.setdefault("FM_SERVICE_CLIENT_SECRET", self.service_secret)
+        # One ONNX export of the embedding model for every local stack and test run
+        # (made by scripts/bootstrap.sh, or by the first start that needs it).
+        env.setdefault("FM_EMBEDDING_ONNX_DIR", str(ROOT / ".cache" / "models"))
         for name, (prefix, _) in SERVICES.items():
             env[f"{prefix}_PORT"] = str(self.ports[name])
             env[f"FM_{name.upper()}_URL"] = self.url(name)
@@ -243,7 +254,8 @@ class Stack:
         """Wait until every started service answers /health."""
         deadline = time.monotonic() + timeout
         pending = [n for n in self.procs if n in SERVICES]
-        with httpx.Client(timeout=2.0) as client:
+        # Only "does it answer": the gateway's certificate need not name 127.0.0.1.
+        with httpx.Client(timeout=2.0, verify=not self.gateway_tls) as client:
             while pending:
                 for name in list(pending):
                     proc = self.procs[name]

@@ -146,6 +146,36 @@ def error_response(
     )
 
 
+def dependency_error_classes() -> list[type[Exception]]:
+    """The exception classes that can mean 'a dependency is down' (see _dependency_down)."""
+    found: list[type[Exception]] = [ConnectionError]
+    try:
+        import redis.exceptions as rexc
+
+        found += [rexc.ConnectionError, rexc.TimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency of fm-common
+        pass
+    try:
+        import sqlalchemy.exc as saexc
+
+        found += [saexc.OperationalError, saexc.InterfaceError, saexc.TimeoutError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import httpx
+
+        found += [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import kombu.exceptions
+
+        found.append(kombu.exceptions.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return found
+
+
 def _dependency_down(exc: BaseException) -> str | None:
     """Name the store behind an exception that means 'a dependency is down', else None."""
     try:
@@ -204,18 +234,32 @@ def install_error_handlers(app: FastAPI, retry_after: int = 5) -> None:
         ]
         return error_response(422, errors, "VALIDATION_ERROR")
 
+    def _unavailable(request: Request, exc: BaseException, store: str) -> JSONResponse:
+        log.warning("dependency.unavailable", store=store, error=repr(exc), path=request.url.path)
+        return error_response(
+            503,
+            f"A dependency ({store}) is unavailable; retry later.",
+            "SERVICE_UNAVAILABLE",
+            {"Retry-After": str(retry_after)},
+        )
+
+    async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        store = _dependency_down(exc)
+        if store is None:  # a subclass that means something else (a bug): as unhandled
+            log.error("request.unhandled_error", path=request.url.path, exc_info=exc)
+            return error_response(500, "Internal server error.", "INTERNAL_ERROR")
+        return _unavailable(request, exc, store)
+
+    # Handled by class, not by the catch-all below: Starlette answers the catch-all's
+    # exceptions and then re-raises them to the server, which logs a traceback
+    # ("Exception in ASGI application") and closes the connection (a 502 at the gateway).
+    for exc_class in dependency_error_classes():
+        app.add_exception_handler(exc_class, _dependency_error)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         store = _dependency_down(exc)
         if store is not None:
-            log.warning(
-                "dependency.unavailable", store=store, error=repr(exc), path=request.url.path
-            )
-            return error_response(
-                503,
-                f"A dependency ({store}) is unavailable; retry later.",
-                "SERVICE_UNAVAILABLE",
-                {"Retry-After": str(retry_after)},
-            )
+            return _unavailable(request, exc, store)
         log.exception("request.unhandled_error", path=request.url.path)
         return error_response(500, "Internal server error.", "INTERNAL_ERROR")

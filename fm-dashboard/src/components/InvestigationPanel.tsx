@@ -2,6 +2,7 @@ import { useRef, useState } from "preact/hooks";
 import type { CaseDetail, CaseUI, Hypothesis, SuggestedAction } from "../api/types";
 import { StateBadge, humanize } from "./common";
 import { EvidenceList } from "./EvidenceList";
+import { SuggestionCards } from "./SuggestionCards";
 
 const MILESTONES = [
   "symptom_verified",
@@ -13,15 +14,6 @@ const MILESTONES = [
   "solution_applied",
   "solution_verified",
 ];
-
-/** The state a suggested action asks for, when it is a state change. */
-export function transitionTarget(action: SuggestedAction): string | null {
-  const intent = (action.intent ?? {}) as Record<string, unknown>;
-  const target = intent.to_state ?? intent.state ?? intent.target_state;
-  if (typeof target === "string") return target;
-  if (action.type === "transition" && action.payload) return action.payload;
-  return null;
-}
 
 /** The `investigation` of the last turn (TurnResponse or the SSE `state` event). */
 export interface TurnInvestigation {
@@ -140,41 +132,17 @@ export function InvestigationPanel(props: {
       {props.actions.length === 0 && (ui?.next_actions?.length ?? 0) > 0 && (
         <>
           <h3>Next steps</h3>
-          <div class="actions" role="group" aria-label="Suggested actions">
-            {ui!.next_actions!.map((text, i) => (
-              <button
-                key={`${text}-${i}`}
-                type="button"
-                class="secondary"
-                disabled={props.busy}
-                onClick={() => props.onAction({ label: text, type: "next_action", payload: text })}
-              >
-                {text}
-              </button>
-            ))}
-          </div>
+          <SuggestionCards
+            actions={ui!.next_actions!.map((text) => ({ label: text, type: "DECIDE", payload: text }))}
+            busy={props.busy}
+            onDecide={props.onAction}
+          />
         </>
       )}
       {props.actions.length > 0 && (
         <>
           <h3>Suggested next steps</h3>
-          <div class="actions" role="group" aria-label="Suggested actions">
-            {props.actions.map((a, i) => {
-              const target = transitionTarget(a);
-              return (
-                <button
-                  key={`${a.label}-${i}`}
-                  type="button"
-                  class={target ? "warn" : "secondary"}
-                  disabled={props.busy}
-                  title={a.body ?? undefined}
-                  onClick={() => (target ? ask(target, a.label) : props.onAction(a))}
-                >
-                  {a.label}
-                </button>
-              );
-            })}
-          </div>
+          <SuggestionCards actions={props.actions} busy={props.busy} onDecide={props.onAction} />
         </>
       )}
       {nextStates.length > 0 && (

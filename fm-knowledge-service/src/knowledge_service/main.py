@@ -21,7 +21,7 @@ from knowledge_service.api.routes import collections, documents, internal, jobs,
 from knowledge_service.config import Settings
 from knowledge_service.domain.search.service import SearchDeps
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes
-from knowledge_service.domain.vectors.embedder import get_embedder
+from knowledge_service.domain.vectors.embedder import embedder_for
 from knowledge_service.domain.vectors.store import VectorStore
 
 log = structlog.get_logger("knowledge.main")
@@ -66,12 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         settings.files_dir.mkdir(parents=True, exist_ok=True)
-        embedder = get_embedder(
-            settings.embedding_model,
-            settings.embedding_device,
-            settings.torch_threads,
-            settings.query_precision,
-        )
+        embedder = embedder_for(settings, settings.torch_threads)
+        # A missing model (a torch-free image without its ONNX export) stops the start
+        # with a message naming the fix, rather than failing every search.
+        await asyncio.to_thread(embedder.check_available)
         store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
         app.state.search_deps = SearchDeps(
             settings=settings,
@@ -83,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         preload = None
         if settings.preload_model:
             # Off the event loop: the service answers /health while the model loads.
-            preload = asyncio.create_task(asyncio.to_thread(lambda: embedder.model))
+            preload = asyncio.create_task(asyncio.to_thread(embedder.load))
         try:
             yield
         finally:

@@ -1,16 +1,21 @@
-"""Query embeddings: the bf16 query path stays with the fp32 document vectors."""
+"""Query embeddings of the torch backend: the bf16 query path stays with the fp32
+document vectors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from knowledge_service.domain.vectors.embedder import (
-    Embedder,
+pytest.importorskip("torch", reason="the torch backend needs the `torch` extra")
+
+from knowledge_service.domain.vectors.embedder import get_embedder
+from knowledge_service.domain.vectors.torch_embedder import (
+    TorchEmbedder,
     _plain_bert_forward,
     _use_bf16,
-    get_embedder,
 )
+
+Embedder = TorchEmbedder
 
 QUERIES = [
     "etcd has no leader",
@@ -24,7 +29,7 @@ QUERIES = [
 
 @pytest.fixture(scope="module")
 def bf16() -> Embedder:
-    embedder = get_embedder("all-MiniLM-L6-v2", query_precision="bf16")
+    embedder = get_embedder("all-MiniLM-L6-v2", query_precision="bf16", backend="torch")
     embedder.model  # noqa: B018 (loads it)
     return embedder
 
@@ -46,7 +51,7 @@ def test_bf16_query_vectors_stay_with_the_fp32_document_vectors(bf16: Embedder) 
 
 
 def test_bf16_queries_leave_document_embeddings_in_fp32(bf16: Embedder) -> None:
-    fp32 = get_embedder("all-MiniLM-L6-v2")
+    fp32 = get_embedder("all-MiniLM-L6-v2", backend="torch")
     assert fp32.query_precision == "fp32"
     texts = ["Lower the pool size to 20 per pod and restart pgbouncer.", "etcd leader lost"]
     assert bf16.encode(texts) == fp32.encode(texts)
@@ -92,7 +97,7 @@ def test_without_onednn_packing_bf16_queries_use_plain_bf16_weights(
 def test_the_written_out_bert_forward_matches_transformers() -> None:
     import torch
 
-    first = get_embedder("all-MiniLM-L6-v2").model[0]
+    first = get_embedder("all-MiniLM-L6-v2", backend="torch").model[0]
     forward = _plain_bert_forward(first.auto_model)
     assert forward is not None
     for query in QUERIES:

@@ -126,9 +126,10 @@ async def test_other_user_gets_404_for_my_session(
     sid = mine["session_id"]
     mallory = token_issuer.headers("mallory")
     assert (await client.get(f"/api/v1/sessions/{sid}", headers=mallory)).status_code == 404
-    assert (
-        await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=mallory)
-    ).status_code == 404
+    # A heartbeat answers as for a gone session (the same for every session not the
+    # caller's, so nothing tells them apart).
+    beat = await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=mallory)
+    assert (beat.status_code, beat.json()["code"]) == (401, "SESSION_EXPIRED")
     assert (await client.delete(f"/api/v1/sessions/{sid}", headers=mallory)).status_code == 404
     still = await client.get(f"/api/v1/sessions/{sid}", headers=token_issuer.headers("eve"))
     assert still.status_code == 200
@@ -200,13 +201,25 @@ async def test_expired_session_is_pruned_from_the_user_index(
     assert await redis.zrange(user_index_key("hank"), 0, -1) == [keep]
 
 
-async def test_unknown_session_heartbeat_is_404(
+async def test_unknown_session_heartbeat_is_401_session_expired(
     client: httpx.AsyncClient, token_issuer: TokenIssuer
 ):
     resp = await client.post(
         f"/api/v1/sessions/{uuid.uuid4()}/heartbeat", headers=token_issuer.headers("i")
     )
-    assert resp.status_code == 404
+    assert resp.status_code == 401
+    assert resp.json()["code"] == "SESSION_EXPIRED"
+
+
+async def test_heartbeat_of_an_ended_session_is_401_session_expired(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    headers = token_issuer.headers("ida")
+    sid = (await client.post("/api/v1/sessions", json=BODY, headers=headers)).json()["session_id"]
+    assert (await client.delete(f"/api/v1/sessions/{sid}", headers=headers)).status_code == 204
+    resp = await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=headers)
+    assert resp.status_code == 401
+    assert resp.headers["x-error-code"] == "SESSION_EXPIRED"
 
 
 async def test_delete_session_is_204_then_gone(
@@ -290,5 +303,5 @@ async def test_heartbeat_with_a_token_claims_a_live_anonymous_session(
     other = token_issuer.headers("lou")
     assert (
         await client.post(f"/api/v1/sessions/{sid}/heartbeat", headers=other)
-    ).status_code == 404
+    ).status_code == 401
     assert (await client.get(f"/api/v1/sessions/{sid}", headers=other)).status_code == 404

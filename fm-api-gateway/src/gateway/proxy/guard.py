@@ -10,7 +10,13 @@ from __future__ import annotations
 import collections
 import time
 
-from fm_common.auth import Principal, TokenVerifier, deny_key
+from fm_common.auth import (
+    Principal,
+    TokenVerifier,
+    deny_key,
+    revoked_before_key,
+    revoked_by_watermark,
+)
 from fm_common.errors import RateLimited, Unauthorized, Unavailable
 from gateway.proxy.redis_pipe import RedisDown, RedisPipe, RedisReplyError, encode
 
@@ -53,8 +59,11 @@ class Limiter:
         self.window = window
         self.retry_after_down = retry_after_down
 
-    async def check(self, identity: str, limit: int, jti: str | None) -> None:
-        """Raise 401 for a revoked token, 429 past the limit, 503 when Redis is down."""
+    async def check(
+        self, identity: str, limit: int, jti: str | None, principal: Principal | None = None
+    ) -> None:
+        """Raise 401 for a revoked token (its jti deny-listed, or issued before its user's
+        sign-out watermark), 429 past the limit, 503 when Redis is down."""
         now = time.time()
         window_index = int(now // self.window)
         key = f"{RATE_PREFIX}{identity}:{window_index}"
@@ -66,6 +75,8 @@ class Limiter:
         ]
         if jti is not None:
             commands.append(encode("EXISTS", deny_key(jti)))
+        if principal is not None:
+            commands.append(encode("GET", revoked_before_key(principal.subject)))
         try:
             replies = await self.pipe.execute(commands)
         except RedisDown as exc:
@@ -80,6 +91,8 @@ class Limiter:
                     retry_after=self.retry_after_down,
                 )
         if jti is not None and replies[2]:
+            raise Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
+        if principal is not None and revoked_by_watermark(principal.issued_at, replies[-1]):
             raise Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
         if replies[1] > limit:
             retry_after = int((window_index + 1) * self.window - now) + 1

@@ -28,6 +28,11 @@ class RedisDown(ConnectionError):
     """Redis cannot be reached (or stopped answering)."""
 
 
+class RedisDropped(RedisDown):
+    """The connection was closed under pending commands (Redis restarted): worth one retry
+    on a new connection."""
+
+
 class _Incomplete(Exception):
     pass
 
@@ -93,6 +98,7 @@ class _RespProtocol(asyncio.Protocol):
         self.pending: collections.deque[_Batch] = collections.deque()
         self.buf = bytearray()
         self.closed = False
+        self.timed_out = False  # closed by the gateway's own reply timeout
         # Commands of requests served in the same loop iteration go out in one write.
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -129,6 +135,7 @@ class _RespProtocol(asyncio.Protocol):
         except _Incomplete:
             pass
         except (RedisDown, ValueError) as exc:
+            self.closed = True
             self._fail(RedisDown(f"bad reply from Redis: {exc}"))
             if self.transport is not None:
                 self.transport.close()
@@ -138,7 +145,8 @@ class _RespProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(RedisDown(f"Redis connection lost: {exc!r}"))
+        error = RedisDown if self.timed_out else RedisDropped
+        self._fail(error(f"Redis connection lost: {exc!r}"))
 
     def _fail(self, exc: Exception) -> None:
         while self.pending:
@@ -204,6 +212,7 @@ class RedisPipe:
             return
         if proto.overdue(time.monotonic(), self.timeout):
             log.warning("redis_pipe.timeout", host=self.host, port=self.port)
+            proto.timed_out = True
             proto.transport.close()  # type: ignore[union-attr]
             return
         asyncio.get_running_loop().call_later(min(0.25, self.timeout / 4), self._watch, proto)
@@ -215,11 +224,21 @@ class RedisPipe:
         return await future
 
     async def execute(self, commands: list[bytes]) -> list[Any]:
-        """Send encoded commands in one write; return their replies in order."""
+        """Send encoded commands in one write; return their replies in order.
+
+        A connection dropped under the commands (Redis restarted) is replaced and the
+        commands sent once more, as every Redis client of FaultMaven does (the gateway's
+        are a deny-list check and a rate-limit count: a count may then be off by one);
+        a new connection that fails, or a reply timeout, is not retried.
+        """
         proto = self._proto
         if proto is None or proto.closed:
-            proto = await self._connect()
-        return await self._send(proto, commands)
+            return await self._send(await self._connect(), commands)
+        try:
+            return await self._send(proto, commands)
+        except RedisDropped as exc:
+            log.info("redis_pipe.retry_after_drop", host=self.host, port=self.port, error=str(exc))
+            return await self._send(await self._connect(), commands)
 
     async def close(self) -> None:
         proto = self._proto

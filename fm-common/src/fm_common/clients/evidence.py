@@ -22,6 +22,8 @@ from fm_common.clients.base import ServiceClient, log
 from fm_common.contracts.evidence import (
     AnalysisStatus,
     AnalysisUpdate,
+    DerivedEvidenceCreate,
+    DerivedEvidenceSummary,
     EvidenceFile,
     ExistingFiles,
     ExistingFilesQuery,
@@ -257,6 +259,19 @@ class EvidenceClient(ServiceClient):
             "PUT",
             f"/internal/v1/evidence/{file_id}/analysis",
             EvidenceFile,
+            json=body.model_dump(mode="json"),
+            token=token,
+        )
+
+    async def add_derived(
+        self, file_id: str, body: DerivedEvidenceCreate, *, token: str | None = None
+    ) -> DerivedEvidenceSummary:
+        """Record what a turn concluded from the file (internal route; idempotent by
+        evidence_id)."""
+        return await self.send_model(
+            "POST",
+            f"/internal/v1/evidence/{file_id}/derived",
+            DerivedEvidenceSummary,
             json=body.model_dump(mode="json"),
             token=token,
         )

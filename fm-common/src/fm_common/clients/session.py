@@ -5,6 +5,7 @@ from __future__ import annotations
 from fm_common.clients.base import ServiceClient
 from fm_common.contracts.session import (
     SessionCreateRequest,
+    SessionListResponse,
     SessionResponse,
     SessionsEndedResponse,
 )
@@ -46,6 +47,13 @@ class SessionClient(ServiceClient):
         except NotFound:
             return False
         return True
+
+    async def count_active(self, token: str | None = None) -> int:
+        """How many sessions of the token's user are still active."""
+        resp = await self.send_model(
+            "GET", "/api/v1/sessions", SessionListResponse, params={"limit": 1}, token=token
+        )
+        return resp.total_count
 
     async def end_all(self, token: str | None = None) -> int:
         """End every session of the token's user; returns how many were live."""

@@ -34,17 +34,63 @@ class AttachmentResult(BaseModel):
     duplicate_turn: int | None = None
 
 
+# The extension's vocabulary of suggestion cards (API.md "suggestion cards"): a DECIDE
+# click sends `payload` as the user's next message (with `intent` as its intent when
+# present), a RUN click copies `payload` (a command); EVIDENCE (data the agent needs) and
+# FREE_SPEECH are shown as text.
+SuggestedActionType = Literal["DECIDE", "RUN", "EVIDENCE", "FREE_SPEECH"]
+
+
 class SuggestedActionResponse(BaseModel):
-    """A follow-up suggestion (reference schema). A state change the model proposes is
-    one of these (`type: "transition"`): it is applied only when the user confirms it."""
+    """A suggestion card (reference schema). `body` is text for the user, never an
+    instruction for a client. A proposed state change is a DECIDE whose `intent` is
+    `{type: "confirmation", ...}` or `{type: "status_transition", to_state}`."""
 
     label: str
-    type: str
+    type: SuggestedActionType
     payload: str | None = None
     body: str | None = None
     hints: list[str] | None = None
+    icon: str | None = None
+    metadata: dict[str, Any] | None = None
     intent: dict[str, Any] | None = None
     evidence_need_id: str | None = None
+
+
+# ---- turn intents (the `intent_data` JSON of a turn; decided without the LLM) --------
+
+TURN_INTENT_TYPES = ("status_transition", "confirmation", "hypothesis_action")
+# Intent types of earlier clients of this server, read as status_transition.
+LEGACY_TRANSITION_INTENTS = ("confirm_transition", "transition")
+
+
+class StatusTransitionIntent(BaseModel):
+    """The header status dropdown: the user already confirmed the change in a dialog
+    (`user_confirmed: false` makes it a proposal the user is asked to confirm)."""
+
+    type: Literal["status_transition"] = "status_transition"
+    from_state: CaseState | None = None
+    to_state: CaseState
+    user_confirmed: bool = True
+    closure_reason: str | None = Field(default=None, max_length=1000)
+
+
+class ConfirmationIntent(BaseModel):
+    """Yes / No under a proposal: answers the pending proposal of the previous turn."""
+
+    type: Literal["confirmation"] = "confirmation"
+    confirmation_value: bool
+    proposal_id: str | None = Field(default=None, max_length=100)
+
+
+class HypothesisActionIntent(BaseModel):
+    type: Literal["hypothesis_action"] = "hypothesis_action"
+    hypothesis_id: str = Field(min_length=1, max_length=100)
+    action: Literal["validate", "refute", "retire"]
+    reason: str | None = Field(default=None, max_length=200)
+
+
+TurnIntent = StatusTransitionIntent | ConfirmationIntent | HypothesisActionIntent
 
 
 class Citation(BaseModel):

@@ -7,11 +7,12 @@ unknown fields so a typo is a 422, never silently ignored.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class CaseState(StrEnum):
@@ -35,6 +36,22 @@ CaseSource = Literal["copilot", "slack", "api"]
 InvestigationStage = Literal["diagnosis", "mitigation", "treatment"]
 HypothesisState = Literal["captured", "active", "validated", "refuted", "inconclusive", "retired"]
 MessageRole = Literal["user", "assistant", "system"]
+
+# `metadata` of a case: a free-form JSON object the client keeps with the case (the
+# extension sends {created_via, auto_generated}); bounded, as its serialised size.
+MAX_CASE_METADATA_BYTES = 16 * 1024
+
+
+def check_case_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_CASE_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_CASE_METADATA_BYTES}")
+    if "\\u0000" in json.dumps(value):
+        raise ValueError("metadata must not contain NUL characters")
+    return value
+
 
 # The eight investigation milestones, in order (DESIGN.md "The agent").
 MILESTONES: tuple[str, ...] = (
@@ -71,6 +88,13 @@ class CaseCreateRequest(_Request):
     session_id: str | None = None
     priority: CasePriority = "medium"
     source: CaseSource = "copilot"
+    # Free-form client data (at most MAX_CASE_METADATA_BYTES as JSON), stored and returned.
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_case_metadata(value)
 
 
 class CaseUpdateRequest(_Request):
@@ -109,6 +133,7 @@ class CaseSummary(BaseModel):
     shared_team_ids: list[str] = Field(default_factory=list)
     valid_next_states: list[str] = Field(default_factory=list)
     version: int = 1
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class CaseDetail(BaseModel):
@@ -141,6 +166,7 @@ class CaseDetail(BaseModel):
     shared_team_ids: list[str] = Field(default_factory=list)
     valid_next_states: list[str] = Field(default_factory=list)
     version: int = 1
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class CaseListResponse(BaseModel):
@@ -217,6 +243,17 @@ class Solution(BaseModel):
     verification_details: str = ""
 
 
+class PendingProposal(BaseModel):
+    """A change the agent proposed with an answer, waiting for the user's Yes or No (a
+    `confirmation` turn answers it once: it is cleared when answered)."""
+
+    proposal_id: str
+    kind: Literal["status_transition"] = "status_transition"
+    to_state: CaseState
+    proposed_at_turn: int = Field(default=0, ge=0)
+    label: str = Field(default="", max_length=200)
+
+
 class InvestigationState(BaseModel):
     """What the agent tracks inside a case; stored whole, replaced whole by a turn."""
 
@@ -236,6 +273,7 @@ class InvestigationState(BaseModel):
     agent_status: str = Field(default="Waiting for your next message.", max_length=500)
     key_insights: list[str] = Field(default_factory=list)
     escalated: bool = False
+    pending_proposal: PendingProposal | None = None
 
     @property
     def milestones_completed(self) -> list[str]:

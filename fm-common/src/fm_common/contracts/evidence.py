@@ -77,6 +77,9 @@ class UploadedFileMetadata(BaseModel):
     analysis_status: AnalysisStatus
     summary: str | None = None
     source_metadata: dict[str, Any] | None = None
+    # How many evidence items the agent derived from this file (API.md: the extension
+    # shows the evidence link when it is above 0).
+    evidence_count: int = Field(default=0, ge=0)
 
 
 class UploadedFilesList(BaseModel):
@@ -87,7 +90,28 @@ class UploadedFilesList(BaseModel):
     has_more: bool = False
 
 
+EvidenceCategory = Literal[
+    "SYMPTOM_EVIDENCE",
+    "CAUSAL_EVIDENCE",
+    "SYMPTOM_ABSENCE_EVIDENCE",
+    "CAUSAL_ABSENCE_EVIDENCE",
+    "OTHER",
+]
+# DerivedEvidenceSummary.source_type: the evidence kind (SourceType) in capitals.
+DerivedSourceType = Literal["LOGS", "METRICS", "CONFIGURATION", "CODE", "TEXT", "IMAGE"]
+
+
+def derived_source_type(source_type: str) -> DerivedSourceType:
+    upper = source_type.upper()
+    return upper if upper in DERIVED_SOURCE_TYPES else "TEXT"  # type: ignore[return-value]
+
+
+DERIVED_SOURCE_TYPES = frozenset({"LOGS", "METRICS", "CONFIGURATION", "CODE", "TEXT", "IMAGE"})
+
+
 class DerivedEvidenceSummary(BaseModel):
+    """What the agent took from a file in one turn (reference schema)."""
+
     evidence_id: str
     summary: str = Field(max_length=500)
     category: str
@@ -95,6 +119,23 @@ class DerivedEvidenceSummary(BaseModel):
     source_type: str
     primary_purpose: str | None = None
     related_hypothesis_ids: list[str] = Field(default_factory=list)
+
+
+class DerivedEvidenceCreate(BaseModel):
+    """POST /internal/v1/evidence/{file_id}/derived: the agent records what a turn
+    concluded from the file; idempotent by `evidence_id` (a replayed turn writes once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    summary: str = Field(min_length=1, max_length=500)
+    category: EvidenceCategory = "OTHER"
+    source_type: DerivedSourceType
+    collected_at_turn: int = Field(ge=0)
+    primary_purpose: str | None = Field(default=None, max_length=200)
+    related_hypothesis_ids: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class UploadedFileDetailsResponse(BaseModel):

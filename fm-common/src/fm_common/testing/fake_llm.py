@@ -207,7 +207,7 @@ def default_answer(request: FakeRequest) -> Answer:
             }
         ],
         "proposed_state": None,
-        "suggested_actions": [{"label": "Share the relevant logs", "type": "upload_data"}],
+        "suggested_actions": [{"label": "Share the relevant logs", "type": "EVIDENCE"}],
     }
 
 

@@ -8,10 +8,14 @@
 - `postgres_server` (session) / `postgres_url`: a real PostgreSQL, a fresh database per test.
 - `chroma_server` (session): a real Chroma server (`chroma run`) on a free port;
   `chroma_url` gives each test a clean server (every collection deleted).
+
+Every test and every stack a test starts share one ONNX export of the embedding model
+(`FM_EMBEDDING_ONNX_DIR`, default `.cache/models` in the checkout), not one per data dir.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,12 @@ import pytest
 
 from fm_common.testing.redis_server import RedisServer
 from fm_common.testing.tokens import TokenIssuer
+
+
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 (the hook signature)
+    from fm_common.devstack import ROOT
+
+    os.environ.setdefault("FM_EMBEDDING_ONNX_DIR", str(ROOT / ".cache" / "models"))
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,11 @@ class AppServer:
         *,
         lifespan: Literal["on", "off"] = "on",
         production_loop: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> None:
         """`production_loop`: uvloop + httptools, as the services run, for timing-sensitive
-        proxy tests; `lifespan="off"` for stand-in apps with nothing to open."""
+        proxy tests; `lifespan="off"` for stand-in apps with nothing to open; `options`:
+        more uvicorn settings (e.g. fm_common.app.uvicorn_options' proxy and TLS ones)."""
         import uvicorn
 
         self.port = port or free_port()
@@ -38,13 +40,15 @@ class AppServer:
             lifespan=lifespan,
             loop="uvloop" if production_loop else "asyncio",
             http="httptools" if production_loop else "auto",
+            **(options or {}),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.scheme = "https" if (options or {}).get("ssl_certfile") else "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> AppServer:
         self.thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 
 from agent_service.api.deps import RuntimeDep
 from agent_service.domain.turns.title import generate_title
@@ -17,12 +17,25 @@ router = APIRouter(tags=["cases"])
 @router.post(
     "/api/v1/cases/{case_id}/title",
     response_model=TitleResponse,
-    responses={404: {"description": "No such case"}, 422: {"description": "Too little context"}},
+    responses={
+        200: {
+            "headers": {
+                "x-title-source": {
+                    "description": "generated (a new title was made and stored) or existing "
+                    "(the case already had a title of its own; nothing changed)",
+                    "schema": {"type": "string", "enum": ["generated", "existing"]},
+                }
+            }
+        },
+        404: {"description": "No such case"},
+        422: {"description": "Too little context"},
+    },
 )
 async def title(
     case_id: str,
     _principal: CurrentPrincipal,
     rt: RuntimeDep,
+    response: Response,
     body: Annotated[TitleRequest | None, Body()] = None,
     force: Annotated[bool, Query()] = False,
 ) -> TitleResponse:
@@ -30,4 +43,6 @@ async def title(
     req = body or TitleRequest()
     if force:
         req = req.model_copy(update={"force": True})
-    return await generate_title(rt, case_id, req)
+    answer, source = await generate_title(rt, case_id, req)
+    response.headers["x-title-source"] = source
+    return answer

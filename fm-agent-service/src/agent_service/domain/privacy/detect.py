@@ -517,6 +517,9 @@ def find_sensitive(text: str, *, cut_before: bool = False) -> list[Finding]:
 
 
 _LEADING = re.compile(r"\W{0,3}([^\s\"'`,;]{8,200})(?:\s+([^\s\"'`,;]{8,200}))?")
+# The rest of a phone number whose `+1` (or `+1 415`) stayed in the chunk before: digit
+# groups no date, time or version is written as (3-3-4 or 3-4).
+_LEADING_PHONE = re.compile(r"\W{0,3}(\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}|\d{3}[ .-]\d{4})(?![\w.:/-])")
 
 
 def _with_leading_tokens(text: str, found: list[Finding]) -> list[Finding]:
@@ -531,6 +534,11 @@ def _with_leading_tokens(text: str, found: list[Finding]) -> list[Finding]:
         m = _LEADING.match(text, at)
         if m is not None:
             extra += _leading_findings(m, [*found, *extra])
+        p = _LEADING_PHONE.match(text, at)
+        if p is not None and not any(
+            f.start < p.end(1) and p.start(1) < f.end for f in [*found, *extra]
+        ):
+            extra.append(Finding(p.start(1), p.end(1), "phone", p.group(1)))
     return sorted([*found, *extra], key=lambda f: f.start)
 
 

@@ -23,7 +23,12 @@ ANSWER_SCHEMA = """{
   "working_conclusion": "<one sentence or null>",
   "root_cause": "<only once identified, else null>",
   "proposed_state": "<investigating | resolved | closed, or null>",
-  "suggested_actions": [{"label": "...", "type": "question|upload_data|command|runbook"}]
+  "evidence_findings": [{"evidence": "E1", "summary": "<what this attachment shows>",
+    "category": "SYMPTOM_EVIDENCE|CAUSAL_EVIDENCE|SYMPTOM_ABSENCE_EVIDENCE|
+    CAUSAL_ABSENCE_EVIDENCE|OTHER"}],
+  "suggested_actions": [{"label": "...", "type": "DECIDE|RUN|EVIDENCE|FREE_SPEECH",
+    "payload": "<DECIDE: the exact message the user would send next; RUN: the exact
+    command to run; EVIDENCE: what data to collect and how; else null>"}]
 }""".replace("MILESTONES", ", ".join(MILESTONES))
 
 
@@ -33,10 +38,60 @@ class LLMHypothesis(BaseModel):
     evidence: list[str] = Field(default_factory=list, max_length=20)
 
 
+# The extension's card types (fm_common.contracts.agent.SuggestedActionType), and the
+# older names a model may still use, read as the nearest one.
+_ACTION_ALIASES = {
+    "question": "DECIDE",
+    "answer": "DECIDE",
+    "reply": "DECIDE",
+    "command": "RUN",
+    "run": "RUN",
+    "upload_data": "EVIDENCE",
+    "evidence": "EVIDENCE",
+    "data": "EVIDENCE",
+}
+
+
 class LLMAction(BaseModel):
     label: str = Field(min_length=1, max_length=200)
-    type: str = Field(default="question", max_length=50)
+    type: Literal["DECIDE", "RUN", "EVIDENCE", "FREE_SPEECH"] = "FREE_SPEECH"
     payload: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return "FREE_SPEECH"
+        upper = value.strip().upper()
+        if upper in ("DECIDE", "RUN", "EVIDENCE", "FREE_SPEECH"):
+            return upper
+        return _ACTION_ALIASES.get(value.strip().lower(), "FREE_SPEECH")
+
+
+class LLMEvidenceFinding(BaseModel):
+    """What the model concluded from one attachment (E1, E2 ...): the file's derived
+    evidence in the uploaded-files details."""
+
+    evidence: str = Field(min_length=1, max_length=10)
+    summary: str = Field(min_length=1, max_length=500)
+    category: Literal[
+        "SYMPTOM_EVIDENCE",
+        "CAUSAL_EVIDENCE",
+        "SYMPTOM_ABSENCE_EVIDENCE",
+        "CAUSAL_ABSENCE_EVIDENCE",
+        "OTHER",
+    ] = "OTHER"
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _known_category(cls, value: Any) -> Any:
+        known = (
+            "SYMPTOM_EVIDENCE",
+            "CAUSAL_EVIDENCE",
+            "SYMPTOM_ABSENCE_EVIDENCE",
+            "CAUSAL_ABSENCE_EVIDENCE",
+        )
+        return value.upper() if isinstance(value, str) and value.upper() in known else "OTHER"
 
 
 class LLMTurnAnswer(BaseModel):
@@ -48,6 +103,18 @@ class LLMTurnAnswer(BaseModel):
     root_cause: str | None = Field(default=None, max_length=1000)
     proposed_state: Literal["investigating", "resolved", "closed"] | None = None
     suggested_actions: list[LLMAction] = Field(default_factory=list, max_length=10)
+    evidence_findings: list[LLMEvidenceFinding] = Field(default_factory=list, max_length=20)
+
+    def findings_by_block(self) -> list[LLMEvidenceFinding]:
+        """The findings, the first one for each evidence block."""
+        seen: set[str] = set()
+        out = []
+        for f in self.evidence_findings:
+            key = f.evidence.strip().upper()
+            if key not in seen:
+                seen.add(key)
+                out.append(f.model_copy(update={"evidence": key}))
+        return out
 
     @field_validator("milestone_updates")
     @classmethod

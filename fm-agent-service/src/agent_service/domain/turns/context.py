@@ -11,16 +11,24 @@ from typing import Any
 
 import structlog
 from langchain_core.messages import BaseMessage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import EvidenceBlock, Passage
 from agent_service.runtime import AgentRuntime
-from fm_common.contracts.agent import AttachmentResult
+from fm_common.contracts.agent import (
+    LEGACY_TRANSITION_INTENTS,
+    TURN_INTENT_TYPES,
+    AttachmentResult,
+    ConfirmationIntent,
+    HypothesisActionIntent,
+    StatusTransitionIntent,
+    TurnIntent,
+)
 from fm_common.contracts.case import CaseContext, Message
 from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
-from fm_common.errors import FMError, PayloadTooLarge
+from fm_common.errors import FMError, PayloadTooLarge, Unprocessable
 
 log = structlog.get_logger("agent.turns")
 
@@ -44,6 +52,22 @@ class TurnInput(BaseModel):
     observed_at: str | None = None
     # Set when the attachments were stored before (a queued turn): read them back.
     stored: list[AttachmentResult] = Field(default_factory=list)
+    # The validated intent (from intent_type + intent_data); never serialised, rebuilt
+    # when a queued turn is read back.
+    intent: TurnIntent | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _normalise(self) -> TurnInput:
+        """Once, for every way a turn comes in: the query stripped (blank is none), blank
+        pasted content none, and the intent checked against its type (422 otherwise)."""
+        if self.query is not None:
+            self.query = self.query.strip() or None
+        if self.pasted_content is not None and not self.pasted_content.strip():
+            self.pasted_content = None
+        self.intent = parse_intent(self.intent_type, self.intent_data)
+        if self.intent is not None:
+            self.intent_type = self.intent.type
+        return self
 
     def fingerprint(self, case_id: str) -> str:
         h = hashlib.sha256()
@@ -53,6 +77,41 @@ class TurnInput(BaseModel):
         for f in self.files:
             h.update(f.filename.encode() + hashlib.sha256(f.data).digest())
         return h.hexdigest()
+
+
+_INTENT_MODELS: dict[str, type[BaseModel]] = {
+    "status_transition": StatusTransitionIntent,
+    "confirmation": ConfirmationIntent,
+    "hypothesis_action": HypothesisActionIntent,
+}
+
+
+def parse_intent(intent_type: str | None, data: dict[str, Any] | None) -> TurnIntent | None:
+    """The turn's intent, or None for a plain question; Unprocessable (INVALID_INTENT)
+    for an unknown type or intent_data that does not fit it."""
+    kind = (intent_type or "").strip().lower() or None
+    if kind is None and data and isinstance(data.get("type"), str):
+        kind = data["type"].strip().lower()
+    if kind is None:
+        return None
+    if kind in LEGACY_TRANSITION_INTENTS:
+        kind = "status_transition"
+    model = _INTENT_MODELS.get(kind)
+    if model is None:
+        raise Unprocessable(
+            f"intent_type must be one of {', '.join(TURN_INTENT_TYPES)}.", code="INVALID_INTENT"
+        )
+    body = dict(data or {})
+    if body.get("type") in LEGACY_TRANSITION_INTENTS:
+        body["type"] = "status_transition"
+    if body.setdefault("type", kind) != kind:
+        raise Unprocessable("intent_data.type does not match intent_type.", code="INVALID_INTENT")
+    try:
+        return model.model_validate(body)  # type: ignore[return-value]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "intent_data"
+        raise Unprocessable(f"intent_data.{where}: {first['msg']}", code="INVALID_INTENT") from None
 
 
 @dataclass
@@ -73,6 +132,8 @@ class PreparedTurn:
     retrieval_ok: bool = True
     # The prompt's fence: its boundary is stripped from anything shown, stored or resent.
     fence: Fence = field(default_factory=Fence)
+    # Which attachment each evidence block (E1, E2 ...) was read from.
+    evidence_files: dict[str, AttachmentResult] = field(default_factory=dict)
     # Tokens each evidence block is condensed to, and characters of each passage, both
     # applied after redaction (see prompt.build_prompt).
     evidence_budget: int = 1500
@@ -208,7 +269,9 @@ async def prepare_turn(
 ) -> PreparedTurn:
     """Everything the model will see, redacted and fenced (raises before any text leaves)."""
     started = time.perf_counter()
-    has_query = bool(inp.query and inp.query.strip())
+    # An intent turn is decided without the model: nothing to search for.
+    decided = inp.intent is not None
+    has_query = bool(inp.query) and not decided
     # The case (which proves ownership) with its recent history in one call and, when
     # there is a query, the retrieval run side by side; each is scoped to the caller.
     # The retrieval is sent first: it is the long pole (the query is embedded).
@@ -230,7 +293,7 @@ async def prepare_turn(
         attached = rest.pop(0)
     else:
         attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
-    if not has_query:
+    if not has_query and not decided:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
     redactor = rt.redactor(case_id)
@@ -255,6 +318,7 @@ async def prepare_turn(
         deadline=deadline,
         attachments=attachments,
         evidence=evidence,
+        evidence_files={f"E{i}": a for i, (a, _) in enumerate(texts, start=1)},
         passages=passages,
         history=history,
         redactor=redactor,

@@ -14,6 +14,11 @@ from langchain_core.messages import AIMessage
 from prometheus_client import Counter, Histogram
 
 from agent_service.domain.evidence.condense import condense_text
+from agent_service.domain.evidence.derived import (
+    derived_evidence,
+    record_derived,
+    with_evidence,
+)
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
 from agent_service.domain.llm.providers import StructuredOutput
 from agent_service.domain.privacy.safety import (
@@ -38,10 +43,12 @@ from agent_service.domain.turns.context import (
     prepare_turn,
     store_attachments,
 )
+from agent_service.domain.turns.intents import Decision, decide, intent_text, refusal
 from agent_service.domain.turns.prompt import build_prompt, question_text, retry_message
 from agent_service.domain.turns.state import (
     apply_answer,
     cited,
+    fallback_actions,
     investigation_view,
     retrieved,
     suggested_actions,
@@ -56,8 +63,8 @@ from fm_common.contracts.agent import (
     TurnJobStatus,
     TurnResponse,
 )
-from fm_common.contracts.case import CaseState, TurnAppendRequest, TurnMessage
-from fm_common.errors import FMError, NotFound, Unavailable, Unprocessable
+from fm_common.contracts.case import TurnAppendRequest, TurnAppendResult, TurnMessage
+from fm_common.errors import Conflict, FMError, NotFound, Unavailable
 from fm_common.jobs import enqueue
 
 log = structlog.get_logger("agent.turns")
@@ -89,26 +96,12 @@ async def _timed(prep: PreparedTurn, call: Awaitable[LLMResult]) -> LLMResult:
 NO_ANSWER = "I could not produce a readable answer this time; please ask again."
 
 
-def confirmed_transition(inp: TurnInput) -> CaseState | None:
-    """A state change the user confirms with this turn (never one the model decides)."""
-    if inp.intent_type not in ("confirm_transition", "transition"):
-        return None
-    raw = (inp.intent_data or {}).get("to_state")
-    try:
-        return CaseState(raw)
-    except ValueError:
-        raise Unprocessable(
-            "intent_data.to_state must be one of inquiry, investigating, resolved, closed.",
-            code="INVALID_INTENT",
-        ) from None
-
-
 def _user_text(prep: PreparedTurn) -> str:
-    return (
-        prep.inp.query.strip()
-        if prep.inp.query and prep.inp.query.strip()
-        else question_text(prep.inp, prep.attachments)
-    )
+    if prep.inp.query:
+        return prep.inp.query
+    if prep.inp.intent is not None and not prep.attachments:
+        return intent_text(prep.inp.intent)
+    return question_text(prep.inp, prep.attachments)
 
 
 def _user_meta(prep: PreparedTurn) -> dict[str, Any]:
@@ -318,10 +311,11 @@ async def answer_turn(
     rt: AgentRuntime, prep: PreparedTurn, emit: Emit | None = None
 ) -> TurnResponse:
     """Answer a prepared turn and store it (user message, answer, investigation)."""
+    if prep.inp.intent is not None:
+        return await answer_intent(rt, prep, emit)
     allow = rt.settings.link_allowlist
     inv = prep.ctx.investigation
     case_state = prep.ctx.case.state
-    to_state = confirmed_transition(prep.inp)
     structured: LLMTurnAnswer | None = None
     result: LLMResult | None = None
     streamed = False
@@ -348,10 +342,20 @@ async def answer_turn(
         # Every answer carries the passages it was given: those it cites, else all of them.
         citations = cited(structured, text, prep.passages) or retrieved(prep.passages)
         if structured is not None:
-            new_inv, progress = apply_answer(inv, structured, prep.redactor.restore)
+            new_inv, progress = apply_answer(
+                inv,
+                structured,
+                prep.redactor.restore,
+                case_state=case_state,
+                turn=prep.ctx.case.current_turn + 1,
+            )
         else:
             new_inv, progress = inv, False
-    actions = suggested_actions(structured, case_state, prep.redactor.restore)
+    if result is None:
+        actions = fallback_actions(case_state, bool(prep.attachments))
+    else:
+        pending = new_inv.pending_proposal if structured is not None else None
+        actions = suggested_actions(structured, pending, prep.redactor.restore)
     assistant_meta: dict[str, Any] = {
         "provider": result.provider if result else None,
         "model": result.model if result else None,
@@ -368,6 +372,18 @@ async def answer_turn(
         "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
         "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},
     }
+    # What this turn took from its attachments: in the investigation (the /ui counts and
+    # latest evidence) and, once the turn is stored, with each file (evidence service).
+    turn_guess = prep.ctx.case.current_turn + 1
+    derived = (
+        await asyncio.to_thread(
+            derived_evidence, prep, structured, new_inv, turn_guess, prep.redactor.restore
+        )
+        if prep.attachments
+        else []
+    )
+    if derived:
+        new_inv = with_evidence(new_inv, prep, derived)
     store_started = time.perf_counter()
     stored = await rt.case.append_turn(
         prep.case_id,
@@ -379,11 +395,17 @@ async def answer_turn(
                 metadata=assistant_meta,
                 token_count=result.output_tokens if result else None,
             ),
-            investigation=new_inv if structured is not None else None,
+            investigation=new_inv if structured is not None or derived else None,
             progress_made=progress,
-            to_state=to_state,
         ),
     )
+    if derived:
+        if stored.turn_number != turn_guess:  # another turn was stored in between
+            derived = [
+                (f, d.model_copy(update={"collected_at_turn": stored.turn_number}))
+                for f, d in derived
+            ]
+        await record_derived(rt, prep.case_id, derived)
     prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
     prep.timings["turn_ms"] = round((time.perf_counter() - prep.started) * 1000, 2)
     view = investigation_view(
@@ -420,20 +442,94 @@ async def answer_turn(
         **prep.timings,
     )
     if emit:
-        if not streamed:
-            await emit("token", {"text": display})
-        for c in citations:
-            await emit("citation", c.model_dump())
-        await emit(
-            "state",
-            {
-                "case_state": response.case_state.value,
-                "milestones_completed": response.milestones_completed,
-                "progress_made": progress,
-                "suggested_actions": [a.model_dump() for a in actions],
-                "investigation": view.model_dump(mode="json"),
-            },
+        await _emit_final(emit, response, streamed=streamed)
+    return response
+
+
+async def _emit_final(emit: Emit, response: TurnResponse, *, streamed: bool) -> None:
+    if not streamed:
+        await emit("token", {"text": response.agent_response})
+    for c in response.citations:
+        await emit("citation", c.model_dump())
+    await emit(
+        "state",
+        {
+            "case_state": response.case_state.value,
+            "milestones_completed": response.milestones_completed,
+            "progress_made": response.progress_made,
+            "suggested_actions": [a.model_dump() for a in response.suggested_actions],
+            "investigation": response.investigation.model_dump(mode="json")
+            if response.investigation
+            else None,
+        },
+    )
+
+
+async def _append_decision(
+    rt: AgentRuntime, prep: PreparedTurn, decision: Decision
+) -> TurnAppendResult:
+    meta: dict[str, Any] = {
+        "provider": None,
+        "degraded": False,
+        "structured": False,
+        **decision.meta(),
+        "suggested_actions": [a.model_dump(exclude_none=True) for a in decision.actions],
+    }
+    return await rt.case.append_turn(
+        prep.case_id,
+        TurnAppendRequest(
+            turn_key=prep.turn_key,
+            user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+            assistant_message=TurnMessage(content=decision.answer, metadata=meta),
+            investigation=decision.investigation,
+            progress_made=decision.progress,
+            to_state=decision.to_state,
+            closure_reason=decision.closure_reason,
+        ),
+    )
+
+
+async def answer_intent(
+    rt: AgentRuntime, prep: PreparedTurn, emit: Emit | None = None
+) -> TurnResponse:
+    """An intent turn (status change, Yes / No, hypothesis action): decided here, from
+    the case's state, without asking the LLM; stored like any turn."""
+    decision = decide(prep)
+    try:
+        stored = await _append_decision(rt, prep, decision)
+    except Conflict as exc:
+        if exc.code != "INVALID_TRANSITION" or decision.to_state is None:
+            raise
+        # The case moved since it was read: explain from its state now, change nothing.
+        now = await rt.case.get_case(prep.case_id)
+        decision = Decision(
+            refusal(now.case.state, decision.to_state),
+            decision.investigation,
+            outcome="refused",
         )
+        stored = await _append_decision(rt, prep, decision)
+    inv = decision.investigation or prep.ctx.investigation
+    response = TurnResponse(
+        agent_response=decision.answer,
+        turn_number=stored.turn_number,
+        milestones_completed=stored.milestones_completed,
+        case_state=stored.case_state,
+        progress_made=decision.progress,
+        attachments_processed=prep.attachments,
+        suggested_actions=decision.actions,
+        investigation=investigation_view(stored.case_state, inv, provider=None, degraded=False),
+    )
+    TURNS.labels("stream" if emit else "sync", "intent").inc()
+    log.info(
+        "turn.intent_decided",
+        case_id=prep.case_id,
+        turn=stored.turn_number,
+        intent=prep.inp.intent_type,
+        outcome=decision.outcome,
+        case_state=stored.case_state.value,
+    )
+    if emit:
+        await _emit_final(emit, response, streamed=False)
     return response
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import structlog
 
 from agent_service.domain.turns.context import TurnInput, check_caps, prepare_turn
-from agent_service.domain.turns.flows import answer_turn, confirmed_transition, queue_turn, run_turn
+from agent_service.domain.turns.flows import answer_turn, queue_turn, run_turn
 from agent_service.domain.turns.idempotency import check_key, turn_key
 from agent_service.runtime import AgentRuntime
 from fm_common.auth import Principal
@@ -38,15 +38,12 @@ class Outcome:
 
 
 def validate_input(inp: TurnInput) -> None:
-    if not (
-        (inp.query and inp.query.strip())
-        or (inp.pasted_content and inp.pasted_content.strip())
-        or inp.files
-    ):
+    """Something to answer (TurnInput already normalised the query and checked the
+    intent): a query, pasted content, files, or an intent."""
+    if not (inp.query or inp.pasted_content or inp.files or inp.intent):
         raise Unprocessable(
             "Send at least one of query, pasted_content or files.", code="EMPTY_TURN"
         )
-    confirmed_transition(inp)
 
 
 async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[Event]:

@@ -20,6 +20,7 @@ from fm_common.contracts.case import (
     CaseState,
     Hypothesis,
     InvestigationState,
+    PendingProposal,
     RootCause,
     WorkingConclusion,
 )
@@ -81,12 +82,31 @@ def retrieved(passages: list[Passage]) -> list[Citation]:
 
 
 def apply_answer(
-    inv: InvestigationState, answer: LLMTurnAnswer, restore: object
+    inv: InvestigationState,
+    answer: LLMTurnAnswer,
+    restore: object,
+    *,
+    case_state: CaseState = CaseState.INQUIRY,
+    turn: int = 0,
 ) -> tuple[InvestigationState, bool]:
-    """The investigation after this answer, and whether the turn made progress."""
+    """The investigation after this answer, and whether the turn made progress.
+
+    A state the model proposes (and the state machine allows) becomes the pending
+    proposal the user's Yes or No answers; an answer without one clears it.
+    """
     r = restore  # placeholders -> originals in what is stored for the user
     state = inv.model_copy(deep=True)
     progress = False
+    proposed = CaseState(answer.proposed_state) if answer.proposed_state else None
+    if proposed is not None and proposed in TRANSITIONS[case_state]:
+        state.pending_proposal = PendingProposal(
+            proposal_id=str(uuid.uuid4()),
+            to_state=proposed,
+            proposed_at_turn=turn,
+            label=f"Mark the case as {proposed.value}",
+        )
+    else:
+        state.pending_proposal = None
     for m in answer.milestone_updates:
         if not state.milestones.get(m):
             state.milestones[m] = True
@@ -132,33 +152,96 @@ def apply_answer(
     return state, progress
 
 
+def proposal_actions(pending: PendingProposal | None) -> list[SuggestedActionResponse]:
+    """Yes / No under a proposal: DECIDE cards whose click answers it (a confirmation)."""
+    if pending is None:
+        return []
+    to = pending.to_state.value
+    intent = {"type": "confirmation", "proposal_id": pending.proposal_id}
+    return [
+        SuggestedActionResponse(
+            label=f"Yes, mark the case as {to}",
+            type="DECIDE",
+            payload="Yes",
+            body=f"The case will be marked as {to}.",
+            intent={**intent, "confirmation_value": True},
+        ),
+        SuggestedActionResponse(
+            label="No, keep its state",
+            type="DECIDE",
+            payload="No",
+            body="Nothing changes.",
+            intent={**intent, "confirmation_value": False},
+        ),
+    ]
+
+
+def _card(label: str, kind: str, payload: str | None) -> SuggestedActionResponse:
+    """A model's suggestion as a card: DECIDE sends the exact message (its payload, else
+    the label), RUN copies a command (none given: it is only text)."""
+    if kind == "DECIDE":
+        return SuggestedActionResponse(label=label, type="DECIDE", payload=payload or label)
+    if kind == "RUN" and payload:
+        return SuggestedActionResponse(label=label, type="RUN", payload=payload)
+    if kind == "EVIDENCE":
+        return SuggestedActionResponse(label=label, type="EVIDENCE", body=payload)
+    return SuggestedActionResponse(label=label, type="FREE_SPEECH", body=payload)
+
+
 def suggested_actions(
-    answer: LLMTurnAnswer | None, case_state: CaseState, restore: object
+    answer: LLMTurnAnswer | None, pending: PendingProposal | None, restore: object
 ) -> list[SuggestedActionResponse]:
-    """The model's suggestions; a proposed state change becomes one the user confirms."""
+    """The model's suggestions in the extension's vocabulary, then Yes / No for the
+    state change it proposed (applied only when the user confirms it)."""
     out: list[SuggestedActionResponse] = []
     if answer is None:
         return out
     for a in answer.suggested_actions:
         out.append(
-            SuggestedActionResponse(
-                label=restore(a.label),  # type: ignore[operator]
-                type=a.type,
-                payload=restore(a.payload) if a.payload else None,  # type: ignore[operator]
+            _card(
+                restore(a.label),  # type: ignore[operator]
+                a.type,
+                restore(a.payload) if a.payload else None,  # type: ignore[operator]
             )
         )
-    proposed = answer.proposed_state
-    if proposed and CaseState(proposed) in TRANSITIONS[case_state]:
+    return out + proposal_actions(pending)
+
+
+def fallback_actions(case_state: CaseState, has_evidence: bool) -> list[SuggestedActionResponse]:
+    """The cards of an answer given without a provider (nothing the model would say)."""
+    out: list[SuggestedActionResponse] = []
+    if not has_evidence and case_state not in (CaseState.RESOLVED, CaseState.CLOSED):
         out.append(
             SuggestedActionResponse(
-                label=f"Mark the case as {proposed}",
-                type="transition",
-                payload=proposed,
-                body="Needs your confirmation: send a turn with intent_type 'confirm_transition'"
-                f' and intent_data {{"to_state": "{proposed}"}}, or use the transition route.',
-                intent={"type": "confirm_transition", "to_state": proposed},
+                label="Attach the logs or the error output of the problem",
+                type="EVIDENCE",
+                body="The evidence summary and the matching runbook passages are shown "
+                "even without a language model.",
             )
         )
+    for to in TRANSITIONS[case_state]:
+        out.append(
+            SuggestedActionResponse(
+                label=f"Mark the case as {to.value}",
+                type="DECIDE",
+                payload=f"Mark the case as {to.value}",
+                # Not yet confirmed: the answer asks Yes / No first.
+                intent={
+                    "type": "status_transition",
+                    "from_state": case_state.value,
+                    "to_state": to.value,
+                    "user_confirmed": False,
+                },
+            )
+        )
+    out.append(
+        SuggestedActionResponse(
+            label="Ask an administrator to configure a language model provider",
+            type="FREE_SPEECH",
+            body="With a provider configured, FaultMaven analyses the evidence and suggests "
+            "a diagnosis.",
+        )
+    )
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -108,10 +108,16 @@ async def me(principal: CurrentPrincipal, ctx: ContextDep, db: DbDep) -> UserInf
 async def logout(
     principal: CurrentPrincipal,
     ctx: ContextDep,
-    all: Annotated[bool, Query(description="End every session of the user")] = False,
+    scope: Annotated[
+        Literal["all", "session"],
+        Query(description="all (default): every session of the user; session: this one"),
+    ] = "all",
+    all: Annotated[bool | None, Query(description="Kept for earlier clients")] = None,
 ) -> LogoutResponse:
-    """Revoke this session's tokens (or, with ?all=true, every session's)."""
-    return await flows.logout(ctx, principal, everywhere=all)
+    """Sign out of every session of the account (a per-user revocation watermark plus
+    every token and refresh family), or with ?scope=session of this session only."""
+    everywhere = scope == "all" if all is None else all
+    return await flows.logout(ctx, principal, everywhere=everywhere)
 
 
 @router.get("/config")

@@ -28,6 +28,7 @@ class RefreshClaims:
     family_id: str
     jti: str
     expires_at: int
+    issued_at: int = 0
 
 
 class TokenMinter:
@@ -118,4 +119,5 @@ class TokenMinter:
             family_id=str(claims["fam"]),
             jti=str(claims["jti"]),
             expires_at=int(claims["exp"]),
+            issued_at=int(claims["iat"]),
         )

@@ -9,6 +9,9 @@ Keys:
   per session. Stale members (expired families, passed exps) are pruned when read.
 - `fm:auth:denied-jti:<jti>` (fm_common.auth.deny_key) until the token's exp: the
   deny-list every service checks.
+- `fm:auth:revoked-before:<uid>` (fm_common.auth.revoked_before_key), the Unix second of
+  the user's last account-wide sign-out, for the refresh TTL: every verifier refuses the
+  user's tokens issued in an earlier second.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from fm_common.auth import deny_key
+from fm_common.auth import deny_key, revoked_before_key
 
 PREFIX = "fm:auth:"
 # Deny-list entries outlive the token by the verifiers' clock leeway.
@@ -143,6 +146,15 @@ class TokenStore:
             user_access_key(user_id), now, "+inf", withscores=True
         )
         return {str(j): float(s) for j, s in rows}
+
+    async def set_revoked_before(self, user_id: str, at: int) -> None:
+        """The account-wide sign-out watermark; it lives as long as any token could."""
+        ttl = self.refresh_ttl + DENY_MARGIN_SECONDS
+        await self.redis.set(revoked_before_key(user_id), str(at), ex=ttl)
+
+    async def revoked_before(self, user_id: str) -> str | None:
+        value = await self.redis.get(revoked_before_key(user_id))
+        return str(value) if value is not None else None
 
     async def forget_user_families(self, user_id: str, family_ids: list[str]) -> None:
         if family_ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 
 from auth_service.domain.tokens.issuer import Minted, TokenMinter
 from auth_service.domain.tokens.repository import TokenStore
-from fm_common.auth import Principal
+from fm_common.auth import Principal, revoked_by_watermark
 from fm_common.contracts.auth import (
     ServiceTokenRequest,
     ServiceTokenResponse,
@@ -63,6 +64,8 @@ async def rotate_refresh(
 ) -> TokenRefreshResponse:
     """Exchange a refresh token for a new pair; a reused one revokes its whole family."""
     claims = minter.read_refresh(refresh_token)
+    if revoked_by_watermark(claims.issued_at, await store.revoked_before(claims.user_id)):
+        raise Unauthorized("The refresh token has been revoked.", code="REFRESH_TOKEN_REVOKED")
     new_refresh = minter.refresh(
         user_id=claims.user_id, session_id=claims.session_id, family_id=claims.family_id
     )
@@ -117,7 +120,10 @@ async def revoke_session_tokens(store: TokenStore, principal: Principal) -> int:
 
 
 async def revoke_user_tokens(store: TokenStore, principal: Principal) -> int:
-    """Logout of every session: every live access token and refresh family of the user."""
+    """Logout of every session: the user's revocation watermark (every verifier refuses
+    their tokens issued before this second), then every live access token (by jti) and
+    refresh family of the user; returns the tokens revoked by id."""
+    await store.set_revoked_before(principal.user_id, int(time.time()))
     access = await store.live_access_of_user(principal.user_id)
     access[principal.jti] = float(principal.expires_at)
     families = await store.families_of_user(principal.user_id)

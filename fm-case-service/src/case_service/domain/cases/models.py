@@ -29,6 +29,8 @@ class Case(Base):
     # Messages stored so far: the next message's sequence number is message_count + 1.
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     investigation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The client's free-form metadata (CaseCreateRequest.metadata), returned as given.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())

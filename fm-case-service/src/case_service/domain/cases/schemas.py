@@ -126,12 +126,18 @@ class CaseUIResponse_Investigating(_UIBase):
 
 
 class CaseUIResponse_Resolved(_UIBase):
+    """Resolved and closed cases. API.md wins over the reference here: what was not
+    recorded is null (never a placeholder sentence), a closed case has no `resolved_at`
+    (its `closed_at` instead), and the closure reason has its own field."""
+
     state: Literal["resolved", "closed"]
-    resolved_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None = None
+    closure_reason: str | None = None
     problem_statement: str | None = None
-    root_cause: RootCauseSummary
-    solution_applied: SolutionSummary
-    verification_status: SolutionVerificationData
+    root_cause: RootCauseSummary | None
+    solution_applied: SolutionSummary | None
+    verification_status: SolutionVerificationData | None
     resolution_summary: ResolutionSummary
     reports_available: list[ReportAvailability] = Field(default_factory=list)
 
@@ -176,6 +182,7 @@ def to_summary(case: Case) -> CaseSummary:
         is_archived=case.archived_at is not None,
         valid_next_states=valid_next_states(case.state),
         version=case.version,
+        metadata=case.meta or {},
     )
 
 
@@ -211,6 +218,7 @@ def to_detail(case: Case) -> CaseDetail:
         escalated=inv.escalated,
         valid_next_states=valid_next_states(case.state),
         version=case.version,
+        metadata=case.meta or {},
     )
 
 
@@ -302,27 +310,33 @@ def to_ui(
         **base,
         state=final,
         disposition_eligibility={"resolved": "not_eligible", "closed": "not_eligible"},
-        resolved_at=ended,
+        resolved_at=case.resolved_at if final == "resolved" else None,
+        closed_at=case.closed_at if final == "closed" else None,
+        closure_reason=case.closure_reason,
         problem_statement=inv.problem_statement or case.description or None,
         root_cause=RootCauseSummary(
-            root_cause_id=rc.root_cause_id if rc else "none",
-            description=rc.description if rc else "No root cause was recorded.",
-            category=rc.category if rc else "other",
-            severity=rc.severity if rc else "unknown",
-            cause_assurance=rc.cause_assurance if rc else "no_root",
-        ),
+            root_cause_id=rc.root_cause_id,
+            description=rc.description,
+            category=rc.category,
+            severity=rc.severity,
+            cause_assurance=rc.cause_assurance,
+        )
+        if rc
+        else None,
         solution_applied=SolutionSummary(
-            description=sol.description
-            if sol
-            else (case.closure_reason or "No solution recorded."),
-            applied_at=(sol.applied_at if sol and sol.applied_at else ended),
-            applied_by=sol.applied_by if sol else case.owner_id,
-        ),
+            description=sol.description,
+            applied_at=sol.applied_at or ended,
+            applied_by=sol.applied_by,
+        )
+        if sol
+        else None,
         verification_status=SolutionVerificationData(
-            verified=bool(sol and sol.verified),
-            verification_method=sol.verification_method if sol else "",
-            details=sol.verification_details if sol else "",
-        ),
+            verified=sol.verified,
+            verification_method=sol.verification_method,
+            details=sol.verification_details,
+        )
+        if sol
+        else None,
         resolution_summary=ResolutionSummary(
             total_duration_minutes=max(0, int((ended - case.created_at).total_seconds() // 60)),
             milestones_completed=len(done),

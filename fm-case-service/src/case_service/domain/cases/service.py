@@ -94,6 +94,7 @@ async def _new_case(
         turns_without_progress=0,
         message_count=0,
         investigation=InvestigationState().model_dump(mode="json"),
+        meta=body.metadata,
         created_at=at,
         updated_at=at,
         last_activity_at=at,

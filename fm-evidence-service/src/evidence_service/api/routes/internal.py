@@ -13,6 +13,8 @@ from evidence_service.api.deps import EvidenceServiceDep
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.evidence import (
     AnalysisUpdate,
+    DerivedEvidenceCreate,
+    DerivedEvidenceSummary,
     EvidenceFile,
     ExistingFiles,
     ExistingFilesQuery,
@@ -41,6 +43,20 @@ async def set_analysis(
 ) -> EvidenceFile:
     """The indexer reports a file's analysis status and summary."""
     return await service.set_analysis(principal, file_id, body)
+
+
+@router.post(
+    "/evidence/{file_id}/derived",
+    responses={401: _ERROR, 404: _ERROR, 409: _ERROR, 422: _ERROR},
+)
+async def add_derived(
+    file_id: str,
+    body: DerivedEvidenceCreate,
+    principal: CurrentPrincipal,
+    service: EvidenceServiceDep,
+) -> DerivedEvidenceSummary:
+    """The agent records what a turn concluded from the file (idempotent by evidence_id)."""
+    return await service.add_derived(principal, file_id, body)
 
 
 @router.post(

@@ -60,3 +60,26 @@ class EvidenceUnindexRow(Base):
     deleted_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow
     )
+
+
+class DerivedEvidenceRow(Base):
+    """What the agent concluded from a file in one turn (API.md "evidence link and
+    details window"); written by the agent through the internal route, deleted with the
+    file."""
+
+    __tablename__ = "evidence_derived"
+    __table_args__ = (Index("ix_evidence_derived_file", "file_id"),)
+
+    evidence_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False)
+    source_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    collected_at_turn: Mapped[int] = mapped_column(Integer, nullable=False)
+    primary_purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    related_hypothesis_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )

@@ -9,7 +9,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evidence_service.domain.evidence.models import EvidenceFileRow, EvidenceUnindexRow
+from evidence_service.domain.evidence.models import (
+    DerivedEvidenceRow,
+    EvidenceFileRow,
+    EvidenceUnindexRow,
+)
 from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
 
 SORT_COLUMNS = {
@@ -70,11 +74,45 @@ class EvidenceRepository:
         return rows.all(), int(total or 0)
 
     async def delete(self, row: EvidenceFileRow) -> None:
+        await self.session.execute(
+            delete(DerivedEvidenceRow).where(DerivedEvidenceRow.file_id == row.id)
+        )
         await self.session.delete(row)
         await self.session.flush()
 
+    async def derived_of(self, file_id: str) -> Sequence[DerivedEvidenceRow]:
+        rows = await self.session.scalars(
+            select(DerivedEvidenceRow)
+            .where(DerivedEvidenceRow.file_id == file_id)
+            .order_by(DerivedEvidenceRow.collected_at_turn, DerivedEvidenceRow.created_at)
+        )
+        return rows.all()
+
+    async def derived_counts(self, file_ids: Sequence[str]) -> dict[str, int]:
+        if not file_ids:
+            return {}
+        rows = await self.session.execute(
+            select(DerivedEvidenceRow.file_id, func.count())
+            .where(DerivedEvidenceRow.file_id.in_(file_ids))
+            .group_by(DerivedEvidenceRow.file_id)
+        )
+        return {file_id: int(n) for file_id, n in rows.all()}
+
+    async def get_derived(self, evidence_id: str) -> DerivedEvidenceRow | None:
+        return await self.session.get(DerivedEvidenceRow, evidence_id)
+
+    async def add_derived(self, row: DerivedEvidenceRow) -> DerivedEvidenceRow:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
     async def delete_case(self, owner_id: str, case_id: str) -> list[str]:
         """Delete the owner's rows of a case; the ids of the deleted rows."""
+        await self.session.execute(
+            delete(DerivedEvidenceRow).where(
+                DerivedEvidenceRow.owner_id == owner_id, DerivedEvidenceRow.case_id == case_id
+            )
+        )
         result = await self.session.execute(
             delete(EvidenceFileRow)
             .where(EvidenceFileRow.owner_id == owner_id, EvidenceFileRow.case_id == case_id)

@@ -18,20 +18,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from evidence_service.domain.evidence.cases import CaseGate
-from evidence_service.domain.evidence.models import EvidenceFileRow, EvidenceUnindexRow
+from evidence_service.domain.evidence.models import (
+    DerivedEvidenceRow,
+    EvidenceFileRow,
+    EvidenceUnindexRow,
+)
 from evidence_service.domain.evidence.repository import EvidenceRepository
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.auth import Principal
 from fm_common.contracts.evidence import (
     TEXT_SOURCE_TYPES,
     AnalysisUpdate,
+    DerivedEvidenceCreate,
+    DerivedEvidenceSummary,
     EvidenceFile,
     ExistingFiles,
     UploadedFileDetailsResponse,
     UploadedFileMetadata,
     UploadedFilesList,
 )
-from fm_common.errors import Forbidden, NotFound
+from fm_common.errors import Conflict, Forbidden, NotFound
 
 log = structlog.get_logger("evidence_service.evidence")
 
@@ -76,6 +82,18 @@ def to_contract(row: EvidenceFileRow, *, duplicate_of: str | None = None) -> Evi
         analysis_status=row.analysis_status,  # type: ignore[arg-type]
         summary=row.summary,
         source_metadata=row.source_metadata,
+    )
+
+
+def to_derived(row: DerivedEvidenceRow) -> DerivedEvidenceSummary:
+    return DerivedEvidenceSummary(
+        evidence_id=row.evidence_id,
+        summary=row.summary,
+        category=row.category,
+        collected_at_turn=row.collected_at_turn,
+        source_type=row.source_type,
+        primary_purpose=row.primary_purpose,
+        related_hypothesis_ids=list(row.related_hypothesis_ids or []),
     )
 
 
@@ -184,6 +202,7 @@ class EvidenceService:
         if total == 0:
             # No file of the caller's in it: an empty case of theirs, or not theirs at all.
             await self.cases.ensure_case(case_id, principal.token)
+        counts = await self.repo.derived_counts([row.id for row in rows])
         return UploadedFilesList(
             files=[
                 UploadedFileMetadata(
@@ -197,6 +216,7 @@ class EvidenceService:
                     analysis_status=row.analysis_status,  # type: ignore[arg-type]
                     summary=row.summary,
                     source_metadata=row.source_metadata,
+                    evidence_count=counts.get(row.id, 0),
                 )
                 for row in rows
             ],
@@ -213,6 +233,7 @@ class EvidenceService:
         row = await self._owned(principal, file_id)
         if row.case_id != case_id:
             raise FileNotFound()
+        derived = [to_derived(d) for d in await self.repo.derived_of(row.id)]
         return UploadedFileDetailsResponse(
             file_id=row.id,
             filename=row.filename,
@@ -221,14 +242,40 @@ class EvidenceService:
             uploaded_at_turn=row.uploaded_at_turn,
             uploaded_at=as_utc(row.uploaded_at),
             upload_source=row.upload_source,
-            # Evidence derived from a file (claims tied to hypotheses) lives in the case's
-            # investigation state, not here; this service reports the file itself.
-            evidence_count=0,
-            derived_evidence=[],
+            evidence_count=len(derived),
+            derived_evidence=derived,
             summary=row.summary,
             content_type=row.content_type,
             content_hash=row.content_hash,
         )
+
+    async def add_derived(
+        self, principal: Principal, file_id: str, body: DerivedEvidenceCreate
+    ) -> DerivedEvidenceSummary:
+        """Record what the agent concluded from the caller's file in a turn; a repeat of
+        the same evidence_id returns the first record (a replayed turn writes once)."""
+        row = await self._owned(principal, file_id)
+        existing = await self.repo.get_derived(body.evidence_id)
+        if existing is not None:
+            if existing.file_id != row.id or existing.owner_id != row.owner_id:
+                raise Conflict("This evidence_id is taken.", code="EVIDENCE_ID_TAKEN")
+            return to_derived(existing)
+        derived = await self.repo.add_derived(
+            DerivedEvidenceRow(
+                evidence_id=body.evidence_id,
+                file_id=row.id,
+                owner_id=row.owner_id,
+                case_id=row.case_id,
+                summary=body.summary,
+                category=body.category,
+                source_type=body.source_type,
+                collected_at_turn=body.collected_at_turn,
+                primary_purpose=body.primary_purpose,
+                related_hypothesis_ids=list(body.related_hypothesis_ids),
+            )
+        )
+        log.info("evidence.derived_added", file_id=row.id, turn=body.collected_at_turn)
+        return to_derived(derived)
 
     async def existing_files(self, principal: Principal, file_ids: list[str]) -> ExistingFiles:
         """Which of `file_ids` are still files of the user a service token acts for (the

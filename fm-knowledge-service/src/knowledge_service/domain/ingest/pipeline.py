@@ -95,19 +95,14 @@ def embed_and_upsert(
 @lru_cache(maxsize=4)
 def token_budget(embedder: Embedder) -> TokenBudget | None:
     """The embedding model's input length and tokenizer, for chunking within it."""
-    model = embedder.model
-    tokenizer = getattr(model, "tokenizer", None)
-    limit = getattr(model, "max_seq_length", None)
-    if tokenizer is None or not limit:
+    limit = embedder.max_seq_length
+    if not limit:
         return None
-    special = int(tokenizer.num_special_tokens_to_add(pair=False))
+    special = embedder.special_tokens
 
     @lru_cache(maxsize=8192)  # contexts and section names come back chunk after chunk
     def count(text: str) -> int:
-        if not text:
-            return 0
-        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
-        return len(ids["input_ids"])
+        return embedder.count_tokens(text)
 
     return TokenBudget(count, int(limit) - special)
 

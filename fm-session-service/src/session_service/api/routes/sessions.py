@@ -73,8 +73,11 @@ async def get_session(
 @router.post(
     "/{session_id}/heartbeat",
     responses={
-        401: {**_ERR, "description": "SESSION_EXPIRED once the session is gone, else bad token"},
-        **_404,
+        401: {
+            **_ERR,
+            "description": "SESSION_EXPIRED once the session is gone (ended, expired, unknown "
+            "or another user's), else a bad token",
+        },
         **_503,
     },
 )

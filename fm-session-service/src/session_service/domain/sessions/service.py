@@ -150,7 +150,9 @@ async def heartbeat(store: SessionStore, principal: Principal, session_id: str) 
         raise SessionExpired()
     if touched.status == "unknown":
         if principal.is_service or not await store.bind(session_id, principal.user_id, now):
-            raise NotFound(NOT_FOUND, code="SESSION_NOT_FOUND")
+            # Gone (ended, expired past the tombstone, never existed, or another user's:
+            # one answer for all): the client opens a new session and retries once.
+            raise SessionExpired()
         log.info("session.bound", session_id=session_id, via="heartbeat")
     session = await store.get(session_id)
     if session is None or session.user_id != principal.user_id:

@@ -1,0 +1,241 @@
+"""The ONNX Runtime embedding backend (the default, ADR 0095): no torch at run time.
+
+The model is the sentence-transformers one exported once to ONNX (`onnx_export`); the
+tokenizer is its fast tokenizer, run by the `tokenizers` library. A text is tokenized
+as sentence-transformers does it (truncated to the model's input length, a batch padded
+to its longest text), run through the transformer, mean-pooled over its real tokens
+and L2-normalised: the same vector as `SentenceTransformer.encode` (cosine >= 0.999
+over the runbook corpus, bench/knowledge.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from knowledge_service.domain.vectors import onnx_export
+from knowledge_service.domain.vectors.names import canonical_model_name
+
+log = structlog.get_logger("knowledge.embedder")
+
+
+class EmbeddingModelUnavailable(RuntimeError):
+    """The exported model is missing and cannot be exported here."""
+
+
+class OnnxEmbedder:
+    """One exported model; `encode` returns L2-normalised vectors as lists of floats.
+
+    `threads` is ONNX Runtime's intra-op thread count per call (0: one). With one
+    thread ORT starts no thread pool, so a session made before a fork (the worker's
+    main process) is safe to use in the children.
+    """
+
+    backend = "onnx"
+
+    def __init__(
+        self,
+        name: str,
+        onnx_root: Path,
+        threads: int = 0,
+        export: bool = True,
+        optimization: str = "all",
+    ) -> None:
+        self.name = canonical_model_name(name)
+        # ONNX Runtime's graph optimisation level: disabled, basic, extended or all.
+        self.optimization = optimization
+        self.onnx_root = onnx_root
+        self.threads = threads
+        self.export = export
+        self._session: Any = None
+        self._session_threads = 0
+        self._tokenizer: Any = None
+        self._counter: Any = None
+        self._manifest: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- loading ------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Any:
+        """The ONNX Runtime session (loaded, and exported first if need be, on first use)."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._load()
+        return self._session
+
+    def load(self) -> None:
+        self.model  # noqa: B018 (loads it)
+
+    def _load(self) -> None:
+        # The tokenizers library would start a thread pool for every batch: pointless
+        # for a few short texts on a shared 2-CPU machine, and fatal across the fork.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from tokenizers import Tokenizer
+
+        directory = self._exported_dir()
+        manifest = onnx_export.read_manifest(directory) or {}
+        limit = int(manifest["max_seq_length"])
+        tokenizer = Tokenizer.from_file(str(directory / onnx_export.TOKENIZER_FILE))
+        counter = Tokenizer.from_file(str(directory / onnx_export.TOKENIZER_FILE))
+        tokenizer.enable_truncation(max_length=limit)
+        tokenizer.enable_padding(pad_id=int(manifest["pad_id"]), pad_token=manifest["pad_token"])
+        counter.no_truncation()
+        counter.no_padding()
+        self._manifest = manifest
+        self._tokenizer = tokenizer
+        self._counter = counter
+        self._session = self._new_session(directory, self.threads or 1)
+        log.info(
+            "embedder.loaded",
+            model=self.name,
+            backend="onnx",
+            dim=self.dimension,
+            threads=self._session_threads,
+            path=str(directory),
+        )
+
+    def check_available(self) -> None:
+        """Raise EmbeddingModelUnavailable unless the model is exported (current) or can
+        be exported here: cheap, so a process can refuse to start without it."""
+        directory = onnx_export.model_dir(self.onnx_root, self.name)
+        if onnx_export.is_current(directory, self.name):
+            return
+        if not self.export or not onnx_export.exporter_available():
+            raise EmbeddingModelUnavailable(
+                f"no current ONNX export of {self.name} in {self.onnx_root}: run "
+                f"`fm-embedding-export --model {self.name} --out {self.onnx_root}` where the "
+                f"`torch` extra is installed, or set FM_EMBEDDING_BACKEND=torch"
+            )
+
+    def _exported_dir(self) -> Path:
+        directory = onnx_export.model_dir(self.onnx_root, self.name)
+        if onnx_export.is_current(directory, self.name):
+            return directory
+        self.check_available()
+        # In a child process: this process (a server) never imports torch.
+        log.info("embedder.exporting", model=self.name, path=str(directory))
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "knowledge_service.domain.vectors.onnx_export",
+                "--model",
+                self.name,
+                "--out",
+                str(self.onnx_root),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )
+        if not onnx_export.is_current(directory, self.name):
+            raise EmbeddingModelUnavailable(f"the export of {self.name} left no current model")
+        return directory
+
+    def _new_session(self, directory: Path, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }.get(self.optimization, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        # Threads that finish an op sleep at once rather than spin: the machine is
+        # shared with the other services, and spinning took CPU from them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            str(directory / onnx_export.MODEL_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self._session_threads = threads
+        return session
+
+    def set_threads(self, threads: int) -> None:
+        """Intra-op threads from now on (a worker child after the fork): a loaded session
+        with another count is replaced (its thread pool cannot change)."""
+        threads = threads or 1
+        self.threads = threads
+        with self._lock:
+            if self._session is not None and self._session_threads != threads:
+                directory = onnx_export.model_dir(self.onnx_root, self.name)
+                self._session = self._new_session(directory, threads)
+
+    # -- the model's facts --------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        self.load()
+        return int(self._manifest["dimension"])
+
+    @property
+    def max_seq_length(self) -> int | None:
+        self.load()
+        return int(self._manifest["max_seq_length"])
+
+    @property
+    def special_tokens(self) -> int:
+        self.load()
+        return len(self._counter.encode("", add_special_tokens=True).ids)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` without [CLS]/[SEP] and without truncation."""
+        if not text:
+            return 0
+        self.load()
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    # -- embedding ----------------------------------------------------------------------
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+        if not texts:
+            return []
+        import numpy as np
+
+        session = self.model
+        out: list[list[float]] = []
+        # Like sentence-transformers, batches of similar lengths pad less: sort by length,
+        # embed, and put the vectors back in the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), max(1, batch_size)):
+            idx = order[start : start + batch_size]
+            batch = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.array([e.ids for e in batch], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+            types = np.array([e.type_ids for e in batch], dtype=np.int64)
+            (hidden,) = session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+            )
+            for i, vector in zip(idx, _mean_pool_normalise(hidden, mask), strict=True):
+                vectors[i] = vector
+        out = [v.tolist() for v in vectors]
+        return out
+
+    def encode_query(self, text: str) -> list[float]:
+        return self.encode([text], batch_size=1)[0]
+
+
+def _mean_pool_normalise(hidden: Any, mask: Any) -> Any:
+    """sentence-transformers' mean Pooling then Normalize: the mean of the token vectors
+    under the attention mask (count clamped at 1e-9), divided by its L2 norm (at least
+    1e-12, as torch.nn.functional.normalize)."""
+    import numpy as np
+
+    weights = mask[..., None].astype(hidden.dtype)
+    summed = (hidden * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    pooled = summed / counts
+    norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled / norms

@@ -1,0 +1,150 @@
+"""The ONNX Runtime backend: the same vectors as sentence-transformers, the export kept
+while current and redone when stale, and a session made before a fork used after it."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knowledge_service.config import Settings
+from knowledge_service.domain.vectors import onnx_export
+from knowledge_service.domain.vectors.embedder import get_embedder
+from knowledge_service.domain.vectors.onnx_embedder import EmbeddingModelUnavailable, OnnxEmbedder
+
+MODEL = "all-MiniLM-L6-v2"
+TEXTS = [
+    "etcd has no leader",
+    "why",
+    "Checkout returns 502 and orders logs 'remaining connection slots are reserved'",
+    "Fehler: Verbindung abgelehnt — 接続が拒否されました — ошибка соединения ✓",
+    "OOMKilled " * 400,  # past the model's 256 tokens: truncated the same way
+    "## Diagnosis\n\nRun `kubectl -n monitoring get pods` and check the\toperator's logs.",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx() -> OnnxEmbedder:
+    embedder = get_embedder(MODEL, backend="onnx")
+    assert isinstance(embedder, OnnxEmbedder)
+    embedder.load()
+    return embedder
+
+
+@pytest.fixture
+def exported_copy(onnx: OnnxEmbedder, tmp_path: Path) -> Path:
+    """A copy of the current export in a root of its own."""
+    src = onnx_export.model_dir(onnx.onnx_root, MODEL)
+    shutil.copytree(src, onnx_export.model_dir(tmp_path, MODEL))
+    return tmp_path
+
+
+def test_onnx_vectors_are_the_sentence_transformers_vectors(onnx: OnnxEmbedder) -> None:
+    pytest.importorskip("sentence_transformers", reason="the reference needs the `torch` extra")
+    ref = get_embedder(MODEL, backend="torch")
+    expected = np.asarray(ref.encode(TEXTS, batch_size=3))
+    docs = np.asarray(onnx.encode(TEXTS, batch_size=3))  # batches mixing lengths: padded
+    queries = np.asarray([onnx.encode_query(t) for t in TEXTS])
+    assert docs.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
+    assert (docs * expected).sum(axis=1).min() >= 0.999
+    assert (queries * expected).sum(axis=1).min() >= 0.999
+    # The chunker's token counts are the model's own.
+    for text in TEXTS:
+        assert onnx.count_tokens(text) == ref.count_tokens(text)
+    assert (onnx.special_tokens, onnx.max_seq_length, onnx.dimension) == (2, 256, 384)
+    assert onnx.name == ref.name  # the same model name: switching backends needs no re-index
+
+
+def test_the_order_of_texts_is_kept_whatever_their_lengths(onnx: OnnxEmbedder) -> None:
+    one_by_one = np.asarray([onnx.encode([t])[0] for t in TEXTS])
+    together = np.asarray(onnx.encode(TEXTS, batch_size=2))
+    assert (one_by_one * together).sum(axis=1).min() >= 0.99999
+
+
+def test_an_export_is_current_until_its_source_or_recipe_changes(exported_copy: Path) -> None:
+    directory = onnx_export.model_dir(exported_copy, MODEL)
+    assert onnx_export.is_current(directory, MODEL)
+    manifest = json.loads((directory / onnx_export.MANIFEST).read_text())
+    assert manifest["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["onnx_sha256"] == onnx_export.file_sha256(directory / onnx_export.MODEL_FILE)
+
+    def with_manifest(**changes: object) -> bool:
+        (directory / onnx_export.MANIFEST).write_text(json.dumps({**manifest, **changes}))
+        return onnx_export.is_current(directory, MODEL)
+
+    if onnx_export.source_checksum(MODEL) is not None:  # the packaged weights changed
+        assert with_manifest(source_sha256="0" * 64) is False
+    assert with_manifest(format=onnx_export.EXPORT_FORMAT + 1) is False
+    assert with_manifest(model="other/model") is False
+    assert with_manifest() is True
+    (directory / onnx_export.MODEL_FILE).unlink()
+    assert onnx_export.is_current(directory, MODEL) is False
+
+
+def test_without_an_export_or_an_exporter_the_embedder_names_the_fix(tmp_path: Path) -> None:
+    embedder = OnnxEmbedder(MODEL, tmp_path / "none", export=False)
+    with pytest.raises(EmbeddingModelUnavailable, match="fm-embedding-export"):
+        embedder.check_available()
+    with pytest.raises(EmbeddingModelUnavailable, match="FM_EMBEDDING_BACKEND=torch"):
+        embedder.encode(["x"])
+
+
+def test_the_export_command_writes_a_current_model_with_the_same_vectors(
+    onnx: OnnxEmbedder, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch", reason="the export needs the `torch` extra")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "knowledge_service.domain.vectors.onnx_export"),
+            *("--model", MODEL, "--out", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
+    directory = onnx_export.model_dir(tmp_path, MODEL)
+    assert out.stdout.strip() == str(directory)
+    assert onnx_export.is_current(directory, MODEL)
+    fresh = OnnxEmbedder(MODEL, tmp_path, export=False)
+    a, b = np.asarray(fresh.encode(TEXTS)), np.asarray(onnx.encode(TEXTS))
+    assert (a * b).sum(axis=1).min() >= 0.99999
+
+
+def _child(embedder: OnnxEmbedder, threads: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    embedder.set_threads(threads)
+    queue.put((embedder.encode(TEXTS, batch_size=4), len(os.listdir("/proc/self/task"))))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_session_made_before_a_fork_serves_the_children(onnx: OnnxEmbedder, threads: int) -> None:
+    # The worker's main process loads a one-thread session (no pool) before forking.
+    parent = OnnxEmbedder(MODEL, onnx.onnx_root, threads=1)
+    parent.load()
+    expected = np.asarray(parent.encode(TEXTS, batch_size=4))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(parent, threads, queue))
+    proc.start()
+    vectors, _tasks = queue.get(timeout=120)
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    assert (np.asarray(vectors) * expected).sum(axis=1).min() >= 0.99999
+
+
+def test_settings_default_to_onnx_under_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedding_onnx_dir=None)
+    assert settings.embedding_backend == "onnx"
+    assert settings.embedding_onnx_root == tmp_path / "models"
