@@ -46,11 +46,14 @@ def system_stack(
     extra_env = {
         "FM_LOG_FORMAT": "json",
         "FM_WORKER_CONCURRENCY": "1",
-        "FM_AUTH_ADMIN_USERNAMES": "admin",
+        # The first admin by the bootstrap settings (never by registering a name).
+        "FM_AUTH_BOOTSTRAP_ADMIN_USERNAME": "admin",
+        "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": "correct horse battery",
         "HF_HUB_OFFLINE": "1",
         # Every system test comes from 127.0.0.1: keep the per-address limit out of the way.
         "FM_GATEWAY_PUBLIC_RATE_LIMIT_PER_WINDOW": "100000",
         "FM_GATEWAY_RATE_LIMIT_PER_WINDOW": "100000",
+        "FM_AUTH_REGISTRATIONS_PER_ADDRESS": "100000",
     }
     if fake_llm is not None:
         extra_env["FM_AGENT_PROVIDERS"] = json.dumps(

@@ -58,6 +58,8 @@ def make_settings(
             "session_url": session_server.url,
             "bcrypt_rounds": 4,
             "service_client_secret": SERVICE_SECRET,
+            # Every test registers from 127.0.0.1 (test_hardening sets its own limit).
+            "registrations_per_address": 100_000,
         }
         return Settings(**(values | overrides))
 

@@ -47,3 +47,54 @@ def test_a_port_answered_by_another_service_is_not_taken_for_healthy(tmp_path: P
         sleeper.kill()
         sleeper.wait()
         server.stop()
+
+
+def test_a_dead_store_is_restarted_with_growing_backoff(tmp_path: Path) -> None:
+    # Issue 16 item 4: a killed Redis took the whole `make run` down in 0.2 s.
+    import signal
+    import time
+
+    from fm_common.devstack import Restarter, port_in_use
+
+    stack = Stack(data_dir=tmp_path, ports=Stack.free_ports(), only={"redis"}, log_dir=tmp_path)
+    stack.start(wait=False)
+    try:
+        restarter = Restarter(stack, base_delay=0.2)
+        said: list[str] = []
+        for round_ in (1, 2):
+            first = stack.procs["redis"]
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                said += restarter.tick()
+                if stack.procs["redis"] is not first and port_in_use(stack.ports["redis"]):
+                    break
+                time.sleep(0.05)
+            assert stack.procs["redis"] is not first, said
+            assert stack.procs["redis"].poll() is None
+            assert f"restart {round_})" in " ".join(said)
+        # The second restart waited twice as long as the first (0.2 s, then 0.4 s).
+        assert "restarting it in 0.2 s (restart 1)" in said[0]
+        assert any("restarting it in 0.4 s (restart 2)" in line for line in said)
+        assert sum("redis restarted" in line for line in said) == 2
+    finally:
+        stack.stop()
+
+
+def test_each_process_gets_only_the_secrets_it_uses(tmp_path: Path) -> None:
+    # Issue 16 item 10: the service client secret was in the gateway's environment.
+    stack = Stack(
+        data_dir=tmp_path,
+        ports=Stack.free_ports(),
+        extra_env={"FM_AGENT_PROVIDERS": '[{"api_key": "sk-test"}]'},
+    )
+    for name in ("gateway", "session", "case", "knowledge", "evidence", "agent", "redis"):
+        assert "FM_SERVICE_CLIENT_SECRET" not in stack.process_env(name), name
+    for name in ("auth", "worker"):
+        assert stack.process_env(name)["FM_SERVICE_CLIENT_SECRET"] == stack.service_secret
+    assert "FM_AGENT_PROVIDERS" in stack.process_env("agent")
+    assert "FM_AGENT_PROVIDERS" in stack.process_env("worker")
+    assert "FM_AGENT_PROVIDERS" not in stack.process_env("gateway")
+    # Everything else is shared as before.
+    assert stack.process_env("gateway")["FM_REDIS_URL"] == stack.redis_url

@@ -63,6 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         log_dir=root / "logs",
         extra_env={
             "FM_AUTH_BCRYPT_ROUNDS": "4",
+            "FM_AUTH_REGISTRATIONS_PER_ADDRESS": "100000",
             "FM_WORKER_CONCURRENCY": "1",
             "HF_HUB_OFFLINE": "1",
             "FM_LOG_FORMAT": "json",

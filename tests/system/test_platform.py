@@ -34,7 +34,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ports=Stack.free_ports(),
         only={"redis", "auth", "session", "gateway"},
         log_dir=root / "logs",
-        extra_env={"FM_AUTH_BCRYPT_ROUNDS": "4"},
+        extra_env={"FM_AUTH_BCRYPT_ROUNDS": "4", "FM_AUTH_REGISTRATIONS_PER_ADDRESS": "100000"},
     )
     try:
         stack.start(timeout=120)

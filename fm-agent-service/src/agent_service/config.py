@@ -31,6 +31,8 @@ class Settings(BaseServiceSettings):
     providers: list[ProviderConfig] = Field(default_factory=list)
     # One deadline for a whole turn (context, every provider attempt, the write-back).
     turn_deadline_seconds: float = Field(default=60.0, gt=0)
+    # Turns one user may have running at once (sync and streamed; 429 beyond).
+    max_concurrent_turns_per_user: int = Field(default=2, ge=1)
     max_output_tokens: int = Field(default=1500, ge=64, le=32_000)
     # LLM calls per turn (the first answer, the one retry of a malformed answer, waits).
     max_steps: int = Field(default=3, ge=1, le=10)

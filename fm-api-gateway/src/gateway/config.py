@@ -77,6 +77,10 @@ class Settings(BaseServiceSettings):
         default_factory=lambda: ["redis", "auth"]
     )
     health_timeout: float = Field(default=2.0, gt=0)
+    # Processes without HTTP reported by their Redis heartbeat (fm_common.heartbeat).
+    health_heartbeats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["worker", "beat"]
+    )
     # A burst of /health calls fans out to every service at most once per this period.
     health_cache_seconds: float = Field(default=1.0, ge=0)
 
@@ -90,6 +94,10 @@ class Settings(BaseServiceSettings):
     sso: bool = False
     capabilities_cache_seconds: float = Field(default=30.0, ge=0)
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
+
+    # Serve /metrics on the public port (off: 404; scrape the services' own ports, or
+    # turn this on behind a network that only the scraper reaches).
+    metrics_public: bool = False
 
     # A log line for every request, not only for refused and failed ones (each service
     # logs the requests it serves, with the same request id; a line costs ~30-60 us).
@@ -108,6 +116,7 @@ class Settings(BaseServiceSettings):
         "cors_origins",
         "critical_components",
         "allowed_extensions",
+        "health_heartbeats",
         "trusted_proxies",
         mode="before",
     )
@@ -118,7 +127,18 @@ class Settings(BaseServiceSettings):
     @field_validator("critical_components")
     @classmethod
     def _known_components(cls, value: list[str]) -> list[str]:
-        known = {"auth", "session", "case", "knowledge", "evidence", "agent", "redis", "chroma"}
+        known = {
+            "auth",
+            "session",
+            "case",
+            "knowledge",
+            "evidence",
+            "agent",
+            "redis",
+            "chroma",
+            "worker",
+            "beat",
+        }
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"unknown components {unknown}; known: {sorted(known)}")

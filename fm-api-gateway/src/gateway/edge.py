@@ -272,6 +272,11 @@ class GatewayApp:
             if routing.is_upload(method, path)
             else settings.max_body_bytes
         )
+        if method == "POST" and path == routing.KNOWLEDGE_UPLOAD:
+            # The knowledge service's own limit (capabilities' maxFileBytes) plus the form
+            # around the file: refused here, not by a service that hangs up mid-body
+            # (which the client saw as a 502).
+            max_body = min(max_body, settings.max_file_bytes + routing.FORM_OVERHEAD_BYTES)
         length = None
         if content_length is not None:
             try:

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import jsonschema
 
+from fm_common.heartbeat import heartbeat_key
+
 REFERENCE = Path("/work/shared/reference/faultmaven-openapi-core.json")
 
 # API.md "Discovery": the capabilities shape (the reference document declares the route
@@ -103,14 +105,35 @@ async def test_health_is_unhealthy_503_when_a_critical_service_is_down(
 
 
 async def test_health_is_healthy_when_everything_answers(
-    start_gateway: Callable[..., str], upstreams: dict
+    start_gateway: Callable[..., str], upstreams: dict, redis_server
 ):
+    import redis
+
+    # The worker and beat beat (fm_common.heartbeat) in this Redis.
+    beats = redis.Redis.from_url(redis_server.url)
+    for component in ("worker", "beat"):
+        beats.set(heartbeat_key(component), "test", ex=60)
     # Any server answering 200 on /api/v2/heartbeat stands for Chroma here.
     url = start_gateway(chroma_url=upstreams["case"].url, critical_components="redis")
     async with httpx.AsyncClient(base_url=url) as client:
         resp = await client.get("/health")
     assert resp.status_code == 200
     assert resp.json()["status"] == "healthy"
+    assert resp.json()["services"]["worker"]["status"] == "healthy"
+
+    # Issue 16 item 10: /health said healthy with the worker dead.
+    beats.delete(heartbeat_key("worker"))
+    url = start_gateway(chroma_url=upstreams["case"].url, critical_components="redis")
+    async with httpx.AsyncClient(base_url=url) as client:
+        dead = (await client.get("/health")).json()
+    assert dead["status"] == "degraded"
+    assert dead["services"]["worker"] == {
+        "status": "unhealthy",
+        "error": "HeartbeatMissing",
+        "latency_ms": dead["services"]["worker"]["latency_ms"],
+    }
+    assert dead["services"]["beat"]["status"] == "healthy"
+    beats.delete(heartbeat_key("beat"))
 
 
 async def test_health_with_redis_down_is_unhealthy(
@@ -192,11 +215,20 @@ async def test_docs_page_loads_only_local_assets(client: httpx.AsyncClient):
     assert (await client.get("/docs/missing.js")).status_code == 404
 
 
-async def test_gateway_metrics_count_proxied_requests(client: httpx.AsyncClient):
-    await client.get("/api/v1/cases")
-    text = (await client.get("/metrics")).text
+async def test_gateway_metrics_count_proxied_requests(start_gateway):  # type: ignore[no-untyped-def]
+    url = start_gateway(metrics_public=True)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+        await client.get("/api/v1/cases")
+        text = (await client.get("/metrics")).text
     assert 'route="proxy:case"' in text
     assert "fm_http_request_duration_seconds" in text
+
+
+async def test_gateway_metrics_are_not_public_by_default(client: httpx.AsyncClient):
+    # Issue 16 item 10: /metrics was public at the gateway.
+    resp = await client.get("/metrics")
+    assert resp.status_code == 404
+    assert "fm_http_request" not in resp.text
 
 
 async def test_gateway_app_runs_in_process_with_its_lifespan(

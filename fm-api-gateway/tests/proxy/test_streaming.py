@@ -211,3 +211,33 @@ async def test_a_service_refusing_an_upload_midway_is_answered_with_its_own_erro
         headers=token_issuer.headers("u-refused"),
     )
     assert ok.json() == {"size": 50_000}
+
+
+async def test_knowledge_upload_over_the_file_limit_is_413_at_the_gateway(
+    start_gateway: Callable[..., str], token_issuer: TokenIssuer
+):
+    # Issue 16 item 9: a 30 MB knowledge upload passed the gateway's 55 MiB upload limit
+    # and the knowledge service (25 MiB) hung up mid-body: the client saw 500/502.
+    url = start_gateway(max_file_bytes=1024 * 1024)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        resp = await client.post(
+            "/api/v1/knowledge/documents",
+            files={"file": ("big.log", b"x" * (2 * 1024 * 1024), "text/plain")},
+            headers=token_issuer.headers("u-kb-big"),
+        )
+        assert resp.status_code == 413
+        assert resp.json()["code"] == "PAYLOAD_TOO_LARGE"
+        # Chunked (no Content-Length): cut while counting.
+        chunked = await client.post(
+            "/api/v1/knowledge/documents",
+            content=_chunks(2 * 1024 * 1024),
+            headers=token_issuer.headers("u-kb-big"),
+        )
+        assert chunked.status_code == 413
+        # Within the limit it goes through.
+        ok = await client.post(
+            "/api/v1/knowledge/documents",
+            files={"file": ("ok.log", b"x" * 1000, "text/plain")},
+            headers=token_issuer.headers("u-kb-big"),
+        )
+        assert ok.status_code != 413

@@ -18,8 +18,16 @@ class Settings(BaseServiceSettings):
 
     registration_enabled: bool = True
     dev_login_enabled: bool = False
-    # Comma-separated usernames that get the admin role (global knowledge base writes).
-    admin_usernames: str = "admin"
+    # The first admin: created at start with this password (or, when the account exists,
+    # made admin only if this is its password). Never by registering a name.
+    bootstrap_admin_username: str | None = Field(
+        default=None, min_length=3, max_length=50, pattern=r"^[A-Za-z0-9._-]+$"
+    )
+    bootstrap_admin_password: SecretStr | None = None
+    # Comma-separated usernames of EXISTING accounts that get the admin role (global
+    # knowledge base writes). Empty by default: a name listed before its account exists
+    # goes to whoever registers it first.
+    admin_usernames: str = ""
 
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=7 * 86_400, ge=300)
@@ -34,6 +42,11 @@ class Settings(BaseServiceSettings):
     service_client_secret: SecretStr | None = None
     service_token_max_ttl_seconds: int = Field(default=300, ge=1, le=300)
 
+    # Password policy at registration: at least this many characters, and a zxcvbn score
+    # (0-4, against the common and breached passwords it ships) of at least this much.
+    password_min_length: int = Field(default=8, ge=8, le=64)
+    password_min_score: int = Field(default=2, ge=0, le=4)
+
     # bcrypt cost; 12 in production (~0.25 s per hash on a laptop core).
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
@@ -41,8 +54,22 @@ class Settings(BaseServiceSettings):
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Accounts registered per client address in a window.
+    registrations_per_address: int = Field(default=20, ge=1)
+    registration_window_seconds: int = Field(default=3600, ge=1)
     # Peers whose X-Forwarded-For is believed (the gateway).
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+
+    @model_validator(mode="after")
+    def _bootstrap_admin_needs_a_password(self) -> Settings:
+        if self.bootstrap_admin_username and not (
+            self.bootstrap_admin_password and len(self.bootstrap_admin_password) >= 8
+        ):
+            raise ValueError(
+                "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD (8+ characters) must be set with "
+                "FM_AUTH_BOOTSTRAP_ADMIN_USERNAME"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_dev_login_in_production(self) -> Settings:

@@ -22,7 +22,7 @@ from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users import service as users
 from auth_service.domain.users.models import User
 from auth_service.domain.users.passwords import PasswordHasher
-from auth_service.domain.users.throttle import LoginThrottle
+from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
 from fm_common.auth import Principal
 from fm_common.clients.session import SessionClient
 from fm_common.contracts.auth import (
@@ -54,10 +54,14 @@ class AuthContext:
     hasher: PasswordHasher
     throttle: LoginThrottle
     sessions: SessionClient
+    registrations: RegistrationLimit | None = None
+
+    # The bootstrap admin, once its account is proven (users.bootstrap_admin).
+    bootstrap_admins: frozenset[str] = frozenset()
 
     @property
     def admins(self) -> frozenset[str]:
-        return self.settings.admin_username_set
+        return self.settings.admin_username_set | self.bootstrap_admins
 
 
 async def _open_session(
@@ -97,13 +101,27 @@ async def _open_session(
 
 
 async def register(
-    ctx: AuthContext, db: AsyncSession, body: RegisterRequest, bind_session_id: str | None
+    ctx: AuthContext,
+    db: AsyncSession,
+    body: RegisterRequest,
+    bind_session_id: str | None,
+    address: str = "",
 ) -> AuthTokenResponse:
-    """Create an account and log it in."""
+    """Create an account and log it in (at most so many per client address and window)."""
+    if ctx.registrations is not None:
+        await ctx.registrations.check(address)
     user = await users.register_user(
-        db, ctx.hasher, body, enabled=ctx.settings.registration_enabled
+        db,
+        ctx.hasher,
+        body,
+        enabled=ctx.settings.registration_enabled,
+        min_length=ctx.settings.password_min_length,
+        min_score=ctx.settings.password_min_score,
     )
-    return await _open_session(ctx, user, bind_session_id)
+    answer = await _open_session(ctx, user, bind_session_id)
+    if ctx.registrations is not None:
+        await ctx.registrations.record(address)
+    return answer
 
 
 async def login(

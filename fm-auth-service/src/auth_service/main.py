@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.api.routes import auth, internal
 from auth_service.config import Settings
@@ -18,7 +20,8 @@ from auth_service.domain.tokens.keys import (
 )
 from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users.passwords import PasswordHasher
-from auth_service.domain.users.throttle import LoginThrottle
+from auth_service.domain.users.service import bootstrap_admin
+from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
 from auth_service.flows import AuthContext
 from fm_common.app import create_service_app
 from fm_common.clients.session import SessionClient
@@ -26,6 +29,39 @@ from fm_common.db import create_engine, create_sessionmaker, migrate
 from fm_common.settings import load_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Answers that carry tokens or user data are never stored by a browser or proxy cache
+# (RFC 6749 5.1); the JWKS and the public config stay cacheable.
+_CACHEABLE = ("/api/v1/auth/.well-known/jwks.json", "/api/v1/auth/config")
+
+
+class NoStore:
+    """`Cache-Control: no-store` on every auth and token answer (issue 16 item 10)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in _CACHEABLE
+            or not path.startswith(("/api/v1/auth/", "/internal/"))
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"cache-control", b"pragma")
+                ]
+                headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,7 +107,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessions=SessionClient(
                 settings.session_url, app.state.http, retry_after=settings.retry_after_seconds
             ),
+            registrations=RegistrationLimit(
+                app.state.redis,
+                max_per_address=settings.registrations_per_address,
+                window_seconds=settings.registration_window_seconds,
+            ),
         )
+        if settings.bootstrap_admin_username and settings.bootstrap_admin_password:
+            ctx = app.state.auth
+            async with app.state.sessionmaker() as db:
+                granted = await bootstrap_admin(
+                    db,
+                    ctx.hasher,
+                    settings.bootstrap_admin_username,
+                    settings.bootstrap_admin_password.get_secret_value(),
+                )
+                await db.commit()
+            if granted:
+                app.state.auth = dataclasses.replace(
+                    ctx, bootstrap_admins=frozenset({settings.bootstrap_admin_username.lower()})
+                )
         try:
             yield
         finally:
@@ -96,4 +151,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(auth.router)
     app.include_router(internal.router)
+    app.add_middleware(NoStore)
     return app

@@ -75,14 +75,14 @@ async def test_duplicate_email_is_409(client: httpx.AsyncClient, register):
 
 
 async def test_73_byte_password_is_422_and_72_bytes_is_accepted(client: httpx.AsyncClient):
-    too_long = "é" * 36 + "x"  # 73 bytes in UTF-8, only 37 characters
+    too_long = "é" * 30 + "staple-horse" + "x"  # 73 bytes in UTF-8, only 43 characters
     resp = await client.post(
         "/api/v1/auth/register", json={"username": "erin", "password": too_long}
     )
     assert resp.status_code == 422
     assert resp.json()["code"] == "VALIDATION_ERROR"
     assert too_long not in resp.text
-    exactly = "é" * 36  # 72 bytes
+    exactly = "é" * 30 + "staple-horse"  # 72 bytes
     ok = await client.post("/api/v1/auth/register", json={"username": "erin", "password": exactly})
     assert ok.status_code == 201
     # No silent truncation: the 72-byte prefix plus one more byte is not the password.
@@ -166,8 +166,13 @@ async def test_me_returns_user_info(client: httpx.AsyncClient, register):
     assert info["created_at"].endswith("Z")
 
 
-async def test_admin_username_gets_the_admin_role(client: httpx.AsyncClient, register):
-    body = await register("admin")
+async def test_a_configured_admin_username_gets_the_admin_role(make_settings, start_auth):
+    # Only when named explicitly (FM_AUTH_ADMIN_USERNAMES defaults to none; the first
+    # admin comes from the bootstrap settings: test_hardening.py).
+    server = start_auth(make_settings(admin_usernames="ops"))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        resp = await c.post("/api/v1/auth/register", json={"username": "ops", "password": PASSWORD})
+    body = resp.json()
     assert body["user"]["roles"] == ["user", "admin"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["roles"] == ["user", "admin"]
@@ -212,3 +217,24 @@ async def test_login_accepts_an_email_field(client: httpx.AsyncClient, register)
     assert resp.json()["user"]["username"] == "kim"
     missing = await client.post("/api/v1/auth/login", json={"password": PASSWORD})
     assert missing.status_code == 422
+
+
+async def test_common_and_weak_passwords_are_refused_with_a_reason(client: httpx.AsyncClient):
+    # Issue 16 item 10: `password` was accepted. zxcvbn's offline lists decide.
+    for weak in ("password", "Password1", "12345678", "qwertyuiop", "iloveyou1", "admin123"):
+        resp = await client.post(
+            "/api/v1/auth/register", json={"username": "weakling", "password": weak}
+        )
+        assert resp.status_code == 422, weak
+        assert resp.json()["code"] == "WEAK_PASSWORD", weak
+        assert f'"{weak}"' not in resp.text  # never echoed
+    # The username itself is a guess an attacker tries first.
+    named = await client.post(
+        "/api/v1/auth/register", json={"username": "grafana-ops", "password": "grafana-ops1"}
+    )
+    assert named.status_code == 422
+    assert named.json()["code"] == "WEAK_PASSWORD"
+    ok = await client.post(
+        "/api/v1/auth/register", json={"username": "weakling", "password": PASSWORD}
+    )
+    assert ok.status_code == 201

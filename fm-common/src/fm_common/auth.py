@@ -248,6 +248,17 @@ async def require_admin(principal: Annotated[Principal, Depends(require_principa
     return principal
 
 
+async def require_service(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    """Internal routes that only services call: a user's own token is refused (issue 16:
+    a user's token reached a service's /internal route on its port and forged data)."""
+    if not principal.is_service:
+        raise Forbidden("This route takes service tokens only.", code="SERVICE_ONLY")
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+ServicePrincipal = Annotated[Principal, Depends(require_service)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]

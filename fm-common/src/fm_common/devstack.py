@@ -3,9 +3,10 @@
 A small Procfile supervisor (in the manner of honcho/foreman) that also knows the
 system's topology: it gives every process its port and every service the URLs of the
 others, skips Procfile lines whose Python module is not installed, refuses to start on
-a taken port with a clear message, waits until the gateway reports healthy, and stops
-everything on Ctrl-C or when any process dies. System tests use the same `Stack` on free
-ports, so they start the real processes the way `make run` does.
+a taken port with a clear message, waits until the gateway reports healthy, restarts a
+child that dies with backoff (stores first, and says so), and stops everything on
+Ctrl-C. System tests use the same `Stack` on free ports, so they start the real
+processes the way `make run` does.
 
     python -m fm_common.devstack run [--data-dir data] [--base-port 8000]
 """
@@ -46,6 +47,19 @@ SERVICES: dict[str, tuple[str, int]] = {
 }
 STORES: dict[str, tuple[str, int]] = {"chroma": ("FM_CHROMA", 8007), "redis": ("FM_REDIS", 6379)}
 START_FIRST = ("redis", "chroma")
+# Secrets go only to the processes that use them (issue 16 item 10: the service client
+# secret was in the gateway's environment, readable by anything that reads it there).
+SECRET_ENV: dict[str, frozenset[str]] = {
+    # The worker asks the auth service for service tokens with it; auth checks it.
+    "FM_SERVICE_CLIENT_SECRET": frozenset({"auth", "worker"}),
+    "FM_WORKER_SERVICE_CLIENT_SECRET": frozenset({"worker"}),
+    "FM_AUTH_SERVICE_CLIENT_SECRET": frozenset({"auth"}),
+    "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": frozenset({"auth"}),
+    # Provider API keys: the agent, and the worker that runs queued turns.
+    "FM_AGENT_PROVIDERS": frozenset({"agent", "worker"}),
+    # The key of the redaction map's originals: the agent and the worker's queued turns.
+    "FM_AGENT_REDACTION_KEY": frozenset({"agent", "worker"}),
+}
 
 
 @dataclass(frozen=True)
@@ -228,12 +242,19 @@ class Stack:
             self.wait_healthy(timeout)
         return self
 
+    def process_env(self, name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of process `name`: every secret it does not use left out."""
+        env = self.env() if env is None else env
+        return {k: v for k, v in env.items() if name in SECRET_ENV.get(k, frozenset({name}))}
+
     def start_process(self, name: str, env: dict[str, str] | None = None) -> None:
         spec = self.specs[name]
-        env = env or self.env()
+        env = self.process_env(name, env)
         command = os.path.expandvars(_expand(spec.command, env))
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            if name in self._logs:  # a restart: the dead child's log handle
+                self._logs.pop(name).close()
             out: IO[bytes] | int = open(self.log_dir / f"{name}.log", "ab")
             self._logs[name] = out  # type: ignore[assignment]
         else:
@@ -313,6 +334,62 @@ class Stack:
         return None
 
 
+@dataclass
+class Restarter:
+    """Restarts dead children with exponential backoff, as a process manager would
+    (issue 16 item 4: a dead Redis used to stop everything in 0.2 s). Stores first: a
+    service waits while a store it needs is down. A child that stays up for
+    `stable_seconds` has its backoff reset. `tick()` is called by the supervisor loop
+    and returns what it did, for the person at the terminal."""
+
+    stack: Stack
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_seconds: float = 60.0
+    failures: dict[str, int] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+
+    def tick(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        said: list[str] = []
+        order = [n for n in START_FIRST if n in self.stack.procs] + [
+            n for n in self.stack.procs if n not in START_FIRST
+        ]
+        stores_down = False
+        for name in order:
+            proc = self.stack.procs[name]
+            code = proc.poll()
+            if code is None:
+                if (
+                    name in self.failures
+                    and now - self.started.get(name, now) > self.stable_seconds
+                ):
+                    del self.failures[name]
+                if name in START_FIRST and not port_in_use(self.stack.ports[name]):
+                    stores_down = True  # restarted, not yet listening
+                continue
+            if name in START_FIRST:
+                stores_down = True
+            if name not in self.due:
+                count = self.failures.get(name, 0)
+                delay = min(self.max_delay, self.base_delay * 2**count)
+                self.failures[name] = count + 1
+                self.due[name] = now + delay
+                said.append(
+                    f"FaultMaven: {name} exited with {code}; restarting it in {delay:g} s "
+                    f"(restart {count + 1})"
+                )
+                continue
+            if now < self.due[name] or (name not in START_FIRST and stores_down):
+                continue
+            self.stack.start_process(name)
+            self.started[name] = now
+            del self.due[name]
+            said.append(f"FaultMaven: {name} restarted")
+        return said
+
+
 def _check_identity(name: str, port: int, resp: httpx.Response) -> None:
     """The service answering on `name`'s port must be `name` (not a process that held
     the port first)."""
@@ -386,11 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.start(wait=False)
         deadline = time.monotonic() + 180
         healthy = False
+        restarter = Restarter(stack)
         while not stopping.is_set():
-            dead = stack.first_dead()
-            if dead is not None:
-                _say(f"FaultMaven: {dead} exited; stopping everything")
-                return 1
+            # A dead child is restarted with backoff (stores first), not the end of all.
+            for line in restarter.tick():
+                _say(line)
             if not healthy:
                 try:
                     stack.wait_healthy(timeout=0.5)

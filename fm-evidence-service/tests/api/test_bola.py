@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-async def test_other_user_gets_404_on_every_evidence_route(kit, alice, bob, client):
+async def test_other_user_gets_404_on_every_evidence_route(kit, alice, bob, client, token_issuer):
     file = (await kit.upload(alice)).json()
     fid, cid = file["file_id"], alice.case_id
     attempts = {
@@ -20,7 +20,7 @@ async def test_other_user_gets_404_on_every_evidence_route(kit, alice, bob, clie
         "analysis": await client.put(
             f"/internal/v1/evidence/{fid}/analysis",
             json={"analysis_status": "failed"},
-            headers=bob.headers,
+            headers=token_issuer.headers("worker", roles=["service"], on_behalf_of=bob.user_id),
         ),
     }
     assert {name: r.status_code for name, r in attempts.items()} == dict.fromkeys(attempts, 404)
@@ -35,9 +35,12 @@ async def test_other_user_gets_404_on_every_evidence_route(kit, alice, bob, clie
     assert len(kit.stored()) == 1
 
 
-async def test_other_user_case_cleanup_does_not_touch_my_files(kit, alice, bob, client):
+async def test_other_user_case_cleanup_does_not_touch_my_files(
+    kit, alice, bob, client, token_issuer
+):
     await kit.upload(alice)
-    resp = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=bob.headers)
+    as_bob = token_issuer.headers("worker", roles=["service"], on_behalf_of=bob.user_id)
+    resp = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=as_bob)
     assert resp.status_code == 204
     assert len(kit.stored()) == 1
     assert await kit.rows() == 1

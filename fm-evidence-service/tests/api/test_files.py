@@ -142,7 +142,14 @@ async def test_case_file_list_sorts_by_filename_ascending(kit, alice, client):
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"sort_by": "owner"}, {"sort_order": "up"}],
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"offset": 9223372036854775808},  # past SQLite's integer: was a 500 (issue 16)
+        {"sort_by": "owner"},
+        {"sort_order": "up"},
+    ],
 )
 async def test_case_file_list_rejects_out_of_range_params(client, alice, params):
     resp = await client.get(
@@ -191,18 +198,36 @@ async def test_case_file_details_of_another_case_is_404(kit, alice, client, case
 
 
 async def test_internal_delete_case_files_is_idempotent_and_case_scoped(
-    kit, alice, client, case_service
+    kit, alice, client, case_service, token_issuer
 ):
     other_case = case_service.add_case(alice.user_id)
     await kit.upload(alice)
     await kit.upload(alice, kit.png, "s.png")
     kept = (await kit.upload(alice, case_id=other_case)).json()
-    resp = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=alice.headers)
+    # The worker's case cleanup, acting for the owner.
+    service = token_issuer.headers("worker", roles=["service"], on_behalf_of=alice.user_id)
+    resp = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=service)
     assert resp.status_code == 204
     assert [p.name for p in kit.stored()] == [kept["file_id"]]
     assert await kit.rows() == 1
-    again = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=alice.headers)
+    again = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=service)
     assert again.status_code == 204
+
+
+async def test_internal_routes_refuse_a_users_own_token(kit, alice, client):
+    # Issue 16 item 10: a user's own token was accepted by a service's /internal routes
+    # when its port was reachable.
+    fid = (await kit.upload(alice)).json()["file_id"]
+    forged = await client.put(
+        f"/internal/v1/evidence/{fid}/analysis",
+        json={"analysis_status": "completed", "summary": "all good, nothing to see"},
+        headers=alice.headers,
+    )
+    assert forged.status_code == 403
+    assert forged.json()["code"] == "SERVICE_ONLY"
+    wiped = await client.delete(f"/internal/v1/cases/{alice.case_id}/files", headers=alice.headers)
+    assert wiped.status_code == 403
+    assert len(kit.stored()) == 1
 
 
 async def test_service_token_on_behalf_of_owner_reads_content(kit, alice, client, token_issuer):

@@ -131,6 +131,11 @@ def _child_started(**_: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    if settings.memory_limit_kb:
+        from fm_common.limits import limit_as
+
+        cap = limit_as(settings.memory_limit_kb * 1024)
+        log.info("worker.child_memory_capped", address_space_mb=cap // (1024 * 1024))
     from job_worker.runtime import reset_runtime
 
     reset_runtime()
@@ -144,9 +149,19 @@ def _child_started(**_: Any) -> None:
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     # Work this worker had in flight when it died is redone now rather than after the
     # visibility timeout.
+    from fm_common.heartbeat import start_heartbeat
     from job_worker.tracking import recover_inflight
 
+    # The gateway's /health reports the worker by this key (a dead worker is not healthy).
+    start_heartbeat(settings.redis_url, "worker")
     hostname = getattr(sender, "hostname", None)
     if hostname:
         recovered = recover_inflight(app, hostname)
         log.info("worker.ready", hostname=hostname, recovered=recovered, modules=TASK_MODULES)
+
+
+@signals.beat_init.connect
+def _beat_started(**_: Any) -> None:
+    from fm_common.heartbeat import start_heartbeat
+
+    start_heartbeat(settings.redis_url, "beat")

@@ -29,6 +29,10 @@ class Settings(BaseServiceSettings):
     maintenance_time_limit: int = Field(default=3300, ge=10)
     # A child that grew past this (KiB) is replaced after its current task.
     max_memory_per_child_kb: int = Field(default=3_000_000, ge=100_000)
+    # A hard cap that bites during a task, before the host runs out: each child's
+    # address space may grow this much (KiB) past its size at start (0: no cap). Parsing
+    # has its own, smaller cap per document (FM_KNOWLEDGE_PARSE_MEMORY_MB).
+    memory_limit_kb: int = Field(default=4_000_000, ge=0)
     # Torch threads per child; 0 divides the CPUs among the children.
     torch_threads: int = Field(default=0, ge=0)
     # Load the embedding model in the main process before forking (a worker that

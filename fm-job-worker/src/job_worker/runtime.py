@@ -122,6 +122,13 @@ class Runtime:
             embedder=self.embedder,
             db=self.db,
             changed=self.collection_changed,
+            job_failed=self._job_failed,
+        )
+
+    def _job_failed(self, job_id: str, reason: str) -> None:
+        # Before the document says failed: whoever sees it failed finds its job failed.
+        self.jobs.update(
+            job_id, status="failed", error={"message": reason, "code": "INGEST_FAILED"}
         )
 
     @cached_property

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from fm_common.limits import ParseLimits
 from fm_common.settings import BaseServiceSettings
 
 TEXT_EXTENSIONS = (
@@ -76,10 +77,22 @@ class Settings(BaseServiceSettings):
     chunk_overlap_words: int = Field(default=30, ge=0, le=500)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    # Queued ingestion per user: uploads beyond either are 429 until some are processed.
+    max_pending_documents_per_user: int = Field(default=200, ge=1)
+    max_pending_bytes_per_user: int = Field(default=200 * 1024 * 1024, ge=1)
     # Extraction guards, so one bad file cannot take the worker down.
     max_extracted_chars: int = Field(default=5_000_000, ge=1000)
     max_pdf_pages: int = Field(default=2000, ge=1)
     max_chunks_per_document: int = Field(default=20_000, ge=1)
+    # Bounded parsing (fm_common.limits): shape limits, and the memory and wall-clock
+    # time one document's extraction and chunking may take (in a child process of the
+    # worker that the kernel stops at the limit).
+    max_csv_columns: int = Field(default=1000, ge=1)
+    max_cell_chars: int = Field(default=100_000, ge=1000)
+    max_nesting_depth: int = Field(default=100, ge=2, le=900)
+    max_context_chars: int = Field(default=400, ge=20)
+    parse_memory_mb: int = Field(default=1024, ge=64)
+    parse_seconds: float = Field(default=120.0, gt=0)
 
     # The case service proves that a `case` scope upload targets one of the caller's
     # cases; off only where no case service runs (the knowledge service's own tests).
@@ -88,6 +101,19 @@ class Settings(BaseServiceSettings):
     # Hybrid search: semantic and BM25 candidates per collection before fusion.
     hybrid_candidates: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
+
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_chars=self.max_extracted_chars,
+            max_pdf_pages=self.max_pdf_pages,
+            max_csv_columns=self.max_csv_columns,
+            max_cell_chars=self.max_cell_chars,
+            max_depth=self.max_nesting_depth,
+            max_context_chars=self.max_context_chars,
+            max_chunks=self.max_chunks_per_document,
+            memory_bytes=self.parse_memory_mb * 1024 * 1024,
+            seconds=self.parse_seconds,
+        )
 
     @property
     def embedding_onnx_root(self) -> Path:

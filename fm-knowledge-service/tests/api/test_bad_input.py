@@ -97,3 +97,76 @@ def test_executable_is_415(kapi) -> None:  # type: ignore[no-untyped-def]
     resp = kapi.upload(_user(), "tool.exe", b"MZ\x90\x00" * 100)
     assert resp.status_code == 415
     assert resp.json()["code"] == "UNSUPPORTED_FILE_TYPE"
+
+
+def _worker_children(kstack) -> list[int]:  # type: ignore[no-untyped-def]
+    main = kstack.procs["worker"].pid
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == main:
+            children.append(int(entry))
+    return children
+
+
+def _status_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} missing")
+
+
+def _address_space_cap(pid: int) -> str:
+    with open(f"/proc/{pid}/limits") as fh:
+        for line in fh:
+            if line.startswith("Max address space"):
+                return line.split()[3]
+    raise AssertionError("no address space line")
+
+
+# Issue 16, item 1: a 1.2 MB CSV of 100,000 columns took a worker child to 18.9 GB.
+HOSTILE_SHAPES = [
+    ("wide.csv", (",".join(f"c{i}" for i in range(100_000)) + "\n").encode(), "columns"),
+    ("cell.csv", b"a,b\n" + b'"' + b"x" * 3_000_000 + b'",1\n', "cell"),
+    ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("deep.yaml", b"a: " + b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+]
+
+
+def test_hostile_shapes_fail_once_with_the_workers_memory_under_its_limit(kapi, kstack) -> None:  # type: ignore[no-untyped-def]
+    user = _user()
+    for name, data, reason in HOSTILE_SHAPES:
+        doc = kapi.ingest(user, name, data)
+        assert doc["status"] == "failed", (name, doc)
+        assert reason in doc["error"].lower(), (name, doc["error"])
+        job = kapi.get(user, f"/api/v1/knowledge/jobs/{doc['metadata']['job_id']}").json()
+        assert job["status"] == "failed"
+        assert job["attempts"] == 1  # failed once, not redelivered
+    children = _worker_children(kstack)
+    assert children
+    limit_kb = 3_000_000  # FM_WORKER_MAX_MEMORY_PER_CHILD_KB's default
+    for pid in children:
+        # Each child's peak stayed under the per-child limit, and a hard cap exists.
+        assert _status_kb(pid, "VmHWM") < limit_kb
+        assert _address_space_cap(pid) != "unlimited"
+    # And the worker still ingests.
+    doc = kapi.ingest(user, "fine.csv", b"host,status\nweb-1,down\n")
+    assert doc["status"] == "processed", doc
+
+
+def test_the_running_worker_keeps_its_health_heartbeat(kstack) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from fm_common.heartbeat import heartbeat_key
+
+    # What the gateway's /health reads to report the worker (issue 16 item 10).
+    client = redis.Redis.from_url(kstack.redis_url)
+    assert client.exists(heartbeat_key("worker"))
+    assert 0 < client.ttl(heartbeat_key("worker")) <= 35

@@ -165,7 +165,14 @@ async def test_list_shows_own_and_global_with_filters_and_paging(client, token_i
     for state, count in (("processing", 5), ("processed", 0), ("failed", 0)):
         page = (await client.get(f"/api/v1/knowledge/documents?status={state}", headers=me)).json()
         assert page["total_count"] == count, state
-    for bad in ("limit=0", "limit=101", "offset=-1", "scope=team", "status=done"):
+    for bad in (
+        "limit=0",
+        "limit=101",
+        "offset=-1",
+        "offset=9223372036854775808",  # past SQLite's integer: was a 500 (issue 16)
+        "scope=team",
+        "status=done",
+    ):
         resp = await client.get(f"/api/v1/knowledge/documents?{bad}", headers=me)
         assert resp.status_code == 422, bad
 
@@ -218,3 +225,31 @@ async def test_vector_store_down_is_503_and_loses_nothing(
             still = await c.get(f"/api/v1/knowledge/documents/{doc_id}", headers=headers)
             assert still.status_code == 200
             assert (await c.get("/ready")).status_code == 503
+
+
+async def test_queued_ingestion_is_capped_per_user(
+    redis_url, chroma_url, sqlite_url, data_dir, token_issuer
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 16 item 5: one user's indexing held both worker children for 7 minutes while
+    # 34 other tasks waited. No worker runs here: every upload stays waiting.
+    settings = _settings(
+        redis_url=redis_url,
+        chroma_url=chroma_url,
+        database_url=sqlite_url,
+        data_dir=data_dir,
+        jwks_url=token_issuer.jwks_url,
+        max_pending_documents_per_user=3,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://knowledge") as c:
+            hog = _h(token_issuer, "hog")
+            codes = [(await _upload(c, hog, f"d{i}.md")).status_code for i in range(4)]
+            assert codes == [202, 202, 202, 429]
+            refused = await _upload(c, hog, "d5.md")
+            assert refused.json()["code"] == "TOO_MANY_PENDING"
+            assert int(refused.headers["retry-after"]) > 0
+            # Another user is not held by the first one's queue.
+            other = await _upload(c, _h(token_issuer, "other"), "mine.md")
+            assert other.status_code == 202

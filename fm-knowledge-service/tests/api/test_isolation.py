@@ -121,10 +121,20 @@ def test_deleting_a_case_collection_is_owner_scoped_and_idempotent(kapi) -> None
     )
     assert doc["status"] == "processed"
     path = f"/internal/v1/collections/case/{case_id}"
-    assert kapi.delete(_user(), path).status_code == 404
+
+    def as_worker(user: str) -> int:
+        # The worker's case cleanup: a service token acting for the user.
+        headers = kapi.issuer.headers("service:worker", roles=["service"], on_behalf_of=user)
+        return int(kapi.client.delete(path, headers=headers).status_code)
+
+    assert as_worker(_user()) == 404
+    # A user's own token is refused on an internal route (issue 16 item 10).
+    own = kapi.delete(dave, path)
+    assert own.status_code == 403
+    assert own.json()["code"] == "SERVICE_ONLY"
     assert kapi.search(dave, f"mango-{tag} OOMKilled", case_id=case_id).json()["results"]
-    assert kapi.delete(dave, path).status_code == 204
-    assert kapi.delete(dave, path).status_code == 204
+    assert as_worker(dave) == 204
+    assert as_worker(dave) == 204
     assert kapi.get(dave, f"/api/v1/knowledge/documents/{doc['document_id']}").status_code == 404
     gone = kapi.search(dave, f"mango-{tag} OOMKilled", scopes=["case"], case_id=case_id)
     assert gone.json()["results"] == []

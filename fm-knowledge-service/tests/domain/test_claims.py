@@ -28,13 +28,15 @@ def db(any_kdb: Db) -> Db:
     return any_kdb
 
 
-def _add(db: Db, doc_id: str, *, size: int = 100, age: int = 0, **fields: Any) -> None:
+def _add(
+    db: Db, doc_id: str, *, size: int = 100, age: int = 0, owner: str = "o", **fields: Any
+) -> None:
     async def add(s: Any) -> None:
         await repo.add(
             s,
             Document(
                 id=doc_id,
-                owner_id="o",
+                owner_id=owner,
                 scope="personal",
                 collection="user_o",
                 title=doc_id,
@@ -193,3 +195,19 @@ def test_migrations_match_the_models(any_db_url: str) -> None:
             await engine.dispose()
 
     assert asyncio.run(diff()) == []
+
+
+def test_a_batch_serves_every_waiting_user_round_robin(db: Db) -> None:
+    # Issue 16 item 5: one user's indexing held both worker children for 7 minutes while
+    # 34 other tasks waited. Bob's one document waited before Hog's 40 (the oldest
+    # waiting), Carol's after them: the next batch of Hog's takes one of each user's
+    # before a second of Hog's.
+    _add(db, "bob-1", owner="bob", age=0)
+    for i in range(40):
+        _add(db, f"hog-{i}", owner="hog", age=10 + i)
+    _add(db, "carol-1", owner="carol", age=100)
+    state, ids = _claim(db, "hog-0", "run-a", n=4)
+    assert state == "claimed"
+    assert ids[0] == "hog-0"
+    assert set(ids[1:3]) == {"bob-1", "carol-1"}
+    assert ids[3].startswith("hog-")

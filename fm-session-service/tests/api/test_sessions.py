@@ -117,6 +117,15 @@ async def test_list_limit_out_of_range_is_422(client: httpx.AsyncClient, token_i
     assert resp.status_code == 422
 
 
+async def test_an_offset_past_a_64_bit_integer_is_422(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    resp = await client.get(
+        "/api/v1/sessions?offset=9223372036854775808", headers=token_issuer.headers("u")
+    )
+    assert resp.status_code == 422
+
+
 async def test_other_user_gets_404_for_my_session(
     client: httpx.AsyncClient, token_issuer: TokenIssuer
 ):

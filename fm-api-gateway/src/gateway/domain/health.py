@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
+from fm_common.heartbeat import heartbeat_key
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,20 @@ def _http_check(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[Non
     return check
 
 
+def _heartbeat_check(state: GatewayState, component: str) -> Callable[[], Awaitable[None]]:
+    """A process without HTTP (worker, beat) is alive while its Redis key is fresh."""
+
+    async def check() -> None:
+        if not await state.redis.exists(heartbeat_key(component)):
+            raise HeartbeatMissing(component)
+
+    return check
+
+
+class HeartbeatMissing(Exception):
+    """No recent heartbeat: the process is down (or cannot reach Redis)."""
+
+
 async def system_health(state: GatewayState) -> dict[str, Any]:
     """The system's health, computed at most once per `health_cache_seconds`."""
     now = time.monotonic()
@@ -75,6 +90,8 @@ async def _check_all(state: GatewayState) -> dict[str, Any]:
         for name, url in settings.service_urls().items()
     }
     checks["redis"] = state.redis.ping
+    for component in settings.health_heartbeats:
+        checks[component] = _heartbeat_check(state, component)
     checks["chroma"] = _http_check(http, f"{settings.chroma_url.rstrip('/')}/api/v2/heartbeat")
     names = list(checks)
     results = await asyncio.gather(*(_timed(checks[n], settings.health_timeout) for n in names))

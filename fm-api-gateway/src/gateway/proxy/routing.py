@@ -66,6 +66,11 @@ def is_public(method: str, path: str) -> bool:
     return (method, path) in PUBLIC_ROUTES
 
 
+KNOWLEDGE_UPLOAD = "/api/v1/knowledge/documents"
+# Multipart framing and form fields around a file (as the knowledge service allows).
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
 def is_upload(method: str, path: str) -> bool:
     """Routes whose bodies carry files and get the larger size limit."""
     if method not in ("POST", "PUT"):

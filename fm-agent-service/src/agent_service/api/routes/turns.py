@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent_service.api.deps import RuntimeDep
+from agent_service.api.routes.turn_checks import parse_intent_data, refuse_nul
 from agent_service.api.sse import choose_mode, framed
 from agent_service.domain.turns.context import FileInput, TurnInput
 from agent_service.domain.turns.flows import get_turn_job
 from agent_service.domain.turns.service import submit_turn
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.agent import TurnJobStatus, TurnResponse
-from fm_common.errors import PayloadTooLarge, Unprocessable
+from fm_common.errors import PayloadTooLarge
 
 router = APIRouter(tags=["turns"])
 
@@ -74,14 +74,17 @@ async def submit(
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Ask the agent a question in a case, with optional pasted content and files."""
+    refuse_nul(
+        query=query,
+        pasted_content=pasted_content,
+        intent_type=intent_type,
+        input_type=input_type,
+        source_url=source_url,
+        observed_at=observed_at,
+    )
     data: dict[str, Any] | None = None
     if _blank(intent_data):
-        try:
-            data = json.loads(intent_data)  # type: ignore[arg-type]
-        except json.JSONDecodeError:
-            raise Unprocessable("intent_data is not valid JSON.", code="INVALID_INTENT") from None
-        if not isinstance(data, dict):
-            raise Unprocessable("intent_data must be a JSON object.", code="INVALID_INTENT")
+        data = parse_intent_data(intent_data)  # type: ignore[arg-type]
     if len(files) > rt.settings.max_files:
         raise PayloadTooLarge(f"At most {rt.settings.max_files} files per turn.")
     inp = TurnInput(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import structlog
 
 from agent_service.domain.turns.context import TurnInput, check_caps, prepare_turn
+from agent_service.domain.turns.fairness import give_turn_slot, take_turn_slot
 from agent_service.domain.turns.flows import answer_turn, queue_turn, run_turn
 from agent_service.domain.turns.idempotency import check_key, turn_key
 from agent_service.runtime import AgentRuntime
@@ -89,14 +90,21 @@ async def submit_turn(
             outcome = Outcome(202, accepted.model_dump(), {"Location": accepted.location})
         elif mode == "stream":
             deadline = time.monotonic() + rt.settings.turn_deadline_seconds
-            prep = await prepare_turn(rt, case_id, inp, tkey, deadline)
+            await _take_slot(rt, user)
+            try:
+                prep = await prepare_turn(rt, case_id, inp, tkey, deadline)
+            except BaseException:
+                await give_turn_slot(rt.redis, user)
+                raise
             return Outcome(200, events=_stream(rt, prep, user, key, fp))
         else:
+            await _take_slot(rt, user)
             rt.inflight += 1
             try:
                 response = await run_turn(rt, case_id, inp, tkey)
             finally:
                 rt.inflight -= 1
+                await give_turn_slot(rt.redis, user)
             outcome = Outcome(200, response.model_dump(mode="json"))
     except BaseException:
         await release()
@@ -104,6 +112,12 @@ async def submit_turn(
     if key is not None:
         await rt.idempotency.finish(user, key, fp, outcome.status, outcome.body, outcome.headers)
     return outcome
+
+
+async def _take_slot(rt: AgentRuntime, user: str) -> None:
+    """One of the user's concurrent-turn slots (fairness between users), or 429."""
+    ttl = int(rt.settings.turn_deadline_seconds) + 60
+    await take_turn_slot(rt.redis, user, rt.settings.max_concurrent_turns_per_user, ttl)
 
 
 def _stream(
@@ -137,6 +151,7 @@ def _stream(
             await emit("error", {"code": "INTERNAL_ERROR", "message": "The turn failed."})
         finally:
             rt.inflight -= 1
+            await give_turn_slot(rt.redis, user)
             await queue.put(None)
 
     task = asyncio.create_task(work())

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from fm_common.errors import NotFound
 from gateway.domain.capabilities import capabilities
 from gateway.domain.health import UNHEALTHY, system_health
 from gateway.state import GatewayState
@@ -61,7 +62,11 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics, only where FM_GATEWAY_METRICS_PUBLIC allows: the gateway is the
+    public entry point, and its counters describe every user's traffic (issue 16)."""
+    if not _state(request).settings.metrics_public:
+        raise NotFound("Not found.")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -38,14 +38,20 @@ _503: Responses = {503: _err("The session service or a store is down (Retry-Afte
     responses={
         403: _err("Registration is turned off"),
         409: _err("Username or email already registered"),
+        422: _err("Invalid body, or a password the policy refuses (WEAK_PASSWORD)"),
+        429: _err("Too many registrations from this address (Retry-After)"),
         **_503,
     },
 )
 async def register(
-    body: RegisterRequest, ctx: ContextDep, db: DbDep, session_id: BindSessionId
+    body: RegisterRequest,
+    ctx: ContextDep,
+    db: DbDep,
+    session_id: BindSessionId,
+    address: ClientAddress,
 ) -> AuthTokenResponse:
     """Create an account and log it in."""
-    return await flows.register(ctx, db, body, session_id)
+    return await flows.register(ctx, db, body, session_id, address)
 
 
 @router.post(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.users import repository
 from auth_service.domain.users.models import User
 from auth_service.domain.users.passwords import PasswordHasher
+from auth_service.domain.users.policy import check_password_strength
 from auth_service.domain.users.throttle import LoginThrottle
 from fm_common.auth import ROLE_ADMIN
 from fm_common.contracts.auth import (
@@ -63,11 +64,24 @@ def user_info(user: User, admin_usernames: frozenset[str]) -> UserInfoResponse:
 
 
 async def register_user(
-    db: AsyncSession, hasher: PasswordHasher, body: RegisterRequest, *, enabled: bool
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    body: RegisterRequest,
+    *,
+    enabled: bool,
+    min_length: int = 8,
+    min_score: int = 0,
 ) -> User:
-    """Create a user (flushed, not committed); 409 on a taken username or email."""
+    """Create a user (flushed, not committed); 409 on a taken username or email, 422
+    WEAK_PASSWORD for a password the policy refuses."""
     if not enabled:
         raise Forbidden("Registration is turned off.", code="REGISTRATION_DISABLED")
+    check_password_strength(
+        body.password,
+        min_length=min_length,
+        min_score=min_score,
+        user_inputs=[body.username, body.email or "", body.display_name or ""],
+    )
     name_taken, email_taken = await repository.taken(db, body.username, body.email)
     if name_taken:
         raise Conflict("That username is already taken.", code="USERNAME_TAKEN")
@@ -119,6 +133,43 @@ async def authenticate(
 
 
 _NOT_USERNAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+async def bootstrap_admin(
+    db: AsyncSession, hasher: PasswordHasher, username: str, password: str
+) -> bool:
+    """The first admin, from the operator's settings (issue 16 item 7: whoever first
+    registered the name `admin` became admin). Creates the account with that password
+    when it does not exist; an existing account is made admin only when that password
+    is its own (someone who registered the name first gets nothing). True when granted."""
+    user = await repository.by_username(db, username)
+    if user is None:
+        now = utcnow()
+        user = User(
+            id=str(uuid.uuid4()),
+            username=username,
+            username_key=username.lower(),
+            email=None,
+            email_key=None,
+            display_name=username,
+            password_hash=await hasher.hash(password),
+            is_dev_user=False,
+            is_active=True,
+            created_at=now,
+            updated_at=now,
+            last_login_at=None,
+        )
+        await repository.add(db, user)
+        log.info("auth.bootstrap_admin_created", user_id=user.id)
+        return True
+    if user.password_hash and await hasher.verify(password, user.password_hash):
+        return True
+    log.error(
+        "auth.bootstrap_admin_refused",
+        user_id=user.id,
+        reason="the account exists with another password; it is not made admin",
+    )
+    return False
 
 
 async def dev_user(db: AsyncSession, body: DevLoginRequest) -> User:

@@ -21,7 +21,7 @@ async def list_uploaded_files(
     principal: CurrentPrincipal,
     service: EvidenceServiceDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Maximum number of files")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Files to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="Files to skip")] = 0,
     sort_by: Literal["uploaded_at_turn", "filename", "size", "uploaded_at"] = "uploaded_at_turn",
     sort_order: Literal["asc", "desc"] = "desc",
 ) -> UploadedFilesList:

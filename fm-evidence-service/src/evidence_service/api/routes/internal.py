@@ -1,8 +1,9 @@
 """/internal/v1/...: called by other services (never routed by the gateway).
 
-They take the same bearer tokens (the user's forwarded token, or a worker's service token
-acting on behalf of the user) and the same ownership rules as the public routes;
-`POST /evidence/existing` takes service tokens only.
+The worker's routes take service tokens only (a worker's token acting on behalf of the
+user; a user's own token is 403 `SERVICE_ONLY`: issue 16); `POST .../derived`, which the
+agent calls with the user's forwarded token, still takes it. All apply the same
+ownership rules as the public routes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from evidence_service.api.deps import EvidenceServiceDep
-from fm_common.auth import CurrentPrincipal
+from fm_common.auth import CurrentPrincipal, ServicePrincipal
 from fm_common.contracts.evidence import (
     AnalysisUpdate,
     DerivedEvidenceCreate,
@@ -28,18 +29,20 @@ _ERROR = {"description": "Error", "content": {"application/json": {}}}
 @router.delete(
     "/cases/{case_id}/files",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: _ERROR, 503: _ERROR},
+    responses={401: _ERROR, 403: _ERROR, 503: _ERROR},
 )
 async def delete_case_files(
-    case_id: str, principal: CurrentPrincipal, service: EvidenceServiceDep
+    case_id: str, principal: ServicePrincipal, service: EvidenceServiceDep
 ) -> None:
     """Delete every file of the caller's case (idempotent; used on case deletion)."""
     await service.delete_case_files(principal, case_id)
 
 
-@router.put("/evidence/{file_id}/analysis", responses={401: _ERROR, 404: _ERROR, 422: _ERROR})
+@router.put(
+    "/evidence/{file_id}/analysis", responses={401: _ERROR, 403: _ERROR, 404: _ERROR, 422: _ERROR}
+)
 async def set_analysis(
-    file_id: str, body: AnalysisUpdate, principal: CurrentPrincipal, service: EvidenceServiceDep
+    file_id: str, body: AnalysisUpdate, principal: ServicePrincipal, service: EvidenceServiceDep
 ) -> EvidenceFile:
     """The indexer reports a file's analysis status and summary."""
     return await service.set_analysis(principal, file_id, body)
@@ -68,7 +71,7 @@ async def add_derived(
     },
 )
 async def existing_files(
-    body: ExistingFilesQuery, principal: CurrentPrincipal, service: EvidenceServiceDep
+    body: ExistingFilesQuery, principal: ServicePrincipal, service: EvidenceServiceDep
 ) -> ExistingFiles:
     """Which of these file ids are still files of the user the service token acts for."""
     return await service.existing_files(principal, body.file_ids)

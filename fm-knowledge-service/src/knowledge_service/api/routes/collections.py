@@ -27,7 +27,7 @@ async def list_collections(
     _: AdminPrincipal,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> CollectionList:
     """Collections with the embedding model each holds and its chunk count (`current`
     false: searches skip it until it is re-indexed)."""

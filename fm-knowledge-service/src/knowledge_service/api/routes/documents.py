@@ -45,6 +45,7 @@ ERRORS = {
         413: {"description": "File over the size limit"},
         415: {"description": "File type not accepted"},
         422: {"description": "Invalid form or empty file"},
+        429: {"description": "Too many of the caller's documents wait for processing"},
     },
 )
 async def upload(
@@ -99,7 +100,7 @@ async def list_documents(
     case_id: Annotated[str | None, Query(max_length=200)] = None,
     state: Annotated[DocumentStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DocumentPage:
     """Documents the caller may read: own personal and case ones, and global ones;
     `status` narrows to those still processing, processed or failed."""

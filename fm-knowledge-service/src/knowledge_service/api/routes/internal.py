@@ -1,10 +1,11 @@
-"""Service-to-service routes (never routed by the gateway)."""
+"""Service-to-service routes (never routed by the gateway): service tokens only (the
+worker's case cleanup, acting for the case's owner); a user's own token is 403."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from fm_common.auth import CurrentPrincipal
+from fm_common.auth import ServicePrincipal
 from knowledge_service.api.deps import RedisDep, SessionDep, SettingsDep, StoreDep
 from knowledge_service.domain.documents import service
 
@@ -14,11 +15,14 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 @router.delete(
     "/collections/case/{case_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "The case's collection belongs to another user"}},
+    responses={
+        403: {"description": "Not a service token"},
+        404: {"description": "The case's collection belongs to another user"},
+    },
 )
 async def delete_case_collection(
     case_id: str,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,

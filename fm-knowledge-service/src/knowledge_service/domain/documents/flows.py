@@ -22,6 +22,7 @@ from fm_common.contracts.knowledge import DocumentAccepted, JobRef, Scope
 from fm_common.errors import (
     Forbidden,
     PayloadTooLarge,
+    RateLimited,
     Unavailable,
     Unprocessable,
     UnsupportedMediaType,
@@ -102,6 +103,24 @@ async def _verify_case(principal: Principal, case_id: str, settings: Settings, h
     await client.get_case(case_id, token=principal.token)
 
 
+async def _check_pending(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, user_id: str
+) -> None:
+    """429 TOO_MANY_PENDING while the user already has this much waiting for the worker
+    (issue 16 item 5: one user's indexing held both worker children for 7 minutes)."""
+    async with maker() as session:
+        count, size = await repo.pending_of(session, user_id)
+    if (
+        count >= settings.max_pending_documents_per_user
+        or size >= settings.max_pending_bytes_per_user
+    ):
+        raise RateLimited(
+            30,
+            "You have too many documents waiting to be processed; upload more when some are done.",
+            code="TOO_MANY_PENDING",
+        )
+
+
 async def upload_document(
     *,
     maker: async_sessionmaker[AsyncSession],
@@ -121,6 +140,7 @@ async def upload_document(
         await _verify_case(principal, form.case_id, settings, http)
     filename = (upload.filename or "upload.txt").replace("/", "_").replace("\\", "_")[-300:]
     _check_extension(filename)
+    await _check_pending(maker, settings, principal.user_id)
 
     document_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())

@@ -85,6 +85,18 @@ async def list_visible(
     return rows, int(total)
 
 
+async def pending_of(session: AsyncSession, owner_id: str) -> tuple[int, int]:
+    """(documents, bytes of originals) of `owner_id` still waiting for ingestion."""
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(Document.size_bytes), 0)).where(
+                Document.owner_id == owner_id, Document.status == "processing"
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 async def remove(session: AsyncSession, document: Document) -> None:
     await session.delete(document)
     await session.flush()
@@ -147,6 +159,31 @@ async def claim_candidates(
         select(Document)
         .where(Document.id != exclude_id, _claimable(claimer, stale_before))
         .order_by(Document.created_at.desc(), Document.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def oldest_of_each_owner(
+    session: AsyncSession, exclude_id: str, claimer: str, stale_before: datetime, limit: int
+) -> list[Document]:
+    """Each owner's oldest waiting document (oldest owners first), so a batch can serve
+    every user who waits and not only the one with the most (or newest) uploads."""
+    rank = (
+        func.row_number()
+        .over(partition_by=Document.owner_id, order_by=(Document.created_at, Document.id))
+        .label("rank")
+    )
+    ranked = (
+        select(Document.id.label("id"), rank)
+        .where(Document.id != exclude_id, _claimable(claimer, stale_before))
+        .subquery()
+    )
+    stmt = (
+        select(Document)
+        .join(ranked, ranked.c.id == Document.id)
+        .where(ranked.c.rank == 1)
+        .order_by(Document.created_at, Document.id)
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())

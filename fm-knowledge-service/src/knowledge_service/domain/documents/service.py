@@ -269,9 +269,16 @@ async def claim_batch(
         return Claim("elsewhere", own=own)
     docs, total = [own], own.size_bytes
     if max_documents > 1:
-        candidates = await repo.claim_candidates(
+        newest = await repo.claim_candidates(
             session, own.id, claimer, stale_before, max_documents * share * 2
         )
+        firsts = await repo.oldest_of_each_owner(
+            session, own.id, claimer, stale_before, max_documents * share * 2
+        )
+        # Other users' oldest waiting documents join the pool (the newest alone may all be
+        # one user's); the run's own user keeps the newest-first order.
+        others = [d for d in firsts if d.owner_id != own.owner_id]
+        candidates = fair_order(list({d.id: d for d in [*others, *newest]}.values()), own)
         share = max(1, share)
         # Its share of the waiting documents, by count and by size (bytes stand for work):
         # as many bytes as its share of documents would hold at their average size.
@@ -288,6 +295,19 @@ async def claim_batch(
                 docs.append(doc)
                 total += doc.size_bytes
     return Claim("claimed", docs=docs, own=own)
+
+
+def fair_order(candidates: list[Any], own: Any) -> list[Any]:
+    """Round-robin over owners (issue 16 item 5: one user's 35 waiting documents held
+    another user's behind them): each owner's first candidate, then each one's second...;
+    the run's own document counts as its owner's first. Stable within an owner."""
+    counts: dict[str, int] = {own.owner_id: 1}
+    keyed = []
+    for index, doc in enumerate(candidates):
+        turn = counts.get(doc.owner_id, 0)
+        counts[doc.owner_id] = turn + 1
+        keyed.append((turn, index, doc))
+    return [doc for _, _, doc in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 async def held_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from fm_common.limits import ParseLimitExceeded
+
 # The embedding model reads at most 256 word pieces; code, URLs and log lines have long
 # "words", so a chunk's size counts characters too (about 6 per word of prose).
 CHARS_PER_WORD = 6
@@ -65,7 +67,18 @@ def _split_long(
     room = tokens.limit - tokens.count(unit.context) if tokens else 0
     if unit.words <= words and (tokens is None or tokens.count(unit.text) <= room):
         return [unit]
-    pieces = unit.text.split()
+    # A "word" longer than a whole chunk (a base64 blob, a minified line) is cut into
+    # chunk-sized pieces, so no chunk carries megabytes the model never reads.
+    longest = words * CHARS_PER_WORD
+    pieces = [
+        part
+        for word in unit.text.split()
+        for part in (
+            [word]
+            if len(word) <= longest
+            else [word[i : i + longest] for i in range(0, len(word), longest)]
+        )
+    ]
     costs = [tokens.count(p) for p in pieces] if tokens else []
     out = []
     start = 0
@@ -116,6 +129,19 @@ def _token_cost(units: list[Unit], tokens: TokenBudget, cost: dict[int, int]) ->
     return total
 
 
+def _fit_context(context: str, tokens: TokenBudget | None, fitted: dict[str, str]) -> str:
+    """The context cut to at most a third of the token budget, so text always has room
+    (a context that filled the budget made one chunk per word)."""
+    if tokens is None or not context:
+        return context
+    if context not in fitted:
+        cut = context
+        while cut and tokens.count(cut) > tokens.limit // 3:
+            cut = cut[: len(cut) * 2 // 3].rstrip()
+        fitted[context] = cut
+    return fitted[context]
+
+
 def chunk_units(
     units: Iterable[Unit],
     *,
@@ -123,14 +149,23 @@ def chunk_units(
     overlap: int,
     joiner: str = "\n\n",
     tokens: TokenBudget | None = None,
+    max_chunks: int | None = None,
 ) -> list[Chunk]:
     """Pack units into overlapping chunks of at most `words` words (plus context) and,
-    given a token budget, of at most `tokens.limit` tokens with their context."""
+    given a token budget, of at most `tokens.limit` tokens with their context.
+
+    Over `max_chunks` raises ParseLimitExceeded as soon as that is certain."""
     overlap = min(overlap, words // 2)
     flat: list[Unit] = []
+    fitted: dict[str, str] = {}
     for unit in units:
         if unit.text.strip():
+            context = _fit_context(unit.context, tokens, fitted)
+            if context != unit.context:
+                unit = Unit(unit.text, context)
             flat.extend(_split_long(unit, words, overlap, tokens))
+            if max_chunks is not None and len(flat) > max_chunks * (words + 1):
+                _too_many(max_chunks)
     cost = {id(u): tokens.count(u.text) for u in flat} if tokens else {}
 
     def over(candidate: list[Unit], size: int) -> bool:
@@ -146,6 +181,8 @@ def chunk_units(
         if current and over([*current, unit], size + unit.words):
             text, context = _render(current, joiner)
             chunks.append(Chunk(len(chunks), text, context))
+            if max_chunks is not None and len(chunks) > max_chunks:
+                _too_many(max_chunks)
             # Carry trailing units (up to `overlap` words) into the next chunk, as many
             # as leave room for this unit.
             carried: list[Unit] = []
@@ -165,3 +202,9 @@ def chunk_units(
         text, context = _render(current, joiner)
         chunks.append(Chunk(len(chunks), text, context))
     return chunks
+
+
+def _too_many(max_chunks: int) -> None:
+    raise ParseLimitExceeded(
+        f"The document makes more than {max_chunks} chunks; the limit is {max_chunks}."
+    )

@@ -12,9 +12,11 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fm_common.limits import ParseLimits
 from knowledge_service.domain.ingest.chunking import Unit
 
 KINDS = ("pdf", "markdown", "html", "log", "json", "yaml", "csv", "text")
@@ -39,10 +41,8 @@ class ExtractionError(Exception):
     """The file cannot be turned into text; the message is shown to the user."""
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_chars: int = 5_000_000
-    max_pdf_pages: int = 2000
+# The limits of one parse live in fm_common (shared with other parsers).
+Limits = ParseLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +154,14 @@ def _pdf_text(path: Path, limits: Limits) -> str:
     return "\n\n".join(parts)
 
 
+def cap_context(context: str, limits: Limits) -> str:
+    """The context every chunk repeats, cut to `max_context_chars` (a 100,000-column
+    header or a megabyte-long heading would otherwise be copied into every chunk)."""
+    if len(context) <= limits.max_context_chars:
+        return context
+    return context[: max(0, limits.max_context_chars - 3)].rstrip() + "..."
+
+
 def _paragraphs(text: str, context: str = "") -> list[Unit]:
     return [Unit(p.strip(), context) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
@@ -173,8 +181,11 @@ def _front_matter(text: str) -> tuple[str | None, str]:
     return title, rest.lstrip("\n")
 
 
-def markdown_units(text: str, title: str | None = None) -> tuple[str | None, list[Unit]]:
+def markdown_units(
+    text: str, title: str | None = None, limits: Limits | None = None
+) -> tuple[str | None, list[Unit]]:
     """Paragraph units with their heading path ("Title > Section > Sub") as context."""
+    limits = limits or Limits()
     fm_title, text = _front_matter(text)
     title = fm_title or title
     headings: list[tuple[int, str]] = []
@@ -186,7 +197,7 @@ def markdown_units(text: str, title: str | None = None) -> tuple[str | None, lis
         names = [h for _, h in headings]
         if title and (not names or names[0].lower() != title.lower()):
             names.insert(0, title)
-        return " > ".join(names)
+        return cap_context(" > ".join(names), limits)
 
     def flush() -> None:
         if buf:
@@ -204,7 +215,7 @@ def markdown_units(text: str, title: str | None = None) -> tuple[str | None, lis
             level = len(m.group(1))
             while headings and headings[-1][0] >= level:
                 headings.pop()
-            headings.append((level, m.group(2)))
+            headings.append((level, m.group(2)[: limits.max_context_chars]))
             continue
         buf.append(line)
     flush()
@@ -221,7 +232,7 @@ def extract(path: Path, kind: str, limits: Limits, title: str | None = None) -> 
         raise ExtractionError("The file is empty.")
     if kind == "pdf":
         text = _pdf_text(path, limits)
-        units = _paragraphs(text, title or "")
+        units = _paragraphs(text, cap_context(title or "", limits))
         result = Extracted(kind, title, units, text)
     else:
         text = decode_text(path.read_bytes(), limits)
@@ -233,7 +244,7 @@ def extract(path: Path, kind: str, limits: Limits, title: str | None = None) -> 
 
 def extract_text(kind: str, text: str, limits: Limits, title: str | None) -> Extracted:
     if kind == "markdown":
-        md_title, units = markdown_units(text, title)
+        md_title, units = markdown_units(text, title, limits)
         return Extracted(kind, md_title, units, text)
     if kind == "html":
         import html2text
@@ -245,10 +256,11 @@ def extract_text(kind: str, text: str, limits: Limits, title: str | None) -> Ext
         markdown = converter.handle(text)
         if len(markdown) > limits.max_chars:
             raise ExtractionError("The HTML expands to too much text.")
-        md_title, units = markdown_units(markdown, title)
+        md_title, units = markdown_units(markdown, title, limits)
         return Extracted(kind, md_title, units, markdown)
+    context = cap_context(title or "", limits)
     if kind == "log":
-        return Extracted(kind, title, _lines(text, title or ""), text, joiner="\n")
+        return Extracted(kind, title, _lines(text, context), text, joiner="\n")
     if kind == "json":
         try:
             data = json.loads(text)
@@ -256,33 +268,84 @@ def extract_text(kind: str, text: str, limits: Limits, title: str | None) -> Ext
             raise ExtractionError(
                 f"The file is not valid JSON ({exc.msg}, line {exc.lineno})."
             ) from None
+        except RecursionError:
+            raise _too_deep(limits) from None
+        _check_json_depth(data, limits)
         pretty = json.dumps(data, indent=2, ensure_ascii=False)
-        return Extracted(kind, title, _lines(pretty, title or ""), pretty, joiner="\n")
+        return Extracted(kind, title, _lines(pretty, context), pretty, joiner="\n")
     if kind == "yaml":
         import yaml
 
         try:
-            # compose, not load: validates without expanding aliases (no "billion laughs").
+            # The events first (a flat loop) to refuse deep nesting before the recursive
+            # composer sees it; then compose, not load: validates without expanding
+            # aliases (no "billion laughs").
+            depth = 0
+            for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > limits.max_depth:
+                        raise _too_deep(limits)
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
             for _ in yaml.compose_all(text, Loader=yaml.SafeLoader):
                 pass
         except yaml.YAMLError as exc:
             raise ExtractionError(f"The file is not valid YAML ({exc}).") from None
-        return Extracted(kind, title, _lines(text, title or ""), text, joiner="\n")
+        except RecursionError:
+            raise _too_deep(limits) from None
+        return Extracted(kind, title, _lines(text, context), text, joiner="\n")
     if kind == "csv":
-        return _csv(text, title)
-    return Extracted("text", title, _paragraphs(text, title or ""), text)
+        return _csv(text, title, limits)
+    return Extracted("text", title, _paragraphs(text, context), text)
 
 
-def _csv(text: str, title: str | None) -> Extracted:
+def _too_deep(limits: Limits) -> ExtractionError:
+    return ExtractionError(f"The file is nested too deeply (more than {limits.max_depth} levels).")
+
+
+def _check_json_depth(data: object, limits: Limits) -> None:
+    """Refuse JSON nested deeper than the limit (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limits.max_depth:
+            raise _too_deep(limits)
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _csv(text: str, title: str | None, limits: Limits) -> Extracted:
+    # The cell limit is the csv module's (process-wide) field limit; parses run one at a
+    # time in their own process (fm_common.limits.run_bounded).
+    csv.field_size_limit(limits.max_cell_chars)
+    rows = []
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        for row in csv.reader(io.StringIO(text)):
+            if len(row) > limits.max_csv_columns:
+                raise ExtractionError(
+                    f"The CSV file has a row of {len(row)} columns; the limit is "
+                    f"{limits.max_csv_columns}."
+                )
+            if any(cell.strip() for cell in row):
+                rows.append(row)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise ExtractionError(
+                f"The CSV file has a cell of more than {limits.max_cell_chars} characters."
+            ) from None
         raise ExtractionError(f"The file is not valid CSV ({exc}).") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise ExtractionError("The CSV file has no rows.")
     header, body = rows[0], rows[1:]
-    context = " > ".join(p for p in (title, "columns: " + ", ".join(header)) if p)
+    context = cap_context(
+        " > ".join(p for p in (title, "columns: " + ", ".join(header)) if p), limits
+    )
     units = []
     for row in body or [header]:
         pairs = [f"{h}: {v}" for h, v in zip(header, row, strict=False) if v.strip()]

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fm_common.limits import ParseLimitExceeded, run_bounded
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.ingest.chunking import Chunk, TokenBudget, chunk_units
 from knowledge_service.domain.ingest.extract import (
     ExtractionError,
-    Limits,
     detect_kind,
     extract,
 )
@@ -44,6 +44,8 @@ class IngestDeps:
     db: Any  # Db: run an async unit of work with a session, committing it
     # A collection's content changed: bump its version (its BM25 index is rebuilt).
     changed: Callable[[str], None]
+    # A document's job failed (job id, reason): recorded before the document is marked.
+    job_failed: Callable[[str, str], None] | None = None
 
 
 class PermanentIngestError(Exception):
@@ -114,15 +116,37 @@ def chunks_for_file(
     title: str | None,
     tokens: TokenBudget | None = None,
 ) -> tuple[list[Chunk], str]:
-    limits = Limits(max_chars=settings.max_extracted_chars, max_pdf_pages=settings.max_pdf_pages)
+    """Extract and chunk a file within the parse limits (memory and time included): in
+    a child process, so any input a parser mishandles fails this document, with its
+    reason, and never its worker. Raises ExtractionError."""
+    try:
+        return run_bounded(
+            _chunks_for_file, path, kind, settings, title, tokens, limits=settings.parse_limits()
+        )
+    except ParseLimitExceeded as exc:
+        raise ExtractionError(str(exc)) from None
+
+
+def _chunks_for_file(
+    path: Path,
+    kind: str,
+    settings: Settings,
+    title: str | None,
+    tokens: TokenBudget | None = None,
+) -> tuple[list[Chunk], str]:
+    limits = settings.parse_limits()
     extracted = extract(path, kind, limits, title)
-    chunks = chunk_units(
-        extracted.units,
-        words=settings.chunk_words,
-        overlap=settings.chunk_overlap_words,
-        joiner=extracted.joiner,
-        tokens=tokens,
-    )
+    try:
+        chunks = chunk_units(
+            extracted.units,
+            words=settings.chunk_words,
+            overlap=settings.chunk_overlap_words,
+            joiner=extracted.joiner,
+            tokens=tokens,
+            max_chunks=settings.max_chunks_per_document,
+        )
+    except ParseLimitExceeded as exc:
+        raise ExtractionError(str(exc)) from None
     if not chunks:
         raise ExtractionError("No text could be extracted from the file.")
     if len(chunks) > settings.max_chunks_per_document:
@@ -264,6 +288,8 @@ def ingest_batch(
 def _fail(deps: IngestDeps, doc: Any, reason: str) -> Outcome:
     """A permanent failure of one document of a batch: recorded, partial vectors out."""
     deps.store.delete_document(doc.collection, doc.id)
+    if deps.job_failed is not None and getattr(doc, "job_id", None):
+        deps.job_failed(str(doc.job_id), reason)
     deps.db(lambda s: documents.mark_failed(s, doc.id, reason))
     deps.changed(doc.collection)
     log.warning("ingest.failed", document_id=doc.id, reason=reason)

@@ -56,7 +56,7 @@ async def list_sessions(
     store: StoreDep,
     principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> SessionListResponse:
     """The caller's active sessions."""
     return await service.list_sessions(store, principal, limit=limit, offset=offset)
