@@ -254,8 +254,62 @@ def stack_round(backend: str, files: list[Path]) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def cpu_figures(texts: list[str], questions: list[str], rounds: int) -> dict[str, Any]:
+    """ONNX vs torch in CPU time (process_time: every thread of this process), which a
+    loaded machine disturbs far less than wall time: ms of CPU per query, chunks per
+    CPU second, the two backends interleaved."""
+    from knowledge_service.config import Settings
+    from knowledge_service.domain.vectors.embedder import get_embedder
+
+    settings = Settings()
+    embedders = {
+        "onnx": get_embedder(MODEL, threads=1, backend="onnx"),
+        "torch": get_embedder(
+            MODEL, threads=1, query_precision=settings.query_precision, backend="torch"
+        ),
+    }
+    for e in embedders.values():
+        e.load()
+        for q in questions[:5]:
+            e.encode_query(q)
+    cpu: dict[str, list[float]] = {k: [] for k in embedders}
+    wall: dict[str, list[float]] = {k: [] for k in embedders}
+    for r in range(rounds):
+        for i, q in enumerate(questions):
+            for k, e in embedders.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                e.encode_query(f"{q} #{r}-{i}")
+                cpu[k].append((time.process_time() - c0) * 1000)
+                wall[k].append((time.perf_counter() - w0) * 1000)
+    out: dict[str, Any] = {"load_queries": load()}
+    for k in embedders:
+        out[k] = {
+            "query_cpu_ms_p50": pct(cpu[k], 0.5),
+            "query_cpu_ms_p90": pct(cpu[k], 0.9),
+            "query_wall_ms_p50": pct(wall[k], 0.5),
+        }
+    for k, e in embedders.items():
+        c0, w0 = time.process_time(), time.perf_counter()
+        e.encode(texts, batch_size=settings.embed_batch_size)
+        out[k]["documents_chunks_per_cpu_s"] = round(len(texts) / (time.process_time() - c0), 2)
+        out[k]["documents_chunks_per_wall_s"] = round(len(texts) / (time.perf_counter() - w0), 2)
+    out["load_documents"] = load()
+    return out
+
+
 def write(results: dict[str, Any]) -> None:
+    """Write the results, keeping the in-process figures or the stack rounds of the last
+    run where this one has none (the two parts can run separately)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "embeddings.json"
+    if previous.is_file():
+        last = json.loads(previous.read_text())
+        for key in ("in_process", "stack", "cpu"):
+            if not results.get(key) and last.get(key):
+                results[key] = last[key]
+    stack_file = RESULTS / "embeddings-stack.json"
+    if not results.get("stack") and stack_file.is_file():
+        results["stack"] = json.loads(stack_file.read_text())
     (RESULTS / "embeddings.json").write_text(json.dumps(results, indent=2) + "\n")
     ip = results.get("in_process", {})
     lines = [
@@ -303,6 +357,26 @@ def write(results: dict[str, Any]) -> None:
             f"| {k} | {q['p50']} | {q['p90']} | {d.get('chunks_per_s', '-')} | "
             f"{d.get('load', '-')} |"
         )
+    cpu = results.get("cpu")
+    if cpu:
+        lines += [
+            "",
+            "## CPU time, ONNX vs torch (one thread; robust to the machine's load)",
+            "",
+            f"process_time per call, the backends interleaved; load {cpu['load_queries']} "
+            f"(queries) / {cpu['load_documents']} (documents).",
+            "",
+            "| backend | query CPU ms p50 | p90 | query wall ms p50 | documents chunks per "
+            "CPU s | per wall s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k in ("onnx", "torch"):
+            c = cpu[k]
+            lines.append(
+                f"| {k} | {c['query_cpu_ms_p50']} | {c['query_cpu_ms_p90']} | "
+                f"{c['query_wall_ms_p50']} | {c['documents_chunks_per_cpu_s']} | "
+                f"{c['documents_chunks_per_wall_s']} |"
+            )
     if results.get("stack"):
         lines += [
             "",
@@ -332,6 +406,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3, help="query rounds over the questions")
     parser.add_argument("--no-stack", action="store_true", help="in-process figures only")
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="only the CPU-time comparison of the backends"
+    )
+    parser.add_argument(
+        "--stack-only",
+        action="store_true",
+        help="the real-stack rounds only; keeps the in-process figures of the last run",
+    )
     args = parser.parse_args()
     if not RUNBOOKS.is_dir():
         raise SystemExit(f"the runbook corpus is not at {RUNBOOKS}")
@@ -342,13 +424,22 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "load_at_start": load(),
     }
-    results["in_process"] = in_process(texts, questions, args.rounds)
+    if args.cpu_only:
+        results["cpu"] = cpu_figures(texts, questions, args.rounds)
+        print(json.dumps(results["cpu"]), flush=True)
+        write(results)
+        print((RESULTS / "embeddings.md").read_text())
+        return
+    if not args.stack_only:
+        results["in_process"] = in_process(texts, questions, args.rounds)
+        results["cpu"] = cpu_figures(texts, questions, args.rounds)
     write(results)
     if not args.no_stack:
         results["stack"] = []
         for backend in ("onnx", "torch"):
             results["stack"].append(stack_round(backend, files))
             print(json.dumps(results["stack"][-1]), flush=True)
+            (RESULTS / "embeddings-stack.json").write_text(json.dumps(results["stack"], indent=2))
             write(results)
     print((RESULTS / "embeddings.md").read_text())
 

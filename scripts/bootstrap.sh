@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything `make run` and `make test` need on a fresh machine, and nothing
 # twice: uv, the system servers (Redis, PostgreSQL, Chromium for browser tests, wrk for
-# benchmarks), the CPU torch wheel, and the locked Python environment.
+# benchmarks, tesseract for OCR), the CPU torch wheel, and the locked Python environment.
 #   scripts/bootstrap.sh            runtime needs (make run)
 #   scripts/bootstrap.sh --test     plus what the tests use (PostgreSQL, Chromium)
 #   scripts/bootstrap.sh --bench    plus the load generator
@@ -28,6 +28,8 @@ fi
 # --- system packages (Debian) ---------------------------------------------------------
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# OCR of evidence screenshots and scanned PDFs (the worker; ADR 0110).
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
 if [ "$want_test" = 1 ]; then
   [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
     || missing+=(postgresql)

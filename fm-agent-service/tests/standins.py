@@ -44,6 +44,8 @@ class StandinState:
     turn_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ocr_texts: dict[str, str] = field(default_factory=dict)
+    ocr_layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     search_calls: list[dict[str, Any]] = field(default_factory=list)
     # evidence_id -> {file_id, ...DerivedEvidenceCreate}
@@ -331,7 +333,13 @@ class Standins:
             )
             file_id = str(uuid.uuid4())
             name = file.filename or "upload"
-            source_type = "logs" if name.endswith(".log") else "text"
+            source_type = (
+                "image"
+                if name.endswith((".png", ".jpg"))
+                else "logs"
+                if name.endswith(".log")
+                else "text"
+            )
             meta = {
                 "file_id": file_id,
                 "filename": name,
@@ -347,6 +355,24 @@ class Standins:
             if dup is None:
                 st().files[file_id] = meta | {"data": data, "owner": _user(request)}
             return JSONResponse(meta, status_code=201)
+
+        @app.get("/api/v1/evidence/{file_id}/text")
+        async def text(file_id: str, request: Request) -> Response:
+            # The worker's OCR is stood in for by `ocr_texts` (file name -> text).
+            if "evidence_text" in st().down:
+                return JSONResponse({"detail": "down", "code": "UNAVAILABLE"}, status_code=503)
+            f = st().files.get(file_id)
+            if f is None or f["owner"] != _user(request):
+                return _not_found()
+            if f["source_type"] != "image":
+                return JSONResponse({"file_id": file_id, "status": "none"})
+            found = st().ocr_texts.get(f["filename"])
+            if found is None:
+                return JSONResponse({"file_id": file_id, "status": "pending"})
+            layout = st().ocr_layouts.get(f["filename"])
+            return JSONResponse(
+                {"file_id": file_id, "status": "ready", "text": found, "layout": layout}
+            )
 
         @app.post("/internal/v1/evidence/{file_id}/derived")
         async def add_derived(file_id: str, request: Request) -> Response:

@@ -21,6 +21,9 @@ class ProviderConfig(BaseModel):
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Send attached images to this provider (a vision model), each with every region the
+    # redactor flags in its OCR text blacked out; never when that fails (ADR 0112).
+    send_images: bool = False
 
 
 class Settings(BaseServiceSettings):
@@ -50,6 +53,9 @@ class Settings(BaseServiceSettings):
     history_messages: int = Field(default=12, ge=0, le=100)
     passage_chars: int = Field(default=1500, ge=100)
     evidence_token_budget: int = Field(default=1500, ge=100)
+    # How long a turn waits for the worker to read an attached image (OCR) or office
+    # document; past it the turn goes on without that text (bounded by the deadline).
+    attachment_text_wait_seconds: float = Field(default=20.0, ge=0)
 
     # Hosts that links and images in answers may point to (others are stripped).
     link_allowlist: tuple[str, ...] = ()
@@ -66,6 +72,10 @@ class Settings(BaseServiceSettings):
     # as its case (deleted with it); a TTL > 0 also expires it after that many seconds.
     redaction_key: SecretStr = SecretStr("change-me")
     redaction_ttl_seconds: int = Field(default=0, ge=0)
+
+    @property
+    def sends_images(self) -> bool:
+        return any(p.send_images for p in self.providers)
 
     @property
     def effective_broker_url(self) -> str:

@@ -22,6 +22,11 @@ DEFAULT_ALLOWED_EXTENSIONS = (
     ".pdf",
     ".html",
     ".htm",
+    ".docx",
+    ".pptx",
+    ".xlsx",
+    ".odt",
+    ".ods",
 )
 
 

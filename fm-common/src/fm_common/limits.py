@@ -52,6 +52,17 @@ class ParseLimits:
     # Enforced by run_bounded on the process that parses.
     memory_bytes: int = 1024 * MiB
     seconds: float = 120.0
+    # Office documents (ZIPs): what all their parts may inflate to.
+    max_archive_bytes: int = 256 * MiB
+    # OCR of images and scanned PDF pages (knowledge ingest/ocr.py, ADR 0110): pixels
+    # checked before decoding, time and address space of tesseract per image, scanned
+    # pages per PDF.
+    ocr_enabled: bool = True
+    ocr_max_pixels: int = 40_000_000
+    ocr_seconds: float = 60.0
+    ocr_memory_bytes: int = 1024 * MiB
+    ocr_max_pages: int = 50
+    ocr_languages: str = "eng"
 
 
 class ParseLimitExceeded(Exception):

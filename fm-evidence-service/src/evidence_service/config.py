@@ -25,6 +25,8 @@ DEFAULT_TEXT_EXTENSIONS: tuple[str, ...] = (
     ".html", ".htm", ".svg", ".diff", ".patch",
 )  # fmt: skip
 DEFAULT_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+# Office documents: their text is read by the worker (knowledge_service ingest/office.py).
+DEFAULT_OFFICE_EXTENSIONS: tuple[str, ...] = (".docx", ".pptx", ".xlsx", ".odt", ".ods")
 
 
 class Settings(BaseServiceSettings):
@@ -41,7 +43,7 @@ class Settings(BaseServiceSettings):
     max_field_bytes: int = Field(default=16 * 1024, gt=0)
     # A JSON list or a comma-separated string (as .env.example writes it).
     allowed_extensions: Annotated[tuple[str, ...], NoDecode] = (
-        DEFAULT_TEXT_EXTENSIONS + DEFAULT_IMAGE_EXTENSIONS
+        DEFAULT_TEXT_EXTENSIONS + DEFAULT_IMAGE_EXTENSIONS + DEFAULT_OFFICE_EXTENSIONS
     )
     allowed_image_types: Annotated[tuple[str, ...], NoDecode] = (
         "image/png",

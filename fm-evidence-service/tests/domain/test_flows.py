@@ -41,11 +41,13 @@ async def test_text_upload_queues_index_task_with_ids(kit, alice, settings):
     ]  # fmt: skip
 
 
-async def test_image_and_duplicate_uploads_queue_nothing_more(kit, alice, settings):
-    await kit.upload(alice, kit.png, "s.png")
+async def test_images_are_queued_for_ocr_and_duplicates_queue_nothing_more(kit, alice, settings):
+    image = (await kit.upload(alice, kit.png, "s.png")).json()["file_id"]
     await kit.upload(alice)
     await kit.upload(alice)
-    assert len(_queued(settings.redis_url)) == 1
+    queued = _queued(settings.redis_url)
+    assert len(queued) == 2
+    assert image in {q["kwargs"]["file_id"] for q in queued}
 
 
 async def test_broker_down_keeps_upload_and_requeue_sends_it_later(app, kit, alice, settings):
@@ -107,11 +109,13 @@ async def test_deleting_a_text_file_queues_its_unindex_after_the_commit(kit, ali
     ]
 
 
-async def test_deleting_an_image_queues_no_unindex(kit, alice, settings):
+async def test_deleting_an_image_queues_its_unindex(kit, alice, settings):
+    """An image's OCR text is indexed too: its chunks leave with it."""
     file_id = (await kit.upload(alice, kit.png, "s.png")).json()["file_id"]
     resp = await kit.client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)
     assert resp.status_code == 204
-    assert _maintenance_queue(settings.redis_url) == []
+    [queued] = _maintenance_queue(settings.redis_url)
+    assert queued["kwargs"]["file_id"] == file_id
 
 
 async def test_broker_down_at_delete_keeps_the_unindex_and_requeue_sends_it(

@@ -146,9 +146,11 @@ async def test_unqueued_text_files_and_mark_queued(maker):
     before = datetime.now(UTC) - timedelta(minutes=1)
     async with maker() as session:
         rows = await EvidenceRepository(session).unqueued_text_files(before, 10)
-    assert [r.id for r in rows] == [text.id]
+    # Images are indexed too (their OCR text).
+    assert {r.id for r in rows} == {text.id, image.id}
     async with maker() as session, session.begin():
         await EvidenceRepository(session).mark_queued(text.id, datetime.now(UTC))
+        await EvidenceRepository(session).mark_queued(image.id, datetime.now(UTC))
     async with maker() as session:
         repo = EvidenceRepository(session)
         assert await repo.unqueued_text_files(before, 10) == []

@@ -9,6 +9,7 @@ its tasks just by existing.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pkgutil
@@ -112,6 +113,11 @@ def _preload(sender: Any = None, **_: Any) -> None:
     from job_worker.runtime import preload_knowledge
 
     preload_knowledge()
+    # What the main process holds now is inherited by every child: out of the cyclic
+    # collector's reach, whose passes would otherwise write to (and so copy) each page
+    # of it in every child.
+    gc.collect()
+    gc.freeze()
 
 
 def _consumes(worker: Any, queue: str) -> bool:

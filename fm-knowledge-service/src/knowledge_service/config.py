@@ -35,7 +35,9 @@ TEXT_EXTENSIONS = (
     "toml",
     "xml",
 )
-ALLOWED_EXTENSIONS = ("pdf", *TEXT_EXTENSIONS)
+# Office documents: read by domain/ingest/office.py (formulas as their cached values).
+OFFICE_EXTENSIONS = ("docx", "pptx", "xlsx", "odt", "ods")
+ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 
 
 class Settings(BaseServiceSettings):
@@ -93,6 +95,16 @@ class Settings(BaseServiceSettings):
     max_context_chars: int = Field(default=400, ge=20)
     parse_memory_mb: int = Field(default=1024, ge=64)
     parse_seconds: float = Field(default=120.0, gt=0)
+    # OCR (tesseract, in the worker) of evidence images and scanned PDF pages (ADR 0110):
+    # images over MAX_PIXELS are refused before they are decoded; each image (page) may
+    # take SECONDS_PER_PAGE and MEMORY_MB of address space; at most MAX_PAGES scanned
+    # pages per PDF. Off: images give no text and scanned pages stay empty.
+    ocr_enabled: bool = True
+    ocr_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    ocr_seconds_per_page: float = Field(default=60.0, gt=0)
+    ocr_memory_mb: int = Field(default=1024, ge=64)
+    ocr_max_pages: int = Field(default=50, ge=1)
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
 
     # The case service proves that a `case` scope upload targets one of the caller's
     # cases; off only where no case service runs (the knowledge service's own tests).
@@ -113,6 +125,12 @@ class Settings(BaseServiceSettings):
             max_chunks=self.max_chunks_per_document,
             memory_bytes=self.parse_memory_mb * 1024 * 1024,
             seconds=self.parse_seconds,
+            ocr_enabled=self.ocr_enabled,
+            ocr_max_pixels=self.ocr_max_pixels,
+            ocr_seconds=self.ocr_seconds_per_page,
+            ocr_memory_bytes=self.ocr_memory_mb * 1024 * 1024,
+            ocr_max_pages=self.ocr_max_pages,
+            ocr_languages=self.ocr_languages,
         )
 
     @property

@@ -25,8 +25,11 @@ from fm_common.contracts.evidence import (
     DerivedEvidenceCreate,
     DerivedEvidenceSummary,
     EvidenceFile,
+    EvidenceText,
     ExistingFiles,
     ExistingFilesQuery,
+    ExtractedText,
+    TextLayout,
     UploadedFileDetailsResponse,
     UploadedFilesList,
     UploadSource,
@@ -263,6 +266,23 @@ class EvidenceClient(ServiceClient):
             token=token,
         )
 
+    async def set_text(
+        self,
+        file_id: str,
+        text: str,
+        *,
+        layout: TextLayout | None = None,
+        token: str | None = None,
+    ) -> None:
+        """The worker stores the text it read from an image or office document."""
+        body = ExtractedText(text=text, layout=layout)
+        await self.request(
+            "PUT",
+            f"/internal/v1/evidence/{file_id}/text",
+            json=body.model_dump(mode="json"),
+            token=token,
+        )
+
     async def add_derived(
         self, file_id: str, body: DerivedEvidenceCreate, *, token: str | None = None
     ) -> DerivedEvidenceSummary:
@@ -275,6 +295,29 @@ class EvidenceClient(ServiceClient):
             json=body.model_dump(mode="json"),
             token=token,
         )
+
+    async def read_text(self, file_id: str, *, token: str | None = None) -> EvidenceText:
+        """The text read from an image or office document (status ready, pending,
+        failed, or none for a text file)."""
+        return await self.get_model(f"/api/v1/evidence/{file_id}/text", EvidenceText, token=token)
+
+    async def wait_text(
+        self,
+        file_id: str,
+        *,
+        timeout: float,
+        interval: float = 0.25,
+        token: str | None = None,
+    ) -> EvidenceText:
+        """read_text until it is no longer pending or `timeout` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = await self.read_text(file_id, token=token)
+            if found.status != "pending" or loop.time() + interval > deadline:
+                return found
+            await asyncio.sleep(interval)
+            interval = min(1.0, interval * 1.5)
 
     async def existing(self, file_ids: list[str], *, token: str | None = None) -> ExistingFiles:
         """Which of `file_ids` (at most MAX_EXISTING_IDS) are still files of the user the

@@ -30,6 +30,24 @@ AnalysisStatus = Literal["pending", "processing", "completed", "failed"]
 
 # Data types whose text the knowledge service indexes into the case's collection.
 TEXT_SOURCE_TYPES: frozenset[str] = frozenset({"logs", "metrics", "configuration", "code", "text"})
+# Everything indexed: text as it is, images through OCR (the worker), office documents
+# (source_type "text", content type below) through their readers.
+INDEXED_SOURCE_TYPES: frozenset[str] = TEXT_SOURCE_TYPES | {"image"}
+# Office documents the evidence service accepts (their type sniffed from the ZIP).
+OFFICE_CONTENT_TYPES: dict[str, str] = {
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+}
+
+
+def text_is_extracted(source_type: str, content_type: str | None) -> bool:
+    """True when a file's text is not its bytes but what the worker reads from them (OCR
+    of an image, an office document's text): GET /api/v1/evidence/{id}/text serves it."""
+    return source_type == "image" or (content_type or "") in OFFICE_CONTENT_TYPES.values()
+
 
 # The Celery task that indexes an uploaded file (implemented by the knowledge service's
 # worker tasks); kwargs: {file_id, case_id, owner_id}.
@@ -162,6 +180,54 @@ class AnalysisUpdate(BaseModel):
 
     analysis_status: AnalysisStatus
     summary: str | None = Field(default=None, max_length=2000)
+
+
+class LayoutWord(BaseModel):
+    """An OCR'd word: its box in the image's pixels and its place [start, end) in the
+    extracted text."""
+
+    text: str = Field(max_length=500)
+    left: int = Field(ge=0)
+    top: int = Field(ge=0)
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class TextLayout(BaseModel):
+    """Where an image's text is: what a pixel redaction blacks out."""
+
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+    words: list[LayoutWord] = Field(default_factory=list, max_length=50_000)
+
+
+# The extracted text kept per file (OCR, office documents); longer text is cut.
+MAX_EXTRACTED_TEXT_CHARS = 1_000_000
+
+
+class ExtractedText(BaseModel):
+    """PUT /internal/v1/evidence/{file_id}/text: the worker stores what it read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_EXTRACTED_TEXT_CHARS)
+    layout: TextLayout | None = None
+
+
+class EvidenceText(BaseModel):
+    """GET /api/v1/evidence/{file_id}/text: the text the worker read from a file.
+
+    status: `ready` (text, and layout for an image), `pending` (not read yet), `failed`
+    (the file could not be read: `error`), `none` (a text file: its bytes are its text).
+    """
+
+    file_id: str
+    status: Literal["ready", "pending", "failed", "none"]
+    text: str | None = None
+    layout: TextLayout | None = None
+    error: str | None = None
 
 
 # At most this many file ids per `POST /internal/v1/evidence/existing`.

@@ -59,6 +59,7 @@ def run_turn(
     from agent_service.domain.turns.flows import run_turn as run_agent_turn
 
     agent = agent_runtime(ctx.rt)
+    _read_attachments(ctx.rt, owner_id, turn.get("stored") or [])
 
     async def answer() -> Any:
         response = await run_agent_turn(agent, case_id, TurnInput.model_validate(turn), turn_key)
@@ -69,6 +70,21 @@ def run_turn(
     except LLMUnavailable as exc:
         # The user's message is stored with a note; asking again is the user's call.
         raise PermanentError(exc.detail, code=exc.code) from None
+
+
+def _read_attachments(rt: Runtime, owner_id: str, stored: list[dict[str, Any]]) -> None:
+    """The text of the turn's images and office documents, read here if their index
+    task has not yet (it may be queued behind this very task on a one-child worker)."""
+    from job_worker.tasks.knowledge import read_pending_text
+
+    for item in stored:
+        # Images; office documents are "text" (a plain text file answers "none" at once).
+        if item.get("source_type") not in ("image", "text"):
+            continue
+        try:
+            read_pending_text(rt, item["file_id"], owner_id)
+        except FMError as exc:  # the turn still runs; it says the text is missing
+            log.warning("turn.attachment_read_failed", file_id=item["file_id"], error=exc.code)
 
 
 def _fail_report(rt: Runtime, kwargs: dict[str, Any], message: str, code: str) -> None:

@@ -26,6 +26,7 @@ INGEST = {
     "soft_time_limit": settings.ingest_soft_time_limit,
     "time_limit": settings.ingest_time_limit,
 }
+BINARY_KINDS = frozenset({"pdf", "image", "docx", "pptx", "xlsx", "odt", "ods"})
 MAINTENANCE = {
     "queue": "maintenance",
     "soft_time_limit": settings.maintenance_soft_time_limit,
@@ -176,11 +177,12 @@ def _fail_evidence(rt: Runtime, kwargs: dict[str, Any], message: str, code: str)
 def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> Any:
     """Index a case's text evidence into `case_<case_id>` (as its owner)."""
     from fm_common.clients.evidence import EvidenceClient
+    from fm_common.contracts.evidence import text_is_extracted
     from knowledge_service.domain.documents import service as documents
     from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind
     from knowledge_service.domain.ingest.pipeline import (
-        chunks_for_file,
         embed_and_upsert,
+        extract_and_chunk,
         token_budget,
     )
     from knowledge_service.domain.vectors.store import case_collection
@@ -210,16 +212,29 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
     # Text is redacted with the case's placeholders before it is cut into chunks, so a
     # secret a chunk boundary would split (a private key's header and body) is seen
     # whole; the case's collection never holds it, and passages come back consistent.
-    whole = kind != "pdf" and b"\x00" not in data[:65536]
+    # Binary formats (PDF, office documents, images read by OCR) are redacted chunk by
+    # chunk after extraction; the text the worker stores with the file for the agent is
+    # the original (like the file), redacted by the agent before any provider call.
+    whole = kind not in BINARY_KINDS and b"\x00" not in data[:65536]
     if whole:
         data = _redact_evidence(rt, case_id, data)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evidence"
         path.write_bytes(data)
         try:
-            chunks, _ = chunks_for_file(path, kind, k, meta.filename, token_budget(rt.embedder))
+            chunks, extracted = extract_and_chunk(
+                path, kind, k, meta.filename, token_budget(rt.embedder)
+            )
         except ExtractionError as exc:
             raise PermanentError(str(exc), "NOT_INDEXABLE") from None
+    if text_is_extracted(meta.source_type, meta.content_type):
+        # What was read (OCR, an office document's text) is stored with the file before
+        # the embedding: a turn waiting for it (the agent) need not wait for the index.
+        try:
+            _store_text(rt, client, file_id, extracted, token)
+        except NotFound:
+            log.info("evidence.gone", file_id=file_id)
+            return {"file_id": file_id, "status": "gone"}
     deps = rt.ingest_deps()
     model = deps.store.model_name
     collection = case_collection(case_id)
@@ -261,6 +276,73 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         _take_back(rt, case_id, file_id, owner_id)
         return {"file_id": file_id, "status": "gone"}
     return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def read_pending_text(rt: Runtime, file_id: str, owner_id: str) -> str:
+    """Read an image or office document now, in this task, and store its text with the
+    file, when its indexing task has not yet: a queued turn run by this worker must not
+    wait for a task that needs the worker slot the turn holds. The index task still
+    indexes it later (storing the same text again). The text's status afterwards."""
+    from fm_common.clients.evidence import EvidenceClient
+    from fm_common.limits import ParseLimitExceeded, run_bounded
+    from knowledge_service.domain.ingest.extract import ExtractionError, detect_kind, extract
+
+    token = rt.service_token(owner_id)
+    client = EvidenceClient(rt.settings.evidence_url, rt.http)
+    found = rt.run(client.read_text(file_id, token=token))
+    if found.status != "pending":
+        return str(found.status)
+    k = rt.knowledge
+    meta = rt.run(client.get(file_id, token=token))
+    data = rt.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
+    if len(data) > k.max_upload_bytes:
+        return "pending"  # the index task records the failure
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence"
+        path.write_bytes(data)
+        kind = detect_kind(meta.filename, meta.content_type, None)
+        limits = k.parse_limits()
+        try:
+            # Bounded like every extraction (fm_common.limits): a child process.
+            extracted = run_bounded(extract, path, kind, limits, meta.filename, limits=limits)
+        except ParseLimitExceeded as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"
+        except ExtractionError as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"  # the index task records the failure with its reason
+    _store_text(rt, client, file_id, extracted, token)
+    return "ready"
+
+
+def _store_text(rt: Runtime, client: Any, file_id: str, extracted: Any, token: str) -> None:
+    """Give the evidence service the text read from a file, with the words' boxes for an
+    image (what a pixel redaction needs)."""
+    from fm_common.contracts.evidence import (
+        MAX_EXTRACTED_TEXT_CHARS,
+        LayoutWord,
+        TextLayout,
+    )
+
+    text = extracted.text[:MAX_EXTRACTED_TEXT_CHARS]
+    layout = None
+    if extracted.ocr is not None:
+        words = [
+            LayoutWord(
+                text=w.text[:500],
+                left=max(0, w.left),
+                top=max(0, w.top),
+                width=w.width,
+                height=w.height,
+                start=w.start,
+                end=w.end,
+            )
+            for w in extracted.ocr.words
+            if w.end <= len(text)
+        ][:50_000]
+        layout = TextLayout(width=extracted.ocr.width, height=extracted.ocr.height, words=words)
+    rt.run(client.set_text(file_id, text, layout=layout, token=token))
+    log.info("evidence.text_stored", file_id=file_id, chars=len(text), kind=extracted.kind)
 
 
 def _redact_evidence(rt: Runtime, case_id: str, data: bytes) -> bytes:

@@ -115,6 +115,31 @@ def _finish_reason(message: Any) -> str | None:
     return "length" if reason in ("length", "max_tokens") else reason
 
 
+def with_images(messages: list[BaseMessage], images: Sequence[Any]) -> list[BaseMessage]:
+    """The messages with the images (objects with `filename` and `png`) appended to the
+    last user message as content parts (OpenAI `image_url` data URLs; langchain turns
+    them into each provider's own form)."""
+    if not images:
+        return messages
+    import base64
+
+    from langchain_core.messages import HumanMessage
+
+    last = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
+    if last is None:
+        return messages
+    text = _text(messages[last].content)
+    parts: list[Any] = [{"type": "text", "text": text}]
+    for number, image in enumerate(images, start=1):
+        # No file name here: this text is added after the outbound redaction.
+        parts.append({"type": "text", "text": f"Attached image {number} (redacted):"})
+        url = "data:image/png;base64," + base64.b64encode(image.png).decode()
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    out = list(messages)
+    out[last] = HumanMessage(content=parts)
+    return out
+
+
 class ProviderChain:
     """Calls the providers in order until one answers within the turn's deadline."""
 
@@ -171,13 +196,17 @@ class ProviderChain:
         on_token: TokenSink | None = None,
         on_failover: Callable[[str], Awaitable[None]] | None = None,
         structured: StructuredOutput | None = None,
+        images: Sequence[Any] = (),
     ) -> LLMResult:
         """The first provider's answer that arrives before `deadline` (time.monotonic).
         Every message passes the case's redaction first (the one choke point).
 
-                With `structured`, each provider is asked for a JSON answer held to its schema by
-                its own constrained decoding (providers.bind_structured); the prompt still asks for
-                it too, the last resort where a server ignores or refused the request."""
+        `images` (pixel-redacted PNGs, domain/privacy/pixels) go only to providers whose
+        `send_images` is set, appended to the last user message.
+
+        With `structured`, each provider is asked for a JSON answer held to its schema by
+        its own constrained decoding (providers.bind_structured); the prompt still asks for
+        it too, the last resort where a server ignores or refused the request."""
         messages = await redact_outbound(messages, redactor)
         attempts: list[dict[str, Any]] = []
         waits: list[tuple[float, _Entry]] = []
@@ -196,7 +225,8 @@ class ProviderChain:
                     waits.append((entry.breaker.cooldown_until, entry))
                 continue
             try:
-                return await self._call(entry, messages, deadline, on_token, attempts, structured)
+                sent = with_images(messages, images) if entry.config.send_images else messages
+                return await self._call(entry, sent, deadline, on_token, attempts, structured)
             except _CallFailed as exc:
                 if exc.failure.reason == "rate_limited":
                     waits.append((time.monotonic() + (exc.failure.retry_after or 1.0), entry))
@@ -209,7 +239,8 @@ class ProviderChain:
             await asyncio.sleep(max(0.0, ready - time.monotonic()))
             entry.breaker.cooldown_until = 0.0
             try:
-                return await self._call(entry, messages, deadline, on_token, attempts, structured)
+                sent = with_images(messages, images) if entry.config.send_images else messages
+                return await self._call(entry, sent, deadline, on_token, attempts, structured)
             except _CallFailed as exc:
                 if exc.emitted and on_failover is not None:
                     await on_failover(entry.config.name)

@@ -13,6 +13,7 @@ import structlog
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from agent_service.domain.privacy.pixels import RedactedImage, redact_image
 from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
 from agent_service.domain.turns.prompt import EvidenceBlock, Passage
@@ -27,10 +28,13 @@ from fm_common.contracts.agent import (
     TurnIntent,
 )
 from fm_common.contracts.case import CaseContext, Message
-from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
+from fm_common.contracts.evidence import TEXT_SOURCE_TYPES, EvidenceText, text_is_extracted
 from fm_common.errors import FMError, PayloadTooLarge, Unprocessable
 
 log = structlog.get_logger("agent.turns")
+
+
+CAPTURE_SOURCES = frozenset({"screenshot", "page_capture"})
 
 
 class FileInput(BaseModel):
@@ -132,6 +136,8 @@ class PreparedTurn:
     retrieval_ok: bool = True
     # The prompt's fence: its boundary is stripped from anything shown, stored or resent.
     fence: Fence = field(default_factory=Fence)
+    # Attached images, pixel-redacted, for providers with send_images (ADR 0112).
+    images: list[RedactedImage] = field(default_factory=list)
     # Which attachment each evidence block (E1, E2 ...) was read from.
     evidence_files: dict[str, AttachmentResult] = field(default_factory=dict)
     # Tokens each evidence block is condensed to, and characters of each passage, both
@@ -165,10 +171,19 @@ def check_caps(rt: AgentRuntime, inp: TurnInput) -> None:
 
 
 async def store_attachments(
-    rt: AgentRuntime, case_id: str, inp: TurnInput, turn_number: int
+    rt: AgentRuntime,
+    case_id: str,
+    inp: TurnInput,
+    turn_number: int,
+    deadline: float | None = None,
+    *,
+    read_text: bool = True,
 ) -> list[tuple[AttachmentResult, str]]:
-    """Store files and pasted content as evidence; return them with their text."""
-    uploads: list[tuple[FileInput, str]] = [(f, "file_upload") for f in inp.files]
+    """Store files and pasted content as evidence; return them with their text (with
+    `read_text` off, as a queued turn stores them, the worker's reading is not awaited)."""
+    # The extension's page capture and screenshot send their kind as `input_type`.
+    source = inp.input_type if inp.input_type in CAPTURE_SOURCES else "file_upload"
+    uploads: list[tuple[FileInput, str]] = [(f, source) for f in inp.files]
     if inp.pasted_content and inp.pasted_content.strip():
         data = inp.pasted_content.encode()
         uploads.append(
@@ -198,6 +213,9 @@ async def store_attachments(
             uploaded_at=stored.uploaded_at.isoformat(),
             duplicate_of=stored.duplicate_of,
         )
+        if text_is_extracted(stored.source_type, stored.content_type):
+            # An image (OCR) or office document: the worker reads it; wait for its text.
+            return result, (await extracted_text(rt, result, deadline) if read_text else "")
         text = (
             f.data.decode("utf-8", errors="replace")
             if stored.source_type in TEXT_SOURCE_TYPES
@@ -208,19 +226,76 @@ async def store_attachments(
     return list(await asyncio.gather(*(one(f, src) for f, src in uploads)))
 
 
+async def extracted_text(
+    rt: AgentRuntime, attachment: AttachmentResult, deadline: float | None
+) -> str:
+    """The text the worker read from an image or office document, waiting for it at most
+    `attachment_text_wait_seconds` (and never past a third of what is left of the turn);
+    a note instead when it could not be read, so the model can say so."""
+    try:
+        found = await wait_for_text(rt, attachment.file_id, deadline)
+    except FMError as exc:  # the file is stored; only its text is out of reach now
+        log.warning("turn.attachment_text_unavailable", file_id=attachment.file_id, error=exc.code)
+        return "[The text of this file could not be fetched; it is not part of this answer.]"
+    if found.status == "ready":
+        return found.text or ""
+    if found.status == "failed":
+        return f"[No text could be read from this file: {found.error or 'unreadable'}]"
+    if found.status == "pending":
+        return "[The text of this file is still being read; it is not part of this answer.]"
+    return ""
+
+
+async def wait_for_text(rt: AgentRuntime, file_id: str, deadline: float | None) -> EvidenceText:
+    wait = rt.settings.attachment_text_wait_seconds
+    if deadline is not None:
+        wait = min(wait, max(0.0, (deadline - time.monotonic()) / 3))
+    return await rt.evidence.wait_text(file_id, timeout=wait)
+
+
 async def read_stored(
-    rt: AgentRuntime, stored: list[AttachmentResult]
+    rt: AgentRuntime, stored: list[AttachmentResult], deadline: float | None = None
 ) -> list[tuple[AttachmentResult, str]]:
     """The text of attachments stored earlier (a queued turn run by the worker)."""
     limit = rt.settings.max_file_bytes
 
     async def one(a: AttachmentResult) -> tuple[AttachmentResult, str]:
+        if a.source_type == "image":
+            return a, await extracted_text(rt, a, deadline)
         if a.source_type not in TEXT_SOURCE_TYPES:
             return a, ""
+        found = await rt.evidence.read_text(a.file_id)
+        if found.status != "none":  # an office document: the text the worker read
+            return a, await extracted_text(rt, a, deadline)
         data = await rt.evidence.read_content(a.file_id, max_bytes=limit)
         return a, data.decode("utf-8", errors="replace")
 
     return list(await asyncio.gather(*(one(a) for a in stored)))
+
+
+async def vision_images(
+    rt: AgentRuntime, attachments: list[AttachmentResult]
+) -> list[RedactedImage]:
+    """The attached images as the vision providers may see them: each a copy with every
+    word the redactor flags in its OCR text blacked out. An image whose OCR text or
+    layout is missing, or whose redaction fails, is left out (fail closed)."""
+    out: list[RedactedImage] = []
+    for a in attachments:
+        if a.source_type != "image":
+            continue
+        try:
+            found = await rt.evidence.read_text(a.file_id)
+            if found.status != "ready":
+                log.info("vision.not_sent", filename=a.filename, reason=f"ocr_{found.status}")
+                continue
+            data = await rt.evidence.read_content(a.file_id, max_bytes=rt.settings.max_file_bytes)
+        except FMError as exc:
+            log.warning("vision.not_sent", filename=a.filename, reason=exc.code)
+            continue
+        image = await asyncio.to_thread(redact_image, data, a.filename, found.text, found.layout)
+        if image is not None:
+            out.append(image)
+    return out
 
 
 async def _search(rt: AgentRuntime, case_id: str, query: str) -> tuple[list[Passage], bool]:
@@ -280,7 +355,7 @@ async def prepare_turn(
     if search is not None:
         first.append(search)
     if inp.stored:
-        first.append(read_stored(rt, inp.stored))
+        first.append(read_stored(rt, inp.stored, deadline))
     done: list[Any] = list(await asyncio.gather(*first, return_exceptions=True))
     for outcome in done:  # the case's answer first: a 404 wins over anything else
         if isinstance(outcome, BaseException):
@@ -292,12 +367,13 @@ async def prepare_turn(
     if inp.stored:
         attached = rest.pop(0)
     else:
-        attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+        attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1, deadline)
     if not has_query and not decided:
         texts = [t for _, t in attached]
         passages, retrieval_ok = await _search(rt, case_id, _search_text(inp, texts))
     redactor = rt.redactor(case_id)
     attachments = [a for a, _ in attached]
+    images = await vision_images(rt, attachments) if rt.settings.sends_images else []
     texts = [(a, t) for a, t in attached if t.strip()]
     budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
     # The whole text: it is redacted before it is condensed (build_prompt), so a secret
@@ -323,6 +399,7 @@ async def prepare_turn(
         history=history,
         redactor=redactor,
         retrieval_ok=retrieval_ok,
+        images=images,
         evidence_budget=budget,
         passage_chars=rt.settings.passage_chars,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},

@@ -210,6 +210,7 @@ async def _call_model(
             on_token=on_token if emit else None,
             on_failover=on_failover if emit else None,
             structured=output,
+            images=prep.images,
         ),
     )
     if emit and not pipeline.get("broken"):
@@ -244,6 +245,7 @@ async def _call_model(
                 redactor=prep.redactor,
                 deadline=prep.deadline,
                 structured=output,
+                images=prep.images,
             ),
         )
     except LLMUnavailable:
@@ -546,7 +548,7 @@ async def queue_turn(
 ) -> TurnAccepted:
     """Store the attachments, then hand the turn to the worker (202)."""
     ctx = await rt.case.get_case(case_id)
-    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1)
+    attached = await store_attachments(rt, case_id, inp, ctx.case.current_turn + 1, read_text=False)
     queued = inp.model_copy(update={"stored": [a for a, _ in attached], "pasted_content": None})
     job = await rt.jobs.create(
         TURN_JOB_KIND, user_id, resource_id=case_id, payload={"case_id": case_id}

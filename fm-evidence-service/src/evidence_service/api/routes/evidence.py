@@ -14,7 +14,7 @@ from evidence_service.api.deps import EvidenceServiceDep, UploadsDep
 from evidence_service.domain.evidence.flows import queue_unindex
 from evidence_service.domain.evidence.service import serving_type
 from fm_common.auth import CurrentPrincipal
-from fm_common.contracts.evidence import EvidenceFile
+from fm_common.contracts.evidence import EvidenceFile, EvidenceText
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
 
@@ -77,6 +77,15 @@ async def get_evidence(
 ) -> EvidenceFile:
     """An uploaded file's metadata."""
     return await service.get_file(principal, file_id)
+
+
+@router.get("/{file_id}/text", responses={401: _ERROR, 404: _ERROR})
+async def get_evidence_text(
+    file_id: str, principal: CurrentPrincipal, service: EvidenceServiceDep
+) -> EvidenceText:
+    """The text the worker read from an image (OCR, with each word's box) or an office
+    document: `ready`, `pending` (not read yet), `failed`, or `none` (a text file)."""
+    return await service.get_text(principal, file_id)
 
 
 @router.get(

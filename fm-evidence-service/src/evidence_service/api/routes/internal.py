@@ -19,6 +19,7 @@ from fm_common.contracts.evidence import (
     EvidenceFile,
     ExistingFiles,
     ExistingFilesQuery,
+    ExtractedText,
 )
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -46,6 +47,19 @@ async def set_analysis(
 ) -> EvidenceFile:
     """The indexer reports a file's analysis status and summary."""
     return await service.set_analysis(principal, file_id, body)
+
+
+@router.put(
+    "/evidence/{file_id}/text",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: _ERROR, 404: _ERROR, 413: _ERROR, 422: _ERROR},
+)
+async def set_text(
+    file_id: str, body: ExtractedText, principal: CurrentPrincipal, service: EvidenceServiceDep
+) -> None:
+    """The worker stores the text it read from an image (OCR, with word boxes) or an
+    office document; GET /api/v1/evidence/{id}/text serves it."""
+    await service.set_text(principal, file_id, body)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 import puremagic
 
-from fm_common.contracts.evidence import SourceType
+from fm_common.contracts.evidence import OFFICE_CONTENT_TYPES, SourceType
 from fm_common.errors import FMError, UnsupportedMediaType
 
 MAX_FILENAME_BYTES = 200
@@ -70,7 +70,7 @@ class EmptyFile(FMError):
 class Detected:
     """The type of a file's first bytes."""
 
-    kind: str  # "image" | "text" | "binary"
+    kind: str  # "image" | "text" | "document" | "binary"
     mime: str
     label: str
 
@@ -139,12 +139,61 @@ def detect(head: bytes, *, complete: bool) -> Detected:
         return Detected("image", "image/webp", IMAGE_NAMES["image/webp"])
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return Detected("binary", "application/octet-stream", "UTF-16 text (save it as UTF-8)")
+    office = _office(head)
+    if office is not None:
+        return office
     for signature, label in _BINARY_SIGNATURES:
         if head.startswith(signature):
             return Detected("binary", "application/octet-stream", label)
     if is_text(head, complete=complete):
         return Detected("text", "text/plain", "text")
     return Detected("binary", "application/octet-stream", _binary_label(head))
+
+
+_OFFICE_NAMES = {
+    OFFICE_CONTENT_TYPES[".docx"]: "Word document",
+    OFFICE_CONTENT_TYPES[".pptx"]: "PowerPoint presentation",
+    OFFICE_CONTENT_TYPES[".xlsx"]: "Excel workbook",
+    OFFICE_CONTENT_TYPES[".odt"]: "OpenDocument text",
+    OFFICE_CONTENT_TYPES[".ods"]: "OpenDocument spreadsheet",
+}
+# OOXML parts whose names, in the ZIP's local headers, say which application wrote it.
+_OOXML_PARTS = (
+    (b"word/", OFFICE_CONTENT_TYPES[".docx"]),
+    (b"ppt/", OFFICE_CONTENT_TYPES[".pptx"]),
+    (b"xl/", OFFICE_CONTENT_TYPES[".xlsx"]),
+)
+
+
+def _office(head: bytes) -> Detected | None:
+    """An office document: a ZIP whose first bytes show its kind. ODF stores its
+    `mimetype` entry first and uncompressed; OOXML names its parts (word/, ppt/, xl/)
+    and `[Content_Types].xml` in the local headers. The worker's reader checks the rest."""
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    if head[30:38] == b"mimetype":
+        for mime, name in _OFFICE_NAMES.items():
+            if mime.startswith("application/vnd.oasis") and head[38:].startswith(mime.encode()):
+                return Detected("document", mime, name)
+        return None
+    if b"[Content_Types].xml" not in head and b"_rels/.rels" not in head:
+        return None
+    for marker, mime in _OOXML_PARTS:
+        if b"PK\x03\x04" in head and _has_part(head, marker):
+            return Detected("document", mime, _OFFICE_NAMES[mime])
+    return None
+
+
+def _has_part(head: bytes, prefix: bytes) -> bool:
+    """A local file header (PK\\3\\4) in `head` names a part under `prefix`."""
+    pos = head.find(b"PK\x03\x04")
+    while pos != -1 and pos + 30 <= len(head):
+        name_len = int.from_bytes(head[pos + 26 : pos + 28], "little")
+        name = head[pos + 30 : pos + 30 + name_len]
+        if name.startswith(prefix):
+            return True
+        pos = head.find(b"PK\x03\x04", pos + 4)
+    return False
 
 
 def is_text(data: bytes, *, complete: bool = True) -> bool:
@@ -194,8 +243,17 @@ def check_type(
     if detected.kind == "binary":
         raise UnsupportedType(
             f"'{filename}' contains {detected.label}, which is not accepted: upload text "
-            f"(logs, metrics, configuration, code) or a PNG, JPEG, GIF or WebP image."
+            f"(logs, metrics, configuration, code), an office document (docx, pptx, xlsx, "
+            f"odt, ods) or a PNG, JPEG, GIF or WebP image."
         )
+    if detected.kind == "document":
+        if ext != _office_ext(detected.mime):
+            named = _ext_label(ext) if ext else "a file without an extension"
+            raise UnsupportedType(
+                f"'{filename}' is named as {named} but its content is a {detected.label}; "
+                f"rename it to {_office_ext(detected.mime)}."
+            )
+        return detected.mime
     if detected.kind == "image":
         if detected.mime not in allowed_image_types:
             raise UnsupportedType(f"{detected.label}s are not accepted.")
@@ -212,6 +270,10 @@ def check_type(
             f"content is text; rename it to match its content."
         )
     return TEXT_TYPES_BY_EXT.get(ext, "text/plain")
+
+
+def _office_ext(mime: str) -> str:
+    return next(ext for ext, m in OFFICE_CONTENT_TYPES.items() if m == mime)
 
 
 def _ext_label(ext: str) -> str:
@@ -251,6 +313,8 @@ def classify(sample: str, filename: str, detected: Detected) -> SourceType:
     """logs | metrics | configuration | code | text | image, from the first bytes."""
     if detected.kind == "image":
         return "image"
+    if detected.kind == "document":
+        return "text"  # its text is read by the worker (GET /api/v1/evidence/{id}/text)
     ext = extension(filename)
     lines = [line for line in sample.splitlines()[:400] if line.strip()]
     if not lines:

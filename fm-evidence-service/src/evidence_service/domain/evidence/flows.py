@@ -36,7 +36,7 @@ from fm_common.auth import Principal
 from fm_common.contracts.evidence import (
     INDEX_QUEUE,
     INDEX_TASK,
-    TEXT_SOURCE_TYPES,
+    INDEXED_SOURCE_TYPES,
     UNINDEX_QUEUE,
     UNINDEX_TASK,
     EvidenceFile,
@@ -185,7 +185,7 @@ class Uploads:
             size_bytes=row.size_bytes,
             source_type=row.source_type,
         )
-        if row.source_type in TEXT_SOURCE_TYPES and self.settings.index_uploads:
+        if row.source_type in INDEXED_SOURCE_TYPES and self.settings.index_uploads:
             await queue_index(self.settings, self.sessionmaker, row)
         return UploadResult(file=to_contract(row), created=True)
 

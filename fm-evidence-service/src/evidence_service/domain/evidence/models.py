@@ -42,6 +42,10 @@ class EvidenceFileRow(Base):
     # When knowledge.index_evidence was queued; NULL for a text file means "not yet" (the
     # queue was down): the re-queue loop picks it up.
     index_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the worker read from an image (OCR) or an office document, and for an image
+    # where each word is (ADR 0111); NULL until it has.
+    extracted_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    text_layout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class EvidenceUnindexRow(Base):

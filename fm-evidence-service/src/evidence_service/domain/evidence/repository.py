@@ -14,7 +14,7 @@ from evidence_service.domain.evidence.models import (
     EvidenceFileRow,
     EvidenceUnindexRow,
 )
-from fm_common.contracts.evidence import TEXT_SOURCE_TYPES
+from fm_common.contracts.evidence import INDEXED_SOURCE_TYPES
 
 SORT_COLUMNS = {
     "uploaded_at_turn": (EvidenceFileRow.uploaded_at_turn, EvidenceFileRow.uploaded_at),
@@ -128,7 +128,7 @@ class EvidenceRepository:
             select(EvidenceFileRow)
             .where(
                 EvidenceFileRow.index_queued_at.is_(None),
-                EvidenceFileRow.source_type.in_(sorted(TEXT_SOURCE_TYPES)),
+                EvidenceFileRow.source_type.in_(sorted(INDEXED_SOURCE_TYPES)),
                 EvidenceFileRow.uploaded_at < uploaded_before,
             )
             .order_by(EvidenceFileRow.uploaded_at)

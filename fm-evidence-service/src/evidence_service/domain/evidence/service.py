@@ -27,15 +27,19 @@ from evidence_service.domain.evidence.repository import EvidenceRepository
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.auth import Principal
 from fm_common.contracts.evidence import (
-    TEXT_SOURCE_TYPES,
+    INDEXED_SOURCE_TYPES,
     AnalysisUpdate,
     DerivedEvidenceCreate,
     DerivedEvidenceSummary,
     EvidenceFile,
+    EvidenceText,
     ExistingFiles,
+    ExtractedText,
+    TextLayout,
     UploadedFileDetailsResponse,
     UploadedFileMetadata,
     UploadedFilesList,
+    text_is_extracted,
 )
 from fm_common.errors import Conflict, Forbidden, NotFound
 
@@ -163,7 +167,7 @@ class EvidenceService:
         when it was text, whose chunks must then leave the case's collection."""
         row = await self._owned(principal, file_id)
         await self.repo.delete(row)
-        text = row.source_type in TEXT_SOURCE_TYPES
+        text = row.source_type in INDEXED_SOURCE_TYPES
         if text:
             # In the delete's transaction: the unindex cannot be lost between the two.
             self.session.add(
@@ -295,3 +299,28 @@ class EvidenceService:
             row.summary = update.summary
         await self.session.flush()
         return to_contract(row)
+
+    async def set_text(self, principal: Principal, file_id: str, body: ExtractedText) -> None:
+        """The worker stores the text it read from an image or office document (service
+        tokens only, like the indexer's other reports)."""
+        if not principal.is_service:
+            raise Forbidden("Only services may store a file's text.", code="SERVICE_ONLY")
+        row = await self._owned(principal, file_id)
+        row.extracted_text = body.text
+        row.text_layout = body.layout.model_dump() if body.layout is not None else None
+        await self.session.flush()
+
+    async def get_text(self, principal: Principal, file_id: str) -> EvidenceText:
+        """The text read from the caller's file: ready, pending, failed, or none (a text
+        file, whose bytes are its text)."""
+        row = await self._owned(principal, file_id)
+        if not text_is_extracted(row.source_type, row.content_type):
+            return EvidenceText(file_id=row.id, status="none")
+        if row.extracted_text is not None:
+            layout = TextLayout.model_validate(row.text_layout) if row.text_layout else None
+            return EvidenceText(
+                file_id=row.id, status="ready", text=row.extracted_text, layout=layout
+            )
+        if row.analysis_status == "failed":
+            return EvidenceText(file_id=row.id, status="failed", error=row.summary)
+        return EvidenceText(file_id=row.id, status="pending")

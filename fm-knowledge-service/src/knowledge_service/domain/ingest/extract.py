@@ -15,13 +15,41 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from fm_common.limits import ParseLimits
 from knowledge_service.domain.ingest.chunking import Unit
+from knowledge_service.domain.ingest.ocr import (
+    OcrError,
+    OcrLimits,
+    OcrResult,
+    OcrUnavailable,
+    ocr_image,
+)
+from knowledge_service.domain.ingest.office import OFFICE_KINDS, OfficeError, extract_office
 
-KINDS = ("pdf", "markdown", "html", "log", "json", "yaml", "csv", "text")
+KINDS = (
+    "pdf", "markdown", "html", "log", "json", "yaml", "csv", "text",
+    "docx", "pptx", "xlsx", "odt", "ods", "image",
+)  # fmt: skip
+IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "webp"})
+# What a container's bytes are, by content type (the evidence service's sniffed type).
+OFFICE_TYPES = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.oasis.opendocument.text": "odt",
+    "application/vnd.oasis.opendocument.spreadsheet": "ods",
+}
 _EXT_KIND = {
     "pdf": "pdf",
+    "docx": "docx",
+    "pptx": "pptx",
+    "xlsx": "xlsx",
+    "odt": "odt",
+    "ods": "ods",
     "md": "markdown",
     "markdown": "markdown",
     "html": "html",
@@ -33,6 +61,7 @@ _EXT_KIND = {
     "csv": "csv",
 }
 _TYPE_KIND = {"log": "log", "logs": "log", "runbook": "markdown", "markdown": "markdown"}
+log = structlog.get_logger("knowledge.extract")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
@@ -45,6 +74,19 @@ class ExtractionError(Exception):
 Limits = ParseLimits
 
 
+def ocr_limits(limits: Limits) -> OcrLimits | None:
+    """The OCR part of the parse limits (None: OCR is off)."""
+    if not limits.ocr_enabled:
+        return None
+    return OcrLimits(
+        max_pixels=limits.ocr_max_pixels,
+        seconds=limits.ocr_seconds,
+        memory_bytes=limits.ocr_memory_bytes,
+        max_pages=limits.ocr_max_pages,
+        languages=limits.ocr_languages,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Extracted:
     kind: str
@@ -52,6 +94,8 @@ class Extracted:
     units: list[Unit]
     text: str  # the whole extracted text (the document's `content`)
     joiner: str = "\n\n"
+    # For an image: the words with their boxes (what a pixel redaction needs).
+    ocr: OcrResult | None = None
 
 
 def detect_kind(filename: str, content_type: str | None, document_type: str | None) -> str:
@@ -59,8 +103,12 @@ def detect_kind(filename: str, content_type: str | None, document_type: str | No
     if ext in _EXT_KIND:
         return _EXT_KIND[ext]
     ctype = (content_type or "").split(";")[0].strip().lower()
+    if ext in IMAGE_EXTENSIONS or (ctype.startswith("image/") and ctype != "image/svg+xml"):
+        return "image"
     if ctype == "application/pdf":
         return "pdf"
+    if ctype in OFFICE_TYPES:
+        return OFFICE_TYPES[ctype]
     if ctype in ("text/html", "application/xhtml+xml"):
         return "html"
     if ctype == "text/markdown":
@@ -123,8 +171,20 @@ def _pdf_text(path: Path, limits: Limits) -> str:
             )
         parts: list[str] = []
         total = 0
+        scanned = 0
+        ocr = ocr_limits(limits)
         for page in reader.pages:
             text = page.extract_text() or ""
+            if len(text.strip()) < _SCANNED_BELOW and ocr is not None:
+                # No text layer (a scanned page): read the text of its images.
+                scanned += 1
+                if scanned > ocr.max_pages:
+                    raise ExtractionError(
+                        f"The PDF has more than {ocr.max_pages} scanned pages "
+                        "(pages without text) to read; the limit is "
+                        f"{ocr.max_pages}."
+                    )
+                text = (text + "\n" + _page_ocr(page, ocr)).strip()
             total += len(text)
             if total > limits.max_chars:
                 raise ExtractionError(
@@ -152,6 +212,65 @@ def _pdf_text(path: Path, limits: Limits) -> str:
     ) as exc:
         raise ExtractionError(f"The PDF is corrupt ({type(exc).__name__}).") from None
     return "\n\n".join(parts)
+
+
+_SCANNED_BELOW = 20  # characters: a page with fewer has no real text layer
+
+
+def _page_ocr(page: Any, limits: OcrLimits) -> str:
+    """The text of a scanned page's images, each checked for size before it is decoded."""
+    resources = page.get("/Resources")
+    xobjects = resources.get_object().get("/XObject") if resources is not None else None
+    if xobjects is None:
+        return ""
+    names = []
+    for name, ref in xobjects.get_object().items():
+        obj = ref.get_object()
+        if obj.get("/Subtype") != "/Image":
+            continue
+        pixels = int(obj.get("/Width", 0)) * int(obj.get("/Height", 0))
+        if pixels > limits.max_pixels:
+            raise ExtractionError(
+                f"A page image has {pixels} pixels; the limit is {limits.max_pixels}."
+            )
+        names.append(name)
+    texts = []
+    for name in names:
+        try:
+            image = page.images[name].image
+        except ExtractionError:
+            raise
+        except Exception as exc:  # pypdf decodes many filters; all failures mean "corrupt"
+            raise ExtractionError(
+                f"A page image of the PDF cannot be read ({type(exc).__name__})."
+            ) from None
+        if image is None:
+            continue
+        try:
+            texts.append(ocr_image(image, limits).text)
+        except OcrUnavailable:
+            # No engine on this machine: the page stays without text (as before OCR).
+            log.warning("extract.ocr_unavailable")
+            return ""
+        except OcrError as exc:
+            raise ExtractionError(str(exc)) from None
+    return "\n\n".join(t for t in texts if t.strip())
+
+
+def _image_text(path: Path, limits: Limits, title: str | None) -> Extracted:
+    ocr = ocr_limits(limits)
+    if ocr is None:
+        raise ExtractionError("Reading text from images is turned off.")
+    try:
+        result = ocr_image(path.read_bytes(), ocr)
+    except OcrError as exc:
+        raise ExtractionError(str(exc)) from None
+    if len(result.text) > limits.max_chars:
+        raise ExtractionError(f"The image holds more than {limits.max_chars} characters.")
+    units = _lines(result.text, cap_context(title or "", limits))
+    if not units:
+        raise ExtractionError("No text could be read in the image.")
+    return Extracted("image", title, units, result.text, joiner="\n", ocr=result)
 
 
 def cap_context(context: str, limits: Limits) -> str:
@@ -233,6 +352,20 @@ def extract(path: Path, kind: str, limits: Limits, title: str | None = None) -> 
     if kind == "pdf":
         text = _pdf_text(path, limits)
         units = _paragraphs(text, cap_context(title or "", limits))
+        result = Extracted(kind, title, units, text)
+    elif kind == "image":
+        result = _image_text(path, limits, title)
+    elif kind in OFFICE_KINDS:
+        try:
+            units, text = extract_office(
+                path,
+                kind,
+                title,
+                max_chars=limits.max_chars,
+                max_bytes=limits.max_archive_bytes,
+            )
+        except OfficeError as exc:
+            raise ExtractionError(str(exc)) from None
         result = Extracted(kind, title, units, text)
     else:
         text = decode_text(path.read_bytes(), limits)

@@ -23,6 +23,7 @@ from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.ingest.chunking import Chunk, TokenBudget, chunk_units
 from knowledge_service.domain.ingest.extract import (
+    Extracted,
     ExtractionError,
     detect_kind,
     extract,
@@ -116,24 +117,36 @@ def chunks_for_file(
     title: str | None,
     tokens: TokenBudget | None = None,
 ) -> tuple[list[Chunk], str]:
-    """Extract and chunk a file within the parse limits (memory and time included): in
-    a child process, so any input a parser mishandles fails this document, with its
-    reason, and never its worker. Raises ExtractionError."""
-    try:
-        return run_bounded(
-            _chunks_for_file, path, kind, settings, title, tokens, limits=settings.parse_limits()
-        )
-    except ParseLimitExceeded as exc:
-        raise ExtractionError(str(exc)) from None
+    chunks, extracted = extract_and_chunk(path, kind, settings, title, tokens)
+    return chunks, extracted.text
 
 
-def _chunks_for_file(
+def extract_and_chunk(
     path: Path,
     kind: str,
     settings: Settings,
     title: str | None,
     tokens: TokenBudget | None = None,
-) -> tuple[list[Chunk], str]:
+) -> tuple[list[Chunk], Extracted]:
+    """Extract and chunk a file within the parse limits (memory and time included): in
+    a child process, so any input a parser mishandles fails this document, with its
+    reason, and never its worker. The chunks and the extraction (its text and, for an
+    image, the OCR words with their boxes). Raises ExtractionError."""
+    try:
+        return run_bounded(
+            _extract_and_chunk, path, kind, settings, title, tokens, limits=settings.parse_limits()
+        )
+    except ParseLimitExceeded as exc:
+        raise ExtractionError(str(exc)) from None
+
+
+def _extract_and_chunk(
+    path: Path,
+    kind: str,
+    settings: Settings,
+    title: str | None,
+    tokens: TokenBudget | None = None,
+) -> tuple[list[Chunk], Extracted]:
     limits = settings.parse_limits()
     extracted = extract(path, kind, limits, title)
     try:
@@ -154,7 +167,7 @@ def _chunks_for_file(
             f"The document makes {len(chunks)} chunks; the limit is "
             f"{settings.max_chunks_per_document}."
         )
-    return chunks, extracted.text
+    return chunks, extracted
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Needs torch, sentence-transformers and onnx (the `torch` extra); serving the exported
 model needs none of them. Writes `<out>/<model slug>/` with `model.onnx` (the
-transformer: input_ids, attention_mask, token_type_ids -> last_hidden_state),
+transformer: input_ids, attention_mask, token_type_ids -> last_hidden_state) and its
+weights in `model.onnx.data` (memory-mapped by ONNX Runtime),
 `tokenizer.json` (the fast tokenizer sentence-transformers uses) and `manifest.json`
 (model, checksums of the source files and of the ONNX file, pooling, input length).
 A directory whose manifest matches the installed source is kept as it is.
@@ -29,10 +30,14 @@ from typing import Any
 from knowledge_service.domain.vectors.names import MINILM_CANONICAL, canonical_model_name
 
 # Bumped when the export recipe changes (a new recipe re-exports on the next start).
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 OPSET = 17
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+# The weights, beside the graph: ONNX Runtime memory-maps such a file, so its pages are
+# shared (page cache) by every process that runs the model and read only where used
+# (most of the token-embedding table never is).
+WEIGHTS_FILE = "model.onnx.data"
 TOKENIZER_FILE = "tokenizer.json"
 # The source files whose bytes decide the exported model.
 SOURCE_FILES = ("model.safetensors", "tokenizer.json", "config.json", "sentence_bert_config.json")
@@ -101,7 +106,7 @@ def is_current(directory: Path, name: str) -> bool:
         return False
     if manifest.get("model") != canonical_model_name(name):
         return False
-    if not (directory / MODEL_FILE).is_file() or not (directory / TOKENIZER_FILE).is_file():
+    if not all((directory / f).is_file() for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE)):
         return False
     checksum = source_checksum(name)
     return checksum is None or manifest.get("source_sha256") == checksum
@@ -209,12 +214,14 @@ def export(name: str, root: Path) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        _move_weights_out(work / MODEL_FILE, WEIGHTS_FILE)
         tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
         manifest = {
             "format": EXPORT_FORMAT,
             "model": canonical,
             "source_sha256": source_checksum(name),
             "onnx_sha256": file_sha256(work / MODEL_FILE),
+            "weights_sha256": file_sha256(work / WEIGHTS_FILE),
             "dimension": int(model.get_embedding_dimension()),
             "max_seq_length": int(model.max_seq_length),
             "pooling": pooling,
@@ -225,6 +232,10 @@ def export(name: str, root: Path) -> Path:
             "torch": torch.__version__,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        # Readable by the user a service runs as (the export may run as root; onnx
+        # writes the weights file owner-only).
+        for file in work.iterdir():
+            file.chmod(0o644)
         work.chmod(0o755)
         old = None
         if final.exists():
@@ -238,6 +249,22 @@ def export(name: str, root: Path) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
+
+
+def _move_weights_out(model_file: Path, weights_name: str) -> None:
+    """Rewrite the model with its initializers in one external file (page-aligned, so
+    ONNX Runtime can map it)."""
+    import onnx
+
+    model = onnx.load(str(model_file))
+    onnx.save_model(
+        model,
+        str(model_file),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=weights_name,
+        size_threshold=1024,
+    )
 
 
 def _check_exportable(model: Any) -> str:
