@@ -30,6 +30,13 @@ test: ## Run every test (real Redis, Chroma, SQLite, PostgreSQL, embeddings)
 	@cd fm-dashboard && npm test --silent
 	@$(UV_RUN) pytest $(PYTEST_ARGS)
 
+.PHONY: test-llm
+test-llm: ## The agent against a real small model (llama.cpp + SmolLM2-135M; the first run builds it, 15-30 min)
+	@scripts/bootstrap.sh --test
+	@env="$$(nice -n 10 scripts/llm-env.sh)" || exit 1; export $$env; \
+	  $(UV_RUN) pytest fm-agent-service/tests/real_llm $(PYTEST_ARGS); rc=$$?; \
+	  cat .cache/test-llm-report.md 2>/dev/null; exit $$rc
+
 .PHONY: test-compose
 test-compose: ## Opt-in: build the images, run the system journey and store restarts on docker compose (~20 min)
 	@scripts/bootstrap.sh --test

@@ -172,7 +172,9 @@ async def test_failover_and_the_malformed_answer_retry_send_only_redacted_text(
         "not json: the root password is Fa1lover9pw",  # quoted by the model, then retried
         turn_json("ok"),
     )
-    settings = make_settings([provider(fake, "primary"), provider(fake, "secondary", "anthropic")])
+    # The secondary speaks the OpenAI protocol: a forced Anthropic tool call always
+    # answers a JSON object (ADR 0085), so only a text answer can be malformed.
+    settings = make_settings([provider(fake, "primary"), provider(fake, "secondary")])
     async with running(settings) as client:
         resp = await client.post(
             f"/api/v1/cases/{case_id}/turns",

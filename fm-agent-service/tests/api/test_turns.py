@@ -486,7 +486,8 @@ async def test_a_queued_turn_answers_202_and_its_job_completes(
     fake: FakeLLMServer,
     standins: Any,
 ) -> None:
-    from agent_service.domain.turns.flows import run_queued_turn
+    from agent_service.domain.turns.context import TurnInput
+    from agent_service.domain.turns.flows import run_turn
     from fm_common.context import bearer_token_var
 
     headers = {"Prefer": "respond-async", "Idempotency-Key": "queued-turn-01"}
@@ -521,7 +522,8 @@ async def test_a_queued_turn_answers_202_and_its_job_completes(
         assert (
             await client.get(location, headers=token_issuer.headers("other"))
         ).status_code == 404
-        # The Celery message is in the agent queue; run it as the worker does.
+        # The Celery message is in the agent queue; run it as the worker's agent.run_turn
+        # does (its tracked_task records the result in the job).
         rt = client.app.state.runtime  # type: ignore[attr-defined]
         messages = await rt.redis.lrange("agent", 0, -1)
         assert len(messages) == 1
@@ -532,8 +534,10 @@ async def test_a_queued_turn_answers_202_and_its_job_completes(
         assert kwargs["owner_id"] == user_id
         token = bearer_token_var.set(token_issuer.token(user_id))
         try:
-            await run_queued_turn(
-                rt, kwargs["job_id"], kwargs["case_id"], kwargs["turn_key"], kwargs["turn"]
+            turn = TurnInput.model_validate(kwargs["turn"])
+            response = await run_turn(rt, kwargs["case_id"], turn, kwargs["turn_key"])
+            await rt.jobs.update(
+                kwargs["job_id"], status="completed", result=response.model_dump(mode="json")
             )
         finally:
             bearer_token_var.reset(token)

@@ -207,3 +207,12 @@ async def test_openai_messages_reach_the_provider_as_sent_without_the_sdk_walkin
     assert sent.body["model"] == "p-model"
     assert sent.body["stream"] is stream
     assert walked == [[]]  # the SDK's request transform never walked the messages
+
+
+def test_our_timeouts_rule_a_slow_local_model_not_langchains_chunk_timeout(
+    fake: FakeLLMServer,
+) -> None:
+    # LangChain's OpenAI client stops a stream after 120 s without a chunk by default: a
+    # small model on a busy CPU (grammar-constrained) took longer for its first token.
+    c = chain(fake, ("a", "openai"), ("b", "openai_compatible"))
+    assert [e.model.stream_chunk_timeout for e in c.entries] == [None, None]  # type: ignore[attr-defined]

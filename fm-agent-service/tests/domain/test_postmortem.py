@@ -67,3 +67,34 @@ async def test_the_report_can_be_saved_as_a_personal_runbook(
     assert saved[0]["document_type"] == "runbook"
     assert saved[0]["title"] == "Post-mortem: Orders outage"
     assert saved[0]["content"] == report
+
+
+async def test_the_post_mortem_reads_the_condensed_evidence_pasted_logs_included(
+    make_settings: Any, standins: Any, token_issuer: Any, user_id: str, fake: FakeLLMServer
+) -> None:
+    fake.script(turn_json("noted"))
+    settings = make_settings([provider(fake, "primary")])
+    case_id = standins.add_case(user_id, title="Orders outage")
+    pasted = "\n".join(
+        [f"2024-05-01T10:00:{i:02d}Z INFO request ok id={i}" for i in range(40)]
+        + ["2024-05-01T10:01:00Z ERROR pool exhausted: remaining connection slots reserved"]
+        + ["2024-05-01T10:01:01Z ERROR login for ops.lead@example.com failed"]
+    )
+    async with running(settings) as client:
+        resp = await client.post(
+            f"/api/v1/cases/{case_id}/turns",
+            data={"query": "orders down", "pasted_content": pasted},
+            headers=token_issuer.headers(user_id),
+        )
+        assert resp.status_code == 200
+        token = bearer_token_var.set(token_issuer.token(user_id))
+        try:
+            await generate_postmortem(client.app.state.runtime, case_id, "rep-2")  # type: ignore[attr-defined]
+        finally:
+            bearer_token_var.reset(token)
+    sent = fake.requests[-1]
+    assert "TASK: postmortem" in sent.text
+    assert "Evidence content of pasted-content.txt (condensed):" in sent.text
+    assert "pool exhausted: remaining connection slots reserved" in sent.text
+    assert "ops.lead@example.com" not in sent.raw
+    assert sent.text.count("INFO request ok") < 40  # condensed, not the raw log

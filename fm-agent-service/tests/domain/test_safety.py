@@ -44,3 +44,50 @@ def test_stream_sanitizer_judges_links_split_across_chunks() -> None:
     assert out == sanitize_markdown(text, ())
     assert "here" in out
     assert "<IP_1>" in out
+
+
+ECHO = (
+    "Here is what I found.\n"
+    "SOURCE S1 | title: Postgres pool runbook | scope: global |\n"
+    "<<<DATA 0123456789abcdef01234567 source=S1>>>\n"
+    "Raise max_connections.\n"
+    "<<<END 0123456789abcdef01234567>>>\n"
+    "EVIDENCE E1 | app.log (log, paste) |\n"
+    "QUESTION: why is the pool exhausted?\n"
+    "TASK: turn\n"
+    "So the fix: restart pgbouncer <<<END 0123456789abcdef01234567>>> now. "
+    "Boundary 0123456789abcdef01234567 gone.\n"
+    "Python says >>> print(1)"
+)
+
+
+def _echo_is_gone(text: str) -> None:
+    for marker in ("<<<", "0123456789abcdef01234567", "SOURCE S1 |", "EVIDENCE E1 |", "QUESTION:"):
+        assert marker not in text, marker
+    assert "TASK: turn" not in text
+    assert "Here is what I found." in text
+    assert "Raise max_connections." in text
+    assert "restart pgbouncer" in text
+    assert "now." in text
+    assert ">>> print(1)" in text  # ordinary text with >>> is kept
+
+
+def test_strip_echo_removes_the_prompt_frame_and_keeps_the_rest() -> None:
+    from agent_service.domain.privacy.safety import strip_echo
+
+    _echo_is_gone(strip_echo(ECHO, "0123456789abcdef01234567"))
+    _echo_is_gone(strip_echo(ECHO))  # an earlier turn's boundary, unknown now
+    assert strip_echo("Plain answer\n\n\n\nwith gaps ") == "Plain answer\n\n\n\nwith gaps "
+
+
+def test_the_echo_filter_removes_the_frame_from_a_stream_in_any_chunking() -> None:
+    from agent_service.domain.privacy.safety import EchoFilter
+
+    for size in (1, 2, 3, 5, 8, 13, len(ECHO)):
+        f = EchoFilter("0123456789abcdef01234567")
+        out = "".join(f.feed(ECHO[i : i + size]) for i in range(0, len(ECHO), size)) + f.flush()
+        _echo_is_gone(out)
+    f = EchoFilter("0123456789abcdef01234567")
+    plain = "So the pool is exhausted.\nSee the runbook [S1]."
+    assert f.feed(plain[:10]) == "So the poo"  # ordinary text is not held back
+    assert f.feed(plain[10:]) + f.flush() == plain[10:]

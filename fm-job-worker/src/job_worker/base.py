@@ -122,6 +122,8 @@ def tracked_task(
             entry = tracking.begin(
                 rt.redis, track_id, name, queue, kwargs, self.request.hostname or "?"
             )
+            # A task's log lines carry its own ids only (never an earlier task's).
+            structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(task=name, track_id=track_id)
             if entry.attempts > settings.max_attempts + settings.max_retries:
                 message = "The job was redelivered too many times (it keeps killing its worker)."

@@ -8,6 +8,7 @@ domain code (FM_KNOWLEDGE_DATABASE_URL, FM_DATA_DIR), on one event loop per proc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any, TypeVar
@@ -57,10 +58,12 @@ class Runtime:
                 await session.commit()
                 return result
 
-        return self.runner.run(unit())
+        return self.run(unit())
 
     def run(self, coro: Awaitable[T]) -> T:
-        return self.runner.run(coro)  # type: ignore[arg-type]
+        # A copy of this task's context: the runner's own would carry every earlier
+        # task's log context (ids bound inside coroutines) and never this task's.
+        return self.runner.run(coro, context=contextvars.copy_context())  # type: ignore[arg-type]
 
     # Clients bound to this process's loop are built on it, outside any running task.
 

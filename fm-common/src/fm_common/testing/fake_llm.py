@@ -31,6 +31,25 @@ Faults, per provider name (the path prefix, e.g. `primary`, or the request's mod
   between streamed chunks; `fake.cut(name, after_events=4)`: a stream that breaks off
   with the protocol's error event after that many events (a provider failing mid-answer).
 
+What a real server would do with what was sent:
+- `fake.honour_cap(name, field="max_tokens")`: a server that reads only that output-cap
+  field (llama.cpp reads `max_tokens`, never `max_completion_tokens`): the answer is cut
+  to the cap (~4 characters a token) with finish_reason `length`. Without it the fake
+  ignores every cap (a server the agent must stop on its own).
+- `fake.refuse_response_format(name, form=None, status=400)`: refuses a request whose
+  `response_format` has that `type` (any type with None): an OpenAI-compatible server
+  without structured output, or llama-cpp-python's server, which answers a 500 to
+  `json_schema` and takes `json_object` with a `schema`.
+- Anthropic requests with `tools` and a forced `tool_choice` are answered with a
+  `tool_use` block (streamed as `input_json_delta`), its input the answer's JSON object.
+`FakeRequest.response_format`, `.tools`, `.tool_choice`, `.max_tokens` and
+`.max_completion_tokens` read what was asked for.
+
+A recording relay in front of a real server: `FakeLLMServer(upstream="http://host:port")`
+forwards every request (faults still apply first) to the upstream's same path, less the
+name prefix, and relays its answer byte for byte (streams as they arrive), so `requests`
+holds exactly what the agent sent to a real model (make test-llm).
+
 `GET {base_url}/_fake/requests` lists the recorded requests as JSON (for a fake running in
 another process: `python -m fm_common.testing.fake_llm --port 9999` serves until killed).
 
@@ -78,6 +97,38 @@ class FakeRequest:
         return bool(self.body.get("stream"))
 
     @property
+    def response_format(self) -> dict[str, Any] | None:
+        value = self.body.get("response_format")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return list(self.body.get("tools") or [])
+
+    @property
+    def tool_choice(self) -> Any:
+        return self.body.get("tool_choice")
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.body.get("max_tokens")
+        return int(value) if value is not None else None
+
+    @property
+    def max_completion_tokens(self) -> int | None:
+        value = self.body.get("max_completion_tokens")
+        return int(value) if value is not None else None
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The tool an Anthropic request forces (tool_choice {type: tool, name})."""
+        choice = self.tool_choice
+        if self.protocol == "anthropic" and isinstance(choice, dict) and self.tools:
+            if choice.get("type") == "tool":
+                return str(choice.get("name"))
+        return None
+
+    @property
     def text(self) -> str:
         """Every message's text (and the Anthropic system prompt), joined by newlines."""
         parts: list[str] = []
@@ -91,9 +142,10 @@ class FakeRequest:
 
 @dataclass
 class _Fault:
-    kind: str  # fail | hang | latency | chunk_delay | cut
+    kind: str  # fail | hang | latency | chunk_delay | cut | cap | refuse_format
     status: int = 500
     retry_after: float | None = None
+    field: str = ""
     seconds: float = 0.0
     times: int | None = None
 
@@ -163,9 +215,15 @@ class FakeLLMServer:
     """A real HTTP server speaking OpenAI chat completions and Anthropic messages."""
 
     def __init__(
-        self, host: str = "127.0.0.1", *, stream_chunk_chars: int = 8, port: int = 0
+        self,
+        host: str = "127.0.0.1",
+        *,
+        stream_chunk_chars: int = 8,
+        port: int = 0,
+        upstream: str | None = None,
     ) -> None:
         self.host = host
+        self.upstream = upstream.rstrip("/") if upstream else None
         self._port = port
         self.stream_chunk_chars = stream_chunk_chars
         self.responder: Callable[[FakeRequest], Answer] | None = None
@@ -233,6 +291,12 @@ class FakeLLMServer:
 
     def cut(self, name: str, after_events: int = 4, times: int | None = None) -> None:
         self._add(name, _Fault("cut", seconds=after_events, times=times))
+
+    def honour_cap(self, name: str, field: str = "max_tokens") -> None:
+        self._add(name, _Fault("cap", field=field))
+
+    def refuse_response_format(self, name: str, form: str | None = None, status: int = 400) -> None:
+        self._add(name, _Fault("refuse_format", status=status, field=form or ""))
 
     def latency(self, name: str, seconds: float) -> None:
         self._add(name, _Fault("latency", seconds=seconds))
@@ -327,7 +391,21 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             fake._record(req)
             chunk_delay = 0.0
             cut_after: int | None = None
+            cap: int | None = None
             for fault in fake._faults_for(req):
+                if fault.kind == "cap" and req.body.get(fault.field) is not None:
+                    cap = int(req.body[fault.field])
+                fmt = req.response_format
+                if (
+                    fault.kind == "refuse_format"
+                    and fmt is not None
+                    and (not fault.field or fmt.get("type") == fault.field)
+                ):
+                    self._json(
+                        fault.status,
+                        {"error": {"message": "response_format is not supported", "code": 400}},
+                    )
+                    return
                 if fault.kind == "latency":
                     time.sleep(fault.seconds)
                 elif fault.kind == "chunk_delay":
@@ -341,14 +419,52 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 elif fault.kind == "fail":
                     self._error(protocol, fault.status, fault.retry_after)
                     return
+            if fake.upstream:
+                try:
+                    self._relay(req, raw)
+                finally:
+                    req.finished.set()
+                return
             text = fake._answer(req)
+            finish = "stop"
+            if cap is not None and len(text) > cap * 4:
+                text, finish = text[: cap * 4], "length"
             try:
                 if req.stream:
-                    self._stream(req, text, chunk_delay, cut_after)
+                    self._stream(req, text, chunk_delay, cut_after, finish)
                 else:
-                    self._json(200, _complete_body(req, text))
+                    self._json(200, _complete_body(req, text, finish))
             finally:
                 req.finished.set()
+
+        def _relay(self, req: FakeRequest, raw: str) -> None:
+            """Forward to the upstream server and relay its answer as it arrives."""
+            import http.client
+            from urllib.parse import urlsplit
+
+            assert fake.upstream is not None
+            target = urlsplit(fake.upstream)
+            path = req.path if req.name == "default" else req.path[len(req.name) + 1 :]
+            conn = http.client.HTTPConnection(target.netloc, timeout=3600)
+            try:
+                conn.request(
+                    "POST", path, body=raw.encode(), headers={"Content-Type": "application/json"}
+                )
+                resp = conn.getresponse()
+                self.send_response(resp.status)
+                for key in ("Content-Type", "Retry-After"):
+                    if resp.getheader(key):
+                        self.send_header(key, resp.getheader(key) or "")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                while chunk := resp.read1(65536):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            finally:
+                conn.close()
 
         # -- writers ---------------------------------------------------------------
         def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -373,7 +489,12 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             self._json(status, body, headers)
 
         def _stream(
-            self, req: FakeRequest, text: str, delay: float, cut_after: int | None = None
+            self,
+            req: FakeRequest,
+            text: str,
+            delay: float,
+            cut_after: int | None = None,
+            finish: str = "stop",
         ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -384,9 +505,9 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             size = fake.stream_chunk_chars
             pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
             events = (
-                _anthropic_events(req, text, pieces)
+                _anthropic_events(req, text, pieces, finish)
                 if req.protocol == "anthropic"
-                else _openai_events(req, text, pieces)
+                else _openai_events(req, text, pieces, finish)
             )
             if cut_after is not None:
                 broken: tuple[str, Any] = (
@@ -415,16 +536,40 @@ def _make_handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _complete_body(req: FakeRequest, text: str) -> dict[str, Any]:
+def _tool_input(text: str) -> dict[str, Any]:
+    """A forced tool call's input: always an object (the API guarantees it)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"answer": text}
+    return value if isinstance(value, dict) else {"answer": text}
+
+
+def _complete_body(req: FakeRequest, text: str, finish: str = "stop") -> dict[str, Any]:
     pin, pout = _tokens(req.text), _tokens(text)
     if req.protocol == "anthropic":
+        tool = req.forced_tool
+        content: list[dict[str, Any]] = (
+            [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{uuid.uuid4().hex[:20]}",
+                    "name": tool,
+                    "input": _tool_input(text),
+                }
+            ]
+            if tool
+            else [{"type": "text", "text": text}]
+        )
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
             "role": "assistant",
             "model": req.model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": "max_tokens"
+            if finish == "length"
+            else ("tool_use" if tool else "end_turn"),
             "stop_sequence": None,
             "usage": {"input_tokens": pin, "output_tokens": pout},
         }
@@ -437,14 +582,16 @@ def _complete_body(req: FakeRequest, text: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": {"prompt_tokens": pin, "completion_tokens": pout, "total_tokens": pin + pout},
     }
 
 
-def _openai_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple[str, Any]]:
+def _openai_events(
+    req: FakeRequest, text: str, pieces: list[str], finish: str = "stop"
+) -> list[tuple[str, Any]]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -458,7 +605,7 @@ def _openai_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple
 
     events: list[tuple[str, Any]] = [("", chunk({"role": "assistant", "content": ""}))]
     events += [("", chunk({"content": p})) for p in pieces]
-    events.append(("", chunk({}, "stop")))
+    events.append(("", chunk({}, finish)))
     if (req.body.get("stream_options") or {}).get("include_usage"):
         pin, pout = _tokens(req.text), _tokens(text)
         usage = {"prompt_tokens": pin, "completion_tokens": pout, "total_tokens": pin + pout}
@@ -479,8 +626,11 @@ def _openai_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple
     return events
 
 
-def _anthropic_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tuple[str, Any]]:
+def _anthropic_events(
+    req: FakeRequest, text: str, pieces: list[str], finish: str = "stop"
+) -> list[tuple[str, Any]]:
     pin, pout = _tokens(req.text), _tokens(text)
+    tool = req.forced_tool
     message: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
@@ -491,23 +641,31 @@ def _anthropic_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tu
         "stop_sequence": None,
         "usage": {"input_tokens": pin, "output_tokens": 1},
     }
+    if tool:
+        block: dict[str, Any] = {
+            "type": "tool_use",
+            "id": f"toolu_{uuid.uuid4().hex[:20]}",
+            "name": tool,
+            "input": {},
+        }
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+        stop = "tool_use"
+    else:
+        block = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in pieces]
+        stop = "end_turn"
+    if finish == "length":
+        stop = "max_tokens"
     events: list[tuple[str, Any]] = [
         ("message_start", {"type": "message_start", "message": message}),
         (
             "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
+            {"type": "content_block_start", "index": 0, "content_block": block},
         ),
     ]
     events += [
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
-        )
-        for p in pieces
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+        for d in deltas
     ]
     events += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -515,7 +673,7 @@ def _anthropic_events(req: FakeRequest, text: str, pieces: list[str]) -> list[tu
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop, "stop_sequence": None},
                 "usage": {"output_tokens": pout},
             },
         ),

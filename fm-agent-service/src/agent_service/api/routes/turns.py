@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent_service.api.deps import RuntimeDep
 from agent_service.api.routes.turn_checks import parse_intent_data, refuse_nul
+from agent_service.api.sse import choose_mode, framed
 from agent_service.domain.turns.context import FileInput, TurnInput
 from agent_service.domain.turns.flows import get_turn_job
-from agent_service.domain.turns.service import choose_mode, submit_turn
+from agent_service.domain.turns.service import submit_turn
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.agent import TurnJobStatus, TurnResponse
 from fm_common.errors import PayloadTooLarge
@@ -104,9 +105,9 @@ async def submit(
         idempotency_key=idempotency_key,
         mode=choose_mode(rt, accept, prefer),
     )
-    if outcome.stream is not None:
+    if outcome.events is not None:
         return StreamingResponse(
-            outcome.stream,
+            framed(outcome.events),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -28,10 +28,16 @@ def _plain(message: Any) -> bool:
 
 
 class LeanChatOpenAI(ChatOpenAI):
+    # OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio) read only the classic
+    # `max_tokens`; OpenAI's own API takes `max_completion_tokens`, which LangChain sends.
+    classic_max_tokens: bool = False
+
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if self.classic_max_tokens and "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
         messages = payload.get("messages")
         if (
             messages

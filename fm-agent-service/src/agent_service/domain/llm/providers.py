@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -16,11 +16,13 @@ from agent_service.config import ProviderConfig
 
 LLM_LATENCY = Histogram(
     "fm_agent_llm_request_duration_seconds",
-    "LLM provider call latency",
-    ["provider", "outcome"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    "LLM provider call latency (each call, failed ones included)",
+    ["provider", "model", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-LLM_TOKENS = Counter("fm_agent_llm_tokens_total", "LLM tokens", ["provider", "direction"])
+LLM_TOKENS = Counter(
+    "fm_agent_llm_tokens_total", "LLM tokens in and out", ["provider", "model", "direction"]
+)
 LLM_FAILURES = Counter(
     "fm_agent_llm_failures_total", "LLM provider failures", ["provider", "reason"]
 )
@@ -54,7 +56,88 @@ def build_model(cfg: ProviderConfig, max_tokens: int) -> BaseChatModel:
     from agent_service.domain.llm.openai_chat import LeanChatOpenAI
 
     params["http_async_client"] = httpx.AsyncClient(timeout=cfg.timeout_seconds)
-    return LeanChatOpenAI(stream_usage=True, temperature=0.2, **params)
+    return LeanChatOpenAI(
+        stream_usage=True,
+        # Our own timeouts rule (the provider's timeout_seconds, the turn's deadline), not
+        # LangChain's 120 s between chunks: a local model on a slow CPU may think longer.
+        stream_chunk_timeout=None,
+        temperature=0.2,
+        classic_max_tokens=cfg.kind == "openai_compatible",
+        **params,
+    )
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """An answer held to a JSON schema by the provider's own constrained decoding."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+# What a model hands back under constrained decoding: plain text (a JSON object written
+# under `response_format`) or the arguments of a forced tool call (Anthropic).
+OutputMode = Literal["prompt", "json_schema", "tool"]
+
+_STRICT_DROP = frozenset({"minLength", "maxLength", "format", "pattern"})
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's strict mode: every object closed with all keys required (the schema is
+    already), and none of the keywords strict mode refuses."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k not in _STRICT_DROP}
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+# The ways an OpenAI-compatible server may take a schema, tried in this order until one is
+# accepted: OpenAI's `json_schema` (llama.cpp's llama-server, vLLM, Ollama, LM Studio),
+# then `json_object` with a `schema` (llama-cpp-python's server, Anyscale-style), then
+# none (the prompt alone).
+COMPATIBLE_FORMATS: tuple[str, ...] = ("json_schema", "json_object_schema", "prompt")
+
+
+def bind_structured(
+    model: BaseChatModel, kind: str, output: StructuredOutput, variant: str = "json_schema"
+) -> tuple[Any, OutputMode]:
+    """The model bound to ask for `output` in the way this provider kind enforces it:
+    OpenAI `response_format` json_schema (strict); Anthropic a forced tool whose input
+    schema is the answer's; OpenAI-compatible servers `response_format` json_schema, or
+    the `variant` the server was found to take (COMPATIBLE_FORMATS); Fireworks
+    `response_format` json_object with the schema. The OpenAI kinds carry it in
+    `extra_body`, past LangChain's own handling of response_format (which would switch
+    streaming to the SDK's beta parser)."""
+    if kind == "anthropic":
+        tool = {"name": output.name, "description": output.description}
+        tool["input_schema"] = output.schema  # type: ignore[assignment]
+        bound = model.bind_tools([tool], tool_choice=output.name)  # forced: {type: tool}
+        return bound, "tool"
+    if kind == "fireworks":
+        fmt: dict[str, Any] = {"type": "json_object", "schema": output.schema}
+        return model.bind(response_format=fmt), "json_schema"
+    if variant == "prompt":
+        return model, "prompt"
+    if variant == "json_object_schema":
+        fmt = {"type": "json_object", "schema": output.schema}
+        return model.bind(extra_body={"response_format": fmt}), "json_schema"
+    strict = kind == "openai"
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": output.name,
+            "description": output.description,
+            "schema": strict_schema(output.schema) if strict else output.schema,
+            "strict": strict,
+        },
+    }
+    return model.bind(extra_body={"response_format": fmt}), "json_schema"
 
 
 @dataclass

@@ -39,6 +39,105 @@ class Fence:
         )
 
 
+# Our own prompt frame, as a model may echo it: fence lines, passage and evidence headers,
+# section titles, the question line (see domain/turns/prompt.py).
+_FRAME_LINE = re.compile(
+    r"^\s*(?:"
+    r"<<<\s*(?:DATA|END)\b.*"
+    r"|SOURCES?\s+S\d+\s*\|.*"
+    r"|EVIDENCE\s+E\d+\s*\|.*"
+    r"|SOURCES\s*(?:\(knowledge base passages[^\n]*|: none matched[^\n]*)"
+    r"|EVIDENCE\s*\(attachments[^\n]*"
+    r"|QUESTION:.*"
+    r"|TASK:\s*(?:turn|title|postmortem)\b.*"
+    r")$"
+)
+_FRAME_INLINE = re.compile(r"<<<\s*(?:DATA|END)\b[^\n]*?>>>|\bTASK:\s*turn\b")
+_BOUNDARY_LIKE = re.compile(r"(?<![0-9a-f])[0-9a-f]{24}(?![0-9a-f])")
+# A line that, as far as it has arrived, may still become a frame line.
+_FRAME_STARTS = ("<<<", "SOURCE", "EVIDENCE", "QUESTION:", "TASK:")
+
+
+def strip_echo(text: str, boundary: str | None = None) -> str:
+    """The text without anything echoing our prompt frame: no fence lines or boundary, no
+    `SOURCE S1 | title |` / `EVIDENCE E1 |` headers, no `QUESTION:` line. What the user
+    sees, what is stored and what goes back to a model as history never holds them."""
+    original = text
+    if boundary:
+        text = text.replace(boundary, "")
+    lines = text.split("\n")
+    kept = [line for line in lines if not _FRAME_LINE.match(line)]
+    out = _FRAME_INLINE.sub("", "\n".join(kept))
+    if "<<<" in original or "DATA" in original:
+        out = _BOUNDARY_LIKE.sub("", out)
+    if out == original:
+        return original  # nothing echoed: the text as the model wrote it (and streamed it)
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+class EchoFilter:
+    """`strip_echo` over a token stream: a line that may still become a frame line is held
+    until it is complete (or has become something else); a tail that may be the start of
+    the boundary is held until it is not."""
+
+    def __init__(self, boundary: str | None = None) -> None:
+        self.boundary = boundary
+        self._line = ""  # the current line, still undecided
+        self._open = False  # the current line was judged ordinary: pass it through
+
+    def _may_be_frame(self, line: str) -> bool:
+        head = line.lstrip()
+        return any(start.startswith(head) or head.startswith(start) for start in _FRAME_STARTS)
+
+    def _hold_boundary(self, text: str) -> tuple[str, str]:
+        """(what may be released, the tail held back: an unclosed `<<<` fence or the
+        beginning of the boundary)."""
+        opened = text.rfind("<<<")
+        if opened >= 0 and ">>>" not in text[opened:] and len(text) - opened < 300:
+            return text[:opened], text[opened:]
+        for marker in ("<<", "<"):
+            if text.endswith(marker):
+                return text[: -len(marker)], marker
+        b = self.boundary
+        if not b:
+            return text, ""
+        text = text.replace(b, "")
+        for k in range(min(len(b) - 1, len(text)), 0, -1):
+            if b.startswith(text[-k:]):
+                return text[:-k], text[-k:]
+        return text, ""
+
+    def feed(self, chunk: str) -> str:
+        out: list[str] = []
+        self._line += chunk
+        while True:
+            newline = self._line.find("\n")
+            if newline < 0:
+                break
+            line, self._line = self._line[: newline + 1], self._line[newline + 1 :]
+            if self._open:
+                out.append(line)
+            elif not _FRAME_LINE.match(line.rstrip("\n")):
+                out.append(line)
+            self._open = False
+        if self._line and (self._open or not self._may_be_frame(self._line)):
+            self._open = True
+            released, self._line = self._hold_boundary(self._line)
+            out.append(released)
+        text = "".join(out)
+        if self.boundary:
+            text = text.replace(self.boundary, "")
+        return _FRAME_INLINE.sub("", text)
+
+    def flush(self) -> str:
+        line, self._line = self._line, ""
+        if not self._open and _FRAME_LINE.match(line):
+            return ""
+        if self.boundary:
+            line = line.replace(self.boundary, "")
+        return _FRAME_INLINE.sub("", line)
+
+
 def one_line(text: str, limit: int = 160) -> str:
     """A label safe for a prompt header: one line, no markers or separators."""
     text = re.sub(r"[\r\n\t|]+", " ", text).replace("<<<", "").replace(">>>", "")

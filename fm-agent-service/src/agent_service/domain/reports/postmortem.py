@@ -11,6 +11,7 @@ import time
 
 import structlog
 
+from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.privacy.safety import Fence, sanitize_markdown
 from agent_service.domain.turns.prompt import postmortem_messages
 from agent_service.runtime import AgentRuntime
@@ -20,10 +21,19 @@ from fm_common.errors import FMError
 
 log = structlog.get_logger("agent.postmortem")
 SECTIONS = ("## Summary", "## Impact", "## Timeline", "## Root cause", "## Resolution")
+# The evidence whose text the post-mortem reads (the most recent first), and how much.
+EVIDENCE_FILES = 10
+EVIDENCE_READ_BYTES = 1_000_000
 
 
-def case_facts(ctx: CaseContext, messages: list[Message], files: UploadedFilesList | None) -> str:
-    """The case record as text: state, investigation, conversation, evidence."""
+def case_facts(
+    ctx: CaseContext,
+    messages: list[Message],
+    files: UploadedFilesList | None,
+    evidence: list[tuple[str, str]] | None = None,
+) -> str:
+    """The case record as text: state, investigation, conversation, evidence (the list,
+    and the condensed text of each attachment, pasted logs included)."""
     case, inv = ctx.case, ctx.investigation
     lines = [
         f"Title: {case.title}",
@@ -46,7 +56,35 @@ def case_facts(ctx: CaseContext, messages: list[Message], files: UploadedFilesLi
         lines.append("Evidence:")
         for f in files.files:
             lines.append(f"- {f.uploaded_at.isoformat()} {f.filename} ({f.source_type})")
+    for name, text in evidence or []:
+        lines += [f"Evidence content of {name} (condensed):", text]
     return "\n".join(lines)
+
+
+async def evidence_texts(
+    rt: AgentRuntime, files: UploadedFilesList | None
+) -> list[tuple[str, str]]:
+    """(file name, text) of the case's text attachments, pasted content included; a file
+    that cannot be read is left out (the post-mortem still has the list)."""
+    if files is None:
+        return []
+    recent = sorted(files.files, key=lambda f: f.uploaded_at, reverse=True)[:EVIDENCE_FILES]
+
+    async def one(file_id: str) -> bytes:
+        return await rt.evidence.read_content(file_id, max_bytes=EVIDENCE_READ_BYTES)
+
+    read = await asyncio.gather(*(one(f.file_id) for f in recent), return_exceptions=True)
+    out: list[tuple[str, str]] = []
+    for f, data in zip(recent, read, strict=True):
+        if isinstance(data, FMError):
+            log.warning("postmortem.evidence_unreadable", file_id=f.file_id, error=data.code)
+            continue
+        if isinstance(data, BaseException):
+            raise data
+        if b"\0" in data[:4096]:  # binary (an image, an archive): its name is listed
+            continue
+        out.append((f.filename, data.decode("utf-8", errors="replace")))
+    return out
 
 
 def structured_postmortem(
@@ -113,10 +151,17 @@ async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | N
     if not rt.chain.configured:
         return structured_postmortem(ctx, messages, files), None
     redactor = rt.redactor(case_id)
-    # Messages redacted whole before case_facts cuts them; then the record as a whole.
+    # Messages redacted whole before case_facts cuts them; the attachments' text redacted
+    # whole, then condensed (logs: templates, errors, timeline) within the evidence budget
+    # shared between them; then the record as a whole.
     said = (await redactor.redact([m.content for m in messages])).texts
     redacted = [m.model_copy(update={"content": c}) for m, c in zip(messages, said, strict=True)]
-    facts = (await redactor.redact([case_facts(ctx, redacted, files)])).texts[0]
+    texts = await evidence_texts(rt, files)
+    bodies = (await redactor.redact([t for _, t in texts])).texts if texts else []
+    budget = max(200, rt.settings.evidence_token_budget // max(1, len(texts)))
+    condensed = await asyncio.to_thread(lambda: [condense_text(b, budget) for b in bodies])
+    evidence = [(name, c) for (name, _), c in zip(texts, condensed, strict=True)]
+    facts = (await redactor.redact([case_facts(ctx, redacted, files, evidence)])).texts[0]
     deadline = time.monotonic() + rt.settings.turn_deadline_seconds
     result = await rt.chain.complete(
         postmortem_messages(Fence(), facts), redactor=redactor, deadline=deadline

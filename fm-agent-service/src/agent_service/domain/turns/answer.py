@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from fm_common.contracts.case import MILESTONES
 
@@ -126,6 +126,72 @@ class LLMTurnAnswer(BaseModel):
     def _blank_state(cls, value: Any) -> Any:
         return None if value in ("", "null", "none", "None") else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unreadable_items(cls, data: Any) -> Any:
+        """A hypothesis or suggested action that fails its own shape (an empty statement,
+        a likelihood of 7) is dropped, not the whole answer; a blank optional text is
+        none. A small model's answer keeps what it got right."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, model in (("hypotheses", LLMHypothesis), ("suggested_actions", LLMAction)):
+            items = data.get(key)
+            if isinstance(items, list):
+                kept = []
+                for item in items:
+                    try:
+                        kept.append(model.model_validate(item))
+                    except ValidationError:
+                        continue
+                data[key] = kept
+        for key in ("cited_sources", "milestone_updates"):
+            if isinstance(data.get(key), list):
+                data[key] = [v for v in data[key] if isinstance(v, str)]
+        for key in ("working_conclusion", "root_cause"):
+            value = data.get(key)
+            if isinstance(value, str) and not value.strip():
+                data[key] = None
+        return data
+
+
+# The name of the structured output (a JSON schema's name, an Anthropic tool's name).
+ANSWER_TOOL = "turn_answer"
+# Keywords the providers' constrained decoding does not take (OpenAI strict mode refuses
+# them; llama.cpp would expand a maxLength of 40 000 into a grammar that large):
+# pydantic still holds the answer to them after decoding.
+_UNCONSTRAINED = frozenset({"title", "default", "minLength", "maxLength"})
+
+
+def answer_json_schema(source_ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema a provider's constrained decoding holds the answer to, generated
+    from `LLMTurnAnswer` (what is validated afterwards): every key required and in the
+    model's order (`answer` first, so it streams first), no other keys, milestones from
+    the known list, cited sources from this prompt's ids."""
+    full = LLMTurnAnswer.model_json_schema()
+    defs = full.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return walk(defs[ref.removeprefix("#/$defs/")])
+        out = {k: walk(v) for k, v in node.items() if k not in _UNCONSTRAINED}
+        if isinstance(out.get("properties"), dict):
+            out["required"] = list(out["properties"])
+            out["additionalProperties"] = False
+        return out
+
+    schema: dict[str, Any] = walk(full)
+    props = schema["properties"]
+    props["milestone_updates"]["items"] = {"type": "string", "enum": list(MILESTONES)}
+    if source_ids:
+        props["cited_sources"]["items"] = {"type": "string", "enum": list(source_ids)}
+    return schema
+
 
 class MalformedAnswer(ValueError):
     pass
@@ -135,15 +201,22 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$", re.IGNORECASE)
 
 
 def parse_answer(text: str) -> LLMTurnAnswer:
-    """Validate the model's JSON answer; MalformedAnswer (with the reason) otherwise."""
+    """Validate the model's JSON answer; MalformedAnswer (with the reason) otherwise.
+
+    Never raises anything else, whatever the text (bad escapes, lone surrogates, nesting
+    deep enough to exhaust the parser): a parse error degrades the turn, never fails it.
+    """
     body = _FENCE.sub("", text.strip())
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end <= start:
         raise MalformedAnswer("the answer is not a JSON object")
     try:
-        data = json.loads(body[start : end + 1])
+        # strict=False: raw newlines and tabs inside strings, which small models write.
+        data = _clean(json.loads(body[start : end + 1], strict=False))
     except json.JSONDecodeError as exc:
         raise MalformedAnswer(f"invalid JSON: {exc.msg} at {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedAnswer(f"invalid JSON: {type(exc).__name__}") from None
     try:
         return LLMTurnAnswer.model_validate(data)
     except ValidationError as exc:
@@ -152,17 +225,84 @@ def parse_answer(text: str) -> LLMTurnAnswer:
         raise MalformedAnswer(f"{where}: {first['msg']}") from None
 
 
+def close_truncated(text: str) -> str | None:
+    """A JSON object cut off at the output cap, closed where it stopped: an unfinished
+    string is ended (a dangling escape dropped), a dangling key or comma removed, and the
+    open arrays and objects closed. None when the text is not a cut-off object. Only for
+    an answer the provider cut at the cap: what was written stays as it was written."""
+    body = _FENCE.sub("", text.strip())
+    start = body.find("{")
+    if start < 0:
+        return None
+    body = body[start:]
+    stack: list[str] = []
+    in_string = False
+    i = 0
+    last_safe = 0  # where the text can be cut so that only closers are missing
+    while i < len(body):
+        ch = body[i]
+        if in_string:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack:
+                return None
+            stack.pop()
+            if not stack:
+                return None  # the object was complete: not a truncation
+        i += 1
+        if not in_string:
+            last_safe = i
+    out = body
+    if in_string:
+        cut = body
+        # Drop a dangling escape (`\\`, `\\u12`) at the very end.
+        cut = re.sub(r"\\(u[0-9a-fA-F]{0,3})?$", "", cut)
+        out = cut + '"'
+    else:
+        # A literal or number cut short (`nu`, `0.`) is dropped with its key below.
+        out = re.sub(r"[A-Za-z0-9.+\-]+$", "", body[:last_safe].rstrip())
+    # A key without its value, or a trailing comma, cannot be closed: drop it.
+    out = re.sub(r'(,\s*"(?:[^"\\]|\\.)*"\s*:?\s*|,\s*|:\s*)$', "", out.rstrip())
+    out = re.sub(
+        r'([{,]\s*"(?:[^"\\]|\\.)*")\s*$',
+        lambda m: m.group(1)[:1] if m.group(1)[0] == "{" else "",
+        out,
+    )
+    return out + "".join(reversed(stack))
+
+
+def _clean(value: Any) -> Any:
+    """Lone surrogates (valid JSON escapes, not valid text) become U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def plain_answer(text: str) -> str:
     """The best plain reading of a malformed answer: its `answer` string, else the text."""
     extractor = AnswerExtractor()
     extracted = extractor.feed(text) + extractor.flush()
     if extractor.mode == "json" and extracted.strip():
         return extracted
-    cleaned = _FENCE.sub("", text.strip())
+    cleaned = _SURROGATE.sub("\ufffd", _FENCE.sub("", text.strip()))
     return cleaned if cleaned and not cleaned.lstrip().startswith("{") else ""
 
 
 _KEY = re.compile(r'"answer"\s*:\s*"')
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -217,16 +357,11 @@ class AnswerExtractor:
                 if esc == "u":
                     if i + 6 > len(buf):
                         break
-                    code = int(buf[i + 2 : i + 6], 16)
-                    if 0xD800 <= code < 0xDC00:  # a surrogate pair needs its second half
-                        if i + 12 > len(buf):
-                            break
-                        low = int(buf[i + 8 : i + 12], 16)
-                        out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
-                        i += 12
-                        continue
-                    out.append(chr(code))
-                    i += 6
+                    decoded, used = _unicode_escape(buf, i)
+                    if used == 0:  # the second half of a surrogate pair is still coming
+                        break
+                    out.append(decoded)
+                    i += used
                     continue
                 out.append(_ESCAPES.get(esc, esc))
                 i += 2
@@ -242,3 +377,27 @@ class AnswerExtractor:
             self.mode = "prose"
             return out
         return ""
+
+
+def _unicode_escape(buf: str, i: int) -> tuple[str, int]:
+    """Decode the `\\u` escape at buf[i]: (text, characters used), or ("", 0) to wait
+    for more. Invalid escapes (`\\uZZZZ`, lone surrogates) become U+FFFD, never an error."""
+    head = buf[i + 2 : i + 6]
+    if not _HEX4.fullmatch(head):
+        return "\ufffd", 2  # skip the `\u`; what follows is read as text
+    code = int(head, 16)
+    if 0xD800 <= code < 0xDC00:  # a high surrogate needs its low half
+        if i + 12 > len(buf):
+            tail = buf[i + 6 :]
+            if "\\u".startswith(tail[:2]) and all(c in "0123456789abcdefABCDEF" for c in tail[2:]):
+                return "", 0
+            return "\ufffd", 6
+        low_head = buf[i + 8 : i + 12]
+        if buf[i + 6 : i + 8] == "\\u" and _HEX4.fullmatch(low_head):
+            low = int(low_head, 16)
+            if 0xDC00 <= low < 0xE000:
+                return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)), 12
+        return "\ufffd", 6
+    if 0xDC00 <= code < 0xE000:
+        return "\ufffd", 6
+    return chr(code), 6

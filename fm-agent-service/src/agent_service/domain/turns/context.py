@@ -13,12 +13,10 @@ import structlog
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.privacy.pixels import RedactedImage, redact_image
 from agent_service.domain.privacy.redaction import CaseRedactor
 from agent_service.domain.privacy.safety import Fence
-from agent_service.domain.turns.prompt import EvidenceBlock, Passage, turn_messages
-from agent_service.domain.turns.state import case_summary
+from agent_service.domain.turns.prompt import EvidenceBlock, Passage
 from agent_service.runtime import AgentRuntime
 from fm_common.contracts.agent import (
     LEGACY_TRANSITION_INTENTS,
@@ -136,16 +134,23 @@ class PreparedTurn:
     redaction_count: int = 0
     redaction_kinds: list[str] = field(default_factory=list)
     retrieval_ok: bool = True
+    # The prompt's fence: its boundary is stripped from anything shown, stored or resent.
+    fence: Fence = field(default_factory=Fence)
     # Attached images, pixel-redacted, for providers with send_images (ADR 0112).
     images: list[RedactedImage] = field(default_factory=list)
     # Which attachment each evidence block (E1, E2 ...) was read from.
     evidence_files: dict[str, AttachmentResult] = field(default_factory=dict)
     # Tokens each evidence block is condensed to, and characters of each passage, both
-    # applied after redaction (see build_prompt).
+    # applied after redaction (see prompt.build_prompt).
     evidence_budget: int = 1500
     passage_chars: int = 1500
     # Milliseconds per phase (logged with the answer; see docs/agent.md).
     timings: dict[str, float] = field(default_factory=dict)
+    # Tokens of every model call of the turn.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # time.perf_counter() when the turn started (the whole turn's latency is measured).
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def remaining(self) -> float:
@@ -399,62 +404,5 @@ async def prepare_turn(
         evidence_budget=budget,
         passage_chars=rt.settings.passage_chars,
         timings={"context_ms": round((time.perf_counter() - started) * 1000, 2)},
+        started=started,
     )
-
-
-def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
-    if inp.query and inp.query.strip():
-        return inp.query.strip()
-    names = ", ".join(a.filename for a in attachments) or "the pasted content"
-    return f"Analyse the attached evidence ({names}) and tell me what it shows."
-
-
-async def build_prompt(prep: PreparedTurn) -> None:
-    """Redact every piece (fail closed), condense the evidence, fence the untrusted ones.
-    (The provider chain redacts the messages once more at its entry: the choke point.)"""
-    started = time.perf_counter()
-    ctx = prep.ctx
-    summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
-    history = [(m.role, m.content) for m in prep.history if m.role in ("user", "assistant")]
-    question = question_text(prep.inp, prep.attachments)
-    pieces = [summary, question]
-    pieces += [c for _, c in history]
-    pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
-    pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
-    first_passage = 2 + len(history) + len(prep.passages)  # passage texts: chunks
-    chunks = frozenset(range(first_passage, first_passage + len(prep.passages)))
-    result = await prep.redactor.redact(pieces, chunks=chunks)
-    out = iter(result.texts)
-    summary_r, question_r = next(out), next(out)
-    history_r = [(role, next(out)) for role, _ in history]
-    titles = [next(out) for _ in prep.passages]
-    contents = [next(out)[: prep.passage_chars] for _ in prep.passages]
-    passages_r = [
-        Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
-        for p, t, c in zip(prep.passages, titles, contents, strict=True)
-    ]
-    labels = [next(out) for _ in prep.evidence]
-    # Condensed only now, from the redacted text (redaction sees what condensing cuts).
-    redacted_bodies = [next(out) for _ in prep.evidence]
-    bodies = (
-        await asyncio.to_thread(
-            lambda: [condense_text(b, prep.evidence_budget) for b in redacted_bodies]
-        )
-        if redacted_bodies
-        else []
-    )
-    evidence_r = [
-        EvidenceBlock(e.eid, lbl, body)
-        for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)
-    ]
-    prep.redaction_count = result.count
-    prep.redaction_kinds = result.kinds
-    prep.messages = turn_messages(
-        fence=Fence(),
-        case_summary=summary_r,
-        history=history_r,
-        passages=passages_r,
-        evidence=evidence_r,
-        question=question_r,
-    )
-    prep.timings["redact_ms"] = round((time.perf_counter() - started) * 1000, 2)

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 from langchain_core.messages import AIMessage
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.evidence.derived import (
@@ -20,29 +20,37 @@ from agent_service.domain.evidence.derived import (
     with_evidence,
 )
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
-from agent_service.domain.privacy.safety import StreamSanitizer, sanitize_markdown
+from agent_service.domain.llm.providers import StructuredOutput
+from agent_service.domain.privacy.safety import (
+    EchoFilter,
+    StreamSanitizer,
+    sanitize_markdown,
+    strip_echo,
+)
 from agent_service.domain.turns.answer import (
+    ANSWER_TOOL,
     AnswerExtractor,
     LLMTurnAnswer,
     MalformedAnswer,
+    answer_json_schema,
+    close_truncated,
     parse_answer,
     plain_answer,
 )
 from agent_service.domain.turns.context import (
     PreparedTurn,
     TurnInput,
-    build_prompt,
     prepare_turn,
-    question_text,
     store_attachments,
 )
 from agent_service.domain.turns.intents import Decision, decide, intent_text, refusal
-from agent_service.domain.turns.prompt import retry_message
+from agent_service.domain.turns.prompt import build_prompt, question_text, retry_message
 from agent_service.domain.turns.state import (
     apply_answer,
     cited,
     fallback_actions,
     investigation_view,
+    retrieved,
     suggested_actions,
 )
 from agent_service.runtime import AgentRuntime
@@ -63,6 +71,28 @@ log = structlog.get_logger("agent.turns")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 TURNS = Counter("fm_agent_turns_total", "Turns answered", ["mode", "outcome"])
+TURN_LATENCY = Histogram(
+    "fm_agent_turn_duration_seconds",
+    "A whole turn: context, every model call (retries, failovers), the write-back",
+    ["mode", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
+
+async def _timed(prep: PreparedTurn, call: Awaitable[LLMResult]) -> LLMResult:
+    """One trip through the provider chain, added to the turn's model time and calls."""
+    started = time.perf_counter()
+    try:
+        result = await call
+        prep.input_tokens += result.input_tokens
+        prep.output_tokens += result.output_tokens
+        return result
+    finally:
+        ms = (time.perf_counter() - started) * 1000
+        prep.timings["llm_ms"] = round(prep.timings.get("llm_ms", 0.0) + ms, 2)
+        prep.timings["llm_calls"] = prep.timings.get("llm_calls", 0) + 1
+
+
 NO_ANSWER = "I could not produce a readable answer this time; please ask again."
 
 
@@ -122,8 +152,10 @@ async def _call_model(
     pipeline: dict[str, Any] = {}
 
     def reset() -> None:
+        pipeline.clear()
         pipeline.update(
             extractor=AnswerExtractor(),
+            echo=EchoFilter(prep.fence.boundary),
             sanitizer=StreamSanitizer(allow),
             restorer=prep.redactor.stream_restorer(),
         )
@@ -133,11 +165,19 @@ async def _call_model(
 
     async def on_token(piece: str) -> None:
         assert emit is not None
-        out = pipeline["extractor"].feed(piece)
-        # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
-        # is judged with the real values in it.
-        out = pipeline["restorer"].feed(out) if out else ""
-        out = pipeline["sanitizer"].feed(out) if out else ""
+        if pipeline.get("broken"):
+            return
+        try:
+            out = pipeline["extractor"].feed(piece)
+            out = pipeline["echo"].feed(out) if out else ""
+            # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
+            # is judged with the real values in it.
+            out = pipeline["restorer"].feed(out) if out else ""
+            out = pipeline["sanitizer"].feed(out) if out else ""
+        except Exception:  # a bug of ours must not fail the turn: the answer comes whole
+            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
+            pipeline["broken"] = True
+            return
         if out:
             streamed.append(out)
             await emit("token", {"text": out})
@@ -154,23 +194,39 @@ async def _call_model(
             },
         )
 
-    result = await rt.chain.complete(
-        prep.messages,
-        redactor=prep.redactor,
-        deadline=prep.deadline,
-        on_token=on_token if emit else None,
-        on_failover=on_failover if emit else None,
-        images=prep.images,
+    # The provider's own constrained decoding holds the answer to the schema that
+    # parse_answer validates (the prompt asks for it too: the last resort).
+    output = StructuredOutput(
+        ANSWER_TOOL,
+        "Your reply to the user and the update of the investigation.",
+        answer_json_schema([p.sid for p in prep.passages]),
     )
-    if emit:
-        tail = pipeline["extractor"].flush()
-        tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
-        tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
+    result = await _timed(
+        prep,
+        rt.chain.complete(
+            prep.messages,
+            redactor=prep.redactor,
+            deadline=prep.deadline,
+            on_token=on_token if emit else None,
+            on_failover=on_failover if emit else None,
+            structured=output,
+            images=prep.images,
+        ),
+    )
+    if emit and not pipeline.get("broken"):
+        try:
+            tail = pipeline["extractor"].flush()
+            tail = pipeline["echo"].feed(tail) + pipeline["echo"].flush()
+            tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
+            tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
+        except Exception:
+            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
+            tail = ""
         if tail:
             streamed.append(tail)
             await emit("token", {"text": tail})
     try:
-        return result, parse_answer(result.text), "", bool(streamed)
+        return result, _parse(result), "", bool(streamed)
     except MalformedAnswer as exc:
         log.warning("turn.malformed_answer", provider=result.provider, reason=str(exc))
         if streamed:  # the user already read it: keep it as a plain answer
@@ -178,18 +234,61 @@ async def _call_model(
         first_reason = str(exc)
     if rt.settings.max_steps < 2:
         return result, None, plain_answer(result.text), False
-    retry_messages = [*prep.messages, AIMessage(result.text), retry_message(first_reason)]
+    # The malformed answer goes back without anything echoing the prompt frame.
+    echoed = strip_echo(result.text, prep.fence.boundary)
+    retry_messages = [*prep.messages, AIMessage(echoed), retry_message(first_reason)]
     try:
-        second = await rt.chain.complete(
-            retry_messages, redactor=prep.redactor, deadline=prep.deadline, images=prep.images
+        second = await _timed(
+            prep,
+            rt.chain.complete(
+                retry_messages,
+                redactor=prep.redactor,
+                deadline=prep.deadline,
+                structured=output,
+                images=prep.images,
+            ),
         )
     except LLMUnavailable:
         return result, None, plain_answer(result.text), False
     try:
-        return second, parse_answer(second.text), "", False
+        return second, _parse(second), "", False
     except MalformedAnswer:
         log.warning("turn.degraded_to_plain", provider=second.provider)
         return second, None, plain_answer(second.text) or plain_answer(result.text), False
+
+
+def _parse(result: LLMResult) -> LLMTurnAnswer:
+    """The structured answer; one cut off at the output cap is closed where it stopped
+    (its `answer` as far as it was written). MalformedAnswer otherwise."""
+    try:
+        return parse_answer(result.text)
+    except MalformedAnswer:
+        closed = close_truncated(result.text) if result.truncated else None
+        if closed is None:
+            raise
+        answer = parse_answer(closed)
+        log.info("turn.truncated_answer_closed", provider=result.provider)
+        return answer
+
+
+def _without_echo(answer: LLMTurnAnswer, boundary: str) -> LLMTurnAnswer:
+    """The answer's texts without anything echoing the prompt frame."""
+
+    def clean(value: str | None) -> str | None:
+        return strip_echo(value, boundary) if value else value
+
+    return answer.model_copy(
+        update={
+            "answer": strip_echo(answer.answer, boundary) or NO_ANSWER,
+            "working_conclusion": clean(answer.working_conclusion),
+            "root_cause": clean(answer.root_cause),
+            "hypotheses": [
+                h.model_copy(update={"statement": strip_echo(h.statement, boundary)})
+                for h in answer.hypotheses
+                if strip_echo(h.statement, boundary)
+            ],
+        }
+    )
 
 
 async def _store_failed(rt: AgentRuntime, prep: PreparedTurn, exc: FMError) -> None:
@@ -232,11 +331,18 @@ async def answer_turn(
             result, structured, plain, streamed = await _call_model(rt, prep, emit)
         except LLMUnavailable as exc:
             TURNS.labels("stream" if emit else "sync", "llm_unavailable").inc()
+            TURN_LATENCY.labels("stream" if emit else "sync", "llm_unavailable").observe(
+                time.perf_counter() - prep.started
+            )
             await _store_failed(rt, prep, exc)
             raise
-        text = structured.answer if structured else (plain or NO_ANSWER)
+        if structured is not None:
+            structured = _without_echo(structured, prep.fence.boundary)
+        text = structured.answer if structured else strip_echo(plain, prep.fence.boundary)
+        text = text or NO_ANSWER
         display = sanitize_markdown(prep.redactor.restore(text), allow)
-        citations = cited(structured, text, prep.passages)
+        # Every answer carries the passages it was given: those it cites, else all of them.
+        citations = cited(structured, text, prep.passages) or retrieved(prep.passages)
         if structured is not None:
             new_inv, progress = apply_answer(
                 inv,
@@ -255,11 +361,15 @@ async def answer_turn(
     assistant_meta: dict[str, Any] = {
         "provider": result.provider if result else None,
         "model": result.model if result else None,
-        "latency_ms": result.latency_ms if result else None,
-        "input_tokens": result.input_tokens if result else 0,
-        "output_tokens": result.output_tokens if result else 0,
+        # Every model call of the turn (a retry included), not only the last.
+        "latency_ms": prep.timings.get("llm_ms") if result else None,
+        "llm_calls": int(prep.timings.get("llm_calls", 0)),
+        "input_tokens": prep.input_tokens,
+        "output_tokens": prep.output_tokens,
         "degraded": result is None,
         "structured": structured is not None,
+        "output_mode": result.output_mode if result else None,
+        "truncated": result.truncated if result else False,
         "citations": [c.model_dump() for c in citations],
         "suggested_actions": [a.model_dump(exclude_none=True) for a in actions],
         "redactions": {"count": prep.redaction_count, "kinds": prep.redaction_kinds},
@@ -299,8 +409,7 @@ async def answer_turn(
             ]
         await record_derived(rt, prep.case_id, derived)
     prep.timings["store_ms"] = round((time.perf_counter() - store_started) * 1000, 2)
-    if result is not None:
-        prep.timings["llm_ms"] = result.latency_ms
+    prep.timings["turn_ms"] = round((time.perf_counter() - prep.started) * 1000, 2)
     view = investigation_view(
         stored.case_state,
         new_inv,
@@ -319,7 +428,11 @@ async def answer_turn(
         investigation=view,
         redactions=Redactions(count=prep.redaction_count, kinds=prep.redaction_kinds),
     )
-    TURNS.labels("stream" if emit else "sync", "degraded" if result is None else "ok").inc()
+    outcome = "degraded" if result is None else ("ok" if structured else "plain")
+    TURNS.labels("stream" if emit else "sync", outcome).inc()
+    TURN_LATENCY.labels("stream" if emit else "sync", outcome).observe(
+        prep.timings["turn_ms"] / 1000
+    )
     log.info(
         "turn.answered",
         case_id=prep.case_id,
@@ -476,16 +589,3 @@ async def get_turn_job(rt: AgentRuntime, user_id: str, case_id: str, job_id: str
     result = TurnResponse.model_validate(record.result) if record.result else None
     error = record.error.model_dump(exclude_none=True) if record.error else None
     return TurnJobStatus(job_id=job_id, status=record.status, result=result, error=error)
-
-
-async def run_queued_turn(
-    rt: AgentRuntime, job_id: str, case_id: str, turn_key: str, turn: dict[str, Any]
-) -> TurnResponse:
-    """The worker's side of a queued turn (the bearer token is a service token)."""
-    await rt.jobs.update(job_id, status="running")
-    inp = TurnInput.model_validate(turn)
-    response = await run_turn(rt, case_id, inp, turn_key)
-    await rt.jobs.update(
-        job_id, status="completed", progress=1.0, result=response.model_dump(mode="json")
-    )
-    return response

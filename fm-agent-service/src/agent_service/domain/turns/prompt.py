@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from agent_service.domain.privacy.safety import Fence, one_line
+from agent_service.domain.evidence.condense import condense_text
+from agent_service.domain.privacy.safety import Fence, one_line, strip_echo
 from agent_service.domain.turns.answer import ANSWER_SCHEMA
+from agent_service.domain.turns.state import case_summary
+from fm_common.contracts.agent import AttachmentResult
+from fm_common.contracts.case import Message
+
+if TYPE_CHECKING:
+    from agent_service.domain.turns.context import PreparedTurn, TurnInput
 
 
 @dataclass
@@ -47,13 +57,13 @@ CASE
 def turn_messages(
     *,
     fence: Fence,
-    case_summary: str,
+    summary: str,
     history: list[tuple[str, str]],
     passages: list[Passage],
     evidence: list[EvidenceBlock],
     question: str,
 ) -> list[BaseMessage]:
-    system = SYSTEM.format(fence_rule=fence.rule, schema=ANSWER_SCHEMA, case=case_summary)
+    system = SYSTEM.format(fence_rule=fence.rule, schema=ANSWER_SCHEMA, case=summary)
     messages: list[BaseMessage] = [SystemMessage(system)]
     for role, content in history:
         messages.append(HumanMessage(content) if role == "user" else AIMessage(content))
@@ -73,6 +83,77 @@ def turn_messages(
     parts.append(f"QUESTION: {question}")
     messages.append(HumanMessage("\n".join(parts)))
     return messages
+
+
+def question_text(inp: TurnInput, attachments: list[AttachmentResult]) -> str:
+    if inp.query and inp.query.strip():
+        return inp.query.strip()
+    names = ", ".join(a.filename for a in attachments) or "the pasted content"
+    return f"Analyse the attached evidence ({names}) and tell me what it shows."
+
+
+def model_history(messages: list[Message]) -> list[tuple[str, str]]:
+    """The conversation as the model sees it again: no failure notes of ours (they are
+    not what the model said), nothing echoing a prompt frame of an earlier turn."""
+    out: list[tuple[str, str]] = []
+    for m in messages:
+        if m.role not in ("user", "assistant") or (m.metadata or {}).get("failed"):
+            continue
+        text = strip_echo(m.content) if m.role == "assistant" else m.content
+        if text.strip():
+            out.append((m.role, text))
+    return out
+
+
+async def build_prompt(prep: PreparedTurn) -> None:
+    """Redact every piece (fail closed), condense the evidence, fence the untrusted ones.
+    (The provider chain redacts the messages once more at its entry: the choke point.)"""
+    started = time.perf_counter()
+    ctx = prep.ctx
+    summary = case_summary(ctx.case.title, ctx.case.state, ctx.investigation)
+    history = model_history(prep.history)
+    question = question_text(prep.inp, prep.attachments)
+    pieces = [summary, question]
+    pieces += [c for _, c in history]
+    pieces += [p.title for p in prep.passages] + [p.content for p in prep.passages]
+    pieces += [e.label for e in prep.evidence] + [e.content for e in prep.evidence]
+    first_passage = 2 + len(history) + len(prep.passages)  # passage texts: chunks
+    chunks = frozenset(range(first_passage, first_passage + len(prep.passages)))
+    result = await prep.redactor.redact(pieces, chunks=chunks)
+    out = iter(result.texts)
+    summary_r, question_r = next(out), next(out)
+    history_r = [(role, next(out)) for role, _ in history]
+    titles = [next(out) for _ in prep.passages]
+    contents = [next(out)[: prep.passage_chars] for _ in prep.passages]
+    passages_r = [
+        Passage(p.sid, p.document_id, p.chunk_id, t, p.scope, p.score, c)
+        for p, t, c in zip(prep.passages, titles, contents, strict=True)
+    ]
+    labels = [next(out) for _ in prep.evidence]
+    # Condensed only now, from the redacted text (redaction sees what condensing cuts).
+    redacted_bodies = [next(out) for _ in prep.evidence]
+    bodies = (
+        await asyncio.to_thread(
+            lambda: [condense_text(b, prep.evidence_budget) for b in redacted_bodies]
+        )
+        if redacted_bodies
+        else []
+    )
+    evidence_r = [
+        EvidenceBlock(e.eid, lbl, body)
+        for e, lbl, body in zip(prep.evidence, labels, bodies, strict=True)
+    ]
+    prep.redaction_count = result.count
+    prep.redaction_kinds = result.kinds
+    prep.messages = turn_messages(
+        fence=prep.fence,
+        summary=summary_r,
+        history=history_r,
+        passages=passages_r,
+        evidence=evidence_r,
+        question=question_r,
+    )
+    prep.timings["redact_ms"] = round((time.perf_counter() - started) * 1000, 2)
 
 
 def retry_message(reason: str) -> HumanMessage:

@@ -7,7 +7,6 @@ A turn is queued for the worker (202 + Location) when the client asks with
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +25,9 @@ from fm_common.errors import FMError, Unprocessable
 
 log = structlog.get_logger("agent.turns")
 Mode = Literal["sync", "stream", "async"]
+# One event of a streamed turn: (token | citation | state | done | error, its data); the
+# api layer frames them as Server-Sent Events.
+Event = tuple[str, dict[str, Any]]
 
 
 @dataclass
@@ -33,21 +35,7 @@ class Outcome:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    stream: AsyncIterator[bytes] | None = None
-
-
-def sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
-
-
-def choose_mode(rt: AgentRuntime, accept: str | None, prefer: str | None) -> Mode:
-    if prefer and "respond-async" in prefer.lower():
-        return "async"
-    if accept and "text/event-stream" in accept.lower():
-        return "stream"
-    if rt.inflight >= rt.settings.max_inflight_turns:
-        return "async"
-    return "sync"
+    events: AsyncIterator[Event] | None = None
 
 
 def validate_input(inp: TurnInput) -> None:
@@ -59,11 +47,11 @@ def validate_input(inp: TurnInput) -> None:
         )
 
 
-async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[bytes]:
-    yield sse("token", {"text": body.get("agent_response", "")})
+async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[Event]:
+    yield "token", {"text": body.get("agent_response", "")}
     for c in body.get("citations", []):
-        yield sse("citation", c)
-    yield sse("done", body)
+        yield "citation", c
+    yield "done", body
 
 
 async def submit_turn(
@@ -87,7 +75,7 @@ async def submit_turn(
         if replay is not None:
             log.info("turn.replayed", case_id=case_id)
             if mode == "stream" and replay.status == 200:
-                return Outcome(200, stream=_replay_stream(replay.body))
+                return Outcome(200, events=_replay_stream(replay.body))
             return Outcome(replay.status, replay.body, replay.headers)
     else:
         tkey = f"turn-{uuid.uuid4().hex}"
@@ -108,7 +96,7 @@ async def submit_turn(
             except BaseException:
                 await give_turn_slot(rt.redis, user)
                 raise
-            return Outcome(200, stream=_stream(rt, prep, user, key, fp))
+            return Outcome(200, events=_stream(rt, prep, user, key, fp))
         else:
             await _take_slot(rt, user)
             rt.inflight += 1
@@ -134,12 +122,12 @@ async def _take_slot(rt: AgentRuntime, user: str) -> None:
 
 def _stream(
     rt: AgentRuntime, prep: Any, user: str, key: str | None, fp: str
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[Event]:
     """Run the answer in a task that outlives a dropped client (the turn is still stored)."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
     async def emit(event: str, data: dict[str, Any]) -> None:
-        await queue.put(sse(event, data))
+        await queue.put((event, data))
 
     async def work() -> None:
         rt.inflight += 1
@@ -170,7 +158,7 @@ def _stream(
     rt.background.add(task)
     task.add_done_callback(rt.background.discard)
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncIterator[Event]:
         while (item := await queue.get()) is not None:
             yield item
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from agent_service.domain.turns.answer import LLMTurnAnswer
-from agent_service.domain.turns.prompt import Passage
 from fm_common.contracts.agent import (
     Citation,
     HypothesisView,
@@ -24,6 +24,9 @@ from fm_common.contracts.case import (
     RootCause,
     WorkingConclusion,
 )
+
+if TYPE_CHECKING:
+    from agent_service.domain.turns.prompt import Passage
 
 MAX_HYPOTHESES = 20
 _CITE = re.compile(r"\[(S\d{1,3})\]")
@@ -71,6 +74,11 @@ def cited(answer: LLMTurnAnswer | None, text: str, passages: list[Passage]) -> l
             )
         )
     return out
+
+
+def retrieved(passages: list[Passage]) -> list[Citation]:
+    """Every passage the answer was given (an answer that names none still rests on them)."""
+    return cited(None, " ".join(f"[{p.sid}]" for p in passages), passages)
 
 
 def apply_answer(
