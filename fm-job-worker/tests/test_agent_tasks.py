@@ -24,9 +24,9 @@ from fm_common.jobs import new_job
 from fm_common.testing.fake_llm import FakeLLMServer
 from fm_common.testing.servers import AppServer
 from fm_common.testing.tokens import TokenIssuer
+from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
-from job_worker.tasks.agent import generate_postmortem, run_turn
 
 SECRET = "worker-agent-test-secret"
 OWNER = "agent-task-owner"
@@ -153,11 +153,12 @@ def worker(redis_url, stand_in, case_service, data_dir: Path, monkeypatch) -> It
             service_client_secret=SECRET,
             data_dir=data_dir,
             max_retries=2,
-        )
+        ),
+        app,
     )
-    runtime_mod._runtime = rt
+    runtime_mod.install(rt)
     yield rt
-    runtime_mod._runtime = None
+    runtime_mod.install(None)
     rt.runner.close()
 
 
@@ -213,7 +214,7 @@ def test_a_queued_turn_completes_and_its_job_holds_the_turn_response(
     case_id = new_case(case_service, token_issuer)
     job_id = queue_turn_job(worker, case_id)
 
-    run_turn.apply(kwargs=turn_kwargs(job_id, case_id))
+    app.tasks["agent.run_turn"].apply(kwargs=turn_kwargs(job_id, case_id))
 
     job = worker.jobs.get(job_id)
     assert job is not None
@@ -246,7 +247,7 @@ def test_all_providers_down_fails_the_job_once_and_keeps_the_users_message(
     case_id = new_case(case_service, token_issuer)
     job_id = queue_turn_job(worker, case_id)
 
-    run_turn.apply(kwargs=turn_kwargs(job_id, case_id))
+    app.tasks["agent.run_turn"].apply(kwargs=turn_kwargs(job_id, case_id))
 
     job = worker.jobs.get(job_id)
     assert job is not None
@@ -308,7 +309,7 @@ def test_a_postmortem_without_a_provider_is_written_from_the_case_state(
     case_id, report_id, job_id = resolved_case_with_report(case_service, token_issuer)
     kwargs = {"job_id": job_id, "case_id": case_id, "report_id": report_id, "owner_id": OWNER}
 
-    generate_postmortem.apply(kwargs=kwargs)
+    app.tasks["agent.generate_postmortem"].apply(kwargs=kwargs)
 
     report = stored_report(case_service, token_issuer, case_id, report_id)
     assert report["status"] == "completed"
@@ -341,7 +342,7 @@ def test_a_postmortem_with_a_provider_stores_the_providers_markdown(
     case_id, report_id, job_id = resolved_case_with_report(case_service, token_issuer)
     kwargs = {"job_id": job_id, "case_id": case_id, "report_id": report_id, "owner_id": OWNER}
 
-    generate_postmortem.apply(kwargs=kwargs)
+    app.tasks["agent.generate_postmortem"].apply(kwargs=kwargs)
 
     report = stored_report(case_service, token_issuer, case_id, report_id)
     assert report["status"] == "completed"

@@ -6,21 +6,50 @@ import pytest
 
 from job_worker.app import TASK_MODULES, app, settings
 
+# Every task the worker registered before the tasks moved beside their services, with
+# its queue and (soft, hard) time limits: queued messages and beat schedules name them.
+REGISTERED = {
+    "knowledge.ingest_document": ("ingest", 900, 960),
+    "knowledge.index_evidence": ("ingest", 900, 960),
+    "knowledge.unindex_evidence": ("maintenance", 3000, 3300),
+    "knowledge.delete_case_collection": ("maintenance", 3000, 3300),
+    "knowledge.reindex_collection": ("maintenance", 3000, 3300),
+    "knowledge.purge_orphans": ("maintenance", 3000, 3300),
+    "knowledge.refresh_bm25": ("maintenance", 3000, 3300),
+    "cases.cleanup_case": ("maintenance", 3000, 3300),
+    "cases.purge_expired": ("maintenance", 3000, 3300),
+    "cases.sweep_outbox": ("maintenance", 3000, 3300),
+    "agent.run_turn": ("agent", 3000, 3300),
+    "agent.generate_postmortem": ("agent", 3000, 3300),
+    "jobs.reap_stale": ("maintenance", 3000, 3300),
+}
 
-def test_every_task_module_is_imported() -> None:
-    assert "job_worker.tasks.knowledge" in TASK_MODULES
-    assert "job_worker.tasks.jobs" in TASK_MODULES
-    names = set(app.tasks)
-    for task in (
-        "knowledge.ingest_document",
-        "knowledge.index_evidence",
-        "knowledge.unindex_evidence",
-        "knowledge.delete_case_collection",
-        "knowledge.reindex_collection",
-        "knowledge.purge_orphans",
-        "jobs.reap_stale",
-    ):
-        assert task in names
+
+def test_every_previously_registered_task_keeps_its_name_queue_and_limits() -> None:
+    assert "knowledge_service.domain.ingest.tasks" in TASK_MODULES
+    assert "job_worker.reaper" in TASK_MODULES
+    assert settings.ingest_time_limit == 960  # the defaults the table above was taken with
+    names = {n for n in app.tasks if not n.startswith("celery.")}
+    assert names == set(REGISTERED)
+    for name, (queue, soft, hard) in REGISTERED.items():
+        task = app.tasks[name]
+        assert app.conf.task_routes[name] == {"queue": queue}, name
+        assert (task.soft_time_limit, task.time_limit) == (soft, hard), name
+
+
+def test_beat_imports_no_task_code() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, job_worker.beat as b; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0].endswith('_service')), "
+        "len(b.app.conf.beat_schedule))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["[]", "3"]
 
 
 def test_tasks_are_acked_late_and_requeued_when_their_worker_dies() -> None:
@@ -78,13 +107,13 @@ queues = sys.argv[1].split(",")
 sender = SimpleNamespace(app=SimpleNamespace(
     amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={q: None for q in queues}))))
 worker_app._preload(sender=sender)
-if "knowledge_service.domain.vectors.embedder" in sys.modules:
+from knowledge_service.config import Settings
+from knowledge_service.domain.vectors.embedder import embedder_for
+
+embedder = embedder_for(Settings())
+if getattr(embedder, "_session", None) is not None or getattr(embedder, "_model", None) is not None:
     import threading
 
-    from knowledge_service.config import Settings
-    from knowledge_service.domain.vectors.embedder import embedder_for
-
-    embedder = embedder_for(Settings())
     if embedder.backend == "onnx":
         loaded, threads = embedder._session is not None, embedder._session_threads
         assert "torch" not in sys.modules

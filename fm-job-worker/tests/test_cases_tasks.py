@@ -22,9 +22,9 @@ from case_service.config import Settings as CaseSettings
 from case_service.domain.cases.models import CleanupOutbox
 from case_service.main import create_app
 from fm_common.testing.tokens import TokenIssuer
+from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
-from job_worker.tasks.cases import cleanup_case, purge_expired
 
 SECRET = "worker-test-secret-value"
 
@@ -110,11 +110,12 @@ def worker(redis_url, stand_ins, data_dir: Path) -> Iterator[Runtime]:
             service_client_secret=SECRET,
             data_dir=data_dir,
             max_retries=2,
-        )
+        ),
+        app,
     )
-    runtime_mod._runtime = rt
+    runtime_mod.install(rt)
     yield rt
-    runtime_mod._runtime = None
+    runtime_mod.install(None)
     rt.runner.close()
 
 
@@ -153,7 +154,7 @@ def test_cleanup_task_drops_files_and_collection_and_clears_the_outbox(
     case_id, owner, rows = asyncio.run(_deleted_case(case_settings, token_issuer))
     assert [r.case_id for r in rows] == [case_id]
 
-    result = cleanup_case.apply(kwargs={"case_id": case_id, "owner_id": owner})
+    result = app.tasks["cases.cleanup_case"].apply(kwargs={"case_id": case_id, "owner_id": owner})
     assert result.get() == {"case_id": case_id, "cleaned": True}
 
     [(ev_path, ev_auth)] = stand_ins["evidence"].calls
@@ -172,7 +173,7 @@ def test_cleanup_task_with_knowledge_down_retries_then_marks_failure(
     case_id, owner, _ = asyncio.run(_deleted_case(case_settings, token_issuer))
     stand_ins["knowledge"].status = 503
 
-    cleanup_case.apply(kwargs={"case_id": case_id, "owner_id": owner})
+    app.tasks["cases.cleanup_case"].apply(kwargs={"case_id": case_id, "owner_id": owner})
 
     # 1 try + 2 retries, each asking both services (evidence is idempotent).
     assert len(stand_ins["knowledge"].calls) >= 3
@@ -184,7 +185,7 @@ def test_cleanup_task_with_knowledge_down_retries_then_marks_failure(
 
     # Knowledge is back: the next run (the sweeper re-enqueues it) clears the row.
     stand_ins["knowledge"].status = 204
-    cleanup_case.apply(kwargs={"case_id": case_id, "owner_id": owner})
+    app.tasks["cases.cleanup_case"].apply(kwargs={"case_id": case_id, "owner_id": owner})
     assert asyncio.run(_outbox(case_settings)) == []
 
 
@@ -208,7 +209,7 @@ def test_purge_task_requeues_pending_cleanups(case_settings, worker, token_issue
 
     asyncio.run(forget_enqueue())
 
-    result = purge_expired.apply(kwargs={})
+    result = app.tasks["cases.purge_expired"].apply(kwargs={})
     assert result.get() == {"purged": 0, "requeued": 1}
     queued = [json.loads(m)["headers"]["task"] for m in r.lrange("maintenance", 0, -1)]
     assert queued == ["cases.cleanup_case"]
@@ -224,7 +225,7 @@ def test_cleanup_drops_the_cases_redaction_map(case_settings, worker, stand_ins,
     other = f"fm:agent:redact:{uuid.uuid4()}"
     worker.redis.hset(other, mapping={"p:<SECRET_1>": "e1:sealed"})
 
-    cleanup_case.apply(kwargs={"case_id": case_id, "owner_id": owner}).get()
+    app.tasks["cases.cleanup_case"].apply(kwargs={"case_id": case_id, "owner_id": owner}).get()
 
     assert worker.redis.exists(key) == 0
     assert worker.redis.exists(other) == 1

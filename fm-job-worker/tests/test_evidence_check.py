@@ -22,9 +22,11 @@ from fm_common.errors import Unavailable
 from fm_common.testing.ports import free_port
 from fm_common.testing.servers import AppServer
 from fm_common.testing.tokens import TokenIssuer
+from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
-from job_worker.evidence_check import evidence_exists
 from job_worker.runtime import Runtime
+from knowledge_service.domain.documents.tasks import evidence_exists
+from knowledge_service.worker import knowledge
 
 SECRET = "evidence-check-test-secret"
 
@@ -78,16 +80,17 @@ def _runtime(redis_url: str, data_dir: Path, auth_url: str, evidence_url: str) -
             evidence_url=evidence_url,
             service_client_secret=SECRET,
             data_dir=data_dir,
-        )
+        ),
+        app,
     )
 
 
 @pytest.fixture
 def worker(redis_url, services, data_dir: Path) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
     rt = _runtime(redis_url, data_dir, services["auth"], services["evidence"])
-    runtime_mod._runtime = rt
+    runtime_mod.install(rt)
     yield rt
-    runtime_mod._runtime = None
+    runtime_mod.install(None)
     rt.runner.close()
 
 
@@ -140,8 +143,6 @@ def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # 
 ) -> None:
     """The knowledge.purge_orphans task (Celery `apply`) asks the evidence service."""
     from fm_common.db import migrate_sync
-    from job_worker.app import app
-    from job_worker.tasks.knowledge import purge_orphans
     from knowledge_service.domain.documents.models import CaseCollection
     from knowledge_service.main import MIGRATIONS
 
@@ -154,7 +155,7 @@ def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # 
         kept = _add_file(evidence_db, "alice")
         deleted = str(uuid.uuid4())  # a file whose unindex failed for good
         for file_id in (kept, deleted):
-            rt.store.upsert(
+            knowledge(rt).store.upsert(
                 "case_c1",
                 [f"evidence:{file_id}:0"],
                 [[0.1] * 384],
@@ -165,17 +166,17 @@ def test_purge_orphans_with_the_evidence_check_removes_deleted_files_chunks(  # 
         async def claim(s):  # type: ignore[no-untyped-def]
             s.add(CaseCollection(case_id="c1", owner_id="alice"))
 
-        rt.db(claim)
-        runtime_mod._runtime = rt
+        knowledge(rt).db(claim)
+        runtime_mod.install(rt)
         # The BM25 refresh it schedules is recorded, not sent (no broker in this test).
         sent: list[str] = []
         monkeypatch.setattr(app, "send_task", lambda name, **_: sent.append(name))
-        result = purge_orphans.apply().result
+        result = app.tasks["knowledge.purge_orphans"].apply().result
         assert result["evidence_chunks_deleted"] == 1
         assert result["evidence_files_gone"] == 1
         assert sent == ["knowledge.refresh_bm25"]
-        left = rt.store.get_collection("case_c1").get(include=[])["ids"]
+        left = knowledge(rt).store.get_collection("case_c1").get(include=[])["ids"]
         assert left == [f"evidence:{kept}:0"]
     finally:
-        runtime_mod._runtime = None
+        runtime_mod.install(None)
         rt.runner.close()

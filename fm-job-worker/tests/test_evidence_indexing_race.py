@@ -27,7 +27,6 @@ from fm_common.testing.tokens import TokenIssuer
 from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
-from job_worker.tasks.knowledge import index_evidence
 from knowledge_service.domain.vectors.bm25 import version_key
 from knowledge_service.main import MIGRATIONS
 
@@ -161,11 +160,12 @@ def rt(
             service_client_secret=SECRET,
             data_dir=data_dir,
             max_retries=0,
-        )
+        ),
+        app,
     )
-    runtime_mod._runtime = runtime
+    runtime_mod.install(runtime)
     yield runtime
-    runtime_mod._runtime = None
+    runtime_mod.install(None)
     runtime.runner.close()
 
 
@@ -179,7 +179,7 @@ def sent(monkeypatch: Any) -> list[str]:
 
 def _index(file_id: str) -> Any:
     kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
-    return index_evidence.apply(kwargs=kwargs).result
+    return app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs).result
 
 
 def _version(rt: Runtime) -> int:

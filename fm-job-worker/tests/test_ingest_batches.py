@@ -17,11 +17,11 @@ from job_worker import tracking
 from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
-from job_worker.tasks.knowledge import ingest_document
-from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.documents.repository import DocumentRepository
 from knowledge_service.main import MIGRATIONS
+from knowledge_service.worker import KnowledgeWorker, knowledge
 
 TEXT = "# {title}\n\nWhen {title} fires, check the {title} dashboards and restart the pod.\n"
 
@@ -37,11 +37,12 @@ def rt(
     migrate_sync(MIGRATIONS, sqlite_url)
     # One child: a run may take every waiting document (two would share them).
     runtime = Runtime(
-        WorkerSettings(redis_url=redis_url, data_dir=data_dir, max_retries=0, concurrency=1)
+        WorkerSettings(redis_url=redis_url, data_dir=data_dir, max_retries=0, concurrency=1),
+        app,
     )
-    runtime_mod._runtime = runtime
+    runtime_mod.install(runtime)
     yield runtime
-    runtime_mod._runtime = None
+    runtime_mod.install(None)
     runtime.runner.close()
 
 
@@ -59,7 +60,7 @@ def sent(monkeypatch: Any) -> list[tuple[str, dict[str, Any], str | None]]:
 
 def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0) -> str:
     """A stored original, its document row (waiting) and its queued job."""
-    k = rt.knowledge
+    k = knowledge(rt).settings
     k.files_dir.mkdir(parents=True, exist_ok=True)
     (k.files_dir / doc_id).write_bytes(body)
     job_id = f"job-{doc_id}"
@@ -68,8 +69,7 @@ def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0) -> str:
     async def add(s: Any) -> None:
         from datetime import timedelta
 
-        await repo.add(
-            s,
+        await DocumentRepository(s).add(
             Document(
                 id=doc_id,
                 owner_id="o",
@@ -88,16 +88,17 @@ def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0) -> str:
             ),
         )
 
-    rt.db(add)
+    knowledge(rt).db(add)
     return job_id
 
 
 def _run(doc_id: str) -> Any:
-    return ingest_document.apply(kwargs={"document_id": doc_id, "job_id": f"job-{doc_id}"}).result
+    kwargs = {"document_id": doc_id, "job_id": f"job-{doc_id}"}
+    return app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs).result
 
 
 def _doc(rt: Runtime, doc_id: str) -> Document:
-    doc = rt.db(lambda s: documents.load(s, doc_id))
+    doc = knowledge(rt).db(lambda s: documents.load(s, doc_id))
     assert doc is not None, doc_id
     return doc  # type: ignore[no-any-return]
 
@@ -109,7 +110,7 @@ def _job(rt: Runtime, doc_id: str) -> Any:
 
 
 def _chunks(rt: Runtime, doc_id: str) -> int:
-    host, port = rt.knowledge.chroma_url.rsplit(":", 1)
+    host, port = knowledge(rt).settings.chroma_url.rsplit(":", 1)
     client = chromadb.HttpClient(host=host.split("//")[-1], port=int(port))
     try:
         col = client.get_collection("user_o", embedding_function=None)
@@ -152,7 +153,7 @@ def test_one_run_ingests_the_waiting_documents_and_settles_every_job(rt: Runtime
 
 def test_a_document_in_a_live_batch_is_left_to_that_run(rt: Runtime, sent) -> None:  # type: ignore[no-untyped-def]
     _upload(rt, "d0", TEXT.format(title="Held").encode())
-    rt.db(
+    knowledge(rt).db(
         lambda s: documents.claim_batch(
             s, "d0", "job-other", max_documents=1, max_bytes=10_000, stale_after=600
         )
@@ -172,7 +173,7 @@ def test_a_crashing_batch_fails_its_own_document_and_gives_the_others_back(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.pipeline.ingest_batch", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.ingest_batch", boom)
     assert _run("d0") is None
     assert _doc(rt, "d0").status == "failed"
     assert _job(rt, "d0").status == "failed"
@@ -196,9 +197,9 @@ def test_given_back_documents_stay_in_flight_when_the_broker_cannot_take_them(
     def broker_down(*_: Any, **__: Any) -> Any:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.pipeline.ingest_batch", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.ingest_batch", boom)
     monkeypatch.setattr(app, "send_task", broker_down)
-    ingest_document.apply(kwargs={"document_id": "d0", "job_id": "job-d0"})
+    app.tasks["knowledge.ingest_document"].apply(kwargs={"document_id": "d0", "job_id": "job-d0"})
     assert _doc(rt, "d0").status == "failed"
     # Unclaimed, and recorded in flight: jobs.reap_stale sends them when they go stale.
     for i in (1, 2):
@@ -212,7 +213,7 @@ def test_a_redelivered_run_works_alone_and_gives_its_old_batch_back(rt: Runtime,
     for i in range(3):
         _upload(rt, f"d{i}", TEXT.format(title=f"Redo{i}").encode(), age=i)
     # A first attempt claimed all three, then its worker died.
-    rt.db(
+    knowledge(rt).db(
         lambda s: documents.claim_batch(
             s, "d0", "job-d0", max_documents=3, max_bytes=10_000, stale_after=600
         )
@@ -245,7 +246,7 @@ def test_runs_of_a_worker_with_two_children_share_a_burst(rt: Runtime, sent) -> 
 
 def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FM_KNOWLEDGE_INGEST_BATCH_DOCUMENTS", "2")
-    rt.__dict__.pop("knowledge", None)  # settings are read again
+    rt._resources.pop(KnowledgeWorker, None)  # settings are read again
     for i in range(3):
         _upload(rt, f"d{i}", TEXT.format(title=f"Two{i}").encode(), age=i)
     assert _run("d0")["batch"] == 2

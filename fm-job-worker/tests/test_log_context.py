@@ -7,12 +7,13 @@ from typing import Any
 
 import structlog
 
+from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
 
 
 def test_each_run_sees_its_own_log_context_only(redis_url: str, data_dir: Path) -> None:
-    rt = Runtime(WorkerSettings(redis_url=redis_url, data_dir=data_dir))
+    rt = Runtime(WorkerSettings(redis_url=redis_url, data_dir=data_dir), app)
 
     async def bind_and_read() -> dict[str, Any]:
         structlog.contextvars.bind_contextvars(document_id="doc-1")  # as domain code does

@@ -1,151 +1,94 @@
 """Per-process resources of a worker child, created lazily after the fork.
 
-The knowledge database is reached through the knowledge service's own settings and
-domain code (FM_KNOWLEDGE_DATABASE_URL, FM_DATA_DIR), on one event loop per process
-(`asyncio.Runner`) so the async engine and HTTP clients are reused between tasks.
+`Runtime` is the `fm_common.tasks.Host` every task receives (`ctx.host`): one event loop
+per process (`asyncio.Runner`) so async clients are reused between tasks, Redis, the job
+store, HTTP and auth clients, the services' own per-process resources (`resource`), and
+the peers (another service's code a task runs). Services' resources (the knowledge
+database and embedder, the case database, the agent's runtime) are built by their own
+modules through `resource`, and go with the runtime when a forked child resets it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import httpx
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from celery import Celery
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
+from fm_common.clients.auth import AuthClient
+from fm_common.clients.base import create_http_client
 from fm_common.jobs import SyncJobStore
-from fm_common.redis import create_sync_redis
-from fm_common.settings import load_settings
+from fm_common.redis import create_redis, create_sync_redis
+from fm_common.tasks import Host, Kwargs
+from job_worker import tracking
 from job_worker.config import Settings
+from job_worker.peers import Peers
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = structlog.get_logger("worker.runtime")
-BM25_PENDING = "fm:knowledge:bm25-pending:"
-BM25_DEBOUNCE_SECONDS = 2.0
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Celery) -> None:
         self.settings = settings
+        self.app = app
         self.runner = asyncio.Runner()
         # Retries once on a dropped connection (Redis restarted), as every client does.
-        self.redis = create_sync_redis(settings.redis_url, socket_timeout=30)
+        self.redis: Redis = create_sync_redis(settings.redis_url, socket_timeout=30)
         self.jobs = SyncJobStore(self.redis)
+        self._resources: dict[Callable[..., Any], Any] = {}
 
-    @cached_property
-    def knowledge(self) -> Any:
-        from knowledge_service.config import Settings as KnowledgeSettings
-
-        return load_settings(KnowledgeSettings)
-
-    @cached_property
-    def maker(self) -> Any:
-        from fm_common.db import create_engine, create_sessionmaker
-
-        return create_sessionmaker(create_engine(self.knowledge.effective_database_url))
-
-    def db(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run one unit of work on the knowledge database and commit it."""
-
-        maker = self.maker
-
-        async def unit() -> T:
-            async with maker() as session:
-                result = await fn(session)
-                await session.commit()
-                return result
-
-        return self.run(unit())
-
-    def run(self, coro: Awaitable[T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         # A copy of this task's context: the runner's own would carry every earlier
         # task's log context (ids bound inside coroutines) and never this task's.
-        return self.runner.run(coro, context=contextvars.copy_context())  # type: ignore[arg-type]
+        return self.runner.run(coro, context=contextvars.copy_context())
+
+    def resource(self, build: Callable[[Host], R]) -> R:
+        if build not in self._resources:
+            self._resources[build] = build(self)
+        return cast(R, self._resources[build])
+
+    def send_task(
+        self, name: str, kwargs: Kwargs, *, queue: str, countdown: float | None = None
+    ) -> None:
+        # ignore_result: otherwise the app subscribes to a result channel per send.
+        self.app.send_task(
+            name, kwargs=kwargs, queue=queue, countdown=countdown, ignore_result=True
+        )
+
+    def expect(self, track_id: str, name: str, queue: str, kwargs: Kwargs) -> None:
+        entry = tracking.InFlight(
+            track_id=track_id, task=name, queue=queue, kwargs=kwargs, state="requeued"
+        )
+        tracking.record(self.redis, entry)
+
+    def resend(self, track_id: str) -> None:
+        entry = tracking.get(self.redis, track_id)
+        if entry is not None:
+            tracking.resend(self.app, self.redis, entry)
 
     # Clients bound to this process's loop are built on it, outside any running task.
 
     @cached_property
-    def embedder(self) -> Any:
-        from knowledge_service.domain.vectors.embedder import embedder_for
-
-        return embedder_for(self.knowledge)
-
-    @cached_property
-    def store(self) -> Any:
-        from knowledge_service.domain.vectors.store import VectorStore
-
-        k = self.knowledge
-        return VectorStore(k.chroma_url, self.embedder.name, k.retry_after_seconds)
-
-    @cached_property
-    def bm25(self) -> Any:
-        from knowledge_service.domain.vectors.bm25 import Bm25Indexes
-
-        return Bm25Indexes(self.knowledge.bm25_dir, self.store)
-
-    def collection_changed(self, collection: str) -> None:
-        """Bump the collection's version and schedule one BM25 rebuild for a burst of changes.
-
-        Rebuilding after every document would cost O(collection) per ingestion; instead
-        the first change of a burst schedules `knowledge.refresh_bm25` a moment later.
-        The version is what matters (a search finds its index stale and rebuilds it); the
-        refresh only saves that search the wait, so failing to schedule it is not fatal.
-        """
-        from knowledge_service.domain.vectors.bm25 import version_key
-
-        pending = f"{BM25_PENDING}{collection}"
-        self.redis.incr(version_key(collection))
-        if self.redis.set(pending, "1", nx=True, ex=60):
-            from job_worker.app import app
-
-            try:
-                app.send_task(
-                    "knowledge.refresh_bm25",
-                    kwargs={"collection": collection},
-                    queue="maintenance",
-                    countdown=BM25_DEBOUNCE_SECONDS,
-                    ignore_result=True,
-                )
-            except Exception as exc:  # the broker is down: the next change tries again
-                self.redis.delete(pending)
-                log.warning("bm25.refresh_not_scheduled", collection=collection, error=repr(exc))
-
-    def ingest_deps(self) -> Any:
-        from knowledge_service.domain.ingest.pipeline import IngestDeps
-
-        return IngestDeps(
-            settings=self.knowledge,
-            store=self.store,
-            embedder=self.embedder,
-            db=self.db,
-            changed=self.collection_changed,
-            job_failed=self._job_failed,
-        )
-
-    def _job_failed(self, job_id: str, reason: str) -> None:
-        # Before the document says failed: whoever sees it failed finds its job failed.
-        self.jobs.update(
-            job_id, status="failed", error={"message": reason, "code": "INGEST_FAILED"}
-        )
-
-    @cached_property
-    def aredis(self) -> Any:
+    def aredis(self) -> AsyncRedis:
         """An asyncio Redis client on this process's loop (for async domain code)."""
-        from fm_common.redis import create_redis
 
-        async def build() -> Any:
+        async def build() -> AsyncRedis:
             return create_redis(self.settings.redis_url)
 
         return self.runner.run(build())
 
     @cached_property
-    def http(self) -> Any:
-        from fm_common.clients.base import create_http_client
-
-        async def build() -> Any:
+    def http(self) -> httpx.AsyncClient:
+        async def build() -> httpx.AsyncClient:
             return create_http_client(
                 connect_timeout=self.settings.http_connect_timeout,
                 timeout=self.settings.http_timeout,
@@ -154,9 +97,7 @@ class Runtime:
         return self.runner.run(build())
 
     @cached_property
-    def auth(self) -> Any:
-        from fm_common.clients.auth import AuthClient
-
+    def auth(self) -> AuthClient:
         return AuthClient(
             self.settings.auth_url,
             self.http,
@@ -164,57 +105,29 @@ class Runtime:
             client_secret=self.settings.service_client_secret,
         )
 
+    @cached_property
+    def peers(self) -> Peers:
+        return Peers(self)
+
     def service_token(self, user_id: str) -> str:
         return self.run(self.auth.service_token(user_id))
 
-
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
-        from job_worker.app import settings
-
-        _runtime = Runtime(settings)
-    return _runtime
+    def close(self) -> None:
+        self.runner.close()
 
 
-def preload_knowledge() -> None:
-    """Load the embedding model, and import the knowledge code the children run, into
-    this process (the worker's main one, before it forks). Imported lazily, the Chroma
-    client (~0.6 s) and BM25 with scipy (~0.5 s) cost each child its first task's time.
-    No thread may be left running: a fork copies only the forking thread. An ONNX
-    session is made with one intra-op thread, which starts no thread pool, so the
-    children use it as it is; a child configured for more threads makes its own (a
-    pool would not survive the fork; ADR 0095)."""
-    import tqdm
-
-    # The model's loading bar would start tqdm's monitor thread.
-    tqdm.tqdm.monitor_interval = 0
-    import chromadb  # noqa: F401
-
-    import knowledge_service.domain.ingest.pipeline
-    import knowledge_service.domain.vectors.bm25  # noqa: F401
-    from knowledge_service.config import Settings as KnowledgeSettings
-    from knowledge_service.domain.vectors.embedder import embedder_for
-
-    embedder = embedder_for(load_settings(KnowledgeSettings))
-    if embedder.backend == "onnx":
-        embedder.set_threads(1)
-    embedder.load()
+_current: Runtime | None = None
 
 
-def reset_runtime() -> None:
-    """Forget the parent's resources in a freshly forked child."""
-    global _runtime
-    _runtime = None
+def current(settings: Settings, app: Celery) -> Runtime:
+    """This process's runtime (made on first use, after the fork)."""
+    global _current
+    if _current is None:
+        _current = Runtime(settings, app)
+    return _current
 
 
-def set_embedding_threads(threads: int) -> None:
-    """In a freshly forked child: the embedder's intra-op threads (a preloaded ONNX
-    session of one thread is used as it is; another count makes the child's own)."""
-    from knowledge_service.config import Settings as KnowledgeSettings
-    from knowledge_service.domain.vectors.embedder import embedder_for
-
-    embedder_for(load_settings(KnowledgeSettings)).set_threads(threads)
+def install(runtime: Runtime | None) -> None:
+    """Use `runtime` in this process (None: forget it, as a freshly forked child does)."""
+    global _current
+    _current = runtime

@@ -106,11 +106,8 @@ def resend(app: Any, redis: Any, entry: InFlight) -> None:
     )
 
 
-def recover_inflight(app: Any, hostname: str) -> int:
+def recover_inflight(app: Any, redis: Any, hostname: str) -> int:
     """Re-send what `hostname` was running when it died; returns how many."""
-    from job_worker.runtime import runtime
-
-    redis = runtime().redis
     count = 0
     for entry in all_entries(redis):
         if entry.state == "running" and entry.hostname == hostname:

@@ -13,9 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from fm_common.db import create_engine, migrate_sync, utcnow
-from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.documents.repository import DocumentRepository
 from knowledge_service.domain.models import Base
 from knowledge_service.main import MIGRATIONS
 
@@ -32,8 +32,7 @@ def _add(
     db: Db, doc_id: str, *, size: int = 100, age: int = 0, owner: str = "o", **fields: Any
 ) -> None:
     async def add(s: Any) -> None:
-        await repo.add(
-            s,
+        await DocumentRepository(s).add(
             Document(
                 id=doc_id,
                 owner_id=owner,
@@ -75,7 +74,7 @@ def _claim(
 
 def _holder(db: Db, doc_id: str) -> str | None:
     async def get(s: Any) -> str | None:
-        doc = await repo.get(s, doc_id)
+        doc = await DocumentRepository(s).get(doc_id)
         return None if doc is None else doc.claimed_by
 
     return db(get)
@@ -175,7 +174,7 @@ def test_marking_processed_clears_the_claim_and_skips_deleted_documents(db: Db) 
     assert kept == {"d0"}
 
     async def read(s: Any) -> tuple[str, int, str | None]:
-        doc = await repo.get(s, "d0")
+        doc = await DocumentRepository(s).get("d0")
         return doc.status, doc.chunk_count, doc.claimed_by
 
     assert db(read) == ("processed", 3, None)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from knowledge_service.config import Settings
-from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents.cleanup import purge_orphans
 from knowledge_service.domain.documents.models import CaseCollection, Document
+from knowledge_service.domain.documents.repository import DocumentRepository
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes
 from knowledge_service.domain.vectors.embedder import get_embedder
 from knowledge_service.domain.vectors.reindex import reindex
@@ -60,7 +60,7 @@ def test_reindex_rebuilds_a_collection_for_the_new_model(chroma_url: str, kdb) -
         for i in range(len(TEXTS))
     ]
     old.upsert("user_r", ids, [[float(i)] * 8 for i in range(len(TEXTS))], TEXTS, metas)
-    kdb(lambda s: repo.add(s, _doc("d0", "user_r")))
+    kdb(lambda s: DocumentRepository(s).add(_doc("d0", "user_r")))
     embedder = get_embedder("all-MiniLM-L6-v2")
     store = VectorStore(chroma_url, embedder.name)
 
@@ -72,7 +72,7 @@ def test_reindex_rebuilds_a_collection_for_the_new_model(chroma_url: str, kdb) -
     hits = store.query("user_r", embedder.encode_query("chrony clock drift on a node"), 3)
     assert hits[0].chunk_id == "d2:0"
     assert hits[0].metadata["embedding_model"] == MINILM
-    doc = kdb(lambda s: repo.get(s, "d0"))
+    doc = kdb(lambda s: DocumentRepository(s).get("d0"))
     assert doc.embedding_model == MINILM
     assert reindex(store, embedder, kdb, "user_r", 32)["status"] == "current"
 
@@ -85,7 +85,7 @@ def test_purge_removes_orphans_and_keeps_the_rest(chroma_url: str, kdb, data_dir
         store.upsert("user_p", [cid], vec, ["t"], [{"document_id": cid[:-2], "origin": origin}])
     store.upsert("case_owned", ["c:0"], vec, ["t"], [{"document_id": "c", "origin": "evidence"}])
     store.upsert("case_orphan", ["x:0"], vec, ["t"], [{"document_id": "x", "origin": "evidence"}])
-    kdb(lambda s: repo.add(s, _doc("keep", "user_p")))
+    kdb(lambda s: DocumentRepository(s).add(_doc("keep", "user_p")))
 
     async def claim(s):  # type: ignore[no-untyped-def]
         s.add(CaseCollection(case_id="owned", owner_id="o"))

@@ -1,15 +1,7 @@
-"""The ORM base of the knowledge service; Alembic reads `Base.metadata` from here."""
+"""Every table of the knowledge service (imported by the Alembic env)."""
 
-from __future__ import annotations
+from knowledge_service.domain.base import Base
+from knowledge_service.domain.documents import models as _documents
 
-from sqlalchemy.orm import DeclarativeBase
-
-from fm_common.db import new_metadata
-
-
-class Base(DeclarativeBase):
-    metadata = new_metadata()
-
-
-# Register every table on Base.metadata (imported for its side effect).
-from knowledge_service.domain.documents import models as _documents  # noqa: E402, F401
+__all__ = ["Base"]
+_ = (_documents,)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
@@ -28,7 +28,7 @@ from knowledge_service.domain.documents.flows import UploadForm, upload_document
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid token"},
     404: {"description": "Not found (or not yours)"},
     503: {"description": "A dependency is down; retry after Retry-After"},

@@ -26,7 +26,10 @@ import structlog
 
 from fm_common.errors import FMError, GatewayTimeout, Unauthorized, Unavailable
 from knowledge_service.config import Settings
-from knowledge_service.domain.documents import repository as repo
+from knowledge_service.domain.documents.repository import (
+    CaseCollectionRepository,
+    DocumentRepository,
+)
 from knowledge_service.domain.vectors.bm25 import Bm25Indexes
 from knowledge_service.domain.vectors.store import VectorStore
 
@@ -62,8 +65,8 @@ def purge_orphans(
 ) -> dict[str, Any]:
     """Delete what no document, case or evidence file owns any more; counts of each."""
     cutoff = now - grace_seconds
-    cases = db(repo.case_collection_ids)
-    known = db(repo.all_ids)
+    cases = db(lambda s: CaseCollectionRepository(s).ids())
+    known = db(lambda s: DocumentRepository(s).all_ids())
     collections = store.list_collections()
     dropped: list[str] = []
     changed: list[str] = []
@@ -101,7 +104,9 @@ def purge_orphans(
         if orphan_ids:
             # Re-check against the database: a document may have been created meanwhile.
             known |= db(
-                lambda s, ids=orphan_ids: repo.existing_ids(s, [i.split(":")[0] for i in ids])
+                lambda s, ids=orphan_ids: DocumentRepository(s).existing_ids(
+                    [i.split(":")[0] for i in ids]
+                )
             )
             orphan_ids = [i for i in orphan_ids if i.split(":")[0] not in known]
         if orphan_ids:

@@ -29,9 +29,9 @@ from fm_common.errors import (
 )
 from fm_common.jobs import JobStore, enqueue
 from knowledge_service.config import ALLOWED_EXTENSIONS, Settings
-from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents import service
 from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.documents.repository import DocumentRepository
 from knowledge_service.domain.vectors.store import collection_for
 
 log = structlog.get_logger("knowledge.upload")
@@ -109,7 +109,7 @@ async def _check_pending(
     """429 TOO_MANY_PENDING while the user already has this much waiting for the worker
     (issue 16 item 5: one user's indexing held both worker children for 7 minutes)."""
     async with maker() as session:
-        count, size = await repo.pending_of(session, user_id)
+        count, size = await DocumentRepository(session).pending_of(user_id)
     if (
         count >= settings.max_pending_documents_per_user
         or size >= settings.max_pending_bytes_per_user
@@ -159,8 +159,7 @@ async def upload_document(
         async with maker() as session:
             if case_id:
                 await service.claim_case(session, case_id, principal.user_id)
-            await repo.add(
-                session,
+            await DocumentRepository(session).add(
                 Document(
                     id=document_id,
                     owner_id=principal.user_id,
@@ -199,9 +198,10 @@ async def upload_document(
         # The queue is down: undo the upload so no document waits for a job never sent.
         log.warning("document.enqueue_failed", document_id=document_id, error=repr(exc))
         async with maker() as session:
-            doc = await repo.get(session, document_id)
+            repo = DocumentRepository(session)
+            doc = await repo.get(document_id)
             if doc is not None:
-                await repo.remove(session, doc)
+                await repo.delete(doc)
             await session.commit()
         await asyncio.to_thread(service.remove_files, settings, document_id)
         await jobs.update(job_id, status="failed", error={"message": "queue unavailable"})

@@ -8,7 +8,7 @@ from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fm_common.db import utcnow
-from knowledge_service.domain.models import Base
+from knowledge_service.domain.base import Base
 
 
 class Document(Base):

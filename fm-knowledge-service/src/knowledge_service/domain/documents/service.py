@@ -16,8 +16,11 @@ from fm_common.contracts.knowledge import DocumentPage, KnowledgeDocument
 from fm_common.db import utcnow
 from fm_common.errors import Forbidden, NotFound
 from knowledge_service.config import Settings
-from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.documents.repository import (
+    CaseCollectionRepository,
+    DocumentRepository,
+)
 from knowledge_service.domain.vectors.bm25 import bump_version
 from knowledge_service.domain.vectors.store import VectorStore, case_collection
 
@@ -92,8 +95,7 @@ async def list_documents(
     status: str | None = None,
 ) -> DocumentPage:
     """Documents the caller may read: own personal and case ones, and every global one."""
-    rows, total = await repo.list_visible(
-        session,
+    rows, total = await DocumentRepository(session).list_visible(
         principal.user_id,
         scope=scope,
         document_type=document_type,
@@ -117,7 +119,7 @@ async def get_document(
     session: AsyncSession, principal: Principal, document_id: str, settings: Settings
 ) -> KnowledgeDocument:
     """One visible document with its extracted text; 404 for anything else."""
-    doc = await repo.get_visible(session, document_id, principal.user_id)
+    doc = await DocumentRepository(session).get_visible(document_id, principal.user_id)
     if doc is None:
         raise DocumentNotFound()
     content = ""
@@ -143,7 +145,7 @@ async def delete_document(
     redis: Any,
 ) -> None:
     """Delete a document, its vectors (first: if Chroma is down nothing is deleted) and files."""
-    doc = await repo.get_visible(session, document_id, principal.user_id)
+    doc = await DocumentRepository(session).get_visible(document_id, principal.user_id)
     if doc is None:
         raise DocumentNotFound()
     if doc.scope == "global" and not principal.is_admin:
@@ -152,7 +154,7 @@ async def delete_document(
         raise DocumentNotFound()
     await asyncio.to_thread(store.delete_document, doc.collection, doc.id)
     collection = doc.collection
-    await repo.remove(session, doc)
+    await DocumentRepository(session).delete(doc)
     await asyncio.to_thread(remove_files, settings, doc.id)
     await bump_version(redis, collection)
     log.info("document.deleted", document_id=document_id, collection=collection)
@@ -164,13 +166,13 @@ def remove_files(settings: Settings, document_id: str) -> None:
 
 
 async def case_collection_owner(session: AsyncSession, case_id: str) -> str | None:
-    record = await repo.get_case_collection(session, case_id)
+    record = await CaseCollectionRepository(session).get(case_id)
     return None if record is None else record.owner_id
 
 
 async def claim_case(session: AsyncSession, case_id: str, owner_id: str) -> None:
     """Record `owner_id` as the owner of `case_<case_id>`; 404 when another user owns it."""
-    record = await repo.claim_case_collection(session, case_id, owner_id)
+    record = await CaseCollectionRepository(session).claim(case_id, owner_id)
     if record.owner_id != owner_id:
         raise CaseNotFound()
 
@@ -190,7 +192,8 @@ async def drop_case(
     `strict` raises 404 when another user owns the case; otherwise that is a no-op.
     Returns the dropped collection's name, or None when nothing was dropped.
     """
-    record = await repo.get_case_collection(session, case_id)
+    cases, docs_repo = CaseCollectionRepository(session), DocumentRepository(session)
+    record = await cases.get(case_id)
     if record is not None and record.owner_id != owner_id:
         if strict:
             raise CaseNotFound()
@@ -198,11 +201,11 @@ async def drop_case(
         return None
     name = case_collection(case_id)
     await asyncio.to_thread(store.delete_collection, name)
-    docs = await repo.case_documents(session, case_id, owner_id)
+    docs = await docs_repo.case_documents(case_id, owner_id)
     for doc in docs:
-        await repo.remove(session, doc)
+        await docs_repo.delete(doc)
         await asyncio.to_thread(remove_files, settings, doc.id)
-    await repo.drop_case_collection(session, case_id)
+    await cases.drop(case_id)
     await bump_version(redis, name)
     log.info("case_collection.dropped", case_id=case_id, documents=len(docs))
     return name
@@ -225,7 +228,7 @@ def remove_evidence_chunks(store: VectorStore, case_id: str, file_id: str, owner
 
 # -- used by the worker's ingestion ---------------------------------------------------
 async def load(session: AsyncSession, document_id: str) -> Document | None:
-    return await repo.get(session, document_id)
+    return await DocumentRepository(session).get(document_id)
 
 
 @dataclass
@@ -258,22 +261,23 @@ async def claim_batch(
     finish a burst together instead of one working through a full batch while the
     others idle. A claim older than `stale_after` seconds belongs to a run that is dead
     (it outlived the hard time limit) and may be taken over."""
+    repo = DocumentRepository(session)
     now = utcnow()
     stale_before = now - timedelta(seconds=stale_after)
-    own = await repo.get(session, document_id)
+    own = await repo.get(document_id)
     if own is None:
         return Claim("gone")
     if own.status != "processing":
         return Claim("done", own=own)
-    if not await repo.claim(session, own.id, claimer, now, stale_before):
+    if not await repo.claim(own.id, claimer, now, stale_before):
         return Claim("elsewhere", own=own)
     docs, total = [own], own.size_bytes
     if max_documents > 1:
         newest = await repo.claim_candidates(
-            session, own.id, claimer, stale_before, max_documents * share * 2
+            own.id, claimer, stale_before, max_documents * share * 2
         )
         firsts = await repo.oldest_of_each_owner(
-            session, own.id, claimer, stale_before, max_documents * share * 2
+            own.id, claimer, stale_before, max_documents * share * 2
         )
         # Other users' oldest waiting documents join the pool (the newest alone may all be
         # one user's); the run's own user keeps the newest-first order.
@@ -291,7 +295,7 @@ async def claim_batch(
                 break
             if total + doc.size_bytes > max_bytes:
                 continue
-            if await repo.claim(session, doc.id, claimer, now, stale_before):
+            if await repo.claim(doc.id, claimer, now, stale_before):
                 docs.append(doc)
                 total += doc.size_bytes
     return Claim("claimed", docs=docs, own=own)
@@ -312,12 +316,12 @@ def fair_order(candidates: list[Any], own: Any) -> list[Any]:
 
 async def held_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
     """The other documents `claimer` holds that still wait for ingestion."""
-    return await repo.held_claims(session, claimer, keep_id)
+    return await DocumentRepository(session).held_claims(claimer, keep_id)
 
 
 async def release_claims(session: AsyncSession, claimer: str, keep_id: str) -> list[Document]:
     """Give back the other documents a run had claimed (they need their own runs again)."""
-    return await repo.release_claims(session, claimer, keep_id)
+    return await DocumentRepository(session).release_claims(claimer, keep_id)
 
 
 async def mark_processed(
@@ -327,7 +331,7 @@ async def mark_processed(
     (a document deleted meanwhile is not)."""
     kept = set()
     for document_id, chunk_count, preview in outcomes:
-        doc = await repo.get(session, document_id)
+        doc = await DocumentRepository(session).get(document_id)
         if doc is None:
             continue
         doc.status, doc.error, doc.chunk_count = "processed", None, chunk_count
@@ -338,7 +342,7 @@ async def mark_processed(
 
 
 async def mark_failed(session: AsyncSession, document_id: str, reason: str) -> bool:
-    doc = await repo.get(session, document_id)
+    doc = await DocumentRepository(session).get(document_id)
     if doc is None:
         return False
     doc.status, doc.error, doc.chunk_count, doc.updated_at = "failed", reason, 0, utcnow()

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 
@@ -71,7 +71,7 @@ class ExtractionError(Exception):
 
 
 # The limits of one parse live in fm_common (shared with other parsers).
-Limits = ParseLimits
+Limits: TypeAlias = ParseLimits
 
 
 def ocr_limits(limits: Limits) -> OcrLimits | None:

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 
-from knowledge_service.domain.documents.models import Document
+from knowledge_service.domain.documents.repository import DocumentRepository
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import MODEL_KEY, VectorStore
 
@@ -53,11 +52,6 @@ def reindex(
     store.delete_collection(collection)
     store.rename_collection(temp, collection)
 
-    async def mark(session: Any) -> None:
-        await session.execute(
-            update(Document).where(Document.collection == collection).values(embedding_model=target)
-        )
-
-    db(mark)
+    db(lambda s: DocumentRepository(s).set_embedding_model(collection, target))
     log.info("reindex.done", collection=collection, chunks=done, model=target, previous=current)
     return {"collection": collection, "status": "reindexed", "chunks": done, "model": target}

@@ -1,0 +1,347 @@
+"""Ingestion tasks (queue `ingest`): uploaded documents, and a case's evidence files.
+
+They run the knowledge domain code in the worker (ADR 0055): the knowledge database,
+the embedder and the Chroma server directly; only the evidence bytes come over HTTP (the
+evidence service owns them), with a service token acting for the evidence's owner.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from fm_common.clients.evidence import EvidenceClient
+from fm_common.contracts.evidence import (
+    MAX_EXTRACTED_TEXT_CHARS,
+    LayoutWord,
+    TextLayout,
+    text_is_extracted,
+)
+from fm_common.errors import FMError, NotFound
+from fm_common.limits import ParseLimitExceeded, run_bounded
+from fm_common.tasks import Host, Kwargs, PermanentError, TaskContext, record_job_failure, task
+from knowledge_service.domain.documents import service as documents
+from knowledge_service.domain.documents.service import remove_evidence_chunks
+from knowledge_service.domain.ingest.extract import (
+    Extracted,
+    ExtractionError,
+    detect_kind,
+    extract,
+)
+from knowledge_service.domain.ingest.pipeline import (
+    Outcome,
+    embed_and_upsert,
+    extract_and_chunk,
+    fail_document,
+    ingest_batch,
+    token_budget,
+)
+from knowledge_service.domain.vectors.store import case_collection
+from knowledge_service.worker import knowledge
+
+log = structlog.get_logger("worker.knowledge")
+
+INGEST_DOCUMENT = "knowledge.ingest_document"
+BINARY_KINDS = frozenset({"pdf", "image", "docx", "pptx", "xlsx", "odt", "ods"})
+
+
+def _fail_ingest(host: Host, kwargs: Kwargs, message: str, code: str) -> None:
+    # The job first: whoever sees the document failed finds the job failed too.
+    record_job_failure(host, kwargs, message, code)
+    fail_document(knowledge(host).ingest_deps(), kwargs["document_id"], message)
+    # The others of its batch are not at fault: they go back to their own runs.
+    if kwargs.get("job_id"):
+        _release_batch(host, kwargs["job_id"], kwargs["document_id"])
+
+
+def _release_batch(host: Host, claimer: str, keep_id: str) -> int:
+    """Unclaim the other documents `claimer` took into its batch and send each its own
+    ingestion again (their first runs ended, leaving them to the batch).
+
+    Each is recorded in flight before it is unclaimed, so a send that never happens
+    (the broker down right then) is re-sent by jobs.reap_stale: no document is left
+    waiting with neither a claim nor a task.
+    """
+    k = knowledge(host)
+    held = k.db(lambda s: documents.held_claims(s, claimer, keep_id))
+    expected = set()
+    for doc in held:
+        if doc.job_id:
+            kwargs = {"document_id": doc.id, "job_id": doc.job_id}
+            host.expect(str(doc.job_id), INGEST_DOCUMENT, "ingest", kwargs)
+            expected.add(doc.id)
+    released = k.db(lambda s: documents.release_claims(s, claimer, keep_id))
+    for doc in released:
+        if doc.id in expected:
+            host.resend(str(doc.job_id))
+    if released:
+        log.warning("ingest.batch_released", claimer=claimer, documents=len(released))
+    return len(released)
+
+
+@task(INGEST_DOCUMENT, queue="ingest", give_up=_fail_ingest)
+def ingest_document(ctx: TaskContext, document_id: str) -> dict[str, Any]:
+    """Extract, chunk, embed and upsert an uploaded document, with other waiting ones.
+
+    The run claims its document and, on a first attempt, up to
+    FM_KNOWLEDGE_INGEST_BATCH_DOCUMENTS other waiting documents, ingests them together
+    and settles every one's job. A document already in another live run's batch is left
+    to it. A redo (retry or redelivery) works alone and gives the rest of its old batch
+    back, so a file that kills its worker cannot take others down with it (ADR 0057).
+    """
+    host = ctx.host
+    k = knowledge(host)
+    claimer = ctx.track_id
+    first = ctx.attempts == 1
+    if not first:
+        _release_batch(host, claimer, document_id)
+    claim = k.db(
+        lambda s: documents.claim_batch(
+            s,
+            document_id,
+            claimer,
+            max_documents=k.settings.ingest_batch_documents if first else 1,
+            max_bytes=k.settings.ingest_batch_bytes,
+            stale_after=host.settings.ingest_time_limit + 60,
+            share=host.settings.concurrency,
+        )
+    )
+    if claim.state == "gone":
+        log.info("ingest.document_gone", document_id=document_id)
+        return {"document_id": document_id, "status": "deleted"}
+    if claim.state == "done":
+        own = claim.own
+        assert own is not None
+        if own.status == "failed":
+            # Whoever failed it (a batch, an earlier attempt, reap_stale) took its vectors
+            # out; failing it again would only churn the collection. Its job says failed.
+            if ctx.job_id:
+                error = {"message": own.error, "code": "INGEST_FAILED"}
+                host.jobs.update(ctx.job_id, status="failed", error=error)
+            ctx.leave_job()
+            return {"document_id": document_id, "status": "failed", "error": own.error}
+        return {"document_id": document_id, "status": own.status, "chunks": own.chunk_count}
+    if claim.state == "elsewhere":
+        assert claim.own is not None
+        ctx.leave_job()
+        return {"document_id": document_id, "status": "batched", "by": claim.own.claimed_by}
+    others = [d for d in claim.docs[1:] if d.job_id]
+    for doc in others:
+        host.jobs.update(str(doc.job_id), status="running")
+    outcomes = ingest_batch(k.ingest_deps(), claim.docs, progress=ctx.progress)
+    mine, rest = outcomes[0], {o.document_id: o for o in outcomes[1:]}
+    for doc in others:
+        _settle_job(host, str(doc.job_id), rest[doc.id])
+    if mine.status == "failed":
+        raise PermanentError(mine.error or "The document could not be ingested.", "INGEST_FAILED")
+    result = mine.result()
+    if len(outcomes) > 1:
+        result["batch"] = len(outcomes)
+    return result
+
+
+def _settle_job(host: Host, job_id: str, outcome: Outcome) -> None:
+    if outcome.status == "failed":
+        error = {"message": outcome.error, "code": "INGEST_FAILED"}
+        host.jobs.update(job_id, status="failed", error=error)
+    else:
+        host.jobs.update(
+            job_id, status="completed", progress=1.0, result=outcome.result(), error=None
+        )
+
+
+def _report_evidence(host: Host, kwargs: Kwargs, status: str, summary: str) -> None:
+    """Tell the evidence service how indexing went (its uploaded-files list shows it)."""
+    client = EvidenceClient(host.settings.evidence_url, host.http)
+    token = host.service_token(kwargs["owner_id"])
+    try:
+        host.run(client.set_analysis(kwargs["file_id"], status, summary=summary, token=token))
+    except NotFound:
+        log.info("evidence.gone", file_id=kwargs["file_id"])
+
+
+def _fail_evidence(host: Host, kwargs: Kwargs, message: str, code: str) -> None:
+    record_job_failure(host, kwargs, message, code)
+    try:
+        _report_evidence(host, kwargs, "failed", message)
+    except FMError as exc:  # the failure is recorded in the job store and the log anyway
+        log.warning("evidence.report_failed", error=exc.detail)
+
+
+@task("knowledge.index_evidence", queue="ingest", give_up=_fail_evidence)
+def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> dict[str, Any]:
+    """Index a case's text evidence into `case_<case_id>` (as its owner)."""
+    host = ctx.host
+    k = knowledge(host)
+    try:
+        k.db(lambda s: documents.claim_case(s, case_id, owner_id))
+    except documents.CaseNotFound:
+        raise PermanentError("The case belongs to another user.", "CASE_NOT_FOUND") from None
+    token = host.service_token(owner_id)
+    client = EvidenceClient(host.settings.evidence_url, host.http)
+    limit = k.settings.max_upload_bytes
+    try:
+        host.run(client.set_analysis(file_id, "processing", token=token))
+        meta = host.run(client.get(file_id, token=token))
+        data = host.run(client.read_content(file_id, max_bytes=limit + 1, token=token))
+    except NotFound:
+        log.info("evidence.gone", file_id=file_id)
+        # An earlier attempt may have upserted after the unindex ran: take that back too.
+        take_back(host, case_id, file_id, owner_id)
+        return {"file_id": file_id, "status": "gone"}
+    if meta.case_id != case_id:
+        raise PermanentError("The evidence file is not part of this case.", "CASE_MISMATCH")
+    if len(data) > limit:
+        raise PermanentError("The evidence file is over the indexing limit.", "TOO_LARGE")
+    kind = detect_kind(meta.filename, meta.content_type, None)
+    # Text is redacted with the case's placeholders before it is cut into chunks, so a
+    # secret a chunk boundary would split (a private key's header and body) is seen
+    # whole; the case's collection never holds it, and passages come back consistent.
+    # Binary formats (PDF, office documents, images read by OCR) are redacted chunk by
+    # chunk after extraction; the text the worker stores with the file for the agent is
+    # the original (like the file), redacted by the agent before any provider call.
+    whole = kind not in BINARY_KINDS and b"\x00" not in data[:65536]
+    if whole:
+        text = data.decode("utf-8", errors="replace")
+        data = host.peers.redact(case_id, [text], chunks=False)[0].encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence"
+        path.write_bytes(data)
+        try:
+            chunks, extracted = extract_and_chunk(
+                path, kind, k.settings, meta.filename, token_budget(k.embedder)
+            )
+        except ExtractionError as exc:
+            raise PermanentError(str(exc), "NOT_INDEXABLE") from None
+    if text_is_extracted(meta.source_type, meta.content_type):
+        # What was read (OCR, an office document's text) is stored with the file before
+        # the embedding: a turn waiting for it (the agent) need not wait for the index.
+        try:
+            _store_text(host, client, file_id, extracted, token)
+        except NotFound:
+            log.info("evidence.gone", file_id=file_id)
+            return {"file_id": file_id, "status": "gone"}
+    deps = k.ingest_deps()
+    model = deps.store.model_name
+    collection = case_collection(case_id)
+    ids = [f"evidence:{file_id}:{c.index}" for c in chunks]
+    texts = [c.text for c in chunks]
+    if not whole:  # a binary format (PDF, ...): its extracted chunks, each on its own
+        texts = host.peers.redact(case_id, texts, chunks=True)
+    metas = [
+        {
+            "document_id": file_id,
+            "owner_id": owner_id,
+            "scope": "case",
+            "title": meta.filename,
+            "chunk_index": c.index,
+            "source": meta.filename,
+            "document_type": "evidence",
+            "case_id": case_id,
+            "tags_index": ",",
+            "embedding_model": model,
+            "origin": "evidence",
+            **({"section": c.context[:500]} if c.context else {}),
+        }
+        for c in chunks
+    ]
+    embed_and_upsert(deps, collection, ids, texts, metas, ctx.progress)
+    deps.store.delete_where(
+        collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": len(chunks)}}]}
+    )
+    k.collection_changed(collection)
+    summary = f"Indexed as {len(chunks)} passages of the case's knowledge."
+    # The report doubles as the re-check after the upsert: a file deleted after its bytes
+    # were fetched answers 404 here, and its chunks are taken back out. A delete that
+    # commits after this answer queues knowledge.unindex_evidence, which runs after the
+    # upsert: either way the deleted file's text does not stay searchable.
+    try:
+        host.run(client.set_analysis(file_id, "completed", summary=summary, token=token))
+    except NotFound:
+        log.info("evidence.deleted_while_indexing", file_id=file_id)
+        take_back(host, case_id, file_id, owner_id)
+        return {"file_id": file_id, "status": "gone"}
+    return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+
+
+def read_pending_text(host: Host, file_id: str, owner_id: str) -> str:
+    """Read an image or office document now, in this task, and store its text with the
+    file, when its indexing task has not yet: a queued turn run by this worker must not
+    wait for a task that needs the worker slot the turn holds. The index task still
+    indexes it later (storing the same text again). The text's status afterwards."""
+    token = host.service_token(owner_id)
+    client = EvidenceClient(host.settings.evidence_url, host.http)
+    found = host.run(client.read_text(file_id, token=token))
+    if found.status != "pending":
+        return str(found.status)
+    k = knowledge(host).settings
+    meta = host.run(client.get(file_id, token=token))
+    data = host.run(client.read_content(file_id, max_bytes=k.max_upload_bytes + 1, token=token))
+    if len(data) > k.max_upload_bytes:
+        return "pending"  # the index task records the failure
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence"
+        path.write_bytes(data)
+        kind = detect_kind(meta.filename, meta.content_type, None)
+        limits = k.parse_limits()
+        try:
+            # Bounded like every extraction (fm_common.limits): a child process.
+            extracted = run_bounded(extract, path, kind, limits, meta.filename, limits=limits)
+        except ParseLimitExceeded as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"
+        except ExtractionError as exc:
+            log.info("evidence.read_failed", file_id=file_id, reason=str(exc))
+            return "pending"  # the index task records the failure with its reason
+    _store_text(host, client, file_id, extracted, token)
+    return "ready"
+
+
+def _store_text(
+    host: Host, client: EvidenceClient, file_id: str, extracted: Extracted, token: str
+) -> None:
+    """Give the evidence service the text read from a file, with the words' boxes for an
+    image (what a pixel redaction needs)."""
+    text = extracted.text[:MAX_EXTRACTED_TEXT_CHARS]
+    layout = None
+    if extracted.ocr is not None:
+        words = [
+            LayoutWord(
+                text=w.text[:500],
+                left=max(0, w.left),
+                top=max(0, w.top),
+                width=w.width,
+                height=w.height,
+                start=w.start,
+                end=w.end,
+            )
+            for w in extracted.ocr.words
+            if w.end <= len(text)
+        ][:50_000]
+        layout = TextLayout(width=extracted.ocr.width, height=extracted.ocr.height, words=words)
+    host.run(client.set_text(file_id, text, layout=layout, token=token))
+    log.info("evidence.text_stored", file_id=file_id, chars=len(text), kind=extracted.kind)
+
+
+def take_back(host: Host, case_id: str, file_id: str, owner_id: str) -> int:
+    """Remove an evidence file's chunks from its case's collection; how many there were."""
+    k = knowledge(host)
+    removed = int(remove_evidence_chunks(k.store, case_id, file_id, owner_id))
+    if removed:
+        k.collection_changed(case_collection(case_id))
+    return removed
+
+
+@task("knowledge.unindex_evidence", queue="maintenance")
+def unindex_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> dict[str, Any]:
+    """Take a deleted evidence file's chunks out of `case_<case_id>` (owner-scoped,
+    idempotent); the BM25 index follows through the collection's version."""
+    host = ctx.host
+    owner = knowledge(host).db(lambda s: documents.case_collection_owner(s, case_id))
+    if owner is not None and owner != owner_id:
+        log.warning("evidence.unindex_owner_mismatch", case_id=case_id, file_id=file_id)
+        return {"file_id": file_id, "removed": 0}
+    return {"file_id": file_id, "removed": take_back(host, case_id, file_id, owner_id)}
