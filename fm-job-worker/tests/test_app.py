@@ -172,3 +172,23 @@ def test_children_share_the_cpus() -> None:
     assert child_threads(settings.model_copy(update={"concurrency": 1})) == cpus
     assert child_threads(settings.model_copy(update={"concurrency": cpus * 4})) == 1
     assert child_threads(settings.model_copy(update={"torch_threads": 3})) == 3
+
+
+def test_importing_the_task_modules_starts_no_thread_for_the_fork_to_lose() -> None:
+    # numpy sizes its BLAS thread pool as it loads; the task modules load it with one
+    # thread, so the main process forks its children with no pool running.
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, sys, job_worker.app; "
+        "print(len(os.listdir('/proc/self/task')), 'numpy' in sys.modules, "
+        "os.environ.get('OMP_NUM_THREADS'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "True", "None"]

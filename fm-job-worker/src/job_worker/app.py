@@ -27,7 +27,6 @@ from job_worker import runtime, tracking
 from job_worker.base import register
 from job_worker.celery_app import create_celery
 from job_worker.config import Settings
-from knowledge_service import worker as knowledge
 
 log = structlog.get_logger("worker.app")
 
@@ -42,11 +41,30 @@ TASK_MODULES = (
     "job_worker.reaper",
 )
 
+
+def import_task_modules() -> None:
+    """Import every task module (each declares its tasks in fm_common.tasks.TASKS).
+
+    With one OpenMP/BLAS thread: numpy, which the knowledge code imports, sizes its
+    BLAS thread pool when it loads, and this process forks its children; with one
+    thread no pool exists for the fork to break (as when the preload set it first).
+    Each child sets its own count (`_child_started`)."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        for module in TASK_MODULES:
+            importlib.import_module(module)
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
 settings = load_settings(Settings)
 configure_logging("worker", settings.log_level, settings.log_format)
 app = create_celery(settings)
-for _module in TASK_MODULES:
-    importlib.import_module(_module)
+import_task_modules()
 for _spec in TASKS.values():
     register(app, _spec, settings)
 
@@ -69,7 +87,9 @@ def _preload(sender: Any = None, **_: Any) -> None:
     if not settings.preload_embedder or not _consumes(sender, "ingest"):
         return
     os.environ["OMP_NUM_THREADS"] = "1"
-    knowledge.preload()
+    from knowledge_service.worker import preload  # loaded by import_task_modules
+
+    preload()
     # What the main process holds now is inherited by every child: out of the cyclic
     # collector's reach, whose passes would otherwise write to (and so copy) each page
     # of it in every child.
@@ -100,7 +120,9 @@ def _child_started(**_: Any) -> None:
     # The parent's resources (event loop, clients) are not this child's.
     runtime.install(None)
     if "onnxruntime" in sys.modules:  # preloaded: a session of one thread, kept at one
-        knowledge.set_embedding_threads(threads)
+        from knowledge_service.worker import set_embedding_threads
+
+        set_embedding_threads(threads)
 
 
 @signals.worker_ready.connect

@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine
 from functools import cached_property
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 import structlog
@@ -29,7 +29,9 @@ from fm_common.redis import create_redis, create_sync_redis
 from fm_common.tasks import Host, Kwargs
 from job_worker import tracking
 from job_worker.config import Settings
-from job_worker.peers import Peers
+
+if TYPE_CHECKING:
+    from job_worker.peers import Peers
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -107,6 +109,10 @@ class Runtime:
 
     @cached_property
     def peers(self) -> Peers:
+        # Imported here: the services' modules load in job_worker.app's
+        # import_task_modules (with one BLAS thread), not with this module.
+        from job_worker.peers import Peers
+
         return Peers(self)
 
     def service_token(self, user_id: str) -> str:
