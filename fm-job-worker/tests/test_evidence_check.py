@@ -1,5 +1,6 @@
-"""job_worker.evidence_check against the real evidence service (SQLite, uvicorn on a free
-port) and a small stand-in of the auth service's service-token route."""
+"""The orphan sweep's evidence check (`evidence_exists` in
+knowledge_service.domain.documents.tasks) against the real evidence service (SQLite,
+uvicorn on a free port) and a small stand-in of the auth service's service-token route."""
 
 from __future__ import annotations
 

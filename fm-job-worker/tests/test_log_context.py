@@ -26,7 +26,7 @@ def test_each_run_sees_its_own_log_context_only(redis_url: str, data_dir: Path) 
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task="knowledge.ingest", track_id="t1")
         first = rt.run(bind_and_read())
-        structlog.contextvars.clear_contextvars()  # what tracked_task does between tasks
+        structlog.contextvars.clear_contextvars()  # what the base task does between tasks
         structlog.contextvars.bind_contextvars(task="agent.generate_postmortem", track_id="t2")
         second = rt.run(read())
     finally:
