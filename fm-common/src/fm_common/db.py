@@ -3,7 +3,7 @@ and the base class of every repository.
 
 SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL; the same Alembic
 migrations serve both. A service runs its migrations at start-up (`migrate`).
-The persistence convention (docs/architecture.md "Persistence"): `domain/base.py` holds
+The persistence convention (docs/architecture.md "Inside a service"): `domain/base.py` holds
 the service's `Base` (on `new_metadata()`), `domain/models.py` imports every model module
 for Alembic, and each aggregate's `repository.py` is a `Repository[Row]` subclass.
 """

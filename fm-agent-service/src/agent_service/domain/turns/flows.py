@@ -5,7 +5,7 @@ the submission that picks how to answer (200, SSE, 202) under the Idempotency-Ke
 A turn is queued for the worker (202 + Location) when the client asks with
 `Prefer: respond-async`, or when this process already answers `max_inflight_turns`.
 The rules these call, which reach no other service, are in `service.py`
-(docs/architecture.md "service.py and flows.py").
+(docs/architecture.md "Inside a service").
 """
 
 from __future__ import annotations

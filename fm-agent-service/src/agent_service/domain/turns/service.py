@@ -3,7 +3,7 @@ what is stored as the user's message, the answer without a provider, the model's
 parsed and cleaned, and a queued turn's job.
 
 The cross-service work (context, the provider chain, the write-back, the queue) is in
-`flows.py`, which calls these (docs/architecture.md "service.py and flows.py").
+`flows.py`, which calls these (docs/architecture.md "Inside a service").
 """
 
 from __future__ import annotations

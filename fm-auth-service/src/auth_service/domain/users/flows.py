@@ -1,7 +1,7 @@
 """What the auth routes run: users and tokens together, and the session service.
 
 Logins open sessions, logouts end them: the cross-service work of the auth service
-(docs/architecture.md "service.py and flows.py"), on the rules of `users.service` and
+(docs/architecture.md "Inside a service"), on the rules of `users.service` and
 `tokens.service`.
 
 A login mints its access token for a chosen session id (`sid`) and has the session
