@@ -19,10 +19,10 @@ from auth_service.domain.tokens.keys import (
     load_previous_key,
 )
 from auth_service.domain.tokens.repository import TokenStore
+from auth_service.domain.users.flows import AuthContext
 from auth_service.domain.users.passwords import PasswordHasher
 from auth_service.domain.users.service import bootstrap_admin
 from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
-from auth_service.flows import AuthContext
 from fm_common.app import create_service_app
 from fm_common.clients.session import SessionClient
 from fm_common.db import create_engine, create_sessionmaker, migrate
