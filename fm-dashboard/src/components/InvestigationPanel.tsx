@@ -1,19 +1,9 @@
 import { useRef, useState } from "preact/hooks";
 import type { CaseDetail, CaseUI, Hypothesis, SuggestedAction } from "../api/types";
+import { MILESTONES } from "../api/types";
 import { StateBadge, humanize } from "./common";
 import { EvidenceList } from "./EvidenceList";
 import { SuggestionCards } from "./SuggestionCards";
-
-const MILESTONES = [
-  "symptom_verified",
-  "scope_assessed",
-  "timeline_established",
-  "changes_identified",
-  "root_cause_identified",
-  "solution_proposed",
-  "solution_applied",
-  "solution_verified",
-];
 
 /** The `investigation` of the last turn (TurnResponse or the SSE `state` event). */
 export interface TurnInvestigation {
