@@ -1638,25 +1638,6 @@ export interface components {
             turns_without_progress: number;
         };
         /**
-         * InvestigationRead
-         * @description GET /internal/v1/cases/{id}/investigation.
-         */
-        InvestigationRead: {
-            /** Case Id */
-            case_id: string;
-            case_state: components["schemas"]["CaseState"];
-            phase: components["schemas"]["CaseState"];
-            /** Current Turn */
-            current_turn: number;
-            /** Turns Without Progress */
-            turns_without_progress: number;
-            /** Milestones Completed */
-            milestones_completed: components["schemas"]["Milestone"][];
-            /** Pending Milestones */
-            pending_milestones: components["schemas"]["Milestone"][];
-            investigation: components["schemas"]["InvestigationState"];
-        };
-        /**
          * InvestigationState
          * @description What the agent tracks inside a case; stored whole, replaced whole by a turn.
          */

@@ -291,19 +291,6 @@ class InvestigationState(BaseModel):
         return [m for m in MILESTONES if self.milestones.get(m)]
 
 
-class InvestigationRead(BaseModel):
-    """GET /internal/v1/cases/{id}/investigation."""
-
-    case_id: str
-    case_state: CaseState
-    phase: CaseState
-    current_turn: int
-    turns_without_progress: int
-    milestones_completed: list[Milestone]
-    pending_milestones: list[Milestone]
-    investigation: InvestigationState
-
-
 class CaseContext(BaseModel):
     """GET /internal/v1/cases/{id}: the case, its state and its investigation; with
     `?history=N` also its last N messages, oldest first (one round trip for a turn)."""
