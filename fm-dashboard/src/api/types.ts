@@ -27,9 +27,6 @@ export type CaseDetail = Schemas["CaseDetail"];
 export type Message = Schemas["Message"];
 export type MessagesPage = Schemas["CaseMessagesResponse"];
 
-/** A hypothesis as the panel shows it (the side-panel view's and the last turn's). */
-export type Hypothesis = Schemas["HypothesisView"];
-
 type UiInquiry = Schemas["CaseUIResponse_Inquiry"];
 type UiInvestigating = Schemas["CaseUIResponse_Investigating"];
 type UiResolved = Schemas["CaseUIResponse_Resolved"];
@@ -41,8 +38,8 @@ export type CaseUI = (UiInquiry | UiInvestigating | UiResolved) &
 
 export type SuggestedAction = Schemas["SuggestedActionResponse"];
 export type Citation = Schemas["Citation"];
-export type AttachmentResult = Schemas["AttachmentResult"];
 export type TurnResponse = Schemas["TurnResponse"];
+export type InvestigationView = Schemas["InvestigationView"];
 
 /** A job's status (turns and reports); `result` is the job kind's own shape. */
 export type JobStatus<T = unknown> = Omit<Schemas["JobStatusResponse"], "result"> & {
@@ -52,7 +49,6 @@ export type JobStatus<T = unknown> = Omit<Schemas["JobStatusResponse"], "result"
 export type Report = Schemas["Report"];
 export type KnowledgeDocument = Schemas["KnowledgeDocument"];
 export type DocumentList = Schemas["DocumentPage"];
-export type SearchResult = Schemas["SearchResult"];
 export type SearchResponse = Schemas["SearchResponse"];
 export type LlmProvider = Schemas["LLMProviderInfo"];
 export type HealthReport = Schemas["SystemHealth"];
