@@ -11,13 +11,14 @@ for Alembic, and each aggregate's `repository.py` is a `Repository[Row]` subclas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, select
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import MetaData, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -171,6 +172,34 @@ def migrate_sync(script_location: Path, url: str, revision: str = "head") -> Non
 async def migrate(script_location: Path, url: str, revision: str = "head") -> None:
     # Alembic's env runs its own event loop for the async driver, so keep it off ours.
     await asyncio.to_thread(migrate_sync, script_location, url, revision)
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    app: FastAPI,
+    migrations: Path,
+    url: str,
+    *,
+    engine_factory: Callable[[str], AsyncEngine] = create_engine,
+    sessionmaker_factory: Callable[[AsyncEngine], Any] = create_sessionmaker,
+) -> AsyncIterator[AsyncEngine]:
+    """A SQL service's database for the length of its lifespan: migrated to head, the
+    engine and its sessionmaker on `app.state` (`engine`, `sessionmaker`, which
+    `session_dependency` and `ping` read), the engine disposed on the way out."""
+    await migrate(migrations, url)
+    engine = engine_factory(url)
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker_factory(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """The readiness check of a SQL service's database: one round trip."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 def run_alembic_env(target_metadata: MetaData) -> None:
