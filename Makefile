@@ -8,6 +8,8 @@ BASE_PORT ?= 8000
 PYTEST_ARGS ?=
 # make test-compose: more compose files (colon-separated), e.g. an offline kit's override.
 COMPOSE_EXTRA_FILES ?=
+# The uv workspace members (every fm-* but the dashboard).
+PY_PACKAGES := $(filter-out fm-dashboard,$(sort $(wildcard fm-*)))
 
 .DEFAULT_GOAL := help
 
@@ -46,10 +48,11 @@ test-compose: ## Opt-in: build the images, run the system journey and store rest
 	  $(UV_RUN) pytest tests/compose -s -v --timeout 5400 $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: ## ruff check + ruff format --check
+lint: ## ruff check + ruff format --check + mypy on every package
 	@scripts/bootstrap.sh
 	@$(UV_RUN) ruff check .
 	@$(UV_RUN) ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 
 .PHONY: format
 format: ## Apply ruff's fixes and formatting
@@ -57,8 +60,12 @@ format: ## Apply ruff's fixes and formatting
 	@$(UV_RUN) ruff format .
 
 .PHONY: typecheck
-typecheck: ## mypy on fm-common
-	@$(UV_RUN) mypy fm-common/src
+# One mypy run per package, as each package's own tests run: a run over all of them at
+# once infers some types in another order and misses errors a package shows on its own.
+typecheck: ## mypy on every Python package (each one on its own)
+	@scripts/bootstrap.sh
+	@rc=0; for pkg in $(PY_PACKAGES); do \
+	  echo "mypy $$pkg/src"; $(UV_RUN) mypy $$pkg/src || rc=1; done; exit $$rc
 
 .PHONY: bench
 bench: ## Run the benchmarks in bench/ (results in bench/results/)

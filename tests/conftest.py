@@ -12,17 +12,15 @@ from pathlib import Path
 import pytest
 
 from fm_common.devstack import Stack
+from fm_common.testing.shared import shared_path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real runbooks); tests that need it skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent (a user's own clone): real-data tests skipped")
-    return SHARED_DATA
+    return shared_path("data")
 
 
 @pytest.fixture(scope="session")

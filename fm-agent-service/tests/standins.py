@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +34,7 @@ from fm_common.contracts.case import (
 from fm_common.contracts.evidence import DerivedEvidenceCreate
 from fm_common.testing.ports import free_port
 from fm_common.testing.servers import AppServer
+from fm_common.testing.shared import reference_openapi_path
 
 
 @dataclass
@@ -167,20 +167,6 @@ class Standins:
                     "priority": "medium",
                     "investigation": c["investigation"],
                     "recent_messages": st().messages[case_id][-history:] if history else [],
-                }
-            )
-
-        @app.get("/internal/v1/cases/{case_id}/messages/recent")
-        async def recent(case_id: str, request: Request, limit: int = 20) -> Response:
-            if not owned(request, case_id):
-                return _not_found()
-            msgs = st().messages[case_id][-limit:]
-            return JSONResponse(
-                {
-                    "messages": msgs,
-                    "total_count": len(msgs),
-                    "retrieved_count": len(msgs),
-                    "has_more": False,
                 }
             )
 
@@ -459,14 +445,9 @@ def turn_json(answer: str = "The pool is exhausted [S1].", **fields: Any) -> str
     return json.dumps(body)
 
 
-REFERENCE = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "faultmaven-openapi-core.json"
-)
-
-
 def reference_schema(name: str) -> dict[str, Any]:
     """A schema of the real extension's OpenAPI, resolvable on its own."""
-    doc = json.loads(REFERENCE.read_text())
+    doc = json.loads(reference_openapi_path().read_text())
     text = json.dumps(doc["components"]["schemas"]).replace("#/components/schemas/", "#/$defs/")
     defs = json.loads(text)
     return {"$defs": defs, **defs[name]}

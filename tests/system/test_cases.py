@@ -19,6 +19,7 @@ import pytest
 from referencing import Registry, Resource
 
 from fm_common.devstack import Stack
+from fm_common.testing.shared import reference_openapi_path
 
 pytestmark = pytest.mark.skipif(
     any(
@@ -28,15 +29,11 @@ pytestmark = pytest.mark.skipif(
     reason="the auth, case and evidence services are not installed",
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 PASSWORD = "correct horse battery staple"
 
 
 def check(schema: str, instance: Any) -> None:
-    path = REFERENCE / "faultmaven-openapi-core.json"
-    if not path.exists():
-        pytest.skip(f"{path} is absent: reference-shape checks skipped")
-    doc = json.loads(path.read_text())
+    doc = json.loads(reference_openapi_path().read_text())
     registry = Registry().with_resource("urn:ref", Resource.opaque(doc))
     jsonschema.Draft202012Validator(
         {"$ref": f"urn:ref#/components/schemas/{schema}"}, registry=registry

@@ -86,7 +86,7 @@ async def test_retry_after_is_honoured_within_the_deadline(
     c = chain(fake, ("only", "openai"))
     fake.rate_limit("only", retry_after=0.5, times=1)
     start = time.monotonic()
-    result = await c.complete(MESSAGES, redactor=redactor, deadline=start + 10)
+    result = await c.complete(MESSAGES, redactor=redactor, deadline=start + 60)
     assert result.provider == "only"
     assert time.monotonic() - start >= 0.5
     assert len(fake.requests_for("only")) == 2

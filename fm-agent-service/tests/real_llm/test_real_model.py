@@ -30,6 +30,7 @@ from agent_standins import running
 
 from fm_common.devstack import free_port
 from fm_common.testing.fake_llm import FakeLLMServer
+from fm_common.testing.shared import shared_path
 
 MODEL = os.environ.get("FM_TEST_LLM_MODEL", "")
 PYTHON = os.environ.get("FM_TEST_LLM_PYTHON", "")
@@ -38,7 +39,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-RUNBOOKS = ROOT.parent / "shared" / "data" / "runbooks" / "prometheus-operator"
 REPORT = ROOT / ".cache" / "test-llm-report.md"
 CAP = 200  # output tokens per call
 MARKERS = ("<<<", ">>>\n", "SOURCE S", "EVIDENCE E", "QUESTION:", "TASK: turn")
@@ -149,7 +149,7 @@ async def test_ten_turns_with_a_real_small_model(
     make_settings: Any, standins: Any, user_id: str, token_issuer: Any, relay: FakeLLMServer
 ) -> None:
     for rel in DOCS:
-        text = (RUNBOOKS / rel).read_text()
+        text = (shared_path("data", "runbooks", "prometheus-operator") / rel).read_text()
         standins.add_document(Path(rel).stem, text, scope="global")
     settings = make_settings(
         [

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from fm_common.settings import BaseServiceSettings
+from fm_common.settings import BaseServiceSettings, StrList
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ALLOWED_EXTENSIONS = (
@@ -30,18 +30,6 @@ DEFAULT_ALLOWED_EXTENSIONS = (
 )
 
 
-def _split(value: object) -> object:
-    """Accept a JSON list or a comma-separated string for list settings."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
-
-
 class Settings(BaseServiceSettings):
     service_name: ClassVar[str] = "gateway"
     model_config = SettingsConfigDict(env_prefix="FM_GATEWAY_", extra="ignore", frozen=True)
@@ -53,7 +41,7 @@ class Settings(BaseServiceSettings):
 
     # CORS: exact origins, or `scheme://*` for any origin of a scheme. The dashboard's
     # own origin (public_url) is always allowed.
-    cors_origins: Annotated[list[str], NoDecode] = Field(
+    cors_origins: StrList = Field(
         default_factory=lambda: ["chrome-extension://*", "moz-extension://*"]
     )
 
@@ -78,22 +66,16 @@ class Settings(BaseServiceSettings):
     token_cache_size: int = Field(default=10_000, ge=0)
 
     # /health: components whose failure makes the system unhealthy (503), not degraded.
-    critical_components: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["redis", "auth"]
-    )
+    critical_components: StrList = Field(default_factory=lambda: ["redis", "auth"])
     health_timeout: float = Field(default=2.0, gt=0)
     # Processes without HTTP reported by their Redis heartbeat (fm_common.heartbeat).
-    health_heartbeats: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["worker", "beat"]
-    )
+    health_heartbeats: StrList = Field(default_factory=lambda: ["worker", "beat"])
     # A burst of /health calls fans out to every service at most once per this period.
     health_cache_seconds: float = Field(default=1.0, ge=0)
 
     # /v1/meta/capabilities (maxFileBytes: the knowledge upload limit clients check first).
     max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
-    allowed_extensions: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_ALLOWED_EXTENSIONS)
-    )
+    allowed_extensions: StrList = Field(default_factory=lambda: list(DEFAULT_ALLOWED_EXTENSIONS))
     max_documents: int = Field(default=10_000, ge=1)
     team_sharing: bool = False
     sso: bool = False
@@ -111,23 +93,11 @@ class Settings(BaseServiceSettings):
     # Peers whose X-Forwarded-For / -Proto are believed (a TLS proxy in front): IP
     # networks, comma-separated or JSON. None by default: the client is the TCP peer, so
     # nobody can claim another address for the per-address limits (ADR 0091).
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: StrList = Field(default_factory=list)
 
     # HTTPS served by the gateway itself (ADR 0092): a PEM certificate (chain) and its key.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-
-    @field_validator(
-        "cors_origins",
-        "critical_components",
-        "allowed_extensions",
-        "health_heartbeats",
-        "trusted_proxies",
-        mode="before",
-    )
-    @classmethod
-    def _lists(cls, value: object) -> object:
-        return _split(value)
 
     @field_validator("critical_components")
     @classmethod

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import jsonschema
 
 from fm_common.heartbeat import heartbeat_key
-
-REFERENCE = Path("/work/shared/reference/faultmaven-openapi-core.json")
+from fm_common.testing.shared import reference_openapi_path
 
 # API.md "Discovery": the capabilities shape (the reference document declares the route
 # but leaves its schema open), plus our llmProviders and version.
@@ -156,7 +154,7 @@ async def test_capabilities_match_the_schema_and_carry_the_agents_providers(
     assert resp.status_code == 200
     body = resp.json()
     jsonschema.validate(body, CAPABILITIES_SCHEMA)
-    reference = json.loads(REFERENCE.read_text())
+    reference = json.loads(reference_openapi_path().read_text())
     jsonschema.validate(
         body,
         reference["paths"]["/v1/meta/capabilities"]["get"]["responses"]["200"]["content"][

@@ -19,13 +19,13 @@ from auth_service.domain.tokens.keys import (
     load_previous_key,
 )
 from auth_service.domain.tokens.repository import TokenStore
+from auth_service.domain.users.flows import AuthContext
 from auth_service.domain.users.passwords import PasswordHasher
 from auth_service.domain.users.service import bootstrap_admin
 from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
-from auth_service.flows import AuthContext
 from fm_common.app import create_service_app
 from fm_common.clients.session import SessionClient
-from fm_common.db import create_engine, create_sessionmaker, migrate
+from fm_common.db import open_database, ping
 from fm_common.settings import load_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -75,13 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         previous=tuple(load_previous_key(p) for p in settings.previous_key_paths),
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.effective_database_url
-        await migrate(MIGRATIONS, url)
-        engine = create_engine(url)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+    async def open_auth(app: FastAPI) -> None:
+        """The minter, stores and limits on app.state.auth; the first admin when set."""
         minter = TokenMinter(
             keys,
             issuer=settings.jwt_issuer,
@@ -127,19 +122,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.auth = dataclasses.replace(
                     ctx, bootstrap_admins=frozenset({settings.bootstrap_admin_username.lower()})
                 )
-        try:
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_database(app, MIGRATIONS, settings.effective_database_url):
+            await open_auth(app)
             yield
-        finally:
-            await engine.dispose()
 
     def checks(app: FastAPI) -> dict:
-        async def database() -> None:
-            from sqlalchemy import text
-
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        return {"database": database} if hasattr(app.state, "engine") else {}
+        if not hasattr(app.state, "engine"):
+            return {}
+        return {"database": lambda: ping(app.state.engine)}
 
     app = create_service_app(
         settings,

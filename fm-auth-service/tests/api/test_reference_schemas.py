@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
-
 import httpx
 import jsonschema
 import pytest
-from referencing import Registry, Resource
 
-REFERENCE = (
-    Path(__file__).resolve().parents[4] / "shared" / "reference" / "faultmaven-openapi-core.json"
-)
+from fm_common.testing.reference import assert_matches
+
 PASSWORD = "correct horse battery"
-
-pytestmark = pytest.mark.skipif(
-    not REFERENCE.exists(), reason=f"the reference OpenAPI document is not at {REFERENCE}"
-)
-
-
-@lru_cache(maxsize=1)
-def _document() -> dict[str, Any]:
-    return json.loads(REFERENCE.read_text())
-
-
-def assert_matches(schema_name: str, instance: Any) -> None:
-    registry = Registry().with_resource("urn:ref", Resource.opaque(_document()))
-    validator = jsonschema.Draft202012Validator(
-        {"$ref": f"urn:ref#/components/schemas/{schema_name}"}, registry=registry
-    )
-    validator.validate(instance)
 
 
 async def test_auth_answers_match_the_reference_schemas(client: httpx.AsyncClient, session_server):

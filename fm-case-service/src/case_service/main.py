@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,9 +15,9 @@ from fastapi import FastAPI
 from case_service.api.routes import cases, internal, reports
 from case_service.config import Settings
 from case_service.domain.cases.flows import broker_enqueue, run_sweeper
-from case_service.storage import open_engine, open_read_engine, ping, write_sessionmaker
+from case_service.storage import open_engine, open_read_engine, write_sessionmaker
 from fm_common.app import create_service_app
-from fm_common.db import create_sessionmaker, migrate
+from fm_common.db import create_sessionmaker, open_database, ping
 from fm_common.settings import load_settings
 
 log = structlog.get_logger(__name__)
@@ -30,33 +31,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(MIGRATIONS, url)
-        engine = open_engine(url)
-        app.state.engine = engine
-        app.state.sessionmaker = write_sessionmaker(url, engine)
-        read_engine = open_read_engine(url, engine)
-        app.state.read_sessionmaker = create_sessionmaker(read_engine)
-        app.state.cleanup_enqueue = broker_enqueue(settings.redis_url)
-        sweeper: asyncio.Task[None] | None = None
-        if settings.outbox_sweep_seconds > 0:
-            sweeper = asyncio.create_task(
-                run_sweeper(
-                    app.state.sessionmaker,
-                    app.state.cleanup_enqueue,
-                    every=settings.outbox_sweep_seconds,
-                    retry_after=timedelta(seconds=settings.outbox_retry_seconds),
+        async with open_database(
+            app,
+            MIGRATIONS,
+            url,
+            engine_factory=open_engine,
+            sessionmaker_factory=functools.partial(write_sessionmaker, url),
+        ) as engine:
+            read_engine = open_read_engine(url, engine)
+            app.state.read_sessionmaker = create_sessionmaker(read_engine)
+            app.state.cleanup_enqueue = broker_enqueue(settings.redis_url)
+            sweeper: asyncio.Task[None] | None = None
+            if settings.outbox_sweep_seconds > 0:
+                sweeper = asyncio.create_task(
+                    run_sweeper(
+                        app.state.sessionmaker,
+                        app.state.cleanup_enqueue,
+                        every=settings.outbox_sweep_seconds,
+                        retry_after=timedelta(seconds=settings.outbox_retry_seconds),
+                    )
                 )
-            )
-        try:
-            yield
-        finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
-            if read_engine is not engine:
-                await read_engine.dispose()
-            await engine.dispose()
+            try:
+                yield
+            finally:
+                if sweeper is not None:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
+                if read_engine is not engine:
+                    await read_engine.dispose()
 
     app = create_service_app(
         settings,

@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fm_common.db import create_engine, create_sessionmaker, is_sqlite
@@ -66,8 +66,3 @@ def write_sessionmaker(url: str, engine: AsyncEngine) -> Any:
 def open_read_engine(url: str, write_engine: AsyncEngine) -> AsyncEngine:
     """The engine of read-only routes: SQLite reads take no write lock (WAL snapshots)."""
     return create_engine(url) if is_sqlite(url) else write_engine
-
-
-async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))

@@ -51,10 +51,10 @@ async def test_turn_stores_both_messages_and_the_investigation(client, make_case
     assert [(m["role"], m["turn_number"]) for m in msgs] == [("user", 1), ("assistant", 1)]
     assert msgs[1]["metadata"] == {"provider": "fake"}
     assert msgs[1]["message_id"] == result["assistant_message_id"]
-    inv = (await client.get(f"/internal/v1/cases/{cid}/investigation", headers=alice)).json()
-    assert inv["current_turn"] == 1
-    assert inv["milestones_completed"] == ["symptom_verified"]
-    assert inv["investigation"]["hypotheses"][0]["hypothesis_id"] == "h1"
+    ctx = (await client.get(f"/internal/v1/cases/{cid}", headers=alice)).json()
+    assert ctx["case"]["current_turn"] == 1
+    assert ctx["case"]["milestones_completed"] == ["symptom_verified"]
+    assert ctx["investigation"]["hypotheses"][0]["hypothesis_id"] == "h1"
     detail = (await client.get(f"/api/v1/cases/{cid}", headers=alice)).json()
     assert (detail["current_turn"], detail["hypothesis_count"]) == (1, 1)
 
@@ -105,11 +105,11 @@ async def test_turns_without_progress_count_and_reset(client, make_case, alice, 
     url = f"/internal/v1/cases/{cid}/turns"
     await client.post(url, json=turn(), headers=alice)
     await client.post(url, json=turn(), headers=alice)
-    inv = (await client.get(f"/internal/v1/cases/{cid}/investigation", headers=alice)).json()
-    assert inv["turns_without_progress"] == 2
+    ctx = (await client.get(f"/internal/v1/cases/{cid}", headers=alice)).json()
+    assert ctx["case"]["turns_without_progress"] == 2
     await client.post(url, json=turn(progress_made=True), headers=alice)
-    inv = (await client.get(f"/internal/v1/cases/{cid}/investigation", headers=alice)).json()
-    assert inv["turns_without_progress"] == 0
+    ctx = (await client.get(f"/internal/v1/cases/{cid}", headers=alice)).json()
+    assert ctx["case"]["turns_without_progress"] == 0
 
 
 async def test_bad_turn_body_is_422(client, make_case, alice, turn):
@@ -181,12 +181,11 @@ async def test_case_client_speaks_the_internal_routes(app, make_case, token_issu
         )
         result = await cc.append_turn(case["case_id"], turn, token=token)
         assert result.turn_number == 1
-        recent = await cc.recent_messages(case["case_id"], limit=5, token=token)
-        assert [m.content for m in recent] == ["why?", "because"]
+        ctx = await cc.get_case(case["case_id"], history=5, token=token)
+        assert [m.content for m in ctx.recent_messages] == ["why?", "because"]
         ctx = await cc.get_case(case["case_id"], history=1, token=token)
         assert [m.content for m in ctx.recent_messages] == ["because"]
-        inv = await cc.get_investigation(case["case_id"], token=token)
-        assert inv.current_turn == 1
+        assert ctx.case.current_turn == 1
         bad = turn.model_copy(update={"turn_key": "client-turn-2", "to_state": CaseState.RESOLVED})
         with pytest.raises(Conflict) as conflict:
             await cc.append_turn(case["case_id"], bad, token=token)

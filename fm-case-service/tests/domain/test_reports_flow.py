@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from case_service.domain.reports import service as reports
+from case_service.domain.reports import flows as reports
 from fm_common.contracts.case import ReportCreateRequest
 from fm_common.errors import Unavailable
 from fm_common.jobs import JobStore

@@ -1,19 +1,24 @@
-"""SQL for the services that own tables: async engine, request-scoped session, Alembic.
+"""SQL for the services that own tables: async engine, request-scoped session, Alembic,
+and the base class of every repository.
 
 SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL; the same Alembic
 migrations serve both. A service runs its migrations at start-up (`migrate`).
+The persistence convention (docs/architecture.md "Inside a service"): `domain/base.py` holds
+the service's `Base` (on `new_metadata()`), `domain/models.py` imports every model module
+for Alembic, and each aggregate's `repository.py` is a `Repository[Row]` subclass.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import MetaData, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 
 NAMING_CONVENTION = {
@@ -95,6 +101,57 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 
+RowT = TypeVar("RowT", bound=DeclarativeBase)
+
+
+class Repository(Generic[RowT]):
+    """The queries of one aggregate over a session it never commits (the session
+    dependency or the flow that opened it does).
+
+    A subclass names its row class and adds its own queries on `self.session`:
+
+        class CaseRepository(Repository[Case]):
+            model = Case
+
+    `get_owned` is the read every user-facing lookup goes through: another owner's row is
+    simply not found. It needs `id` and `owner_id` columns (rename them with
+    `id_column` / `owner_column`).
+    """
+
+    model: type[RowT]
+    id_column: ClassVar[str] = "id"
+    owner_column: ClassVar[str] = "owner_id"
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, row_id: Any) -> RowT | None:
+        """The row with this primary key (any owner: for internal and worker paths)."""
+        return await self.session.get(self.model, row_id)
+
+    async def get_owned(
+        self, owner_id: str, row_id: str, *, for_update: bool = False
+    ) -> RowT | None:
+        """The row if it is `owner_id`'s, else None; `for_update` locks it (PostgreSQL)."""
+        stmt = select(self.model).where(
+            getattr(self.model, self.id_column) == row_id,
+            getattr(self.model, self.owner_column) == owner_id,
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(self, row: RowT) -> RowT:
+        """Insert the row and flush, so a constraint it breaks raises here."""
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def delete(self, row: RowT) -> None:
+        await self.session.delete(row)
+        await self.session.flush()
+
+
 def _alembic_config(script_location: Path, url: str) -> Any:
     from alembic.config import Config
 
@@ -115,6 +172,34 @@ def migrate_sync(script_location: Path, url: str, revision: str = "head") -> Non
 async def migrate(script_location: Path, url: str, revision: str = "head") -> None:
     # Alembic's env runs its own event loop for the async driver, so keep it off ours.
     await asyncio.to_thread(migrate_sync, script_location, url, revision)
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    app: FastAPI,
+    migrations: Path,
+    url: str,
+    *,
+    engine_factory: Callable[[str], AsyncEngine] = create_engine,
+    sessionmaker_factory: Callable[[AsyncEngine], Any] = create_sessionmaker,
+) -> AsyncIterator[AsyncEngine]:
+    """A SQL service's database for the length of its lifespan: migrated to head, the
+    engine and its sessionmaker on `app.state` (`engine`, `sessionmaker`, which
+    `session_dependency` and `ping` read), the engine disposed on the way out."""
+    await migrate(migrations, url)
+    engine = engine_factory(url)
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker_factory(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """The readiness check of a SQL service's database: one round trip."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 def run_alembic_env(target_metadata: MetaData) -> None:

@@ -7,13 +7,15 @@ plain `FM_` prefix, so `FM_CASE_REDIS_URL` overrides `FM_REDIS_URL` for one serv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -24,6 +26,21 @@ Environment = Literal["development", "test", "production"]
 S = TypeVar("S", bound="BaseServiceSettings")
 
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "dev"})
+
+
+def split_list(value: object) -> object:
+    """A list setting as one environment variable: a JSON list or comma-separated words."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+# List settings that read `a, b` as well as `["a", "b"]` (as .env.example writes them).
+StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+StrTuple = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_list)]
 
 
 class BaseServiceSettings(BaseSettings):

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { ApiClient, MemoryTokenStore, errorFromResponse, type LockFn, type Tokens } from "./client";
 
-const user = { user_id: "u1", username: "ada", email: "", display_name: "Ada", created_at: "" };
+const user = {
+  user_id: "u1",
+  username: "ada",
+  email: "",
+  display_name: "Ada",
+  created_at: "",
+  is_dev_user: false,
+};
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {

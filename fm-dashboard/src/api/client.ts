@@ -377,8 +377,8 @@ export class ApiClient {
       const job = await this.call<JobStatus<T>>(location, { signal: opts.signal });
       if (job.status === "completed") return (job.result ?? (job as unknown)) as T;
       if (job.status === "failed") {
-        const err = job.error;
-        const msg = typeof err === "string" ? err : err?.message;
+        const err: unknown = job.error;
+        const msg = typeof err === "string" ? err : (err as { message?: string } | null)?.message;
         throw new ApiError(200, "JOB_FAILED", msg || "The job failed.");
       }
       if (this.now() > deadline) {

@@ -1,229 +1,59 @@
-// Wire shapes of the public API (../shared/API.md, reference/faultmaven-openapi-core.json).
-// Only the fields the dashboard reads are typed; the rest pass through untouched.
+// Wire shapes of the public API, named for the dashboard. Every shape the services declare
+// comes from `schema.ts`, generated from the merged OpenAPI document (`openapi.json`) by
+// `npm run gen:api`: never edit those two by hand. Only what the OpenAPI document leaves
+// open (the capabilities object, a job's result) is written here.
 
-export type CaseState = "inquiry" | "investigating" | "resolved" | "closed";
-export const CASE_STATES: CaseState[] = ["inquiry", "investigating", "resolved", "closed"];
+import type { components } from "./schema";
+import { caseStateValues, milestoneValues } from "./schema";
 
-export interface UserProfile {
-  user_id: string;
-  username: string;
-  email: string;
-  display_name: string;
-  created_at: string;
-  roles?: string[];
-}
+type Schemas = components["schemas"];
 
-export interface AuthTokenResponse {
-  access_token: string;
-  token_type?: string;
-  expires_in: number;
-  refresh_token?: string | null;
-  refresh_expires_in?: number;
-  session_id: string;
-  user: UserProfile;
-}
+export type CaseState = Schemas["CaseState"];
+export const CASE_STATES: readonly CaseState[] = caseStateValues;
 
-export interface TokenRefreshResponse {
-  access_token: string;
-  expires_in: number;
-  refresh_token: string;
-}
+/** The eight investigation milestones, in order (fm_common.contracts.case.MILESTONES). */
+export type Milestone = Schemas["Milestone"];
+export const MILESTONES: readonly Milestone[] = milestoneValues;
 
-export interface AuthConfig {
-  auth_mode: string;
-  supports_registration: boolean;
-}
+export type UserProfile = Schemas["UserProfile"];
+export type AuthTokenResponse = Schemas["AuthTokenResponse"];
+export type TokenRefreshResponse = Schemas["TokenRefreshResponse"];
+export type AuthConfig = Schemas["AuthConfigResponse"];
+export type SessionResponse = Schemas["SessionResponse"];
 
-export interface SessionResponse {
-  session_id: string;
-  session_resumed?: boolean | null;
-}
+export type CaseSummary = Schemas["CaseSummary"];
+export type CaseList = Schemas["CaseListResponse"];
+export type CaseDetail = Schemas["CaseDetail"];
+export type Message = Schemas["Message"];
+export type MessagesPage = Schemas["CaseMessagesResponse"];
 
-export interface CaseSummary {
-  case_id: string;
-  title: string;
-  description: string;
-  state: CaseState;
-  created_at: string;
-  updated_at: string;
-  last_activity_at: string;
-  current_turn: number;
-  milestones_completed: number;
-  total_milestones?: number;
-  is_terminal: boolean;
-  valid_next_states?: string[];
-  is_archived?: boolean;
-  archived_at?: string | null;
-}
+type UiInquiry = Schemas["CaseUIResponse_Inquiry"];
+type UiInvestigating = Schemas["CaseUIResponse_Investigating"];
+type UiResolved = Schemas["CaseUIResponse_Resolved"];
+/** GET /cases/{id}/ui: one of three shapes by state; the panel reads any of their fields. */
+export type CaseUI = (UiInquiry | UiInvestigating | UiResolved) &
+  Partial<Omit<UiInquiry, "state">> &
+  Partial<Omit<UiInvestigating, "state">> &
+  Partial<Omit<UiResolved, "state">>;
 
-export interface CaseList {
-  cases: CaseSummary[];
-  total_count: number;
-  limit: number;
-  offset: number;
-  has_more: boolean;
-}
+export type SuggestedAction = Schemas["SuggestedActionResponse"];
+export type Citation = Schemas["Citation"];
+export type TurnResponse = Schemas["TurnResponse"];
+export type InvestigationView = Schemas["InvestigationView"];
 
-export interface CaseDetail extends Omit<CaseSummary, "milestones_completed"> {
-  milestones_completed: string[];
-  pending_milestones: string[];
-  current_stage?: string | null;
-  hypothesis_count?: number;
-  evidence_count?: number;
-  closure_reason?: string | null;
-  version?: number;
-}
-
-export interface Message {
-  message_id: string;
-  turn_number: number;
-  role: "user" | "assistant" | "system";
-  content: string;
-  created_at: string;
-  metadata?: Record<string, unknown> | null;
-}
-
-export interface MessagesPage {
-  messages: Message[];
-  total_count: number;
-  has_more: boolean;
-  next_offset?: number | null;
-}
-
-export interface Hypothesis {
-  hypothesis_id: string;
-  text: string;
-  likelihood: number;
-  state: string;
-  evidence_count: number;
-}
-
-export interface CaseUI {
-  case_id: string;
-  state: CaseState;
-  title: string;
-  current_turn: number;
-  valid_next_states?: string[];
-  active_hypotheses?: Hypothesis[];
-  next_actions?: string[];
-  problem_statement?: string | null;
-  working_conclusion?: { summary: string; confidence: number } | null;
-  inquiry?: { proposed_problem_statement?: string | null } | null;
-  progress?: { current_stage?: string; completed_indicators?: string[] } | null;
-  root_cause?: { description: string } | null;
-  [key: string]: unknown;
-}
-
-export interface SuggestedAction {
-  label: string;
-  type: string;
-  payload?: string | null;
-  body?: string | null;
-  intent?: Record<string, unknown> | null;
-}
-
-export interface Citation {
-  document_id: string;
-  title: string;
-  chunk_id: string;
-  snippet: string;
-  score: number;
-  scope: string;
-}
-
-export interface AttachmentResult {
-  file_id: string;
-  filename: string;
-  file_size: number;
-  processing_status: string;
-  source_type: string;
-}
-
-export interface TurnResponse {
-  agent_response: string;
-  turn_number: number;
-  milestones_completed: string[];
-  case_state: CaseState;
-  progress_made: boolean;
-  attachments_processed?: AttachmentResult[];
-  suggested_actions?: SuggestedAction[];
-  citations?: Citation[];
-  investigation?: { phase?: string; [key: string]: unknown } | null;
-  redactions?: { count: number; kinds: string[] } | null;
-}
-
-export interface JobStatus<T = unknown> {
-  status: "queued" | "running" | "completed" | "failed" | string;
+/** A job's status (turns and reports); `result` is the job kind's own shape. */
+export type JobStatus<T = unknown> = Omit<Schemas["JobStatusResponse"], "result"> & {
   result?: T | null;
-  error?: { message?: string } | string | null;
-  progress?: number | null;
-  [key: string]: unknown;
-}
+};
 
-export interface Report {
-  report_id: string;
-  report_type?: string;
-  title?: string;
-  content?: string;
-  markdown?: string;
-  format?: string;
-  created_at?: string;
-  status?: string;
-}
+export type Report = Schemas["Report"];
+export type KnowledgeDocument = Schemas["KnowledgeDocument"];
+export type DocumentList = Schemas["DocumentPage"];
+export type SearchResponse = Schemas["SearchResponse"];
+export type LlmProvider = Schemas["LLMProviderInfo"];
+export type HealthReport = Schemas["SystemHealth"];
 
-export interface KnowledgeDocument {
-  document_id: string;
-  title: string;
-  content?: string;
-  document_type: string;
-  scope: string;
-  status: string;
-  error?: string | null;
-  chunk_count?: number | null;
-  embedding_model?: string | null;
-  filename?: string | null;
-  size_bytes?: number | null;
-  tags?: string[];
-  owner_id?: string | null;
-  case_id?: string | null;
-  created_at: string;
-  updated_at: string;
-  metadata?: Record<string, unknown> | null;
-}
-
-export interface DocumentList {
-  documents: KnowledgeDocument[];
-  total_count: number;
-  limit?: number;
-  offset?: number;
-  has_more?: boolean;
-}
-
-export interface SearchResult {
-  document_id: string;
-  title: string;
-  chunk_id: string;
-  content: string;
-  score: number;
-  scope: string;
-  metadata?: Record<string, unknown>;
-}
-
-export interface SearchResponse {
-  results: SearchResult[];
-  took_ms?: number;
-}
-
-export interface LlmProvider {
-  name?: string;
-  provider?: string;
-  model?: string;
-  kind?: string;
-  type?: string;
-  base_url?: string;
-  [key: string]: unknown;
-}
-
+/** GET /v1/meta/capabilities (API.md "Discovery"; the document leaves the object open). */
 export interface Capabilities {
   deploymentMode?: string;
   kbManagement?: string;
@@ -233,11 +63,5 @@ export interface Capabilities {
   llmProviders?: Array<LlmProvider | string>;
   embeddingModel?: string | { name?: string; dimensions?: number };
   version?: string;
-  [key: string]: unknown;
-}
-
-export interface HealthReport {
-  status: "healthy" | "degraded" | "unhealthy" | string;
-  services?: Record<string, { status: string; latency_ms?: number; [key: string]: unknown }>;
   [key: string]: unknown;
 }

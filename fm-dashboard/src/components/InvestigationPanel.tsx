@@ -1,29 +1,12 @@
 import { useRef, useState } from "preact/hooks";
-import type { CaseDetail, CaseUI, Hypothesis, SuggestedAction } from "../api/types";
+import type { CaseDetail, CaseUI, InvestigationView, SuggestedAction } from "../api/types";
+import { MILESTONES } from "../api/types";
 import { StateBadge, humanize } from "./common";
 import { EvidenceList } from "./EvidenceList";
 import { SuggestionCards } from "./SuggestionCards";
 
-const MILESTONES = [
-  "symptom_verified",
-  "scope_assessed",
-  "timeline_established",
-  "changes_identified",
-  "root_cause_identified",
-  "solution_proposed",
-  "solution_applied",
-  "solution_verified",
-];
-
 /** The `investigation` of the last turn (TurnResponse or the SSE `state` event). */
-export interface TurnInvestigation {
-  phase?: string;
-  current_stage?: string | null;
-  hypotheses?: Hypothesis[];
-  working_conclusion?: string | null;
-  provider?: string | null;
-  degraded?: boolean;
-}
+export type TurnInvestigation = InvestigationView;
 
 export interface PendingTransition {
   toState: string;

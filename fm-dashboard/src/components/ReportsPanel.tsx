@@ -77,7 +77,7 @@ export function ReportsPanel({ caseId, caseTitle }: { caseId: string; caseTitle:
     }
   }
 
-  const markdown = open?.content ?? open?.markdown ?? "";
+  const markdown = open?.content ?? "";
   const href = useMemo(
     () =>
       markdown

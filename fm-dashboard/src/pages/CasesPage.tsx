@@ -146,7 +146,7 @@ export function CasesPage({ query }: { query: URLSearchParams }) {
                   {c.description ? `${c.description.slice(0, 140)} · ` : ""}
                   {c.current_turn} turn{c.current_turn === 1 ? "" : "s"} · last activity{" "}
                   {formatTime(c.last_activity_at)}
-                  {c.is_archived || c.archived_at ? " · archived" : ""}
+                  {c.is_archived ? " · archived" : ""}
                 </p>
               </li>
             ))}

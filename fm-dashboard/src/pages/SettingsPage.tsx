@@ -5,11 +5,7 @@ import { api, currentUser, useStore } from "../state";
 
 function providerOf(p: LlmProvider | string): { name: string; kind: string; model: string } {
   if (typeof p === "string") return { name: p, kind: "", model: "" };
-  return {
-    name: String(p.name ?? p.provider ?? "provider"),
-    kind: String(p.kind ?? p.type ?? p.provider ?? ""),
-    model: String(p.model ?? ""),
-  };
+  return { name: p.name, kind: p.kind, model: p.model };
 }
 
 function embeddingModel(caps: Capabilities): string | null {
@@ -48,7 +44,7 @@ export function SettingsPage() {
     api
       .send("/health", { auth: false })
       .then(async (res) => setHealth((await res.json()) as HealthReport))
-      .catch(() => setHealth({ status: "unreachable" }));
+      .catch(() => setHealth({ status: "unreachable", services: {}, critical: [] }));
   }, []);
 
   if (error) return <ErrorBanner error={error} />;

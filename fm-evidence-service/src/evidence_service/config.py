@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from fm_common.settings import BaseServiceSettings
+from fm_common.settings import BaseServiceSettings, StrTuple
 
 MIB = 1024 * 1024
 
@@ -42,10 +41,10 @@ class Settings(BaseServiceSettings):
     # Text fields of the upload form (case_id, description, ...), each.
     max_field_bytes: int = Field(default=16 * 1024, gt=0)
     # A JSON list or a comma-separated string (as .env.example writes it).
-    allowed_extensions: Annotated[tuple[str, ...], NoDecode] = (
+    allowed_extensions: StrTuple = (
         DEFAULT_TEXT_EXTENSIONS + DEFAULT_IMAGE_EXTENSIONS + DEFAULT_OFFICE_EXTENSIONS
     )
-    allowed_image_types: Annotated[tuple[str, ...], NoDecode] = (
+    allowed_image_types: StrTuple = (
         "image/png",
         "image/jpeg",
         "image/gif",
@@ -68,16 +67,6 @@ class Settings(BaseServiceSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `FM_EVIDENCE_STORAGE_DIR=` (as .env.example writes it) means "the default".
         return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("allowed_extensions", "allowed_image_types", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
 
     @field_validator("allowed_extensions")
     @classmethod

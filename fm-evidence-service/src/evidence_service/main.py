@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from evidence_service.api.routes import case_files, evidence, internal
 from evidence_service.config import Settings
@@ -24,7 +23,7 @@ from evidence_service.domain.evidence.flows import (
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.app import create_service_app
 from fm_common.clients.case import CaseClient
-from fm_common.db import create_engine, create_sessionmaker, migrate
+from fm_common.db import open_database, ping
 from fm_common.settings import load_settings
 
 log = structlog.get_logger("evidence_service")
@@ -56,37 +55,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(MIGRATIONS, url)
-        engine = create_engine(url)
-        store = FileStore(settings.effective_storage_dir)
-        store.ensure_dirs()
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.file_store = store
-        app.state.case_gate = CaseGate(
-            CaseClient(settings.case_url, app.state.http, retry_after=settings.retry_after_seconds)
-        )
-        app.state.uploads = Uploads(settings, app.state.sessionmaker, store, app.state.case_gate)
-        task = asyncio.create_task(_maintenance(app), name="evidence-maintenance")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await engine.dispose()
+        async with open_database(app, MIGRATIONS, url):
+            store = FileStore(settings.effective_storage_dir)
+            store.ensure_dirs()
+            app.state.file_store = store
+            app.state.case_gate = CaseGate(
+                CaseClient(
+                    settings.case_url, app.state.http, retry_after=settings.retry_after_seconds
+                )
+            )
+            app.state.uploads = Uploads(
+                settings, app.state.sessionmaker, store, app.state.case_gate
+            )
+            task = asyncio.create_task(_maintenance(app), name="evidence-maintenance")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def checks(app: FastAPI) -> dict[str, Callable[[], Awaitable[Any]]]:
-        async def database() -> None:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
         async def storage() -> None:
             root = app.state.file_store.tmp_dir
             if not await asyncio.to_thread(root.is_dir):
                 raise OSError(f"{root} is missing")
 
-        return {"database": database, "storage": storage}
+        return {"database": lambda: ping(app.state.engine), "storage": storage}
 
     app = create_service_app(
         settings,

@@ -8,16 +8,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import jsonschema
 import pytest
 
 from fm_common.devstack import Stack
+from fm_common.testing.shared import reference_openapi_path
 
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
-SPEC = REFERENCE / "faultmaven-openapi-core.json"
 LOG = b"".join(
     f"2024-05-01T10:00:{i % 60:02d}Z ERROR pool exhausted (active={i})\n".encode()
     for i in range(2000)
@@ -54,9 +52,7 @@ def _register(gateway: str) -> dict[str, str]:
 
 
 def _validate(instance: object, schema_name: str) -> None:
-    if not SPEC.is_file():
-        pytest.skip(f"{SPEC} is absent: reference-schema checks skipped")
-    spec = json.loads(SPEC.read_text())
+    spec = json.loads(reference_openapi_path().read_text())
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
     jsonschema.validate(instance, schema)
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent_service.domain.turns.service import Event, Mode
+from agent_service.domain.turns.flows import Event, Mode
 from agent_service.runtime import AgentRuntime
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from fm_common.app import VERSION
 from gateway.proxy import routing
@@ -34,6 +36,11 @@ async def _fetch(state: GatewayState, name: str, url: str) -> dict[str, Any] | N
         log.info("openapi.fetch_failed", service=name, error=type(exc).__name__)
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def own_schema(app: FastAPI) -> dict[str, Any]:
+    """The gateway's own routes (/health, /v1/meta/capabilities ...) as OpenAPI."""
+    return get_openapi(title="FaultMaven gateway", version=VERSION, routes=app.routes)
 
 
 def merge(own: dict[str, Any], docs: dict[str, dict[str, Any] | None]) -> dict[str, Any]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.config import Settings
-from auth_service.flows import AuthContext
+from auth_service.domain.users.flows import AuthContext
 from fm_common.client_address import client_address
-from fm_common.db import session_dependency
+from fm_common.db import DbSession
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,8 +34,7 @@ def get_bind_session_id(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContextDep = Annotated[AuthContext, Depends(get_context)]
-# scope="function": commit before the answer is sent, so a client that is told "created"
-# can read what was created with its very next request.
-DbDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
+# Committed before the response is sent (see fm_common.db.DbSession).
+SessionDep: TypeAlias = DbSession
 ClientAddress = Annotated[str, Depends(get_client_address)]
 BindSessionId = Annotated[str | None, Depends(get_bind_session_id)]

@@ -1,5 +1,7 @@
-"""Every ORM model of the auth service (Alembic reads `Base.metadata` from here)."""
+"""Every table of the auth service (imported by the Alembic env)."""
 
-from auth_service.domain.users.models import Base, User
+from auth_service.domain.base import Base
+from auth_service.domain.users import models as _users
 
-__all__ = ["Base", "User"]
+__all__ = ["Base"]
+_ = (_users,)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,14 +13,12 @@ from case_service.config import Settings
 from case_service.domain.cases.flows import Enqueue
 from fm_common.auth import CurrentPrincipal
 from fm_common.clients.evidence import EvidenceClient
-from fm_common.db import session_dependency
+from fm_common.db import DbSession
 from fm_common.errors import Unprocessable
 from fm_common.jobs import JobStore
 
-# scope="function": the session commits before the response is sent, so a failed commit
-# is an error answer, never a 2xx for data that was not stored (FastAPI's default
-# "request" scope would run the commit after the response went out).
-SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
+# Committed before the response is sent (see fm_common.db.DbSession).
+SessionDep: TypeAlias = DbSession
 
 
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -11,10 +11,7 @@ from fm_common.clients.base import ServiceClient
 from fm_common.contracts.case import (
     CaseContext,
     CaseDetail,
-    CaseMessagesResponse,
     CaseUpdateRequest,
-    InvestigationRead,
-    Message,
     Report,
     ReportStoreRequest,
     TurnAppendRequest,
@@ -35,13 +32,6 @@ class CaseClient(ServiceClient):
             f"/internal/v1/cases/{case_id}", CaseContext, params=params, token=token
         )
 
-    async def get_investigation(
-        self, case_id: str, *, token: str | None = None
-    ) -> InvestigationRead:
-        return await self.get_model(
-            f"/internal/v1/cases/{case_id}/investigation", InvestigationRead, token=token
-        )
-
     async def append_turn(
         self, case_id: str, turn: TurnAppendRequest, *, token: str | None = None
     ) -> TurnAppendResult:
@@ -55,28 +45,6 @@ class CaseClient(ServiceClient):
             f"/internal/v1/cases/{case_id}/turns",
             TurnAppendResult,
             json=turn.model_dump(mode="json"),
-            token=token,
-        )
-
-    async def recent_messages(
-        self, case_id: str, *, limit: int = 20, token: str | None = None
-    ) -> list[Message]:
-        """The last `limit` messages of the case, oldest first."""
-        resp = await self.request(
-            "GET",
-            f"/internal/v1/cases/{case_id}/messages/recent",
-            params={"limit": limit},
-            token=token,
-        )
-        return CaseMessagesResponse.model_validate_json(resp.content).messages
-
-    async def list_messages(
-        self, case_id: str, *, limit: int = 50, offset: int = 0, token: str | None = None
-    ) -> CaseMessagesResponse:
-        return await self.get_model(
-            f"/api/v1/cases/{case_id}/messages",
-            CaseMessagesResponse,
-            params={"limit": limit, "offset": offset},
             token=token,
         )
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fm_common.contracts.case import CaseState
+from fm_common.contracts.case import CaseState, Milestone
 
 # Worker tasks (queue "agent"), enqueued by name with fm_common.jobs.enqueue.
 AGENT_QUEUE = "agent"
@@ -119,8 +119,8 @@ class HypothesisView(BaseModel):
 class InvestigationView(BaseModel):
     phase: CaseState
     current_stage: str | None = None
-    milestones_completed: list[str] = Field(default_factory=list)
-    pending_milestones: list[str] = Field(default_factory=list)
+    milestones_completed: list[Milestone] = Field(default_factory=list)
+    pending_milestones: list[Milestone] = Field(default_factory=list)
     hypotheses: list[HypothesisView] = Field(default_factory=list)
     working_conclusion: str | None = None
     provider: str | None = None
@@ -132,7 +132,7 @@ class TurnResponse(BaseModel):
 
     agent_response: str
     turn_number: int
-    milestones_completed: list[str]
+    milestones_completed: list[Milestone]
     case_state: CaseState
     progress_made: bool
     attachments_processed: list[AttachmentResult] = Field(default_factory=list)

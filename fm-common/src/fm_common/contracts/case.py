@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import TypeAliasType
 
 
 class CaseState(StrEnum):
@@ -53,17 +54,22 @@ def check_case_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-# The eight investigation milestones, in order (DESIGN.md "The agent").
-MILESTONES: tuple[str, ...] = (
-    "symptom_verified",
-    "scope_assessed",
-    "timeline_established",
-    "changes_identified",
-    "root_cause_identified",
-    "solution_proposed",
-    "solution_applied",
-    "solution_verified",
+# The eight investigation milestones, in order (DESIGN.md "The agent"). A named alias, so
+# the OpenAPI document has a `Milestone` schema the dashboard takes the list from.
+Milestone = TypeAliasType(
+    "Milestone",
+    Literal[
+        "symptom_verified",
+        "scope_assessed",
+        "timeline_established",
+        "changes_identified",
+        "root_cause_identified",
+        "solution_proposed",
+        "solution_applied",
+        "solution_verified",
+    ],
 )
+MILESTONES: tuple[Milestone, ...] = get_args(Milestone.__value__)
 
 
 class _Request(BaseModel):
@@ -155,8 +161,8 @@ class CaseDetail(BaseModel):
     current_turn: int
     turns_without_progress: int
     current_stage: InvestigationStage | None
-    milestones_completed: list[str]
-    pending_milestones: list[str]
+    milestones_completed: list[Milestone]
+    pending_milestones: list[Milestone]
     evidence_count: int
     hypothesis_count: int
     solution_count: int
@@ -254,11 +260,16 @@ class PendingProposal(BaseModel):
     label: str = Field(default="", max_length=200)
 
 
+def _no_milestones() -> dict[str, bool]:
+    names: tuple[str, ...] = MILESTONES
+    return dict.fromkeys(names, False)
+
+
 class InvestigationState(BaseModel):
     """What the agent tracks inside a case; stored whole, replaced whole by a turn."""
 
     current_stage: InvestigationStage = "diagnosis"
-    milestones: dict[str, bool] = Field(default_factory=lambda: dict.fromkeys(MILESTONES, False))
+    milestones: dict[str, bool] = Field(default_factory=_no_milestones)
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     evidence: list[EvidenceItem] = Field(default_factory=list)
     working_conclusion: WorkingConclusion | None = None
@@ -276,21 +287,8 @@ class InvestigationState(BaseModel):
     pending_proposal: PendingProposal | None = None
 
     @property
-    def milestones_completed(self) -> list[str]:
+    def milestones_completed(self) -> list[Milestone]:
         return [m for m in MILESTONES if self.milestones.get(m)]
-
-
-class InvestigationRead(BaseModel):
-    """GET /internal/v1/cases/{id}/investigation."""
-
-    case_id: str
-    case_state: CaseState
-    phase: CaseState
-    current_turn: int
-    turns_without_progress: int
-    milestones_completed: list[str]
-    pending_milestones: list[str]
-    investigation: InvestigationState
 
 
 class CaseContext(BaseModel):
@@ -332,7 +330,7 @@ class TurnAppendResult(BaseModel):
     case_state: CaseState
     user_message_id: str
     assistant_message_id: str
-    milestones_completed: list[str]
+    milestones_completed: list[Milestone]
     replayed: bool = False
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import copy
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
 
-_NAME = Path("shared") / "reference" / "faultmaven-openapi-core.json"
+from fm_common.testing.shared import reference_openapi_path
 
 # API.md "resolved / closed case panel": null where nothing was recorded (never a
 # placeholder sentence), no resolved_at on a closed case.
@@ -26,21 +25,14 @@ _NULLABLE: dict[str, tuple[str, ...]] = {
 }
 
 
-def reference_path() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / _NAME
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no {_NAME} above {__file__}")
-
-
 def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [prop, {"type": "null"}]}
 
 
 @lru_cache(maxsize=1)
 def reference_document() -> dict[str, Any]:
-    doc = json.loads(reference_path().read_text())
+    # Skips the calling test where ../shared is absent.
+    doc = json.loads(reference_openapi_path().read_text())
     doc = copy.deepcopy(doc)
     schemas = doc["components"]["schemas"]
     for name, fields in _NULLABLE.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, Request
 
@@ -11,7 +11,7 @@ from evidence_service.domain.evidence.service import EvidenceService
 from fm_common.db import DbSession
 
 # Committed before the response is sent (see fm_common.db.DbSession).
-SessionDep = DbSession
+SessionDep: TypeAlias = DbSession
 
 
 def get_evidence_service(request: Request, session: SessionDep) -> EvidenceService:

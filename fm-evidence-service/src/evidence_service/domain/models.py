@@ -1,15 +1,7 @@
-"""The declarative base of every table of the evidence service (Alembic's target)."""
+"""Every table of the evidence service (imported by the Alembic env)."""
 
-from __future__ import annotations
+from evidence_service.domain.base import Base
+from evidence_service.domain.evidence import models as _evidence
 
-from sqlalchemy.orm import DeclarativeBase
-
-from fm_common.db import new_metadata
-
-
-class Base(DeclarativeBase):
-    metadata = new_metadata()
-
-
-# Import the models so Base.metadata knows every table.
-from evidence_service.domain.evidence import models as _evidence_models  # noqa: E402, F401
+__all__ = ["Base"]
+_ = (_evidence,)

@@ -11,8 +11,8 @@ from agent_service.api.deps import RuntimeDep
 from agent_service.api.routes.turn_checks import parse_intent_data, refuse_nul
 from agent_service.api.sse import choose_mode, framed
 from agent_service.domain.turns.context import FileInput, TurnInput
-from agent_service.domain.turns.flows import get_turn_job
-from agent_service.domain.turns.service import submit_turn
+from agent_service.domain.turns.flows import submit_turn
+from agent_service.domain.turns.service import get_turn_job
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.agent import TurnJobStatus, TurnResponse
 from fm_common.errors import PayloadTooLarge

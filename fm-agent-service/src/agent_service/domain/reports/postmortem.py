@@ -133,6 +133,8 @@ def structured_postmortem(
 async def write_postmortem(rt: AgentRuntime, case_id: str) -> tuple[str, str | None]:
     """(Markdown, provider used or None)."""
     # The case with its conversation (one call) and the evidence list, side by side.
+    ctx: CaseContext | BaseException
+    listed: UploadedFilesList | BaseException
     ctx, listed = await asyncio.gather(
         rt.case.get_case(case_id, history=100),
         rt.evidence.list_case_files(case_id, limit=50),

@@ -1,50 +1,53 @@
 """A turn end to end: context, the provider chain, validation, write-back (DESIGN.md
-"Data flows: a question"); and queued turns, run by the worker through the same flow."""
+"Data flows: a question"); queued turns, run by the worker through the same flow; and
+the submission that picks how to answer (200, SSE, 202) under the Idempotency-Key.
+
+A turn is queued for the worker (202 + Location) when the client asks with
+`Prefer: respond-async`, or when this process already answers `max_inflight_turns`.
+The rules these call, which reach no other service, are in `service.py`
+(docs/architecture.md "Inside a service").
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import structlog
-from langchain_core.messages import AIMessage
 from prometheus_client import Counter, Histogram
 
-from agent_service.domain.evidence.condense import condense_text
 from agent_service.domain.evidence.derived import (
     derived_evidence,
     record_derived,
     with_evidence,
 )
 from agent_service.domain.llm.chain import LLMResult, LLMUnavailable
-from agent_service.domain.llm.providers import StructuredOutput
-from agent_service.domain.privacy.safety import (
-    EchoFilter,
-    StreamSanitizer,
-    sanitize_markdown,
-    strip_echo,
-)
-from agent_service.domain.turns.answer import (
-    ANSWER_TOOL,
-    AnswerExtractor,
-    LLMTurnAnswer,
-    MalformedAnswer,
-    answer_json_schema,
-    close_truncated,
-    parse_answer,
-    plain_answer,
-)
+from agent_service.domain.privacy.safety import sanitize_markdown, strip_echo
+from agent_service.domain.turns.answer import LLMTurnAnswer
 from agent_service.domain.turns.context import (
     PreparedTurn,
     TurnInput,
+    check_caps,
     prepare_turn,
     store_attachments,
 )
-from agent_service.domain.turns.intents import Decision, decide, intent_text, refusal
-from agent_service.domain.turns.prompt import build_prompt, question_text, retry_message
+from agent_service.domain.turns.fairness import give_turn_slot, take_turn_slot
+from agent_service.domain.turns.idempotency import check_key, turn_key
+from agent_service.domain.turns.intents import Decision, decide, refusal
+from agent_service.domain.turns.model_call import call_model
+from agent_service.domain.turns.prompt import build_prompt
+from agent_service.domain.turns.service import (
+    NO_ANSWER,
+    degraded_answer,
+    user_meta,
+    user_text,
+    validate_input,
+    without_echo,
+)
 from agent_service.domain.turns.state import (
     apply_answer,
     cited,
@@ -54,21 +57,34 @@ from agent_service.domain.turns.state import (
     suggested_actions,
 )
 from agent_service.runtime import AgentRuntime
+from fm_common.auth import Principal
 from fm_common.contracts.agent import (
     AGENT_QUEUE,
     RUN_TURN_TASK,
     TURN_JOB_KIND,
     Redactions,
     TurnAccepted,
-    TurnJobStatus,
     TurnResponse,
 )
 from fm_common.contracts.case import TurnAppendRequest, TurnAppendResult, TurnMessage
-from fm_common.errors import Conflict, FMError, NotFound, Unavailable
+from fm_common.errors import Conflict, FMError, Unavailable
 from fm_common.jobs import enqueue
 
 log = structlog.get_logger("agent.turns")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+Mode = Literal["sync", "stream", "async"]
+# One event of a streamed turn: (token | citation | state | done | error, its data); the
+# api layer frames them as Server-Sent Events.
+Event = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    events: AsyncIterator[Event] | None = None
+
 
 TURNS = Counter("fm_agent_turns_total", "Turns answered", ["mode", "outcome"])
 TURN_LATENCY = Histogram(
@@ -79,218 +95,6 @@ TURN_LATENCY = Histogram(
 )
 
 
-async def _timed(prep: PreparedTurn, call: Awaitable[LLMResult]) -> LLMResult:
-    """One trip through the provider chain, added to the turn's model time and calls."""
-    started = time.perf_counter()
-    try:
-        result = await call
-        prep.input_tokens += result.input_tokens
-        prep.output_tokens += result.output_tokens
-        return result
-    finally:
-        ms = (time.perf_counter() - started) * 1000
-        prep.timings["llm_ms"] = round(prep.timings.get("llm_ms", 0.0) + ms, 2)
-        prep.timings["llm_calls"] = prep.timings.get("llm_calls", 0) + 1
-
-
-NO_ANSWER = "I could not produce a readable answer this time; please ask again."
-
-
-def _user_text(prep: PreparedTurn) -> str:
-    if prep.inp.query:
-        return prep.inp.query
-    if prep.inp.intent is not None and not prep.attachments:
-        return intent_text(prep.inp.intent)
-    return question_text(prep.inp, prep.attachments)
-
-
-def _user_meta(prep: PreparedTurn) -> dict[str, Any]:
-    return {
-        "attachments": [a.file_id for a in prep.attachments],
-        "input_type": prep.inp.input_type,
-        "source_url": prep.inp.source_url,
-        "observed_at": prep.inp.observed_at,
-        "intent_type": prep.inp.intent_type,
-    }
-
-
-def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
-    """No provider: say so, and give the best passages and the evidence summary."""
-    lines = [
-        "**No LLM provider is configured on this FaultMaven server**, so I cannot analyse "
-        "this or suggest a diagnosis. Here is what I found that may help:",
-        "",
-    ]
-    if prep.passages:
-        lines.append("**Best matching runbook passages**")
-        for p in prep.passages:
-            snippet = " ".join(p.content.split())[:400]
-            lines.append(f"{p.sid[1:]}. **{p.title}** ({p.scope}, score {p.score:.2f}) [{p.sid}]")
-            lines.append(f"   > {snippet}")
-    elif not prep.retrieval_ok:
-        lines.append("The knowledge base could not be searched just now.")
-    else:
-        lines.append("No runbook passage matched your question.")
-    if prep.evidence:
-        lines += ["", "**Evidence summary**"]
-        for e in prep.evidence:
-            shown = condense_text(e.content, prep.evidence_budget)[:1500]
-            lines += [f"_{e.label}_", "```", shown, "```"]
-    lines += [
-        "",
-        "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
-    ]
-    return sanitize_markdown("\n".join(lines), allow)
-
-
-async def _call_model(
-    rt: AgentRuntime, prep: PreparedTurn, emit: Emit | None
-) -> tuple[LLMResult, LLMTurnAnswer | None, str, bool]:
-    """(result, structured answer or None, answer text with placeholders, streamed?)."""
-    allow = rt.settings.link_allowlist
-    streamed: list[str] = []
-    pipeline: dict[str, Any] = {}
-
-    def reset() -> None:
-        pipeline.clear()
-        pipeline.update(
-            extractor=AnswerExtractor(),
-            echo=EchoFilter(prep.fence.boundary),
-            sanitizer=StreamSanitizer(allow),
-            restorer=prep.redactor.stream_restorer(),
-        )
-        streamed.clear()
-
-    reset()
-
-    async def on_token(piece: str) -> None:
-        assert emit is not None
-        if pipeline.get("broken"):
-            return
-        try:
-            out = pipeline["extractor"].feed(piece)
-            out = pipeline["echo"].feed(out) if out else ""
-            # Restore, then sanitize: a link built from placeholders (`http://<EMAIL_1>/...`)
-            # is judged with the real values in it.
-            out = pipeline["restorer"].feed(out) if out else ""
-            out = pipeline["sanitizer"].feed(out) if out else ""
-        except Exception:  # a bug of ours must not fail the turn: the answer comes whole
-            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
-            pipeline["broken"] = True
-            return
-        if out:
-            streamed.append(out)
-            await emit("token", {"text": out})
-
-    async def on_failover(provider: str) -> None:
-        assert emit is not None
-        reset()
-        await emit(
-            "error",
-            {
-                "code": "PROVIDER_FAILOVER",
-                "message": f"{provider} failed mid-answer; answering again with the next provider.",
-                "retrying": True,
-            },
-        )
-
-    # The provider's own constrained decoding holds the answer to the schema that
-    # parse_answer validates (the prompt asks for it too: the last resort).
-    output = StructuredOutput(
-        ANSWER_TOOL,
-        "Your reply to the user and the update of the investigation.",
-        answer_json_schema([p.sid for p in prep.passages]),
-    )
-    result = await _timed(
-        prep,
-        rt.chain.complete(
-            prep.messages,
-            redactor=prep.redactor,
-            deadline=prep.deadline,
-            on_token=on_token if emit else None,
-            on_failover=on_failover if emit else None,
-            structured=output,
-            images=prep.images,
-        ),
-    )
-    if emit and not pipeline.get("broken"):
-        try:
-            tail = pipeline["extractor"].flush()
-            tail = pipeline["echo"].feed(tail) + pipeline["echo"].flush()
-            tail = pipeline["restorer"].feed(tail) + pipeline["restorer"].flush()
-            tail = pipeline["sanitizer"].feed(tail) + pipeline["sanitizer"].flush()
-        except Exception:
-            log.exception("turn.stream_pipeline_failed", case_id=prep.case_id)
-            tail = ""
-        if tail:
-            streamed.append(tail)
-            await emit("token", {"text": tail})
-    try:
-        return result, _parse(result), "", bool(streamed)
-    except MalformedAnswer as exc:
-        log.warning("turn.malformed_answer", provider=result.provider, reason=str(exc))
-        if streamed:  # the user already read it: keep it as a plain answer
-            return result, None, plain_answer(result.text), True
-        first_reason = str(exc)
-    if rt.settings.max_steps < 2:
-        return result, None, plain_answer(result.text), False
-    # The malformed answer goes back without anything echoing the prompt frame.
-    echoed = strip_echo(result.text, prep.fence.boundary)
-    retry_messages = [*prep.messages, AIMessage(echoed), retry_message(first_reason)]
-    try:
-        second = await _timed(
-            prep,
-            rt.chain.complete(
-                retry_messages,
-                redactor=prep.redactor,
-                deadline=prep.deadline,
-                structured=output,
-                images=prep.images,
-            ),
-        )
-    except LLMUnavailable:
-        return result, None, plain_answer(result.text), False
-    try:
-        return second, _parse(second), "", False
-    except MalformedAnswer:
-        log.warning("turn.degraded_to_plain", provider=second.provider)
-        return second, None, plain_answer(second.text) or plain_answer(result.text), False
-
-
-def _parse(result: LLMResult) -> LLMTurnAnswer:
-    """The structured answer; one cut off at the output cap is closed where it stopped
-    (its `answer` as far as it was written). MalformedAnswer otherwise."""
-    try:
-        return parse_answer(result.text)
-    except MalformedAnswer:
-        closed = close_truncated(result.text) if result.truncated else None
-        if closed is None:
-            raise
-        answer = parse_answer(closed)
-        log.info("turn.truncated_answer_closed", provider=result.provider)
-        return answer
-
-
-def _without_echo(answer: LLMTurnAnswer, boundary: str) -> LLMTurnAnswer:
-    """The answer's texts without anything echoing the prompt frame."""
-
-    def clean(value: str | None) -> str | None:
-        return strip_echo(value, boundary) if value else value
-
-    return answer.model_copy(
-        update={
-            "answer": strip_echo(answer.answer, boundary) or NO_ANSWER,
-            "working_conclusion": clean(answer.working_conclusion),
-            "root_cause": clean(answer.root_cause),
-            "hypotheses": [
-                h.model_copy(update={"statement": strip_echo(h.statement, boundary)})
-                for h in answer.hypotheses
-                if strip_echo(h.statement, boundary)
-            ],
-        }
-    )
-
-
 async def _store_failed(rt: AgentRuntime, prep: PreparedTurn, exc: FMError) -> None:
     """All providers failed: the user's message is still stored, with a note."""
     try:
@@ -298,7 +102,7 @@ async def _store_failed(rt: AgentRuntime, prep: PreparedTurn, exc: FMError) -> N
             prep.case_id,
             TurnAppendRequest(
                 turn_key=f"{prep.turn_key}-failed-{uuid.uuid4().hex[:8]}",
-                user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+                user_message=TurnMessage(content=user_text(prep), metadata=user_meta(prep)),
                 assistant_message=TurnMessage(
                     content="No language model provider answered this message; please retry.",
                     metadata={"failed": True, "error": exc.code, **exc.extra},
@@ -328,7 +132,7 @@ async def answer_turn(
     else:
         await build_prompt(prep)  # redaction fails closed: nothing leaves on failure
         try:
-            result, structured, plain, streamed = await _call_model(rt, prep, emit)
+            result, structured, plain, streamed = await call_model(rt, prep, emit)
         except LLMUnavailable as exc:
             TURNS.labels("stream" if emit else "sync", "llm_unavailable").inc()
             TURN_LATENCY.labels("stream" if emit else "sync", "llm_unavailable").observe(
@@ -337,7 +141,7 @@ async def answer_turn(
             await _store_failed(rt, prep, exc)
             raise
         if structured is not None:
-            structured = _without_echo(structured, prep.fence.boundary)
+            structured = without_echo(structured, prep.fence.boundary)
         text = structured.answer if structured else strip_echo(plain, prep.fence.boundary)
         text = text or NO_ANSWER
         display = sanitize_markdown(prep.redactor.restore(text), allow)
@@ -391,7 +195,7 @@ async def answer_turn(
         prep.case_id,
         TurnAppendRequest(
             turn_key=prep.turn_key,
-            user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+            user_message=TurnMessage(content=user_text(prep), metadata=user_meta(prep)),
             assistant_message=TurnMessage(
                 content=display,
                 metadata=assistant_meta,
@@ -481,7 +285,7 @@ async def _append_decision(
         prep.case_id,
         TurnAppendRequest(
             turn_key=prep.turn_key,
-            user_message=TurnMessage(content=_user_text(prep), metadata=_user_meta(prep)),
+            user_message=TurnMessage(content=user_text(prep), metadata=user_meta(prep)),
             assistant_message=TurnMessage(content=decision.answer, metadata=meta),
             investigation=decision.investigation,
             progress_made=decision.progress,
@@ -582,10 +386,119 @@ async def queue_turn(
     return TurnAccepted(job_id=job.job_id, location=location)
 
 
-async def get_turn_job(rt: AgentRuntime, user_id: str, case_id: str, job_id: str) -> TurnJobStatus:
-    record = await rt.jobs.get_owned(job_id, user_id)
-    if record is None or record.resource_id != case_id or record.kind != TURN_JOB_KIND:
-        raise NotFound("No such turn job.")
-    result = TurnResponse.model_validate(record.result) if record.result else None
-    error = record.error.model_dump(exclude_none=True) if record.error else None
-    return TurnJobStatus(job_id=job_id, status=record.status, result=result, error=error)
+async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[Event]:
+    yield "token", {"text": body.get("agent_response", "")}
+    for c in body.get("citations", []):
+        yield "citation", c
+    yield "done", body
+
+
+async def submit_turn(
+    rt: AgentRuntime,
+    principal: Principal,
+    case_id: str,
+    inp: TurnInput,
+    *,
+    idempotency_key: str | None,
+    mode: Mode,
+) -> Outcome:
+    """Answer (or queue) one turn; a repeated Idempotency-Key gets the first answer."""
+    validate_input(inp)
+    check_caps(rt, inp)
+    key = check_key(idempotency_key)
+    user = principal.user_id
+    fp = inp.fingerprint(case_id)
+    if key is not None:
+        tkey = turn_key(user, key)
+        replay = await rt.idempotency.begin(user, key, fp, rt.settings.turn_deadline_seconds)
+        if replay is not None:
+            log.info("turn.replayed", case_id=case_id)
+            if mode == "stream" and replay.status == 200:
+                return Outcome(200, events=_replay_stream(replay.body))
+            return Outcome(replay.status, replay.body, replay.headers)
+    else:
+        tkey = f"turn-{uuid.uuid4().hex}"
+
+    async def release() -> None:
+        if key is not None:
+            await rt.idempotency.release(user, key)
+
+    try:
+        if mode == "async":
+            accepted = await queue_turn(rt, user, case_id, inp, tkey)
+            outcome = Outcome(202, accepted.model_dump(), {"Location": accepted.location})
+        elif mode == "stream":
+            deadline = time.monotonic() + rt.settings.turn_deadline_seconds
+            await _take_slot(rt, user)
+            try:
+                prep = await prepare_turn(rt, case_id, inp, tkey, deadline)
+            except BaseException:
+                await give_turn_slot(rt.redis, user)
+                raise
+            return Outcome(200, events=_stream(rt, prep, user, key, fp))
+        else:
+            await _take_slot(rt, user)
+            rt.inflight += 1
+            try:
+                response = await run_turn(rt, case_id, inp, tkey)
+            finally:
+                rt.inflight -= 1
+                await give_turn_slot(rt.redis, user)
+            outcome = Outcome(200, response.model_dump(mode="json"))
+    except BaseException:
+        await release()
+        raise
+    if key is not None:
+        await rt.idempotency.finish(user, key, fp, outcome.status, outcome.body, outcome.headers)
+    return outcome
+
+
+async def _take_slot(rt: AgentRuntime, user: str) -> None:
+    """One of the user's concurrent-turn slots (fairness between users), or 429."""
+    ttl = int(rt.settings.turn_deadline_seconds) + 60
+    await take_turn_slot(rt.redis, user, rt.settings.max_concurrent_turns_per_user, ttl)
+
+
+def _stream(
+    rt: AgentRuntime, prep: Any, user: str, key: str | None, fp: str
+) -> AsyncIterator[Event]:
+    """Run the answer in a task that outlives a dropped client (the turn is still stored)."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    async def emit(event: str, data: dict[str, Any]) -> None:
+        await queue.put((event, data))
+
+    async def work() -> None:
+        rt.inflight += 1
+        try:
+            response = await answer_turn(rt, prep, emit)
+            body = response.model_dump(mode="json")
+            if key is not None:
+                await rt.idempotency.finish(user, key, fp, 200, body)
+            await emit("done", body)
+        except FMError as exc:
+            if key is not None:
+                await rt.idempotency.release(user, key)
+            error: dict[str, Any] = {"code": exc.code, "message": exc.detail}
+            if "Retry-After" in exc.headers:
+                error["retry_after"] = int(exc.headers["Retry-After"])
+            await emit("error", error)
+        except Exception:  # the stream has started: the client gets an error event, not a 500
+            log.exception("turn.stream_failed", case_id=prep.case_id)
+            if key is not None:
+                await rt.idempotency.release(user, key)
+            await emit("error", {"code": "INTERNAL_ERROR", "message": "The turn failed."})
+        finally:
+            rt.inflight -= 1
+            await give_turn_slot(rt.redis, user)
+            await queue.put(None)
+
+    task = asyncio.create_task(work())
+    rt.background.add(task)
+    task.add_done_callback(rt.background.discard)
+
+    async def events() -> AsyncIterator[Event]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    return events()

@@ -1,41 +1,36 @@
-"""Submitting a turn: caps, Idempotency-Key, and the three ways to answer (200, SSE, 202).
+"""The rules of a turn that reach no other service: what counts as something to answer,
+what is stored as the user's message, the answer without a provider, the model's answer
+parsed and cleaned, and a queued turn's job.
 
-A turn is queued for the worker (202 + Location) when the client asks with
-`Prefer: respond-async`, or when this process already answers `max_inflight_turns`.
+The cross-service work (context, the provider chain, the write-back, the queue) is in
+`flows.py`, which calls these (docs/architecture.md "Inside a service").
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
-from agent_service.domain.turns.context import TurnInput, check_caps, prepare_turn
-from agent_service.domain.turns.fairness import give_turn_slot, take_turn_slot
-from agent_service.domain.turns.flows import answer_turn, queue_turn, run_turn
-from agent_service.domain.turns.idempotency import check_key, turn_key
+from agent_service.domain.evidence.condense import condense_text
+from agent_service.domain.llm.chain import LLMResult
+from agent_service.domain.privacy.safety import sanitize_markdown, strip_echo
+from agent_service.domain.turns.answer import (
+    LLMTurnAnswer,
+    MalformedAnswer,
+    close_truncated,
+    parse_answer,
+)
+from agent_service.domain.turns.context import PreparedTurn, TurnInput
+from agent_service.domain.turns.intents import intent_text
+from agent_service.domain.turns.prompt import question_text
 from agent_service.runtime import AgentRuntime
-from fm_common.auth import Principal
-from fm_common.errors import FMError, Unprocessable
+from fm_common.contracts.agent import TURN_JOB_KIND, TurnJobStatus, TurnResponse
+from fm_common.errors import NotFound, Unprocessable
 
 log = structlog.get_logger("agent.turns")
-Mode = Literal["sync", "stream", "async"]
-# One event of a streamed turn: (token | citation | state | done | error, its data); the
-# api layer frames them as Server-Sent Events.
-Event = tuple[str, dict[str, Any]]
 
-
-@dataclass
-class Outcome:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    events: AsyncIterator[Event] | None = None
+NO_ANSWER = "I could not produce a readable answer this time; please ask again."
 
 
 def validate_input(inp: TurnInput) -> None:
@@ -47,119 +42,91 @@ def validate_input(inp: TurnInput) -> None:
         )
 
 
-async def _replay_stream(body: dict[str, Any]) -> AsyncIterator[Event]:
-    yield "token", {"text": body.get("agent_response", "")}
-    for c in body.get("citations", []):
-        yield "citation", c
-    yield "done", body
+def user_text(prep: PreparedTurn) -> str:
+    if prep.inp.query:
+        return prep.inp.query
+    if prep.inp.intent is not None and not prep.attachments:
+        return intent_text(prep.inp.intent)
+    return question_text(prep.inp, prep.attachments)
 
 
-async def submit_turn(
-    rt: AgentRuntime,
-    principal: Principal,
-    case_id: str,
-    inp: TurnInput,
-    *,
-    idempotency_key: str | None,
-    mode: Mode,
-) -> Outcome:
-    """Answer (or queue) one turn; a repeated Idempotency-Key gets the first answer."""
-    validate_input(inp)
-    check_caps(rt, inp)
-    key = check_key(idempotency_key)
-    user = principal.user_id
-    fp = inp.fingerprint(case_id)
-    if key is not None:
-        tkey = turn_key(user, key)
-        replay = await rt.idempotency.begin(user, key, fp, rt.settings.turn_deadline_seconds)
-        if replay is not None:
-            log.info("turn.replayed", case_id=case_id)
-            if mode == "stream" and replay.status == 200:
-                return Outcome(200, events=_replay_stream(replay.body))
-            return Outcome(replay.status, replay.body, replay.headers)
+def user_meta(prep: PreparedTurn) -> dict[str, Any]:
+    return {
+        "attachments": [a.file_id for a in prep.attachments],
+        "input_type": prep.inp.input_type,
+        "source_url": prep.inp.source_url,
+        "observed_at": prep.inp.observed_at,
+        "intent_type": prep.inp.intent_type,
+    }
+
+
+def degraded_answer(prep: PreparedTurn, allow: tuple[str, ...]) -> str:
+    """No provider: say so, and give the best passages and the evidence summary."""
+    lines = [
+        "**No LLM provider is configured on this FaultMaven server**, so I cannot analyse "
+        "this or suggest a diagnosis. Here is what I found that may help:",
+        "",
+    ]
+    if prep.passages:
+        lines.append("**Best matching runbook passages**")
+        for p in prep.passages:
+            snippet = " ".join(p.content.split())[:400]
+            lines.append(f"{p.sid[1:]}. **{p.title}** ({p.scope}, score {p.score:.2f}) [{p.sid}]")
+            lines.append(f"   > {snippet}")
+    elif not prep.retrieval_ok:
+        lines.append("The knowledge base could not be searched just now.")
     else:
-        tkey = f"turn-{uuid.uuid4().hex}"
+        lines.append("No runbook passage matched your question.")
+    if prep.evidence:
+        lines += ["", "**Evidence summary**"]
+        for e in prep.evidence:
+            shown = condense_text(e.content, prep.evidence_budget)[:1500]
+            lines += [f"_{e.label}_", "```", shown, "```"]
+    lines += [
+        "",
+        "An administrator can configure a provider (FM_AGENT_PROVIDERS) to get a diagnosis.",
+    ]
+    return sanitize_markdown("\n".join(lines), allow)
 
-    async def release() -> None:
-        if key is not None:
-            await rt.idempotency.release(user, key)
 
+def parse_result(result: LLMResult) -> LLMTurnAnswer:
+    """The structured answer; one cut off at the output cap is closed where it stopped
+    (its `answer` as far as it was written). MalformedAnswer otherwise."""
     try:
-        if mode == "async":
-            accepted = await queue_turn(rt, user, case_id, inp, tkey)
-            outcome = Outcome(202, accepted.model_dump(), {"Location": accepted.location})
-        elif mode == "stream":
-            deadline = time.monotonic() + rt.settings.turn_deadline_seconds
-            await _take_slot(rt, user)
-            try:
-                prep = await prepare_turn(rt, case_id, inp, tkey, deadline)
-            except BaseException:
-                await give_turn_slot(rt.redis, user)
-                raise
-            return Outcome(200, events=_stream(rt, prep, user, key, fp))
-        else:
-            await _take_slot(rt, user)
-            rt.inflight += 1
-            try:
-                response = await run_turn(rt, case_id, inp, tkey)
-            finally:
-                rt.inflight -= 1
-                await give_turn_slot(rt.redis, user)
-            outcome = Outcome(200, response.model_dump(mode="json"))
-    except BaseException:
-        await release()
-        raise
-    if key is not None:
-        await rt.idempotency.finish(user, key, fp, outcome.status, outcome.body, outcome.headers)
-    return outcome
+        return parse_answer(result.text)
+    except MalformedAnswer:
+        closed = close_truncated(result.text) if result.truncated else None
+        if closed is None:
+            raise
+        answer = parse_answer(closed)
+        log.info("turn.truncated_answer_closed", provider=result.provider)
+        return answer
 
 
-async def _take_slot(rt: AgentRuntime, user: str) -> None:
-    """One of the user's concurrent-turn slots (fairness between users), or 429."""
-    ttl = int(rt.settings.turn_deadline_seconds) + 60
-    await take_turn_slot(rt.redis, user, rt.settings.max_concurrent_turns_per_user, ttl)
+def without_echo(answer: LLMTurnAnswer, boundary: str) -> LLMTurnAnswer:
+    """The answer's texts without anything echoing the prompt frame."""
+
+    def clean(value: str | None) -> str | None:
+        return strip_echo(value, boundary) if value else value
+
+    return answer.model_copy(
+        update={
+            "answer": strip_echo(answer.answer, boundary) or NO_ANSWER,
+            "working_conclusion": clean(answer.working_conclusion),
+            "root_cause": clean(answer.root_cause),
+            "hypotheses": [
+                h.model_copy(update={"statement": strip_echo(h.statement, boundary)})
+                for h in answer.hypotheses
+                if strip_echo(h.statement, boundary)
+            ],
+        }
+    )
 
 
-def _stream(
-    rt: AgentRuntime, prep: Any, user: str, key: str | None, fp: str
-) -> AsyncIterator[Event]:
-    """Run the answer in a task that outlives a dropped client (the turn is still stored)."""
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-    async def emit(event: str, data: dict[str, Any]) -> None:
-        await queue.put((event, data))
-
-    async def work() -> None:
-        rt.inflight += 1
-        try:
-            response = await answer_turn(rt, prep, emit)
-            body = response.model_dump(mode="json")
-            if key is not None:
-                await rt.idempotency.finish(user, key, fp, 200, body)
-            await emit("done", body)
-        except FMError as exc:
-            if key is not None:
-                await rt.idempotency.release(user, key)
-            error: dict[str, Any] = {"code": exc.code, "message": exc.detail}
-            if "Retry-After" in exc.headers:
-                error["retry_after"] = int(exc.headers["Retry-After"])
-            await emit("error", error)
-        except Exception:  # the stream has started: the client gets an error event, not a 500
-            log.exception("turn.stream_failed", case_id=prep.case_id)
-            if key is not None:
-                await rt.idempotency.release(user, key)
-            await emit("error", {"code": "INTERNAL_ERROR", "message": "The turn failed."})
-        finally:
-            rt.inflight -= 1
-            await give_turn_slot(rt.redis, user)
-            await queue.put(None)
-
-    task = asyncio.create_task(work())
-    rt.background.add(task)
-    task.add_done_callback(rt.background.discard)
-
-    async def events() -> AsyncIterator[Event]:
-        while (item := await queue.get()) is not None:
-            yield item
-
-    return events()
+async def get_turn_job(rt: AgentRuntime, user_id: str, case_id: str, job_id: str) -> TurnJobStatus:
+    record = await rt.jobs.get_owned(job_id, user_id)
+    if record is None or record.resource_id != case_id or record.kind != TURN_JOB_KIND:
+        raise NotFound("No such turn job.")
+    result = TurnResponse.model_validate(record.result) if record.result else None
+    error = record.error.model_dump(exclude_none=True) if record.error else None
+    return TurnJobStatus(job_id=job_id, status=record.status, result=result, error=error)

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 
-from fm_common.app import VERSION
 from fm_common.errors import NotFound
-from gateway.domain.openapi import merged_openapi
+from gateway.domain.openapi import merged_openapi, own_schema
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -33,7 +31,7 @@ def _own_schema(request: Request) -> dict[str, Any]:
     app = request.app
     cached = getattr(app.state, "own_openapi", None)
     if cached is None:
-        cached = get_openapi(title="FaultMaven gateway", version=VERSION, routes=app.routes)
+        cached = own_schema(app)
         app.state.own_openapi = cached
     return cached  # type: ignore[no-any-return]
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from auth_service import flows
-from auth_service.api.deps import BindSessionId, ClientAddress, ContextDep, DbDep, SettingsDep
+from auth_service.api.deps import BindSessionId, ClientAddress, ContextDep, SessionDep, SettingsDep
+from auth_service.domain.users import flows
 from fm_common.auth import CurrentPrincipal
 from fm_common.contracts.auth import (
     AuthConfigResponse,
@@ -46,7 +46,7 @@ _503: Responses = {503: _err("The session service or a store is down (Retry-Afte
 async def register(
     body: RegisterRequest,
     ctx: ContextDep,
-    db: DbDep,
+    db: SessionDep,
     session_id: BindSessionId,
     address: ClientAddress,
 ) -> AuthTokenResponse:
@@ -65,7 +65,7 @@ async def register(
 async def login(
     body: LoginRequest,
     ctx: ContextDep,
-    db: DbDep,
+    db: SessionDep,
     address: ClientAddress,
     session_id: BindSessionId,
 ) -> AuthTokenResponse:
@@ -75,7 +75,7 @@ async def login(
 
 @router.post("/dev-login", responses={404: _err("Dev login is not enabled"), **_503})
 async def dev_login(
-    body: DevLoginRequest, ctx: ContextDep, db: DbDep, session_id: BindSessionId
+    body: DevLoginRequest, ctx: ContextDep, db: SessionDep, session_id: BindSessionId
 ) -> AuthTokenResponse:
     """Passwordless login, only where explicitly enabled for development."""
     return await flows.dev_login(ctx, db, body, session_id)
@@ -85,7 +85,7 @@ async def dev_login(
     "/refresh",
     responses={401: _err("Refresh token invalid, expired, reused or revoked"), **_503},
 )
-async def refresh(body: RefreshRequest, ctx: ContextDep, db: DbDep) -> TokenRefreshResponse:
+async def refresh(body: RefreshRequest, ctx: ContextDep, db: SessionDep) -> TokenRefreshResponse:
     """Rotate a refresh token: a new access and refresh token; the old one is spent."""
     return await flows.refresh(ctx, db, body)
 
@@ -98,7 +98,7 @@ async def refresh(body: RefreshRequest, ctx: ContextDep, db: DbDep) -> TokenRefr
         **_503,
     },
 )
-async def me(principal: CurrentPrincipal, ctx: ContextDep, db: DbDep) -> UserInfoResponse:
+async def me(principal: CurrentPrincipal, ctx: ContextDep, db: SessionDep) -> UserInfoResponse:
     """The calling user."""
     return await flows.me(ctx, db, principal)
 

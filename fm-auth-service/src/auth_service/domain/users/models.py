@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from fm_common.db import new_metadata, utcnow
-
-
-class Base(DeclarativeBase):
-    metadata = new_metadata()
+from auth_service.domain.base import Base
+from fm_common.db import utcnow
 
 
 class User(Base):

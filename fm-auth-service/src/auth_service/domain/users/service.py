@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.users import repository
 from auth_service.domain.users.models import User
 from auth_service.domain.users.passwords import PasswordHasher
 from auth_service.domain.users.policy import check_password_strength
+from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.throttle import LoginThrottle
 from fm_common.auth import ROLE_ADMIN
 from fm_common.contracts.auth import (
@@ -82,7 +82,7 @@ async def register_user(
         min_score=min_score,
         user_inputs=[body.username, body.email or "", body.display_name or ""],
     )
-    name_taken, email_taken = await repository.taken(db, body.username, body.email)
+    name_taken, email_taken = await UserRepository(db).taken(body.username, body.email)
     if name_taken:
         raise Conflict("That username is already taken.", code="USERNAME_TAKEN")
     if email_taken:
@@ -102,7 +102,7 @@ async def register_user(
         updated_at=now,
         last_login_at=now,
     )
-    await repository.add(db, user)
+    await UserRepository(db).add(user)
     log.info("auth.user_registered", user_id=user.id)
     return user
 
@@ -117,9 +117,9 @@ async def authenticate(
     """The user whose username or email and password match; one 401 for every miss."""
     identifier = body.username.strip()
     if "@" in identifier:
-        user = await repository.by_email(db, identifier)
+        user = await UserRepository(db).by_email(identifier)
     else:
-        user = await repository.by_username(db, identifier)
+        user = await UserRepository(db).by_username(identifier)
     account = user.id if user is not None else identifier.lower()
     await throttle.check(account, address)
     ok = await hasher.verify(body.password, user.password_hash if user is not None else None)
@@ -142,7 +142,7 @@ async def bootstrap_admin(
     registered the name `admin` became admin). Creates the account with that password
     when it does not exist; an existing account is made admin only when that password
     is its own (someone who registered the name first gets nothing). True when granted."""
-    user = await repository.by_username(db, username)
+    user = await UserRepository(db).by_username(username)
     if user is None:
         now = utcnow()
         user = User(
@@ -159,7 +159,7 @@ async def bootstrap_admin(
             updated_at=now,
             last_login_at=None,
         )
-        await repository.add(db, user)
+        await UserRepository(db).add(user)
         log.info("auth.bootstrap_admin_created", user_id=user.id)
         return True
     if user.password_hash and await hasher.verify(password, user.password_hash):
@@ -181,8 +181,8 @@ async def dev_user(db: AsyncSession, body: DevLoginRequest) -> User:
         username = _NOT_USERNAME.sub("-", identifier.split("@", 1)[0]).strip(".-_")
     else:
         username = identifier
-    user = await repository.by_email(db, email) if email else None
-    user = user or await repository.by_username(db, username)
+    user = await UserRepository(db).by_email(email) if email else None
+    user = user or await UserRepository(db).by_username(username)
     if user is None:
         if len(username) < 3 or _NOT_USERNAME.search(username):
             raise Unprocessable(
@@ -203,7 +203,7 @@ async def dev_user(db: AsyncSession, body: DevLoginRequest) -> User:
             created_at=now,
             updated_at=now,
         )
-        await repository.add(db, user)
+        await UserRepository(db).add(user)
         log.info("auth.dev_user_created", user_id=user.id)
     user.last_login_at = utcnow()
     return user
@@ -211,7 +211,7 @@ async def dev_user(db: AsyncSession, body: DevLoginRequest) -> User:
 
 async def current_user(db: AsyncSession, user_id: str) -> User:
     """The token's user; 401 when the account no longer exists or is disabled."""
-    user = await repository.get(db, user_id)
+    user = await UserRepository(db).get(user_id)
     if user is None or not user.is_active:
         raise Unauthorized("The account no longer exists.", code="ACCOUNT_DISABLED")
     return user

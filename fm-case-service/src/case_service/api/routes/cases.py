@@ -19,8 +19,7 @@ from case_service.api.deps import (
     SettingsDep,
 )
 from case_service.domain.cases import flows, service
-from case_service.domain.cases.schemas import CaseUIResponse
-from case_service.domain.cases.views import case_ui
+from case_service.domain.cases.views import CaseUIResponse, case_ui
 from fm_common.contracts.case import (
     CaseCreateRequest,
     CaseDetail,

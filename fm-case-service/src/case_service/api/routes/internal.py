@@ -17,7 +17,6 @@ from case_service.domain.reports import service as reports_service
 from fm_common.contracts.case import (
     CaseContext,
     CaseMessagesResponse,
-    InvestigationRead,
     Report,
     ReportStoreRequest,
     TurnAppendRequest,
@@ -41,14 +40,6 @@ async def get_case_context(
 ) -> CaseContext:
     """The case, its state and its investigation (and its last `history` messages)."""
     return await internal_service.case_context(session, principal.user_id, case_id, history=history)
-
-
-@router.get("/investigation", response_model=InvestigationRead, responses=_NOT_FOUND)
-async def get_investigation(
-    case_id: str, principal: CurrentPrincipal, session: ReadSessionDep
-) -> InvestigationRead:
-    """Milestones, hypotheses, phase."""
-    return await service.get_investigation(session, principal.user_id, case_id)
 
 
 @router.get("/messages/recent", response_model=CaseMessagesResponse, responses=_NOT_FOUND)

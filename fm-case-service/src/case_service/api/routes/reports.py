@@ -14,7 +14,7 @@ from case_service.api.deps import (
     ReadSessionDep,
     SettingsDep,
 )
-from case_service.domain.reports import service
+from case_service.domain.reports import flows, service
 from fm_common.contracts.case import (
     JobStatusResponse,
     Report,
@@ -46,7 +46,7 @@ async def request_report(
     body: ReportCreateRequest | None = Body(default=None),
 ) -> JSONResponse:
     """Queue a post-mortem; poll the job at Location."""
-    created = await service.request_report(
+    created = await flows.request_report(
         maker,
         jobs,
         settings.redis_url,

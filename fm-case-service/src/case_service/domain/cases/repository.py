@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_service.domain.cases.models import (
     Case,
@@ -19,30 +18,19 @@ from case_service.domain.cases.models import (
     IdempotencyRecord,
 )
 from case_service.domain.reports.models import Report
+from fm_common.db import Repository
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class CaseRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class CaseRepository(Repository[Case]):
+    """`get_owned`, `add` (flushed) come from the base; a case's rows hang off it."""
+
+    model = Case
 
     # ---- cases -------------------------------------------------------------------
-    async def get_owned(
-        self, owner_id: str, case_id: str, *, for_update: bool = False
-    ) -> Case | None:
-        stmt = select(Case).where(Case.id == case_id, Case.owner_id == owner_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def add(self, case: Case) -> Case:
-        self.session.add(case)
-        await self.session.flush()
-        return case
-
     async def count_created_between(self, owner_id: str, start: datetime, end: datetime) -> int:
         stmt = select(func.count()).where(
             Case.owner_id == owner_id, Case.created_at >= start, Case.created_at < end

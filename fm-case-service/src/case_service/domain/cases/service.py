@@ -33,7 +33,6 @@ from fm_common.contracts.case import (
     CaseState,
     CaseTransitionRequest,
     CaseUpdateRequest,
-    InvestigationRead,
     InvestigationState,
     TurnAppendRequest,
     TurnAppendResult,
@@ -332,23 +331,6 @@ async def recent_messages(
     )
 
 
-async def get_investigation(
-    session: AsyncSession, owner_id: str, case_id: str
-) -> InvestigationRead:
-    case = await load_case(session, owner_id, case_id)
-    detail = to_detail(case)
-    return InvestigationRead(
-        case_id=case_id,
-        case_state=detail.state,
-        phase=detail.state,
-        current_turn=detail.current_turn,
-        turns_without_progress=detail.turns_without_progress,
-        milestones_completed=detail.milestones_completed,
-        pending_milestones=detail.pending_milestones,
-        investigation=InvestigationState.model_validate(case.investigation or {}),
-    )
-
-
 async def append_turn(
     session: AsyncSession, owner_id: str, case_id: str, body: TurnAppendRequest
 ) -> TurnAppendResult:
@@ -413,7 +395,6 @@ __all__ = [
     "append_turn",
     "archive_case",
     "get_case",
-    "get_investigation",
     "list_cases",
     "list_messages",
     "open_case",

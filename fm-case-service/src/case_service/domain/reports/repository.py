@@ -5,21 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_service.domain.reports.models import Report
+from fm_common.db import Repository
 
 
-class ReportRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class ReportRepository(Repository[Report]):
+    """Reports are read through their case (checked owned first), never by owner alone."""
 
-    async def add(self, report: Report) -> Report:
-        self.session.add(report)
-        await self.session.flush()
-        return report
+    model = Report
 
-    async def get(self, case_id: str, report_id: str, *, for_update: bool = False) -> Report | None:
+    async def get_in_case(
+        self, case_id: str, report_id: str, *, for_update: bool = False
+    ) -> Report | None:
         stmt = select(Report).where(Report.id == report_id, Report.case_id == case_id)
         if for_update:
             stmt = stmt.with_for_update()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from evidence_service.domain.models import Base
+from evidence_service.domain.base import Base
 from fm_common.db import utcnow
 
 

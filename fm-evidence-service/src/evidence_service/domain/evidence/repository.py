@@ -1,4 +1,6 @@
-"""Every query of the evidence_files table. Each one is scoped to an owner."""
+"""Every query of the evidence tables (files, derived evidence, the unindex outbox).
+
+Each user-facing read is scoped to an owner; the re-queue loops read across owners."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from evidence_service.domain.evidence.models import (
     DerivedEvidenceRow,
@@ -15,6 +16,7 @@ from evidence_service.domain.evidence.models import (
     EvidenceUnindexRow,
 )
 from fm_common.contracts.evidence import INDEXED_SOURCE_TYPES
+from fm_common.db import Repository
 
 SORT_COLUMNS = {
     "uploaded_at_turn": (EvidenceFileRow.uploaded_at_turn, EvidenceFileRow.uploaded_at),
@@ -24,16 +26,11 @@ SORT_COLUMNS = {
 }
 
 
-class EvidenceRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class EvidenceRepository(Repository[EvidenceFileRow]):
+    """`get_owned` and `add` (flushed) come from the base; `delete` takes the file's
+    derived evidence with it."""
 
-    async def get_owned(self, owner_id: str, file_id: str) -> EvidenceFileRow | None:
-        return await self.session.scalar(
-            select(EvidenceFileRow).where(
-                EvidenceFileRow.id == file_id, EvidenceFileRow.owner_id == owner_id
-            )
-        )
+    model = EvidenceFileRow
 
     async def find_by_hash(
         self, owner_id: str, case_id: str, content_hash: str
@@ -45,11 +42,6 @@ class EvidenceRepository:
                 EvidenceFileRow.content_hash == content_hash,
             )
         )
-
-    async def add(self, row: EvidenceFileRow) -> EvidenceFileRow:
-        self.session.add(row)
-        await self.session.flush()
-        return row
 
     async def list_case(
         self,
@@ -77,8 +69,7 @@ class EvidenceRepository:
         await self.session.execute(
             delete(DerivedEvidenceRow).where(DerivedEvidenceRow.file_id == row.id)
         )
-        await self.session.delete(row)
-        await self.session.flush()
+        await super().delete(row)
 
     async def derived_of(self, file_id: str) -> Sequence[DerivedEvidenceRow]:
         rows = await self.session.scalars(

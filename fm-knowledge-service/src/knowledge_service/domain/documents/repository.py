@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from fm_common.db import utcnow
+from fm_common.db import Repository, utcnow
 from knowledge_service.domain.documents.models import CaseCollection, Document
 
 
@@ -34,19 +33,11 @@ def _claimable(claimer: str, stale_before: datetime) -> Any:
     )
 
 
-class DocumentRepository:
-    """The queries on documents, over a session it never commits."""
+class DocumentRepository(Repository[Document]):
+    """The queries on documents; `get`, `add` (flushed) and `delete` come from the base.
+    Reads for a user go through `get_visible` (global documents are everyone's)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, document: Document) -> Document:
-        self.session.add(document)
-        await self.session.flush()
-        return document
-
-    async def get(self, document_id: str) -> Document | None:
-        return await self.session.get(Document, document_id)
+    model = Document
 
     async def get_visible(self, document_id: str, user_id: str) -> Document | None:
         stmt = select(Document).where(Document.id == document_id, _visible(user_id))
@@ -109,10 +100,6 @@ class DocumentRepository:
             )
         ).one()
         return int(row[0]), int(row[1])
-
-    async def delete(self, document: Document) -> None:
-        await self.session.delete(document)
-        await self.session.flush()
 
     async def case_documents(self, case_id: str, owner_id: str) -> list[Document]:
         stmt = select(Document).where(Document.case_id == case_id, Document.owner_id == owner_id)
@@ -211,14 +198,11 @@ class DocumentRepository:
         return list((await self.session.execute(stmt)).scalars())
 
 
-class CaseCollectionRepository:
-    """Who owns each case collection, over a session it never commits."""
+class CaseCollectionRepository(Repository[CaseCollection]):
+    """Who owns each case collection (`get(case_id)` from the base)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, case_id: str) -> CaseCollection | None:
-        return await self.session.get(CaseCollection, case_id)
+    model = CaseCollection
+    id_column = "case_id"
 
     async def claim(self, case_id: str, owner_id: str) -> CaseCollection:
         """The case's ownership record, created for `owner_id` when absent."""

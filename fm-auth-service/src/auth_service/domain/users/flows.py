@@ -1,4 +1,8 @@
-"""Cross-service work of the auth service: logins open sessions, logouts end them.
+"""What the auth routes run: users and tokens together, and the session service.
+
+Logins open sessions, logouts end them: the cross-service work of the auth service
+(docs/architecture.md "Inside a service"), on the rules of `users.service` and
+`tokens.service`.
 
 A login mints its access token for a chosen session id (`sid`) and has the session
 service open (or bind) exactly that session, forwarding the new token so the session
@@ -22,6 +26,7 @@ from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users import service as users
 from auth_service.domain.users.models import User
 from auth_service.domain.users.passwords import PasswordHasher
+from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.throttle import LoginThrottle, RegistrationLimit
 from fm_common.auth import Principal
 from fm_common.clients.session import SessionClient
@@ -148,7 +153,7 @@ async def dev_login(
 
 async def refresh(ctx: AuthContext, db: AsyncSession, body: RefreshRequest) -> TokenRefreshResponse:
     async def identity(user_id: str) -> tuple[str, list[str]] | None:
-        user = await db.get(User, user_id)
+        user = await UserRepository(db).get(user_id)
         if user is None or not user.is_active:
             return None
         return user.username, users.roles_of(user, ctx.admins)
@@ -199,6 +204,6 @@ async def service_token(
         max_ttl=ctx.settings.service_token_max_ttl_seconds,
     )
     # Checked after the credentials, so a caller without them learns nothing about users.
-    if body.on_behalf_of and await db.get(User, body.on_behalf_of) is None:
+    if body.on_behalf_of and await UserRepository(db).get(body.on_behalf_of) is None:
         raise NotFound("No such user.", code="USER_NOT_FOUND")
     return response
