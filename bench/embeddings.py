@@ -317,6 +317,12 @@ def cpu_figures(texts: list[str], questions: list[str], rounds: int) -> dict[str
     return out
 
 
+def _carried(results: dict[str, Any], key: str) -> list[str]:
+    """A note for a part kept from an earlier run (the parts can run separately)."""
+    when = results.get("carried", {}).get(key)
+    return [f"(From the run of {when}, before the code of this run.)", ""] if when else []
+
+
 def write(results: dict[str, Any]) -> None:
     """Write the results, keeping the in-process figures or the stack rounds of the last
     run where this one has none (the two parts can run separately)."""
@@ -327,6 +333,9 @@ def write(results: dict[str, Any]) -> None:
         for key in ("in_process", "stack", "cpu"):
             if not results.get(key) and last.get(key):
                 results[key] = last[key]
+                # Kept from an earlier run: say which.
+                earlier = last.get("carried", {}).get(key, last.get("measured_at"))
+                results.setdefault("carried", {})[key] = earlier
     stack_file = RESULTS / "embeddings-stack.json"
     if not results.get("stack") and stack_file.is_file():
         results["stack"] = json.loads(stack_file.read_text())
@@ -342,6 +351,7 @@ def write(results: dict[str, Any]) -> None:
         "",
         "## Vectors: cosine to the sentence-transformers vector",
         "",
+        *_carried(results, "in_process"),
         "| variant | chunk min | chunk mean | question min | chunks < 0.999 | "
         "questions < 0.999 | load |",
         "|---|---|---|---|---|---|---|",
@@ -364,6 +374,7 @@ def write(results: dict[str, Any]) -> None:
         "",
         "## Speed, one thread",
         "",
+        *_carried(results, "in_process"),
         f"Query embedding (encode_query, the service's path; the variants interleaved "
         f"query by query; load {ip.get('query_load', '?')}) and document embedding "
         f"(batches of {ip.get('batch_size', '?')}, best of two passes).",
@@ -383,6 +394,7 @@ def write(results: dict[str, Any]) -> None:
             "",
             "## CPU time, ONNX vs torch (one thread; robust to the machine's load)",
             "",
+            *_carried(results, "cpu"),
             f"process_time per call, the backends interleaved; load {cpu['load_queries']} "
             f"(queries) / {cpu['load_documents']} (documents). Documents: the chunks in "
             f"groups of 32 as the worker embeds them, median of the interleaved passes.",
@@ -409,6 +421,7 @@ def write(results: dict[str, Any]) -> None:
             "",
             "## The real stack per backend (knowledge + worker with 2 children)",
             "",
+            *_carried(results, "stack"),
             "| backend | chunks | ingest chunks/s | raw encode chunks/s | ratio | "
             "recall@5 semantic | recall@5 hybrid | load before/after |",
             "|---|---|---|---|---|---|---|---|",
