@@ -2,8 +2,9 @@
 
 The model is the sentence-transformers one exported once to ONNX (`onnx_export`); the
 tokenizer is its fast tokenizer, run by the `tokenizers` library. A text is tokenized
-as sentence-transformers does it (truncated to the model's input length, a batch padded
-to its longest text), run through the transformer, mean-pooled over its real tokens
+as sentence-transformers does it (truncated to the model's input length), batched by
+token count (ADR 0140: a batch padded to its longest text, holding at most one input's
+worth of tokens), run through the transformer, mean-pooled over its real tokens
 and L2-normalised: the same vector as `SentenceTransformer.encode` (cosine >= 0.999
 over the runbook corpus, bench/knowledge.py).
 """
