@@ -58,7 +58,8 @@ class Settings(BaseServiceSettings):
     embedding_onnx_dir: Path | None = None
     # Texts per forward pass. On a CPU small batches win: a batch is padded to its longest
     # text, and MiniLM spent ~15-20% more CPU per chunk at 32 than at 4-8 (measured on the
-    # runbook corpus, 1 and 2 threads). Raise it on a GPU.
+    # runbook corpus, 1 and 2 threads). Raise it on a GPU. The onnx backend also caps a
+    # batch at the model's input length in tokens, padding included (ADR 0140).
     embed_batch_size: int = Field(default=8, ge=1, le=1024)
     # An ingestion run takes up to this many waiting documents (within this many bytes of
     # originals) into one batch: one embedding pass, one upsert, one commit (ADR 0057).

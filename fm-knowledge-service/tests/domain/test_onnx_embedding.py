@@ -17,7 +17,11 @@ import pytest
 from knowledge_service.config import Settings
 from knowledge_service.domain.vectors import onnx_export
 from knowledge_service.domain.vectors.embedder import get_embedder
-from knowledge_service.domain.vectors.onnx_embedder import EmbeddingModelUnavailable, OnnxEmbedder
+from knowledge_service.domain.vectors.onnx_embedder import (
+    EmbeddingModelUnavailable,
+    OnnxEmbedder,
+    _batches,
+)
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = [
@@ -148,3 +152,33 @@ def test_settings_default_to_onnx_under_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_onnx_dir=None)
     assert settings.embedding_backend == "onnx"
     assert settings.embedding_onnx_root == tmp_path / "models"
+
+
+def test_token_ids_are_the_truncating_tokenizers(onnx: OnnxEmbedder) -> None:
+    # One tokenizer serves token counts and embedding; it truncates as the tokenizer
+    # configured for the model's input length would ([CLS] text[:254] [SEP]).
+    from tokenizers import Tokenizer
+
+    directory = onnx_export.model_dir(onnx.onnx_root, MODEL)
+    reference = Tokenizer.from_file(str(directory / onnx_export.TOKENIZER_FILE))
+    reference.enable_truncation(max_length=256)
+    reference.no_padding()
+    ids = onnx._token_ids(TEXTS)
+    assert ids == [e.ids for e in reference.encode_batch(TEXTS)]
+    assert max(len(x) for x in ids) == 256  # the long text was cut
+
+
+def test_batches_pad_little_and_hold_one_input_of_tokens() -> None:
+    lengths = [256, 20, 250, 18, 17, 18, 5, 3, 120, 118]
+    batches = _batches(lengths, batch_size=8, budget=256)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [[lengths[i] for i in b] for b in batches] == [
+        [256],
+        [250],
+        [120, 118],
+        [20, 18, 18, 17],
+        [5],
+        [3],
+    ]
+    # The batch size still caps a batch of equal texts.
+    assert [len(b) for b in _batches([10] * 10, batch_size=4, budget=256)] == [4, 4, 2]

@@ -2,8 +2,9 @@
 
 The model is the sentence-transformers one exported once to ONNX (`onnx_export`); the
 tokenizer is its fast tokenizer, run by the `tokenizers` library. A text is tokenized
-as sentence-transformers does it (truncated to the model's input length, a batch padded
-to its longest text), run through the transformer, mean-pooled over its real tokens
+as sentence-transformers does it (truncated to the model's input length), batched by
+token count (ADR 0140: a batch padded to its longest text, holding at most one input's
+worth of tokens), run through the transformer, mean-pooled over its real tokens
 and L2-normalised: the same vector as `SentenceTransformer.encode` (cosine >= 0.999
 over the runbook corpus, bench/knowledge.py).
 """
@@ -56,7 +57,9 @@ class OnnxEmbedder:
         self._session: Any = None
         self._session_threads = 0
         self._tokenizer: Any = None
-        self._counter: Any = None
+        self._limit = 0
+        self._pad_id = 0
+        self._specials = 0
         self._manifest: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -82,16 +85,16 @@ class OnnxEmbedder:
 
         directory = self._exported_dir()
         manifest = onnx_export.read_manifest(directory) or {}
-        limit = int(manifest["max_seq_length"])
+        # One tokenizer, neither truncating nor padding (its vocabulary is ~8 MB a copy):
+        # token counts use it as it is, `encode` truncates and pads itself.
         tokenizer = Tokenizer.from_file(str(directory / onnx_export.TOKENIZER_FILE))
-        counter = Tokenizer.from_file(str(directory / onnx_export.TOKENIZER_FILE))
-        tokenizer.enable_truncation(max_length=limit)
-        tokenizer.enable_padding(pad_id=int(manifest["pad_id"]), pad_token=manifest["pad_token"])
-        counter.no_truncation()
-        counter.no_padding()
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
         self._manifest = manifest
+        self._limit = int(manifest["max_seq_length"])
+        self._pad_id = int(manifest["pad_id"])
         self._tokenizer = tokenizer
-        self._counter = counter
+        self._specials = len(tokenizer.encode("", add_special_tokens=True).ids)
         self._session = self._new_session(directory, self.threads or 1)
         log.info(
             "embedder.loaded",
@@ -186,14 +189,14 @@ class OnnxEmbedder:
     @property
     def special_tokens(self) -> int:
         self.load()
-        return len(self._counter.encode("", add_special_tokens=True).ids)
+        return self._specials
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` without [CLS]/[SEP] and without truncation."""
         if not text:
             return 0
         self.load()
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     # -- embedding ----------------------------------------------------------------------
 
@@ -203,28 +206,74 @@ class OnnxEmbedder:
         import numpy as np
 
         session = self.model
-        out: list[list[float]] = []
-        # Like sentence-transformers, batches of similar lengths pad less: sort by length,
-        # embed, and put the vectors back in the caller's order.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        ids = self._token_ids(texts)
+        lengths = [len(x) for x in ids]
         vectors: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), max(1, batch_size)):
-            idx = order[start : start + batch_size]
-            batch = self._tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in batch], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-            types = np.array([e.type_ids for e in batch], dtype=np.int64)
+        for idx in _batches(lengths, max(1, batch_size), self._limit):
+            width = lengths[idx[0]]
+            input_ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, : lengths[i]] = ids[i]
+                mask[row, : lengths[i]] = 1
             (hidden,) = session.run(
                 ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+                {
+                    "input_ids": input_ids,
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(input_ids),  # one sequence: segment 0
+                },
             )
             for i, vector in zip(idx, _mean_pool_normalise(hidden, mask), strict=True):
                 vectors[i] = vector
-        out = [v.tolist() for v in vectors]
+        return [v.tolist() for v in vectors]
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids as the tokenizer with truncation at the model's input length
+        gives them: the text's own tokens cut to the length less the special tokens,
+        then [CLS] ... [SEP] (the tokenizer's post-processor)."""
+        room = self._limit - self._specials
+        out = []
+        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
+            if len(encoding.ids) > room:
+                encoding.truncate(room)
+            out.append(self._tokenizer.post_process(encoding).ids)
         return out
 
     def encode_query(self, text: str) -> list[float]:
         return self.encode([text], batch_size=1)[0]
+
+
+# How texts are batched. A batch pads its texts to its longest, and on one thread ONNX
+# Runtime runs one long text faster alone than in a batch (a batch's activations outgrow
+# the CPU's cache): a batch holds at most one input's worth of tokens (the model's input
+# length, padding included) and wastes at most PADDING_SLACK of them on padding. Against
+# sentence-transformers' batches (sorted by characters, always `batch_size` texts) this
+# took ~30% less CPU per chunk of the runbooks (bench/embeddings.py).
+PADDING_SLACK = 0.1
+
+
+def _batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
+    """Indexes of the texts (by token count) in batches: longest first, at most
+    `batch_size` texts and `budget` tokens (padded) a batch, padding within the slack."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    real = 0
+    for i in order:
+        batch = batches[-1] if batches else None
+        padded = lengths[batch[0]] * (len(batch) + 1) if batch else 0
+        if (
+            batch is not None
+            and len(batch) < batch_size
+            and padded <= budget
+            and padded <= (1 + PADDING_SLACK) * (real + lengths[i])
+        ):
+            batch.append(i)
+            real += lengths[i]
+        else:
+            batches.append([i])
+            real = lengths[i]
+    return batches
 
 
 def _mean_pool_normalise(hidden: Any, mask: Any) -> Any:
