@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from fm_common.settings import BaseServiceSettings
+from fm_common.settings import ServiceCallerSettings
 
 MIB = 1024 * 1024
 
@@ -29,7 +29,7 @@ DEFAULT_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".gif", ".
 DEFAULT_OFFICE_EXTENSIONS: tuple[str, ...] = (".docx", ".pptx", ".xlsx", ".odt", ".ods")
 
 
-class Settings(BaseServiceSettings):
+class Settings(ServiceCallerSettings):
     """FM_EVIDENCE_* (and the shared FM_* settings)."""
 
     service_name: ClassVar[str] = "evidence"

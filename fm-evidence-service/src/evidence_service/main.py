@@ -23,6 +23,7 @@ from evidence_service.domain.evidence.flows import (
 )
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.app import create_service_app
+from fm_common.clients.auth import service_credential
 from fm_common.clients.case import CaseClient
 from fm_common.db import create_engine, create_sessionmaker, migrate
 from fm_common.settings import load_settings
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.file_store = store
         app.state.case_gate = CaseGate(
-            CaseClient(settings.case_url, app.state.http, retry_after=settings.retry_after_seconds)
+            CaseClient(settings.case_url, app.state.http, retry_after=settings.retry_after_seconds),
+            service_credential(settings, app.state.http),
         )
         app.state.uploads = Uploads(settings, app.state.sessionmaker, store, app.state.case_gate)
         task = asyncio.create_task(_maintenance(app), name="evidence-maintenance")

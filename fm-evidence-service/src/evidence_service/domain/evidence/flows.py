@@ -111,7 +111,7 @@ class Uploads:
             # A case_id sent before the file is checked before the file is read.
             if name == "case_id":
                 case_id = check_case_id(value)
-                await self.cases.ensure_case(case_id, principal.token)
+                await self.cases.ensure_case(case_id, principal)
                 checked.add(case_id)
 
         receiver = UploadReceiver(self.settings, self.store, on_field)

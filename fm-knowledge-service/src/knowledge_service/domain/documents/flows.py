@@ -94,13 +94,16 @@ async def _store_file(upload: UploadFile, settings: Settings, document_id: str) 
 
 
 async def _verify_case(principal: Principal, case_id: str, settings: Settings, http: Any) -> None:
-    """404 unless the case service says the case is the caller's."""
+    """404 unless the case service says the case is the caller's (its internal route,
+    with a service token acting for the caller: ADR 0135)."""
     if not settings.verify_case_ownership:
         return
+    from fm_common.clients.auth import service_credential
     from fm_common.clients.case import CaseClient
 
     client = CaseClient(settings.case_url, http, retry_after=settings.retry_after_seconds)
-    await client.get_case(case_id, token=principal.token)
+    token = await service_credential(settings, http).token_for(principal)
+    await client.get_case(case_id, token=token)
 
 
 async def _check_pending(
