@@ -23,6 +23,13 @@ from jwt.algorithms import OKPAlgorithm
 SERVICE_CLIENT_SECRET = "test-service-client-secret-0123456789"
 
 
+class _Server(ThreadingHTTPServer):
+    # JWKS fetches and service-token mints of many services under test at once: the
+    # default listen backlog of 5 drops connections on a loaded machine.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class TokenIssuer:
     def __init__(self, issuer: str = "faultmaven", audience: str = "faultmaven-api") -> None:
         self.issuer = issuer
@@ -80,7 +87,7 @@ class TokenIssuer:
             def log_message(self, *_args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -27,7 +27,7 @@ from fm_common.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from fm_common.jobs import JobStore, enqueue
+from fm_common.jobs import JobStore, enqueue, fair_priority
 from knowledge_service.config import ALLOWED_EXTENSIONS, Settings
 from knowledge_service.domain.documents import repository as repo
 from knowledge_service.domain.documents import service
@@ -108,9 +108,10 @@ async def _verify_case(principal: Principal, case_id: str, settings: Settings, h
 
 async def _check_pending(
     maker: async_sessionmaker[AsyncSession], settings: Settings, user_id: str
-) -> None:
+) -> int:
     """429 TOO_MANY_PENDING while the user already has this much waiting for the worker
-    (issue 16 item 5: one user's indexing held both worker children for 7 minutes)."""
+    (issue 16 item 5: one user's indexing held both worker children for 7 minutes);
+    else how many documents of theirs wait (the new one's rank, ADR 0136)."""
     async with maker() as session:
         count, size = await repo.pending_of(session, user_id)
     if (
@@ -122,6 +123,7 @@ async def _check_pending(
             "You have too many documents waiting to be processed; upload more when some are done.",
             code="TOO_MANY_PENDING",
         )
+    return count
 
 
 async def upload_document(
@@ -143,7 +145,7 @@ async def upload_document(
         await _verify_case(principal, form.case_id, settings, http)
     filename = (upload.filename or "upload.txt").replace("/", "_").replace("\\", "_")[-300:]
     _check_extension(filename)
-    await _check_pending(maker, settings, principal.user_id)
+    rank = await _check_pending(maker, settings, principal.user_id)
 
     document_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())
@@ -197,6 +199,7 @@ async def upload_document(
             queue=INGEST_QUEUE,
             kwargs=kwargs,
             task_id=job_id,
+            priority=fair_priority(rank),
         )
     except Exception as exc:
         # The queue is down: undo the upload so no document waits for a job never sent.
