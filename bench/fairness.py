@@ -90,11 +90,9 @@ async def pasted_turn(
     client: httpx.AsyncClient, auth: dict[str, str], case_id: str, text: str
 ) -> tuple[int, float]:
     start = time.perf_counter()
-    resp = await client.post(
-        f"/api/v1/cases/{case_id}/turns",
-        data={"query": "What is wrong here?", "pasted_content": text},
-        headers=auth,
-    )
+    # Multipart, as the extension sends it (a url-encoded 1 MB field grows past 1 MiB).
+    form = {"query": (None, "What is wrong here?"), "pasted_content": (None, text)}
+    resp = await client.post(f"/api/v1/cases/{case_id}/turns", files=form, headers=auth)
     if resp.status_code not in (200, 429):
         raise RuntimeError(f"pasted turn failed: {resp.status_code} {resp.text[:300]}")
     return resp.status_code, time.perf_counter() - start
