@@ -14,26 +14,13 @@ from evidence_service.domain.evidence.flows import (
     requeue_unindexed,
     sweep_orphans,
 )
-from fm_common.jobs import FAIR_PRIORITY_STEPS
 from fm_common.testing.ports import free_port
+from fm_common.testing.queues import queued
 
 
 def _queued(redis_url: str) -> list[dict]:
-    """The ingest queue's messages in the order the worker takes them: priority 0's list
-    first (kombu's Redis transport: one list per priority step), each oldest first."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        messages = []
-        for step in FAIR_PRIORITY_STEPS:
-            key = "ingest" if step == 0 else f"ingest\x06\x16{step}"
-            messages += [json.loads(raw) for raw in reversed(client.lrange(key, 0, -1))]
-    finally:
-        client.close()
-    out = []
-    for message in messages:
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        out.append({"task": message["headers"]["task"], "kwargs": kwargs})
-    return out
+    """The ingest queue's messages, in the order the worker takes them."""
+    return [{"task": q["task"], "kwargs": q["kwargs"]} for q in queued(redis_url, "ingest")]
 
 
 async def test_text_upload_queues_index_task_with_ids(kit, alice, settings):
