@@ -134,7 +134,7 @@ async def wait_indexed(
                 "failed",
             ):
                 done[fid] = time.monotonic()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)
     return done
 
 
@@ -276,6 +276,8 @@ def main() -> None:
             "FM_AUTH_BCRYPT_ROUNDS": "4",
             # The run outlasts a 15-minute access token on a loaded machine.
             "FM_AUTH_ACCESS_TOKEN_TTL_SECONDS": "86400",
+            # The poller asks every 2 s for minutes: keep the per-user limit out of the way.
+            "FM_GATEWAY_RATE_LIMIT_PER_WINDOW": "100000",
             "FM_WORKER_CONCURRENCY": "2",
             "FM_LOG_LEVEL": "INFO",
             "FM_LOG_FORMAT": "json",
