@@ -14,6 +14,7 @@ import pytest
 
 from agent_service.config import Settings
 from fm_common.testing.fake_llm import FakeLLMServer
+from fm_common.testing.tokens import SERVICE_CLIENT_SECRET
 
 _spec = importlib.util.spec_from_file_location(
     "agent_standins", Path(__file__).parent / "standins.py"
@@ -59,6 +60,9 @@ def make_settings(redis_url: str, token_issuer: Any, standins: Any, data_dir: Pa
             "environment": "test",
             "redis_url": redis_url,
             "jwks_url": token_issuer.jwks_url,
+            # The test issuer mints the service tokens the agent's /internal calls need.
+            "auth_url": token_issuer.url,
+            "service_client_secret": SERVICE_CLIENT_SECRET,
             "case_url": standins.url,
             "knowledge_url": standins.url,
             "evidence_url": standins.url,

@@ -51,6 +51,7 @@ class StandinState:
     # evidence_id -> {file_id, ...DerivedEvidenceCreate}
     derived: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # "knowledge", "case"
+    user_tokens_on_internal: int = 0  # /internal calls refused for a user's own token
 
 
 def _now() -> str:
@@ -65,6 +66,14 @@ def _user(request: Request) -> str | None:
     if "service" in (claims.get("roles") or []):
         return claims.get("on_behalf_of")
     return claims.get("sub")
+
+
+def _is_service(request: Request) -> bool:
+    auth = request.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer "):
+        return False
+    claims = jwt.decode(auth[7:], options={"verify_signature": False})
+    return "service" in (claims.get("roles") or []) and bool(claims.get("on_behalf_of"))
 
 
 def _not_found() -> JSONResponse:
@@ -148,6 +157,15 @@ class Standins:
     def _build(self) -> FastAPI:
         app = FastAPI()
         st = lambda: self.state  # noqa: E731
+
+        @app.middleware("http")
+        async def service_tokens_only(request: Request, call_next: Any) -> Response:
+            # As the real services: /internal routes take service tokens only (ADR 0135),
+            # so every agent test also proves the agent sends one.
+            if request.url.path.startswith("/internal/") and not _is_service(request):
+                self.state.user_tokens_on_internal += 1
+                return JSONResponse({"detail": "service only", "code": "SERVICE_ONLY"}, 403)
+            return await call_next(request)
 
         def owned(request: Request, case_id: str) -> bool:
             c = st().cases.get(case_id)

@@ -52,7 +52,7 @@ def make_upstream(name: str, gates: dict[str, Gate]) -> FastAPI:
     async def internal() -> dict[str, str]:
         return {"secret": name}
 
-    @app.get("/internal/v1/capabilities")
+    @app.get("/v1/meta/capabilities")
     async def caps() -> dict[str, Any]:
         return {"llmProviders": [{"name": "primary", "kind": "openai", "model": "gpt-test"}]}
 

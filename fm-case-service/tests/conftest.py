@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 
@@ -54,6 +55,19 @@ def alice(token_issuer: TokenIssuer) -> dict[str, str]:
 @pytest.fixture
 def bob(token_issuer: TokenIssuer) -> dict[str, str]:
     return token_issuer.headers(f"bob-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def svc(token_issuer: TokenIssuer) -> Callable[[dict[str, str]], dict[str, str]]:
+    """The agent's service token acting for the user behind `headers`: what the internal
+    routes take (a user's own token is 403 SERVICE_ONLY, ADR 0135)."""
+
+    def as_service(headers: dict[str, str]) -> dict[str, str]:
+        token = headers["Authorization"].removeprefix("Bearer ")
+        user = jwt.decode(token, options={"verify_signature": False})["sub"]
+        return token_issuer.service_headers(user, client_id="agent")
+
+    return as_service
 
 
 SchemaCheck = Callable[[str, Any], None]

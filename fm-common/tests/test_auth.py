@@ -11,9 +11,20 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 
-from fm_common.auth import deny_key, revoked_before_key
-from fm_common.testing.tokens import TokenIssuer
+from fm_common.auth import (
+    CurrentPrincipal,
+    ServicePrincipal,
+    TokenVerifier,
+    deny_key,
+    revoked_before_key,
+)
+from fm_common.clients.auth import AuthClient
+from fm_common.clients.base import ServiceClient, create_http_client
+from fm_common.errors import install_error_handlers
+from fm_common.testing.servers import AppServer
+from fm_common.testing.tokens import SERVICE_CLIENT_SECRET, TokenIssuer
 
 
 def _b64(data: dict) -> str:
@@ -127,3 +138,63 @@ async def test_a_token_issued_before_the_users_sign_out_watermark_is_401(
     await r.aclose()
     same = await demo_client.get("/whoami", headers={"Authorization": f"Bearer {old_token}"})
     assert same.status_code == 200
+
+
+async def test_internal_calls_go_out_with_a_service_token_for_the_requests_user(
+    token_issuer: TokenIssuer,
+) -> None:
+    # ADR 0135: a service serving alice's request calls another service's /internal
+    # route with a service token acting for alice, never with alice's own token; its
+    # public-route calls still forward alice's token; the worker's own service token
+    # (no acting user) goes out as it is.
+    seen: list[tuple[str, str]] = []
+    downstream = FastAPI()
+    downstream.state.verifier = _verifier(token_issuer)
+    install_error_handlers(downstream)
+
+    @downstream.get("/internal/v1/thing")
+    async def internal(principal: ServicePrincipal) -> dict[str, str]:
+        seen.append(("internal", principal.subject))
+        return {"user": principal.user_id}
+
+    @downstream.get("/api/v1/thing")
+    async def public(principal: CurrentPrincipal) -> dict[str, str]:
+        seen.append(("public", principal.subject))
+        return {"user": principal.user_id}
+
+    server = AppServer(downstream, lifespan="off").start()
+    http = create_http_client()
+    try:
+        tokens = AuthClient(
+            token_issuer.url, http, client_id="agent", client_secret=SERVICE_CLIENT_SECRET
+        )
+        client = ServiceClient(server.url, http, service_tokens=tokens)
+        upstream = FastAPI()
+        upstream.state.verifier = _verifier(token_issuer)
+
+        @upstream.get("/work")
+        async def work(principal: CurrentPrincipal) -> dict[str, object]:
+            internal = (await client.request("GET", "/internal/v1/thing")).json()
+            public = (await client.request("GET", "/api/v1/thing")).json()
+            return {"internal": internal["user"], "public": public["user"]}
+
+        transport = httpx.ASGITransport(app=upstream)
+        async with httpx.AsyncClient(transport=transport, base_url="http://up") as up:
+            resp = await up.get("/work", headers=token_issuer.headers("alice"))
+            assert resp.json() == {"internal": "alice", "public": "alice"}
+            assert seen == [("internal", "service:agent"), ("public", "alice")]
+            # The worker: its own service token, no acting user; nothing is minted.
+            minted = len(token_issuer.service_token_requests)
+            seen.clear()
+            worker = token_issuer.headers("service:worker", roles=["service"], on_behalf_of="bo")
+            resp = await up.get("/work", headers=worker)
+            assert resp.json() == {"internal": "bo", "public": "bo"}
+            assert seen == [("internal", "service:worker"), ("public", "service:worker")]
+            assert len(token_issuer.service_token_requests) == minted
+    finally:
+        await http.aclose()
+        server.stop()
+
+
+def _verifier(issuer: TokenIssuer) -> TokenVerifier:
+    return TokenVerifier(issuer=issuer.issuer, audience=issuer.audience, jwks=issuer.jwks)

@@ -89,12 +89,48 @@ def test_each_process_gets_only_the_secrets_it_uses(tmp_path: Path) -> None:
         ports=Stack.free_ports(),
         extra_env={"FM_AGENT_PROVIDERS": '[{"api_key": "sk-test"}]'},
     )
-    for name in ("gateway", "session", "case", "knowledge", "evidence", "agent", "redis"):
+    # Only the callers of other services' /internal routes and auth hold the service
+    # client secret (ADR 0135); the gateway, case and session services never do.
+    for name in ("gateway", "session", "case", "redis", "chroma"):
         assert "FM_SERVICE_CLIENT_SECRET" not in stack.process_env(name), name
-    for name in ("auth", "worker"):
+    for name in ("auth", "worker", "agent", "evidence", "knowledge"):
         assert stack.process_env(name)["FM_SERVICE_CLIENT_SECRET"] == stack.service_secret
     assert "FM_AGENT_PROVIDERS" in stack.process_env("agent")
     assert "FM_AGENT_PROVIDERS" in stack.process_env("worker")
     assert "FM_AGENT_PROVIDERS" not in stack.process_env("gateway")
     # Everything else is shared as before.
     assert stack.process_env("gateway")["FM_REDIS_URL"] == stack.redis_url
+
+
+def test_compose_gives_each_container_only_the_secrets_it_uses() -> None:
+    # The env file reaches every container; each blanks the secrets it must not hold,
+    # and only auth mounts the volume of the token signing key (ADR 0135). The same
+    # holders as `make run` (SECRET_ENV), except beat, which loads the worker's settings
+    # (the client secret) but runs no task (no provider or redaction key).
+    import yaml
+
+    from fm_common.devstack import ROOT, SECRET_ENV
+
+    compose = yaml.safe_load((ROOT / "faultmaven-deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    secrets = (
+        "FM_SERVICE_CLIENT_SECRET",
+        "FM_AGENT_PROVIDERS",
+        "FM_AGENT_REDACTION_KEY",
+        "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+    )
+    expected = {s: set(SECRET_ENV[s]) for s in secrets}
+    expected["FM_SERVICE_CLIENT_SECRET"].add("beat")
+    checked = 0
+    for name, spec in services.items():
+        if "env_file" not in spec:
+            continue
+        env = spec.get("environment") or {}
+        for secret in secrets:
+            held = env.get(secret) != ""
+            assert held == (name in expected[secret]), (name, secret)
+        mounts = [str(v) for v in spec.get("volumes") or []]
+        assert any(m.startswith("auth-keys:") for m in mounts) == (name == "auth"), name
+        checked += 1
+    assert checked == 9
+    assert services["auth"]["environment"]["FM_AUTH_SIGNING_KEY_PATH"].startswith("/keys/")

@@ -2,8 +2,9 @@
 
 The case service is the owner of cases; here a small stand-in of its
 `GET /internal/v1/cases/{case_id}` runs over real HTTP (uvicorn on a free port) and
-verifies the forwarded token like the real one does, so the evidence service's ownership
-check, its error mapping and its 503 path all go through a real network hop.
+verifies the token like the real one does (a service token, minted by the test issuer),
+so the evidence service's ownership check, its error mapping and its 503 path all go
+through a real network hop.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from evidence_service.main import create_app
 from fm_common.auth import TokenVerifier
 from fm_common.errors import FMError
 from fm_common.testing.servers import AppServer
-from fm_common.testing.tokens import TokenIssuer
+from fm_common.testing.tokens import SERVICE_CLIENT_SECRET, TokenIssuer
 
 
 @dataclass
@@ -59,6 +60,8 @@ class CaseStandIn:
                 principal = await verifier.verify(token)
             except FMError as exc:
                 return JSONResponse({"detail": exc.detail, "code": exc.code}, 401)
+            if not principal.is_service:  # as the real route (ADR 0135)
+                return JSONResponse({"detail": "Service only.", "code": "SERVICE_ONLY"}, 403)
             if self.owners.get(case_id) != principal.user_id:
                 return JSONResponse({"detail": "Case not found.", "code": "NOT_FOUND"}, 404)
             return JSONResponse({"case": {"case_id": case_id}, "owner_id": principal.user_id})
@@ -96,6 +99,9 @@ def make_settings(
         environment="test",
         redis_url=redis_url,
         jwks_url=token_issuer.jwks_url,
+        # The test issuer mints the service tokens of the case-ownership check.
+        auth_url=token_issuer.url,
+        service_client_secret=SERVICE_CLIENT_SECRET,
         data_dir=data_dir,
         database_url=database_url,
         case_url=case_url,

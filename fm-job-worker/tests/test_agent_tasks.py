@@ -185,7 +185,7 @@ def messages(case_url: str, issuer: TokenIssuer, case_id: str) -> list[dict[str,
     resp = httpx.get(
         f"{case_url}/internal/v1/cases/{case_id}/messages/recent",
         params={"limit": 50},
-        headers=issuer.headers(OWNER),
+        headers=issuer.service_headers(OWNER),  # internal routes take service tokens only
     )
     assert resp.status_code == 200, resp.text
     return list(resp.json()["messages"])
@@ -288,7 +288,11 @@ def resolved_case_with_report(case_url: str, issuer: TokenIssuer) -> tuple[str, 
         "assistant_message": {"content": "The pool is exhausted."},
         "investigation": investigation,
     }
-    resp = httpx.post(f"{case_url}/internal/v1/cases/{case_id}/turns", json=turn, headers=headers)
+    resp = httpx.post(
+        f"{case_url}/internal/v1/cases/{case_id}/turns",
+        json=turn,
+        headers=issuer.service_headers(OWNER, client_id="agent"),  # service tokens only
+    )
     assert resp.status_code == 200, resp.text
     resp = httpx.post(f"{case_url}/api/v1/cases/{case_id}/reports", json={}, headers=headers)
     assert resp.status_code == 202, resp.text

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from fm_common.contracts.knowledge import SearchMode
-from fm_common.settings import BaseServiceSettings
+from fm_common.settings import ServiceCallerSettings
 
 ProviderKind = Literal["openai", "anthropic", "fireworks", "openai_compatible"]
 
@@ -27,7 +27,7 @@ class ProviderConfig(BaseModel):
     send_images: bool = False
 
 
-class Settings(BaseServiceSettings):
+class Settings(ServiceCallerSettings):
     service_name: ClassVar[str] = "agent"
     model_config = SettingsConfigDict(env_prefix="FM_AGENT_", extra="ignore", frozen=True)
 

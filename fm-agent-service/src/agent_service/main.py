@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from agent_service.api.routes import internal, title, turns
+from agent_service.api.routes import meta, title, turns
 from agent_service.config import Settings
 from agent_service.domain.llm.chain import ProviderChain
 from agent_service.domain.privacy.detect import detect_secrets_patterns
@@ -42,5 +42,5 @@ def create_app(settings: Settings | None = None, *, chain: ProviderChain | None 
     )
     app.include_router(turns.router)
     app.include_router(title.router)
-    app.include_router(internal.router)
+    app.include_router(meta.router)
     return app

@@ -12,6 +12,7 @@ from agent_service.config import Settings
 from agent_service.domain.llm.chain import ProviderChain
 from agent_service.domain.privacy.redaction import CaseRedactor, MapCipher
 from agent_service.domain.turns.idempotency import IdempotencyStore
+from fm_common.clients.auth import service_credential
 from fm_common.clients.case import CaseClient
 from fm_common.clients.evidence import EvidenceClient
 from fm_common.clients.knowledge import KnowledgeClient
@@ -50,12 +51,17 @@ def build_runtime(
     settings: Settings, http: httpx.AsyncClient, redis: Any, chain: ProviderChain | None = None
 ) -> AgentRuntime:
     retry_after = settings.retry_after_seconds
+    # /internal calls (case context and turns, derived evidence) go out with a service
+    # token acting for the request's user (ADR 0135); in the worker, with its own.
+    tokens = service_credential(settings, http)
     return AgentRuntime(
         settings=settings,
         redis=redis,
-        case=CaseClient(settings.case_url, http, retry_after=retry_after),
+        case=CaseClient(settings.case_url, http, retry_after=retry_after, service_tokens=tokens),
         knowledge=KnowledgeClient(settings.knowledge_url, http, retry_after=retry_after),
-        evidence=EvidenceClient(settings.evidence_url, http, retry_after=retry_after),
+        evidence=EvidenceClient(
+            settings.evidence_url, http, retry_after=retry_after, service_tokens=tokens
+        ),
         chain=chain or build_chain(settings),
         jobs=JobStore(redis),
         idempotency=IdempotencyStore(redis, settings.idempotency_ttl_seconds),

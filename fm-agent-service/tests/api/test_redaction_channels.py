@@ -95,7 +95,8 @@ async def test_no_canary_reaches_the_provider_through_any_channel(
         channels["title"] = fake.requests[before:]
 
         before = len(fake.requests)
-        token = bearer_token_var.set(token_issuer.token(user_id))
+        # The worker runs it with its service token acting for the owner.
+        token = bearer_token_var.set(token_issuer.service_token(user_id))
         try:
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
             result = await generate_postmortem(runtime, case_id, "rep-canary")

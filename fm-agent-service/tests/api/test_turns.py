@@ -281,7 +281,7 @@ async def test_without_a_provider_the_answer_is_honest_and_cites_the_runbook(
             query=QUERY,
             files={"files": ("db.log", log.encode(), "text/plain")},
         )
-        caps = (await client.get("/internal/v1/capabilities")).json()
+        caps = (await client.get("/v1/meta/capabilities")).json()
     assert resp.status_code == 200
     body = resp.json()
     assert "No LLM provider is configured" in body["agent_response"]
@@ -303,7 +303,7 @@ async def test_without_a_provider_the_answer_is_honest_and_cites_the_runbook(
 
 async def test_capabilities_list_the_chain_without_keys(settings: Any) -> None:
     async with running(settings) as client:
-        resp = await client.get("/internal/v1/capabilities")
+        resp = await client.get("/v1/meta/capabilities")
     assert resp.status_code == 200
     assert [p["name"] for p in resp.json()["llmProviders"]] == ["primary", "secondary"]
     assert "test-key" not in resp.text
@@ -532,7 +532,8 @@ async def test_a_queued_turn_answers_202_and_its_job_completes(
 
         _args, kwargs, _ = json.loads(base64.b64decode(body["body"]))
         assert kwargs["owner_id"] == user_id
-        token = bearer_token_var.set(token_issuer.token(user_id))
+        # The worker's service token acting for the owner (internal routes take no other).
+        token = bearer_token_var.set(token_issuer.service_token(user_id))
         try:
             turn = TurnInput.model_validate(kwargs["turn"])
             response = await run_turn(rt, kwargs["case_id"], turn, kwargs["turn_key"])

@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from agent_service.domain.turns.context import TurnInput, prepare_turn
 from agent_service.runtime import build_runtime
-from fm_common.context import bearer_token_var
+from fm_common.context import set_caller
 from fm_common.errors import NotFound
 
 
@@ -27,7 +28,8 @@ async def _prepare(make_settings: Any, token: str, case_id: str, calls: list[str
         rt = build_runtime(make_settings(), http, redis=None)
         rt.case.get_case = _recording(calls, "case", rt.case.get_case)  # type: ignore[method-assign]
         rt.knowledge.search = _recording(calls, "search", rt.knowledge.search)  # type: ignore[method-assign]
-        bearer_token_var.set(token)
+        # As the request's token check does: the user's token and the user it is.
+        set_caller(token, jwt.decode(token, options={"verify_signature": False})["sub"])
         return await prepare_turn(
             rt, case_id, TurnInput(query="pgbouncer pool exhausted"), "k", time.monotonic() + 10
         )

@@ -20,7 +20,8 @@ async def _turn_then_report(settings: Any, standins: Any, token_issuer: Any, use
             headers=token_issuer.headers(user_id),
         )
         assert resp.status_code == 200
-        token = bearer_token_var.set(token_issuer.token(user_id))
+        # The worker runs it with its service token acting for the owner.
+        token = bearer_token_var.set(token_issuer.service_token(user_id))
         try:
             result = await generate_postmortem(client.app.state.runtime, case_id, "rep-1")  # type: ignore[attr-defined]
         finally:
@@ -87,7 +88,8 @@ async def test_the_post_mortem_reads_the_condensed_evidence_pasted_logs_included
             headers=token_issuer.headers(user_id),
         )
         assert resp.status_code == 200
-        token = bearer_token_var.set(token_issuer.token(user_id))
+        # The worker runs it with its service token acting for the owner.
+        token = bearer_token_var.set(token_issuer.service_token(user_id))
         try:
             await generate_postmortem(client.app.state.runtime, case_id, "rep-2")  # type: ignore[attr-defined]
         finally:

@@ -37,8 +37,10 @@ class Settings(BaseServiceSettings):
     # published in the JWKS until they expire: key rotation without logging anyone out.
     previous_key_paths: tuple[Path, ...] = ()
 
-    # The worker's credential for service tokens (shared FM_SERVICE_CLIENT_SECRET).
-    service_client_id: str = "worker"
+    # The credential of the processes that call other services' /internal routes (shared
+    # FM_SERVICE_CLIENT_SECRET) and the client names they may ask as (the token's subject
+    # is `service:<name>`). ADR 0135.
+    service_client_ids: tuple[str, ...] = ("worker", "agent", "evidence", "knowledge")
     service_client_secret: SecretStr | None = None
     service_token_max_ttl_seconds: int = Field(default=300, ge=1, le=300)
 

@@ -35,6 +35,24 @@ async def test_service_token_acts_on_behalf_of_the_user(client: httpx.AsyncClien
     assert me.json()["user_id"] == user["user_id"]
 
 
+async def test_each_calling_service_gets_tokens_under_its_own_name(
+    client: httpx.AsyncClient, register
+):
+    # The callers of /internal routes (ADR 0135); the gateway, case and session services
+    # are no clients.
+    user = (await register("dora"))["user"]
+    for name in ("worker", "agent", "evidence", "knowledge"):
+        body = {"client_id": name, "client_secret": SECRET, "on_behalf_of": user["user_id"]}
+        resp = await client.post("/internal/v1/service-token", json=body)
+        assert resp.status_code == 200, (name, resp.text)
+        claims = jwt.decode(resp.json()["access_token"], options={"verify_signature": False})
+        assert claims["sub"] == f"service:{name}"
+    for name in ("gateway", "case", "session"):
+        body = {"client_id": name, "client_secret": SECRET, "on_behalf_of": user["user_id"]}
+        resp = await client.post("/internal/v1/service-token", json=body)
+        assert resp.status_code == 401, name
+
+
 async def test_wrong_service_secret_is_401(client: httpx.AsyncClient, register):
     user = (await register("bob"))["user"]
     for body in (

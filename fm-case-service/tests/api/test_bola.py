@@ -8,10 +8,10 @@ from fm_common.jobs import JobStore
 
 
 @pytest.fixture
-async def victim(client, make_case, alice, turn, app):
+async def victim(svc, client, make_case, alice, turn, app):
     case = await make_case(alice, title="secret outage", initial_message="private")
     cid = case["case_id"]
-    await client.post(f"/internal/v1/cases/{cid}/turns", json=turn(), headers=alice)
+    await client.post(f"/internal/v1/cases/{cid}/turns", json=turn(), headers=svc(alice))
     created = await client.post(f"/api/v1/cases/{cid}/reports", headers=alice)
     assert created.status_code == 202
     return {"case_id": cid, **created.json()}
@@ -45,9 +45,11 @@ def _routes(v: dict) -> list[tuple[str, str, dict | None]]:
     ]
 
 
-async def test_other_user_gets_404_on_every_case_route(client, victim, bob, alice):
+async def test_other_user_gets_404_on_every_case_route(client, victim, bob, alice, svc):
     for method, path, body in _routes(victim):
-        resp = await client.request(method, path, json=body, headers=bob)
+        # The internal routes take service tokens only: one acting for bob.
+        headers = svc(bob) if path.startswith("/internal/") else bob
+        resp = await client.request(method, path, json=body, headers=headers)
         assert resp.status_code == 404, (method, path, resp.status_code)
         assert "secret" not in resp.text
     # Nothing bob tried changed alice's case.

@@ -269,12 +269,12 @@ async def test_delete_is_idempotent_and_removes_the_case(client, make_case, alic
     assert (await client.get("/api/v1/cases", headers=alice)).json()["total_count"] == 0
 
 
-async def test_messages_page_oldest_first(client, make_case, alice, turn):
+async def test_messages_page_oldest_first(client, make_case, alice, turn, svc):
     case = await make_case(alice, initial_message="m0")
     url = f"/internal/v1/cases/{case['case_id']}/turns"
     for i in range(1, 4):
         body = turn(user_message={"content": f"q{i}"}, assistant_message={"content": f"a{i}"})
-        assert (await client.post(url, json=body, headers=alice)).status_code == 200
+        assert (await client.post(url, json=body, headers=svc(alice))).status_code == 200
     page = (
         await client.get(
             f"/api/v1/cases/{case['case_id']}/messages?limit=3&offset=1", headers=alice
@@ -330,10 +330,12 @@ async def test_put_that_changes_nothing_keeps_the_version(client, make_case, ali
     assert resp.json()["version"] == 1
 
 
-async def test_include_empty_false_hides_cases_without_turns(client, make_case, alice, turn):
+async def test_include_empty_false_hides_cases_without_turns(svc, client, make_case, alice, turn):
     empty = await make_case(alice, title="empty")
     talked = await make_case(alice, title="talked")
-    await client.post(f"/internal/v1/cases/{talked['case_id']}/turns", json=turn(), headers=alice)
+    await client.post(
+        f"/internal/v1/cases/{talked['case_id']}/turns", json=turn(), headers=svc(alice)
+    )
     body = (await client.get("/api/v1/cases?include_empty=false", headers=alice)).json()
     assert [c["title"] for c in body["cases"]] == ["talked"]
     everything = (await client.get("/api/v1/cases", headers=alice)).json()

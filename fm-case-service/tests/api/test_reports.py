@@ -50,7 +50,7 @@ async def test_request_report_queues_the_postmortem_job(client, make_case, alice
     assert report.json()["content"] is None
 
 
-async def test_stored_report_is_readable_and_completes_the_job(client, make_case, alice):
+async def test_stored_report_is_readable_and_completes_the_job(svc, client, make_case, alice):
     case = await make_case(alice)
     cid = case["case_id"]
     created = (await client.post(f"/api/v1/cases/{cid}/reports", headers=alice)).json()
@@ -58,7 +58,7 @@ async def test_stored_report_is_readable_and_completes_the_job(client, make_case
     stored = await client.put(
         f"/internal/v1/cases/{cid}/reports/{created['report_id']}",
         json={"status": "completed", "content": markdown},
-        headers=alice,
+        headers=svc(alice),
     )
     assert stored.status_code == 200
     one = await client.get(f"/api/v1/cases/{cid}/reports/{created['report_id']}", headers=alice)
@@ -73,14 +73,14 @@ async def test_stored_report_is_readable_and_completes_the_job(client, make_case
     assert job["result"]["report_id"] == created["report_id"]
 
 
-async def test_failed_report_records_the_error(client, make_case, alice):
+async def test_failed_report_records_the_error(svc, client, make_case, alice):
     case = await make_case(alice)
     cid = case["case_id"]
     created = (await client.post(f"/api/v1/cases/{cid}/reports", headers=alice)).json()
     await client.put(
         f"/internal/v1/cases/{cid}/reports/{created['report_id']}",
         json={"status": "failed", "error": "no provider answered"},
-        headers=alice,
+        headers=svc(alice),
     )
     job = (
         await client.get(f"/api/v1/cases/{cid}/reports/jobs/{created['job_id']}", headers=alice)
@@ -89,7 +89,7 @@ async def test_failed_report_records_the_error(client, make_case, alice):
     assert job["error"]["message"] == "no provider answered"
 
 
-async def test_bad_report_requests_are_422_or_404(client, make_case, alice):
+async def test_bad_report_requests_are_422_or_404(svc, client, make_case, alice):
     case = await make_case(alice)
     cid = case["case_id"]
     bad_type = await client.post(
@@ -101,7 +101,7 @@ async def test_bad_report_requests_are_422_or_404(client, make_case, alice):
     no_job = await client.get(f"/api/v1/cases/{cid}/reports/jobs/nope", headers=alice)
     assert no_job.status_code == 404
     bad_status = await client.put(
-        f"/internal/v1/cases/{cid}/reports/nope", json={"status": "weird"}, headers=alice
+        f"/internal/v1/cases/{cid}/reports/nope", json={"status": "weird"}, headers=svc(alice)
     )
     assert bad_status.status_code == 422
 

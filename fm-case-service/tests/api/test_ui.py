@@ -16,7 +16,7 @@ async def test_inquiry_view(client, make_case, alice, reference):
 
 
 async def test_investigating_view_shows_the_investigation(
-    client, make_case, alice, turn, reference
+    svc, client, make_case, alice, turn, reference
 ):
     case = await make_case(alice, description="API 502s")
     cid = case["case_id"]
@@ -47,7 +47,7 @@ async def test_investigating_view_shows_the_investigation(
     await client.post(
         f"/internal/v1/cases/{cid}/turns",
         json=turn(to_state="investigating", investigation=inv, progress_made=True),
-        headers=alice,
+        headers=svc(alice),
     )
     body = (await client.get(f"/api/v1/cases/{cid}/ui", headers=alice)).json()
     reference("CaseUIResponse_Investigating", body)
@@ -84,7 +84,9 @@ async def test_final_views(client, make_case, alice, reference, final):
     ]
 
 
-async def test_resolved_view_shows_what_was_recorded(client, make_case, alice, turn, reference):
+async def test_resolved_view_shows_what_was_recorded(
+    svc, client, make_case, alice, turn, reference
+):
     case = await make_case(alice)
     cid = case["case_id"]
     inv = {
@@ -94,7 +96,7 @@ async def test_resolved_view_shows_what_was_recorded(client, make_case, alice, t
     stored = await client.post(
         f"/internal/v1/cases/{cid}/turns",
         json=turn(investigation=inv, to_state="investigating"),
-        headers=alice,
+        headers=svc(alice),
     )
     assert stored.status_code == 200, stored.text
     url = f"/api/v1/cases/{cid}/transition"

@@ -21,7 +21,7 @@ import structlog
 from fastapi import Depends, Request
 from jwt import PyJWK
 
-from fm_common.context import bearer_token_var
+from fm_common.context import set_caller
 from fm_common.errors import Forbidden, Unauthorized, Unavailable
 
 log = structlog.get_logger("fm_common.auth")
@@ -230,7 +230,7 @@ async def require_principal(request: Request) -> Principal:
     principal = await verifier.verify(token)
     if principal.is_service and not principal.user_id:
         raise Forbidden("A service token must act on behalf of a user here.")
-    bearer_token_var.set(token)
+    set_caller(token, None if principal.is_service else principal.user_id)
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return principal
 
@@ -251,8 +251,9 @@ async def require_admin(principal: Annotated[Principal, Depends(require_principa
 async def require_service(
     principal: Annotated[Principal, Depends(require_principal)],
 ) -> Principal:
-    """Internal routes that only services call: a user's own token is refused (issue 16:
-    a user's token reached a service's /internal route on its port and forged data)."""
+    """Every /internal route: a service token acting for a user; a user's own token is
+    403 SERVICE_ONLY (issue 16: a user's token reached a service's /internal route on its
+    port and forged an assistant message). ADR 0135."""
     if not principal.is_service:
         raise Forbidden("This route takes service tokens only.", code="SERVICE_ONLY")
     return principal

@@ -50,8 +50,9 @@ START_FIRST = ("redis", "chroma")
 # Secrets go only to the processes that use them (issue 16 item 10: the service client
 # secret was in the gateway's environment, readable by anything that reads it there).
 SECRET_ENV: dict[str, frozenset[str]] = {
-    # The worker asks the auth service for service tokens with it; auth checks it.
-    "FM_SERVICE_CLIENT_SECRET": frozenset({"auth", "worker"}),
+    # The callers of other services' /internal routes ask the auth service for service
+    # tokens with it; auth checks it. Not the gateway, case or session (ADR 0135).
+    "FM_SERVICE_CLIENT_SECRET": frozenset({"auth", "worker", "agent", "evidence", "knowledge"}),
     "FM_WORKER_SERVICE_CLIENT_SECRET": frozenset({"worker"}),
     "FM_AUTH_SERVICE_CLIENT_SECRET": frozenset({"auth"}),
     "FM_AUTH_BOOTSTRAP_ADMIN_PASSWORD": frozenset({"auth"}),

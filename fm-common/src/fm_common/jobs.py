@@ -22,6 +22,25 @@ JobStatus = Literal["queued", "running", "completed", "failed"]
 JOB_TTL_SECONDS = 7 * 24 * 3600
 QUEUES = ("ingest", "agent", "maintenance")
 
+# Fair ordering across users (issue 16 item 5): a task is sent with the priority of its
+# rank among its owner's queued work of that kind (0 for the first, 1 for the second,
+# ..., capped at the last step), and the worker takes priority 0 first (kombu's Redis
+# transport keeps one list per step and BRPOPs them in order). A user with 30 files
+# queued no longer holds the next user's first file behind all of them: work is served
+# round-robin by rank, each user's own in order. ADR 0136.
+FAIR_PRIORITY_STEPS = tuple(range(10))
+
+
+def fair_priority(rank: int) -> int:
+    """The priority of a task that has `rank` of its owner's tasks queued before it."""
+    return max(0, min(rank, FAIR_PRIORITY_STEPS[-1]))
+
+
+def broker_transport_options(visibility_timeout: int) -> dict[str, Any]:
+    """The broker options every producer and the worker share: the priority steps must
+    be the same on both sides, or a message lands in a list nobody reads."""
+    return {"visibility_timeout": visibility_timeout, "priority_steps": list(FAIR_PRIORITY_STEPS)}
+
 
 def job_key(job_id: str) -> str:
     return f"fm:job:{job_id}"
@@ -129,7 +148,7 @@ def _producer(broker_url: str) -> Any:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=False,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=broker_transport_options(3600),
     )
     return app
 
@@ -142,8 +161,10 @@ def enqueue(
     kwargs: dict[str, Any],
     task_id: str | None = None,
     countdown: float | None = None,
+    priority: int | None = None,
 ) -> str:
-    """Send task `task` (by name) to `queue`; returns the Celery task id.
+    """Send task `task` (by name) to `queue`; returns the Celery task id. `priority`:
+    0 (first, the default) to 9 (last); see `fair_priority`.
 
     Synchronous (kombu); call it with `asyncio.to_thread` from async code. Raises the
     broker's connection error when Redis is down, which services answer with 503.
@@ -154,7 +175,7 @@ def enqueue(
     # cached producer's kombu connection is not thread-safe (seen as a spurious "job queue
     # unavailable" when two uploads were queued together), so sends take turns.
     with _send_lock:
-        result = _send(broker_url, task, queue, kwargs, task_id, countdown)
+        result = _send(broker_url, task, queue, kwargs, task_id, countdown, priority)
     return str(result.id)
 
 
@@ -165,6 +186,7 @@ def _send(
     kwargs: dict[str, Any],
     task_id: str | None,
     countdown: float | None,
+    priority: int | None = None,
 ) -> Any:
     return _producer(broker_url).send_task(
         task,
@@ -172,6 +194,7 @@ def _send(
         queue=queue,
         task_id=task_id,
         countdown=countdown,
+        priority=priority,
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
     )

@@ -130,6 +130,16 @@ class BaseServiceSettings(BaseSettings):
         }
 
 
+class ServiceCallerSettings(BaseServiceSettings):
+    """Settings of a service that calls other services' /internal routes, which take
+    service tokens only (ADR 0135): its credential at the auth service. Only these
+    processes are given FM_SERVICE_CLIENT_SECRET."""
+
+    service_client_secret: SecretStr | None = None
+    # The client name (the token's subject is `service:<name>`); the service's by default.
+    service_client_id: str | None = None
+
+
 def load_settings(cls: type[S]) -> S:
     """Build settings, or stop the process with one clear line naming the bad setting."""
     from pydantic import ValidationError

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from fm_common.settings import BaseServiceSettings, StrTuple
+from fm_common.settings import ServiceCallerSettings, StrTuple
 
 MIB = 1024 * 1024
 
@@ -28,7 +28,7 @@ DEFAULT_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".gif", ".
 DEFAULT_OFFICE_EXTENSIONS: tuple[str, ...] = (".docx", ".pptx", ".xlsx", ".odt", ".ods")
 
 
-class Settings(BaseServiceSettings):
+class Settings(ServiceCallerSettings):
     """FM_EVIDENCE_* (and the shared FM_* settings)."""
 
     service_name: ClassVar[str] = "evidence"

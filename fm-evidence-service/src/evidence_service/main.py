@@ -22,6 +22,7 @@ from evidence_service.domain.evidence.flows import (
 )
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.app import create_service_app
+from fm_common.clients.auth import service_credential
 from fm_common.clients.case import CaseClient
 from fm_common.db import open_database, ping
 from fm_common.settings import load_settings
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.case_gate = CaseGate(
                 CaseClient(
                     settings.case_url, app.state.http, retry_after=settings.retry_after_seconds
-                )
+                ),
+                service_credential(settings, app.state.http),
             )
             app.state.uploads = Uploads(
                 settings, app.state.sessionmaker, store, app.state.case_gate

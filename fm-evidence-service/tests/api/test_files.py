@@ -279,24 +279,31 @@ def _derived(turn: int, evidence_id: str, **overrides: object) -> dict:
 
 
 async def test_evidence_derived_by_the_agent_is_counted_and_detailed(
-    kit, alice, bob, client, reference
+    kit, alice, bob, client, reference, token_issuer
 ):
     created = (await kit.upload(alice, uploaded_at_turn="1")).json()
     file_id = created["file_id"]
     url = f"/internal/v1/evidence/{file_id}/derived"
-    first = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=alice.headers)
+    # The agent's service token acting for the user (ADR 0135).
+    as_alice = token_issuer.service_headers(alice.user_id, client_id="agent")
+    first = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=as_alice)
     assert first.status_code == 200, first.text
     # A replayed turn writes once; a later turn adds its own.
-    again = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=alice.headers)
+    again = await client.post(url, json=_derived(1, "ev-turn1-aaaa"), headers=as_alice)
     assert again.json() == first.json()
     await client.post(
         url,
         json=_derived(2, "ev-turn2-bbbb", category="CAUSAL_EVIDENCE", summary="pool is 20"),
-        headers=alice.headers,
+        headers=as_alice,
     )
-    # Another user cannot write to (or learn of) the file.
-    theirs = await client.post(url, json=_derived(3, "ev-turn3-cccc"), headers=bob.headers)
+    # Not acting for another user: it cannot write to (or learn of) the file.
+    as_bob = token_issuer.service_headers(bob.user_id, client_id="agent")
+    theirs = await client.post(url, json=_derived(3, "ev-turn3-cccc"), headers=as_bob)
     assert theirs.status_code == 404
+    # The user's own token (the forged-write path of issue 16) is refused.
+    own = await client.post(url, json=_derived(3, "ev-turn3-dddd"), headers=alice.headers)
+    assert own.status_code == 403
+    assert own.json()["code"] == "SERVICE_ONLY"
     listed = await client.get(
         f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
     )
@@ -320,23 +327,23 @@ async def test_evidence_derived_by_the_agent_is_counted_and_detailed(
     "overrides",
     [{"category": "GUESS"}, {"source_type": "logs"}, {"summary": "x" * 501}, {"extra": 1}],
 )
-async def test_bad_derived_evidence_is_422(kit, alice, client, overrides):
+async def test_bad_derived_evidence_is_422(kit, alice, client, overrides, token_issuer):
     created = (await kit.upload(alice)).json()
     resp = await client.post(
         f"/internal/v1/evidence/{created['file_id']}/derived",
         json=_derived(1, "ev-bad-00001", **overrides),
-        headers=alice.headers,
+        headers=token_issuer.service_headers(alice.user_id, client_id="agent"),
     )
     assert resp.status_code == 422
 
 
-async def test_deleting_a_file_deletes_what_was_derived_from_it(kit, alice, client):
+async def test_deleting_a_file_deletes_what_was_derived_from_it(kit, alice, client, token_issuer):
     created = (await kit.upload(alice)).json()
     file_id = created["file_id"]
     await client.post(
         f"/internal/v1/evidence/{file_id}/derived",
         json=_derived(1, "ev-del-00001"),
-        headers=alice.headers,
+        headers=token_issuer.service_headers(alice.user_id, client_id="agent"),
     )
     assert (
         await client.delete(f"/api/v1/evidence/{file_id}", headers=alice.headers)

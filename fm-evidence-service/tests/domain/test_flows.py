@@ -15,19 +15,12 @@ from evidence_service.domain.evidence.flows import (
     sweep_orphans,
 )
 from fm_common.testing.ports import free_port
+from fm_common.testing.queues import queued
 
 
 def _queued(redis_url: str) -> list[dict]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        messages = [json.loads(raw) for raw in client.lrange("ingest", 0, -1)]
-    finally:
-        client.close()
-    out = []
-    for message in messages:
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        out.append({"task": message["headers"]["task"], "kwargs": kwargs})
-    return out
+    """The ingest queue's messages, in the order the worker takes them."""
+    return [{"task": q["task"], "kwargs": q["kwargs"]} for q in queued(redis_url, "ingest")]
 
 
 async def test_text_upload_queues_index_task_with_ids(kit, alice, settings):
@@ -39,6 +32,19 @@ async def test_text_upload_queues_index_task_with_ids(kit, alice, settings):
                        "owner_id": alice.user_id},
         }
     ]  # fmt: skip
+
+
+async def test_a_users_many_files_do_not_hold_another_users_first(kit, alice, bob, settings):
+    # Issue 16 item 5: one user's indexing held both worker children while other users'
+    # tasks waited. Each file is queued with its rank among its owner's queued files, so
+    # the worker takes them round-robin by rank (ADR 0136).
+    mine = [
+        (await kit.upload(alice, f"ERROR line {i}\n".encode() * 20)).json()["file_id"]
+        for i in range(3)
+    ]
+    theirs = (await kit.upload(bob)).json()["file_id"]
+    order = [q["kwargs"]["file_id"] for q in _queued(settings.redis_url)]
+    assert order == [mine[0], theirs, mine[1], mine[2]]
 
 
 async def test_images_are_queued_for_ocr_and_duplicates_queue_nothing_more(kit, alice, settings):

@@ -12,13 +12,15 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from fm_common.jobs import QUEUES
+from fm_common.jobs import QUEUES, broker_transport_options
 from job_worker.config import Settings
 
 
 def create_celery(settings: Settings) -> Celery:
     celery = Celery("faultmaven", broker=settings.redis_url, backend=settings.redis_url)
     transport = {"visibility_timeout": settings.visibility_timeout}
+    # The same priority steps as every producer (fair ordering across users, ADR 0136).
+    broker_transport = broker_transport_options(settings.visibility_timeout)
     celery.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -30,7 +32,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_max_memory_per_child=settings.max_memory_per_child_kb,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        broker_transport_options=transport,
+        broker_transport_options=broker_transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from fm_common.limits import ParseLimits
-from fm_common.settings import BaseServiceSettings
+from fm_common.settings import ServiceCallerSettings
 
 TEXT_EXTENSIONS = (
     "md",
@@ -40,7 +40,7 @@ OFFICE_EXTENSIONS = ("docx", "pptx", "xlsx", "odt", "ods")
 ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 
 
-class Settings(BaseServiceSettings):
+class Settings(ServiceCallerSettings):
     service_name: ClassVar[str] = "knowledge"
     model_config = SettingsConfigDict(env_prefix="FM_KNOWLEDGE_", extra="ignore", frozen=True)
 

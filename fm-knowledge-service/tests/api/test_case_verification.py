@@ -1,4 +1,5 @@
-"""A `case` upload is checked against the real case service with the caller's token."""
+"""A `case` upload is checked against the real case service, with the knowledge service's
+service token acting for the caller (minted by the test issuer, standing in for auth)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from fm_common.devstack import Stack
-from fm_common.testing.tokens import TokenIssuer
+from fm_common.testing.tokens import SERVICE_CLIENT_SECRET, TokenIssuer
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,13 @@ def case_stack(
         ports=Stack.free_ports(),
         only={"redis", "chroma", "case", "knowledge"},
         log_dir=root / "logs",
-        extra_env={"FM_JWKS_URL": token_issuer.jwks_url, "FM_KNOWLEDGE_PRELOAD_MODEL": "false"},
+        extra_env={
+            "FM_JWKS_URL": token_issuer.jwks_url,
+            "FM_KNOWLEDGE_PRELOAD_MODEL": "false",
+            # The case service's internal route takes service tokens only (ADR 0135).
+            "FM_AUTH_URL": token_issuer.url,
+            "FM_SERVICE_CLIENT_SECRET": SERVICE_CLIENT_SECRET,
+        },
     )
     if "case" not in {s.name for s in stack.selected()}:
         pytest.skip("the case service is not installed")

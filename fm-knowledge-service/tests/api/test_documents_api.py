@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from fm_common.testing.ports import free_port
+from fm_common.testing.queues import queued
 from fm_common.testing.tokens import TokenIssuer
 from knowledge_service.config import Settings
 from knowledge_service.main import create_app
@@ -253,3 +254,8 @@ async def test_queued_ingestion_is_capped_per_user(
             # Another user is not held by the first one's queue.
             other = await _upload(c, _h(token_issuer, "other"), "mine.md")
             assert other.status_code == 202
+    # And not behind it: the worker takes hog's first, the other user's, then hog's
+    # second and third (each sent with its rank among its owner's as priority, ADR 0136).
+    order = [q["id"] for q in queued(redis_url, "ingest")]
+    assert order[1] == other.json()["job"]["job_id"]
+    assert len(order) == 4

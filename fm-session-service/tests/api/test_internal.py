@@ -1,4 +1,5 @@
-"""The internal routes the auth service calls at login and logout."""
+"""The internal routes the auth service calls at login and logout, with its own service
+tokens acting for the user (a user's own token is refused: ADR 0135)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ BODY = {"client_id": "ext", "session_type": "troubleshooting", "timeout_minutes"
 
 
 def _login_token(issuer: TokenIssuer, user: str, sid: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issuer.token(user, sid=sid)}"}
+    """The auth service's service token for a login of `user` naming session `sid`."""
+    return issuer.service_headers(user, client_id="auth", session_id=sid)
 
 
 async def test_login_session_is_created_under_the_tokens_sid(
@@ -32,7 +34,8 @@ async def test_login_session_is_created_under_the_tokens_sid(
     again = await client.put(f"/internal/v1/sessions/{sid}", json={}, headers=headers)
     assert again.json()["session_id"] == sid
     assert again.json()["created_at"] == resp.json()["created_at"]
-    listed = (await client.get("/api/v1/sessions", headers=headers)).json()
+    as_alice = token_issuer.headers("alice", sid=sid)
+    listed = (await client.get("/api/v1/sessions", headers=as_alice)).json()
     assert listed["total_count"] == 1
 
 
@@ -55,10 +58,11 @@ async def test_bind_attaches_an_anonymous_session_to_the_user(
     assert bound.status_code == 200, bound.text
     assert bound.json()["user_id"] == "bob"
     assert await redis.zscore(user_index_key("bob"), sid) is not None
-    got = await client.get(f"/api/v1/sessions/{sid}", headers=headers)
+    as_bob = token_issuer.headers("bob", sid=sid)
+    got = await client.get(f"/api/v1/sessions/{sid}", headers=as_bob)
     assert got.status_code == 200
     # Bob's client id now resumes it for Bob, and no longer for anonymous callers.
-    resumed = (await client.post("/api/v1/sessions", json=BODY, headers=headers)).json()
+    resumed = (await client.post("/api/v1/sessions", json=BODY, headers=as_bob)).json()
     assert resumed["session_id"] == sid
     assert resumed["session_resumed"] is True
     anonymous = (await client.post("/api/v1/sessions", json=BODY)).json()
@@ -106,13 +110,37 @@ async def test_end_all_removes_only_the_callers_sessions(
     other = (
         await client.post("/api/v1/sessions", json=BODY, headers=token_issuer.headers("frank"))
     ).json()
-    resp = await client.delete("/internal/v1/sessions", headers=erin)
+    resp = await client.delete(
+        "/internal/v1/sessions", headers=token_issuer.service_headers("erin", client_id="auth")
+    )
     assert resp.status_code == 200
     assert resp.json() == {"ended_sessions": 3}
     for sid in ids:
         assert await redis.exists(session_key(sid)) == 0
     assert (await client.get("/api/v1/sessions", headers=erin)).json()["total_count"] == 0
     assert await redis.exists(session_key(other["session_id"])) == 1
+
+
+async def test_internal_routes_refuse_a_users_own_token(
+    client: httpx.AsyncClient, token_issuer: TokenIssuer
+):
+    # Issue 16 item 10: a user's own token reached /internal routes on a service's port.
+    sid = str(uuid.uuid4())
+    own = token_issuer.headers("ivy", sid=sid)
+    for method, path in (
+        ("PUT", f"/internal/v1/sessions/{sid}"),
+        ("PUT", f"/internal/v1/sessions/{sid}/user"),
+        ("DELETE", "/internal/v1/sessions"),
+    ):
+        resp = await client.request(method, path, headers=own)
+        assert resp.status_code == 403, path
+        assert resp.json()["code"] == "SERVICE_ONLY"
+    # The same login with the auth service's token acting for ivy works.
+    opened = await client.put(
+        f"/internal/v1/sessions/{sid}", json={}, headers=_login_token(token_issuer, "ivy", sid)
+    )
+    assert opened.status_code == 200
+    assert opened.json()["user_id"] == "ivy"
 
 
 async def test_internal_routes_need_a_token(client: httpx.AsyncClient):
@@ -135,16 +163,17 @@ async def test_session_client_speaks_the_routes(make_settings, token_issuer: Tok
         sessions = SessionClient(server.url, http)
         sid = str(uuid.uuid4())
         token = token_issuer.token("gina", sid=sid)
+        auth = token_issuer.service_token("gina", client_id="auth", session_id=sid)
         opened = await sessions.open_login_session(
-            sid, token, SessionCreateRequest(timeout_minutes=60)
+            sid, auth, SessionCreateRequest(timeout_minutes=60)
         )
         assert opened.session_id == sid
         assert opened.timeout_minutes == 60
         assert (await sessions.get(sid, token)).user_id == "gina"
-        assert await sessions.bind(str(uuid.uuid4()), token) is None
+        assert await sessions.bind(str(uuid.uuid4()), auth) is None
         assert await sessions.end(sid, token) is True
         assert await sessions.end(sid, token) is False
-        assert await sessions.end_all(token) == 0
+        assert await sessions.end_all(auth) == 0
     finally:
         await http.aclose()
         server.stop()

@@ -22,7 +22,7 @@ async def llm_providers(state: GatewayState) -> list[dict[str, str]]:
     cached = state.cache.get("llm_providers")
     if cached is not None and cached[0] > now:
         return cached[1]  # type: ignore[no-any-return]
-    url = f"{state.settings.agent_url.rstrip('/')}/internal/v1/capabilities"
+    url = f"{state.settings.agent_url.rstrip('/')}/v1/meta/capabilities"
     providers: list[dict[str, str]] = []
     ttl = state.settings.capabilities_cache_seconds
     try:

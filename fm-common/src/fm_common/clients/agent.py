@@ -11,4 +11,4 @@ class AgentClient(ServiceClient):
 
     async def capabilities(self) -> AgentCapabilities:
         """The provider chain (names, kinds, models; never keys). No token needed."""
-        return await self.get_model("/internal/v1/capabilities", AgentCapabilities)
+        return await self.get_model("/v1/meta/capabilities", AgentCapabilities)

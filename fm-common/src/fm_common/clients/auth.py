@@ -1,9 +1,11 @@
-"""Typed client of the auth service: service tokens for the worker, and /me."""
+"""Typed client of the auth service: service tokens (this process's service credential,
+for the /internal routes of other services), and /me."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
@@ -14,7 +16,11 @@ from fm_common.contracts.auth import (
     ServiceTokenResponse,
     UserInfoResponse,
 )
-from fm_common.errors import Unauthorized
+from fm_common.errors import Unavailable
+
+if TYPE_CHECKING:
+    from fm_common.auth import Principal
+    from fm_common.settings import ServiceCallerSettings
 
 # A cached service token is replaced this long before it expires, so a token handed out
 # never expires while the caller is still using it for one request.
@@ -52,8 +58,9 @@ class AuthClient(ServiceClient):
             cached = self._cache.get(on_behalf_of)
             if cached and cached[1] - time.monotonic() > REFRESH_MARGIN_SECONDS:
                 return cached[0]
-            if self.client_secret is None:
-                raise Unauthorized(
+            if self.client_secret is None or not self.client_secret.get_secret_value():
+                # A deployment fault, not the caller's: 503, and the log names the setting.
+                raise Unavailable(
                     "No service client secret is configured (FM_SERVICE_CLIENT_SECRET).",
                     code="SERVICE_CREDENTIAL_MISSING",
                 )
@@ -76,6 +83,13 @@ class AuthClient(ServiceClient):
                 self._drop_expired()
             return resp.access_token
 
+    async def token_for(self, principal: Principal) -> str:
+        """The token for an /internal call made for `principal`: theirs when it is already
+        a service token (the worker), else a service token acting for their user."""
+        if principal.is_service:
+            return principal.token
+        return await self.service_token(principal.user_id)
+
     def _drop_expired(self) -> None:
         now = time.monotonic()
         for key in [
@@ -85,3 +99,14 @@ class AuthClient(ServiceClient):
 
     async def me(self, token: str | None = None) -> UserInfoResponse:
         return await self.get_model("/api/v1/auth/me", UserInfoResponse, token=token)
+
+
+def service_credential(settings: ServiceCallerSettings, http: httpx.AsyncClient) -> AuthClient:
+    """This process's service credential (its /internal calls to other services)."""
+    return AuthClient(
+        settings.auth_url,
+        http,
+        client_id=settings.service_client_id or settings.service_name,
+        client_secret=settings.service_client_secret,
+        retry_after=settings.retry_after_seconds,
+    )

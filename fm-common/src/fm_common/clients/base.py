@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
 from pydantic import BaseModel
 
-from fm_common.context import current_bearer_token, current_request_id
+from fm_common.context import current_acting_user, current_bearer_token, current_request_id
 from fm_common.errors import (
     BadGateway,
     BadRequest,
@@ -59,18 +59,49 @@ def create_http_client(
     )
 
 
+class ServiceTokenSource(Protocol):
+    async def service_token(self, on_behalf_of: str) -> str: ...
+
+
+INTERNAL_PREFIX = "/internal/"
+
+
 class ServiceClient:
-    """Typed async client of one FaultMaven service."""
+    """Typed async client of one FaultMaven service.
+
+    With `service_tokens` (this process's service credential, an AuthClient), a call to
+    an `/internal/` route without an explicit `token` goes out with a service token acting
+    for the user whose request is being served: internal routes refuse users' own tokens
+    (ADR 0135). With no such user (the worker, already holding a service token) the
+    caller's bearer token is sent as before.
+    """
 
     service: str = "service"
 
     def __init__(
-        self, base_url: str, http: httpx.AsyncClient, *, retries: int = 2, retry_after: int = 5
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        *,
+        retries: int = 2,
+        retry_after: int = 5,
+        service_tokens: ServiceTokenSource | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
         self.retries = retries
         self.retry_after = retry_after
+        self.service_tokens = service_tokens
+
+    async def _internal_token(self, path: str, token: str | None) -> str | None:
+        if token is not None or self.service_tokens is None:
+            return token
+        if not path.startswith(INTERNAL_PREFIX):
+            return None
+        user = current_acting_user()
+        if user is None:
+            return None
+        return await self.service_tokens.service_token(user)
 
     def _headers(self, token: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -98,6 +129,7 @@ class ServiceClient:
     ) -> httpx.Response:
         """Send a request; return the 2xx response or raise the matching FMError."""
         url = f"{self.base_url}{path}"
+        token = await self._internal_token(path, token)
         attempts = 1 + (self.retries if method.upper() in _IDEMPOTENT else 0)
         send_kwargs: dict[str, Any] = {}
         if timeout is not None:

@@ -182,7 +182,7 @@ class LLMProviderInfo(BaseModel):
 
 
 class AgentCapabilities(BaseModel):
-    """GET /internal/v1/capabilities (never any key)."""
+    """GET /v1/meta/capabilities (never any key)."""
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -78,7 +78,14 @@ class TokenMinter:
         claims = {"sub": user_id, "sid": session_id, "fam": family_id, "type": "refresh"}
         return self._sign(claims, self.refresh_ttl)
 
-    def service(self, *, client_id: str, on_behalf_of: str | None, ttl: int) -> Minted:
+    def service(
+        self,
+        *,
+        client_id: str,
+        on_behalf_of: str | None,
+        ttl: int,
+        session_id: str | None = None,
+    ) -> Minted:
         claims: dict[str, Any] = {
             "sub": f"service:{client_id}",
             "username": f"service:{client_id}",
@@ -87,6 +94,9 @@ class TokenMinter:
         }
         if on_behalf_of:
             claims["on_behalf_of"] = on_behalf_of
+        if session_id:
+            # The login session the auth service opens or binds for the user.
+            claims["sid"] = session_id
         return self._sign(claims, ttl)
 
     def read_refresh(self, token: str) -> RefreshClaims:

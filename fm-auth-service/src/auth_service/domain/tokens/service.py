@@ -140,17 +140,17 @@ def issue_service_token(
     minter: TokenMinter,
     body: ServiceTokenRequest,
     *,
-    client_id: str,
+    client_ids: tuple[str, ...],
     client_secret: SecretStr | None,
     max_ttl: int,
 ) -> ServiceTokenResponse:
-    """A short-lived service token for the worker's credential (constant-time check)."""
+    """A short-lived service token for a service's credential (constant-time check)."""
     if client_secret is None or not client_secret.get_secret_value():
         raise Unauthorized(
             "Service tokens are not enabled (no service client secret is configured).",
             code="INVALID_CLIENT",
         )
-    id_ok = hmac.compare_digest(body.client_id.encode(), client_id.encode())
+    id_ok = body.client_id in client_ids
     secret_ok = hmac.compare_digest(
         body.client_secret.encode(), client_secret.get_secret_value().encode()
     )
@@ -158,6 +158,6 @@ def issue_service_token(
         log.warning("auth.service_token_refused", client_id=body.client_id)
         raise Unauthorized("The client credentials are not valid.", code="INVALID_CLIENT")
     ttl = min(body.ttl_seconds, max_ttl)
-    minted = minter.service(client_id=client_id, on_behalf_of=body.on_behalf_of, ttl=ttl)
-    log.info("auth.service_token_issued", client_id=client_id, on_behalf_of=body.on_behalf_of)
+    minted = minter.service(client_id=body.client_id, on_behalf_of=body.on_behalf_of, ttl=ttl)
+    log.info("auth.service_token_issued", client_id=body.client_id, on_behalf_of=body.on_behalf_of)
     return ServiceTokenResponse(access_token=minted.token, expires_in=ttl)

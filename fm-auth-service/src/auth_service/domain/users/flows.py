@@ -69,6 +69,21 @@ class AuthContext:
         return self.settings.admin_username_set | self.bootstrap_admins
 
 
+# Seconds a service token the auth service mints for its own session-service call lives.
+_OWN_SERVICE_TOKEN_SECONDS = 60
+
+
+def _session_service_token(ctx: AuthContext, user_id: str, session_id: str | None = None) -> str:
+    """The auth service's own service token for the session service's internal routes,
+    acting for `user_id` (and naming the login session): they refuse users' tokens."""
+    return ctx.minter.service(
+        client_id="auth",
+        on_behalf_of=user_id,
+        ttl=_OWN_SERVICE_TOKEN_SECONDS,
+        session_id=session_id,
+    ).token
+
+
 async def _open_session(
     ctx: AuthContext, user: User, bind_session_id: str | None
 ) -> AuthTokenResponse:
@@ -79,7 +94,9 @@ async def _open_session(
         access = ctx.minter.access(
             user_id=user.id, username=user.username, roles=roles, session_id=bind_session_id
         )
-        session = await ctx.sessions.bind(bind_session_id, access.token)
+        session = await ctx.sessions.bind(
+            bind_session_id, _session_service_token(ctx, user.id, bind_session_id)
+        )
         if session is None:
             # Gone or someone else's: this token named a session it will not have.
             await ctx.store.deny({access.jti: float(access.expires_at)})
@@ -89,7 +106,9 @@ async def _open_session(
         access = ctx.minter.access(
             user_id=user.id, username=user.username, roles=roles, session_id=sid
         )
-        session = await ctx.sessions.open_login_session(sid, access.token)
+        session = await ctx.sessions.open_login_session(
+            sid, _session_service_token(ctx, user.id, sid)
+        )
     assert access is not None
     pair = await tokens.issue_pair(
         ctx.minter, ctx.store, access, user_id=user.id, session_id=session.session_id
@@ -178,7 +197,7 @@ async def logout(ctx: AuthContext, principal: Principal, *, everywhere: bool) ->
     if principal.is_service:
         raise Forbidden("A service token cannot log out.", code="SERVICE_TOKEN")
     if everywhere:
-        ended = await ctx.sessions.end_all(principal.token)
+        ended = await ctx.sessions.end_all(_session_service_token(ctx, principal.user_id))
         revoked = await tokens.revoke_user_tokens(ctx.store, principal)
         log.info("auth.logged_out_everywhere", sessions=ended, revoked=revoked)
         return LogoutResponse(
@@ -195,11 +214,11 @@ async def logout(ctx: AuthContext, principal: Principal, *, everywhere: bool) ->
 async def service_token(
     ctx: AuthContext, db: AsyncSession, body: ServiceTokenRequest
 ) -> ServiceTokenResponse:
-    """A service token for the worker's credential, acting for an existing user."""
+    """A service token for a service's credential, acting for an existing user."""
     response = tokens.issue_service_token(
         ctx.minter,
         body,
-        client_id=ctx.settings.service_client_id,
+        client_ids=ctx.settings.service_client_ids,
         client_secret=ctx.settings.service_client_secret,
         max_ttl=ctx.settings.service_token_max_ttl_seconds,
     )

@@ -1,7 +1,8 @@
 """Internal routes (never routed by the gateway): the agent service and the worker.
 
-They need a bearer token like every route (the user's, or a service token acting on
-behalf of the user) and scope every answer to that user.
+They take service tokens only (the agent's or the worker's, acting on behalf of the user;
+a user's own token is 403 SERVICE_ONLY: issue 16, a user's token on this port forged an
+assistant message; ADR 0135) and scope every answer to that user.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from case_service.api.deps import CurrentPrincipal, JobsDep, ReadSessionDep, SessionDep
+from case_service.api.deps import JobsDep, ReadSessionDep, SessionDep
 from case_service.domain.cases import internal as internal_service
 from case_service.domain.cases import service
 from case_service.domain.reports import service as reports_service
+from fm_common.auth import ServicePrincipal
 from fm_common.contracts.case import (
     CaseContext,
     CaseMessagesResponse,
@@ -27,6 +29,7 @@ router = APIRouter(prefix="/internal/v1/cases/{case_id}", tags=["internal"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not authenticated"},
+    403: {"description": "Not a service token (SERVICE_ONLY)"},
     404: {"description": "No such case of the caller"},
 }
 
@@ -34,7 +37,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("", response_model=CaseContext, responses=_NOT_FOUND)
 async def get_case_context(
     case_id: str,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     session: ReadSessionDep,
     history: Annotated[int, Query(ge=0, le=200)] = 0,
 ) -> CaseContext:
@@ -45,7 +48,7 @@ async def get_case_context(
 @router.get("/messages/recent", response_model=CaseMessagesResponse, responses=_NOT_FOUND)
 async def recent_messages(
     case_id: str,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> CaseMessagesResponse:
@@ -59,7 +62,7 @@ async def recent_messages(
     responses={**_NOT_FOUND, 409: {"description": "INVALID_TRANSITION"}},
 )
 async def append_turn(
-    case_id: str, body: TurnAppendRequest, principal: CurrentPrincipal, session: SessionDep
+    case_id: str, body: TurnAppendRequest, principal: ServicePrincipal, session: SessionDep
 ) -> TurnAppendResult:
     """Store a user message, the answer and the investigation update in one transaction."""
     return await service.append_turn(session, principal.user_id, case_id, body)
@@ -70,7 +73,7 @@ async def store_report(
     case_id: str,
     report_id: str,
     body: ReportStoreRequest,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     session: SessionDep,
     jobs: JobsDep,
 ) -> Report:

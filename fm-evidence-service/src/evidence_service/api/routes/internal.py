@@ -1,9 +1,8 @@
 """/internal/v1/...: called by other services (never routed by the gateway).
 
-The worker's routes take service tokens only (a worker's token acting on behalf of the
-user; a user's own token is 403 `SERVICE_ONLY`: issue 16); `POST .../derived`, which the
-agent calls with the user's forwarded token, still takes it. All apply the same
-ownership rules as the public routes.
+Every route takes service tokens only (the worker's or the agent's, acting on behalf of
+the user; a user's own token is 403 `SERVICE_ONLY`: issue 16, ADR 0135). All apply the
+same ownership rules as the public routes.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from evidence_service.api.deps import EvidenceServiceDep
-from fm_common.auth import CurrentPrincipal, ServicePrincipal
+from fm_common.auth import ServicePrincipal
 from fm_common.contracts.evidence import (
     AnalysisUpdate,
     DerivedEvidenceCreate,
@@ -52,10 +51,10 @@ async def set_analysis(
 @router.put(
     "/evidence/{file_id}/text",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: _ERROR, 404: _ERROR, 413: _ERROR, 422: _ERROR},
+    responses={401: _ERROR, 403: _ERROR, 404: _ERROR, 413: _ERROR, 422: _ERROR},
 )
 async def set_text(
-    file_id: str, body: ExtractedText, principal: CurrentPrincipal, service: EvidenceServiceDep
+    file_id: str, body: ExtractedText, principal: ServicePrincipal, service: EvidenceServiceDep
 ) -> None:
     """The worker stores the text it read from an image (OCR, with word boxes) or an
     office document; GET /api/v1/evidence/{id}/text serves it."""
@@ -64,12 +63,12 @@ async def set_text(
 
 @router.post(
     "/evidence/{file_id}/derived",
-    responses={401: _ERROR, 404: _ERROR, 409: _ERROR, 422: _ERROR},
+    responses={401: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR, 422: _ERROR},
 )
 async def add_derived(
     file_id: str,
     body: DerivedEvidenceCreate,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     service: EvidenceServiceDep,
 ) -> DerivedEvidenceSummary:
     """The agent records what a turn concluded from the file (idempotent by evidence_id)."""

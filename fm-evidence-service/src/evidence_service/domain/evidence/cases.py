@@ -1,9 +1,12 @@
-"""Is this case the caller's? Asked of the case service (its owner) with the caller's token."""
+"""Is this case the caller's? Asked of the case service (its owner) on its internal route,
+with a service token acting for the caller (ADR 0135)."""
 
 from __future__ import annotations
 
 import re
 
+from fm_common.auth import Principal
+from fm_common.clients.auth import AuthClient
 from fm_common.clients.case import CaseClient
 from fm_common.errors import NotFound, Unprocessable
 
@@ -25,10 +28,11 @@ def check_case_id(case_id: str) -> str:
 
 
 class CaseGate:
-    def __init__(self, client: CaseClient) -> None:
+    def __init__(self, client: CaseClient, tokens: AuthClient) -> None:
         self.client = client
+        self.tokens = tokens
 
-    async def ensure_case(self, case_id: str, token: str) -> None:
+    async def ensure_case(self, case_id: str, principal: Principal) -> None:
         """Return when the case exists and is the caller's; CaseNotFound otherwise.
 
         The case service answers 404 for another user's case, so this never tells them
@@ -36,6 +40,7 @@ class CaseGate:
         """
         try:
             # Only the status matters here, so the body is not parsed into CaseContext.
+            token = await self.tokens.token_for(principal)
             await self.client.request("GET", f"/internal/v1/cases/{case_id}", token=token)
         except NotFound:
             raise CaseNotFound() from None

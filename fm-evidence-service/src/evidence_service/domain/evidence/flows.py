@@ -43,7 +43,7 @@ from fm_common.contracts.evidence import (
     UploadSource,
 )
 from fm_common.errors import Unprocessable
-from fm_common.jobs import enqueue
+from fm_common.jobs import enqueue, fair_priority
 
 log = structlog.get_logger("evidence_service.flows")
 
@@ -111,7 +111,7 @@ class Uploads:
             # A case_id sent before the file is checked before the file is read.
             if name == "case_id":
                 case_id = check_case_id(value)
-                await self.cases.ensure_case(case_id, principal.token)
+                await self.cases.ensure_case(case_id, principal)
                 checked.add(case_id)
 
         receiver = UploadReceiver(self.settings, self.store, on_field)
@@ -203,11 +203,20 @@ async def queue_index(
     settings: Settings, maker: async_sessionmaker[AsyncSession], row: EvidenceFileRow
 ) -> bool:
     """Queue knowledge.index_evidence for a stored file; False (and logged) when the
-    broker is down: the file stays stored and the re-queue loop tries again."""
+    broker is down: the file stays stored and the re-queue loop tries again. Its priority
+    is its rank among the owner's queued files, so one user's many files do not hold
+    another user's first (ADR 0136)."""
     kwargs = {"file_id": row.id, "case_id": row.case_id, "owner_id": row.owner_id}
+    async with maker() as session:
+        rank = await EvidenceRepository(session).queued_index_count(row.owner_id)
     try:
         await asyncio.to_thread(
-            enqueue, settings.effective_broker_url, INDEX_TASK, queue=INDEX_QUEUE, kwargs=kwargs
+            enqueue,
+            settings.effective_broker_url,
+            INDEX_TASK,
+            queue=INDEX_QUEUE,
+            kwargs=kwargs,
+            priority=fair_priority(rank),
         )
     except _ENQUEUE_ERRORS as exc:
         INDEX_ENQUEUE_FAILURES.inc()

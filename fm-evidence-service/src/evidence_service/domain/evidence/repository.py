@@ -132,6 +132,20 @@ class EvidenceRepository(Repository[EvidenceFileRow]):
             update(EvidenceFileRow).where(EvidenceFileRow.id == file_id).values(index_queued_at=at)
         )
 
+    async def queued_index_count(self, owner_id: str) -> int:
+        """How many of the owner's files wait for (or are in) their index task: the rank
+        a newly queued one takes (fair ordering across users, ADR 0136)."""
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(EvidenceFileRow)
+            .where(
+                EvidenceFileRow.owner_id == owner_id,
+                EvidenceFileRow.index_queued_at.is_not(None),
+                EvidenceFileRow.analysis_status.in_(("pending", "processing")),
+            )
+        )
+        return int(count or 0)
+
     async def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()

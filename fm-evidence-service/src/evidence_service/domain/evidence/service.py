@@ -205,7 +205,7 @@ class EvidenceService:
         )
         if total == 0:
             # No file of the caller's in it: an empty case of theirs, or not theirs at all.
-            await self.cases.ensure_case(case_id, principal.token)
+            await self.cases.ensure_case(case_id, principal)
         counts = await self.repo.derived_counts([row.id for row in rows])
         return UploadedFilesList(
             files=[

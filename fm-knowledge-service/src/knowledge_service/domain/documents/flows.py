@@ -27,7 +27,7 @@ from fm_common.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from fm_common.jobs import JobStore, enqueue
+from fm_common.jobs import JobStore, enqueue, fair_priority
 from knowledge_service.config import ALLOWED_EXTENSIONS, Settings
 from knowledge_service.domain.documents import service
 from knowledge_service.domain.documents.models import Document
@@ -94,20 +94,24 @@ async def _store_file(upload: UploadFile, settings: Settings, document_id: str) 
 
 
 async def _verify_case(principal: Principal, case_id: str, settings: Settings, http: Any) -> None:
-    """404 unless the case service says the case is the caller's."""
+    """404 unless the case service says the case is the caller's (its internal route,
+    with a service token acting for the caller: ADR 0135)."""
     if not settings.verify_case_ownership:
         return
+    from fm_common.clients.auth import service_credential
     from fm_common.clients.case import CaseClient
 
     client = CaseClient(settings.case_url, http, retry_after=settings.retry_after_seconds)
-    await client.get_case(case_id, token=principal.token)
+    token = await service_credential(settings, http).token_for(principal)
+    await client.get_case(case_id, token=token)
 
 
 async def _check_pending(
     maker: async_sessionmaker[AsyncSession], settings: Settings, user_id: str
-) -> None:
+) -> int:
     """429 TOO_MANY_PENDING while the user already has this much waiting for the worker
-    (issue 16 item 5: one user's indexing held both worker children for 7 minutes)."""
+    (issue 16 item 5: one user's indexing held both worker children for 7 minutes);
+    else how many documents of theirs wait (the new one's rank, ADR 0136)."""
     async with maker() as session:
         count, size = await DocumentRepository(session).pending_of(user_id)
     if (
@@ -119,6 +123,7 @@ async def _check_pending(
             "You have too many documents waiting to be processed; upload more when some are done.",
             code="TOO_MANY_PENDING",
         )
+    return count
 
 
 async def upload_document(
@@ -140,7 +145,7 @@ async def upload_document(
         await _verify_case(principal, form.case_id, settings, http)
     filename = (upload.filename or "upload.txt").replace("/", "_").replace("\\", "_")[-300:]
     _check_extension(filename)
-    await _check_pending(maker, settings, principal.user_id)
+    rank = await _check_pending(maker, settings, principal.user_id)
 
     document_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())
@@ -193,6 +198,7 @@ async def upload_document(
             queue=INGEST_QUEUE,
             kwargs=kwargs,
             task_id=job_id,
+            priority=fair_priority(rank),
         )
     except Exception as exc:
         # The queue is down: undo the upload so no document waits for a job never sent.

@@ -1,4 +1,6 @@
-"""Service-to-service routes (never routed by the gateway; a bearer token is still required)."""
+"""Service-to-service routes (never routed by the gateway): the auth service's own service
+tokens only, acting for the user (and naming the login session); a user's token is 403
+SERVICE_ONLY (ADR 0135)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from fm_common.auth import CurrentPrincipal
+from fm_common.auth import ServicePrincipal
 from fm_common.contracts.session import (
     SessionCreateRequest,
     SessionResponse,
@@ -26,14 +28,14 @@ _503: Responses = {503: {**_ERR, "description": "Redis is unavailable (Retry-Aft
     "/{session_id}",
     responses={
         401: {**_ERR, "description": "Missing or invalid token"},
-        403: {**_ERR, "description": "The token's sid is another session"},
+        403: {**_ERR, "description": "Not a service token, or its sid is another session"},
         **_503,
     },
 )
 async def open_login_session(
     session_id: str,
     store: StoreDep,
-    principal: CurrentPrincipal,
+    principal: ServicePrincipal,
     request: Annotated[SessionCreateRequest | None, Body()] = None,
 ) -> SessionResponse:
     """Create the login session named by the token's sid (idempotent)."""
@@ -46,18 +48,26 @@ async def open_login_session(
     "/{session_id}/user",
     responses={
         401: {**_ERR, "description": "Missing or invalid token"},
+        403: {**_ERR, "description": "Not a service token"},
         404: {**_ERR, "description": "Session gone or bound to another user"},
         **_503,
     },
 )
 async def bind_session(
-    session_id: str, store: StoreDep, principal: CurrentPrincipal
+    session_id: str, store: StoreDep, principal: ServicePrincipal
 ) -> SessionResponse:
     """Bind an anonymous session to the token's user (login with X-Session-Id)."""
     return await service.bind_session(store, principal, session_id)
 
 
-@router.delete("", responses={401: {**_ERR, "description": "Missing or invalid token"}, **_503})
-async def end_all_sessions(store: StoreDep, principal: CurrentPrincipal) -> SessionsEndedResponse:
+@router.delete(
+    "",
+    responses={
+        401: {**_ERR, "description": "Missing or invalid token"},
+        403: {**_ERR, "description": "Not a service token"},
+        **_503,
+    },
+)
+async def end_all_sessions(store: StoreDep, principal: ServicePrincipal) -> SessionsEndedResponse:
     """End every session of the token's user (logout of all sessions)."""
     return await service.end_all_sessions(store, principal)

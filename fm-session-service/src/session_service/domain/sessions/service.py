@@ -84,8 +84,9 @@ async def open_session(
 async def open_login_session(
     store: SessionStore, principal: Principal, session_id: str, request: SessionCreateRequest
 ) -> SessionResponse:
-    """Create the session a login named in its token's `sid`; a retry returns it again."""
-    if principal.session_id != session_id or principal.is_service:
+    """Create the session a login named in its (auth service's) token's `sid`; a retry
+    returns it again."""
+    if principal.session_id != session_id:
         raise Forbidden("The token does not name this session.", code="SESSION_ID_MISMATCH")
     existing = await store.get(session_id)
     if existing is not None:

@@ -1,0 +1,308 @@
+"""One noisy user against a quiet one, on the real stack (issue 16 item 5).
+
+The attack run: three 1 MB pasted turns by one user slowed another user's small turn
+from 0.07 s to 15.8 s, and their indexing held both worker children for 7 minutes while
+34 other ingestion tasks waited. This starts the system the way `make run` does (the
+fake provider in its own process, the real worker with 2 children and the real embedding
+model) and measures, for the quiet user B:
+  - small turns (a one-line query): latency alone, then while A sends three concurrent
+    1 MB pasted turns (the per-user turn cap answers the third 429);
+  - the indexing of one small evidence file: wait alone, then queued behind A's pasted
+    evidence and a backlog of A's uploads, and how many of A's queued files the worker
+    took before B's (fair ordering by rank, ADR 0136: 0 or 1 expected, all of them
+    under plain FIFO; a task already running is never preempted).
+Writes bench/results/fairness.json and fairness.md.
+
+    uv run --frozen --no-sync python bench/fairness.py [--paste-mb 1] [--backlog 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fm_common.devstack import Stack
+from fm_common.testing.ports import free_port, wait_for_port
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+PASSWORD = "correct horse battery staple"
+QUERY = "The orders API returns 502 since 10:00; what should I check first?"
+LOG_LINE = "2026-12-05T10:00:{s:02d}Z ERROR orders-api upstream timeout pool={n} req={r}\n"
+
+
+def log_text(size: int, seed: str) -> str:
+    """Log lines of `size` characters, distinct per `seed` (no dedupe)."""
+    lines, total, r = [], 0, 0
+    while total < size:
+        line = f"{seed} " + LOG_LINE.format(s=r % 60, n=r % 40, r=r)
+        lines.append(line)
+        total += len(line)
+        r += 1
+    return "".join(lines)[:size]
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "n": len(values),
+        "p50_s": round(statistics.median(ordered), 3),
+        "max_s": round(ordered[-1], 3),
+        "mean_s": round(statistics.fmean(ordered), 3),
+    }
+
+
+async def register(client: httpx.AsyncClient) -> dict[str, str]:
+    name = f"fair_{uuid.uuid4().hex[:10]}"
+    resp = await client.post("/api/v1/auth/register", json={"username": name, "password": PASSWORD})
+    resp.raise_for_status()
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+async def new_case(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    resp = await client.post("/api/v1/cases", json={"title": None, "priority": "low"}, headers=auth)
+    resp.raise_for_status()
+    return str(resp.json()["case_id"])
+
+
+async def small_turn(client: httpx.AsyncClient, auth: dict[str, str], case_id: str) -> float:
+    start = time.perf_counter()
+    resp = await client.post(f"/api/v1/cases/{case_id}/turns", data={"query": QUERY}, headers=auth)
+    if resp.status_code != 200:
+        raise RuntimeError(f"small turn failed: {resp.status_code} {resp.text[:300]}")
+    return time.perf_counter() - start
+
+
+async def pasted_turn(
+    client: httpx.AsyncClient, auth: dict[str, str], case_id: str, text: str
+) -> tuple[int, float]:
+    start = time.perf_counter()
+    # Multipart, as the extension sends it (a url-encoded 1 MB field grows past 1 MiB).
+    form = {"query": (None, "What is wrong here?"), "pasted_content": (None, text)}
+    resp = await client.post(f"/api/v1/cases/{case_id}/turns", files=form, headers=auth)
+    if resp.status_code not in (200, 429):
+        raise RuntimeError(f"pasted turn failed: {resp.status_code} {resp.text[:300]}")
+    return resp.status_code, time.perf_counter() - start
+
+
+async def upload(
+    client: httpx.AsyncClient, auth: dict[str, str], case_id: str, text: str, name: str
+) -> str:
+    resp = await client.post(
+        "/api/v1/evidence",
+        data={"case_id": case_id},
+        files={"file": (name, text.encode(), "text/plain")},
+        headers=auth,
+    )
+    if resp.status_code != 201:
+        raise RuntimeError(f"upload failed: {resp.status_code} {resp.text[:300]}")
+    return str(resp.json()["file_id"])
+
+
+async def wait_indexed(
+    client: httpx.AsyncClient,
+    files: list[tuple[dict[str, str], str]],
+    timeout: float,
+    until: str | None = None,
+) -> dict[str, float]:
+    """file_id -> the monotonic time its analysis was seen ended (completed or failed),
+    polling every file (with its owner's token) in one loop; all of them, or until file
+    `until` has ended."""
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(files) and time.monotonic() < deadline and until not in done:
+        for auth, fid in files:
+            if fid in done:
+                continue
+            resp = await client.get(f"/api/v1/evidence/{fid}", headers=auth)
+            resp.raise_for_status()
+            if resp.json()["analysis_status"] in (
+                "completed",
+                "failed",
+            ):
+                done[fid] = time.monotonic()
+        await asyncio.sleep(2.0)
+    return done
+
+
+async def quiet_turns(
+    client: httpx.AsyncClient, auth: dict[str, str], case_id: str, stop: asyncio.Event, least: int
+) -> list[float]:
+    out: list[float] = []
+    while not stop.is_set() or len(out) < least:
+        out.append(await small_turn(client, auth, case_id))
+    return out
+
+
+async def measure(stack: Stack, paste_mb: float, backlog: int, turns: int) -> dict[str, Any]:
+    timeout = httpx.Timeout(600.0, connect=10.0)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=timeout) as client:
+        a, b = await register(client), await register(client)
+        case_a, case_b = await new_case(client, a), await new_case(client, b)
+        await small_turn(client, b, case_b)  # warm-up (imports, connections)
+
+        # 1. B alone.
+        alone = [await small_turn(client, b, case_b) for _ in range(turns)]
+        t0 = time.monotonic()
+        fid = await upload(client, b, case_b, log_text(2_000, "quiet-alone"), "quiet-alone.log")
+        index_alone = (await wait_indexed(client, [(b, fid)], 600))[fid] - t0
+
+        # 2. A's three concurrent 1 MB pasted turns, B's small turns meanwhile.
+        size = int(paste_mb * 1_000_000)
+        stop = asyncio.Event()
+        quiet = asyncio.create_task(quiet_turns(client, b, case_b, stop, turns))
+        noisy = await asyncio.gather(
+            *(
+                pasted_turn(client, a, case_a, log_text(size, f"noisy-{i}-{uuid.uuid4().hex}"))
+                for i in range(3)
+            )
+        )
+        stop.set()
+        during = await quiet
+
+        # 3. A's backlog of uploads behind its pasted evidence, then B's one small file.
+        mine = [
+            await upload(client, a, case_a, log_text(200_000, f"backlog-{i}"), f"b{i}.log")
+            for i in range(backlog)
+        ]
+        t1 = time.monotonic()
+        theirs = await upload(client, b, case_b, log_text(2_000, "quiet-busy"), "quiet-busy.log")
+        files = [(b, theirs)] + [(a, f) for f in mine]
+        ended = await wait_indexed(client, files, 2400, until=theirs)
+        index_busy = ended[theirs] - t1 if theirs in ended else None
+        cut = ended.get(theirs, float("inf"))
+        before = sum(1 for f in mine if ended.get(f, float("inf")) < cut)
+    return {
+        "small_turn_alone": stats(alone),
+        "small_turn_during_noise": stats(during),
+        "noisy_turns": [{"status": s, "seconds": round(t, 2)} for s, t in noisy],
+        "index_small_file_alone_s": round(index_alone, 2),
+        "index_small_file_behind_backlog_s": None if index_busy is None else round(index_busy, 2),
+        "backlog_files": backlog,
+        "backlog_files_indexed_before_it": before,
+    }
+
+
+def write(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fairness.json").write_text(json.dumps(result, indent=2) + "\n")
+    r = result["results"]
+    noise = r["small_turn_during_noise"]
+    md = [
+        "# Fairness: one noisy user against a quiet one (issue 16 item 5)",
+        "",
+        f"{result['machine']}; load average {result['load_before']} before the run "
+        "(shared machine: other work inflates every number). Real stack (`make run`'s "
+        "processes), worker with 2 children, zero-latency fake provider. "
+        f"Pasted turns of {result['paste_mb']} MB; backlog of {r['backlog_files']} files "
+        "of 200 KB.",
+        "",
+        "| | quiet user B |",
+        "|---|---|",
+        f"| small turn alone (p50 / max) | {r['small_turn_alone']['p50_s']} s / "
+        f"{r['small_turn_alone']['max_s']} s |",
+        f"| small turn while A sends 3 pasted turns (p50 / max, n={noise['n']}) "
+        f"| {noise['p50_s']} s / {noise['max_s']} s |",
+        "| A's pasted turns (status, seconds) | "
+        + ", ".join(f"{t['status']} in {t['seconds']} s" for t in r["noisy_turns"])
+        + " |",
+        f"| index of one small file alone | {r['index_small_file_alone_s']} s |",
+        f"| same, queued behind A's pasted evidence and backlog | "
+        f"{r['index_small_file_behind_backlog_s']} s |",
+        f"| A's queued backlog files indexed before it | "
+        f"{r['backlog_files_indexed_before_it']} of {r['backlog_files']} |",
+        "",
+        "Attack run before the caps and the fair ordering: small turn 0.07 s alone, 15.8 s "
+        "during three 1 MB pasted turns; the pasted evidence held both worker children for "
+        "7 minutes while 34 other ingestion tasks waited (FIFO).",
+        "",
+    ]
+    (RESULTS / "fairness.md").write_text("\n".join(md))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--paste-mb", type=float, default=1.0)
+    parser.add_argument("--backlog", type=int, default=6)
+    parser.add_argument("--turns", type=int, default=8)
+    args = parser.parse_args()
+    port = free_port()
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "fm_common.testing.fake_llm", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    providers = [
+        {
+            "name": "fake",
+            "kind": "openai_compatible",
+            "model": "fake-model",
+            "api_key": "bench-key",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+        }
+    ]
+    root = Path(tempfile.mkdtemp(prefix="fm-bench-fairness-"))
+    stack = Stack(
+        data_dir=root / "data",
+        ports=Stack.free_ports(),
+        only={
+            "redis",
+            "chroma",
+            "auth",
+            "session",
+            "case",
+            "knowledge",
+            "evidence",
+            "agent",
+            "gateway",
+            "worker",
+        },
+        log_dir=root / "logs",
+        extra_env={
+            "FM_AGENT_PROVIDERS": json.dumps(providers),
+            "FM_AUTH_BCRYPT_ROUNDS": "4",
+            # The run outlasts a 15-minute access token on a loaded machine.
+            "FM_AUTH_ACCESS_TOKEN_TTL_SECONDS": "86400",
+            # The poller asks every 2 s for minutes: keep the per-user limit out of the way.
+            "FM_GATEWAY_RATE_LIMIT_PER_WINDOW": "100000",
+            "FM_WORKER_CONCURRENCY": "2",
+            "FM_LOG_LEVEL": "INFO",
+            "FM_LOG_FORMAT": "json",
+            "HF_HUB_OFFLINE": "1",
+        },
+    )
+    load_before = round(os.getloadavg()[0], 2)
+    try:
+        stack.start(timeout=300)
+        results = asyncio.run(measure(stack, args.paste_mb, args.backlog, args.turns))
+    finally:
+        stack.stop()
+        fake.terminate()
+        fake.wait(timeout=10)
+    result = {
+        "name": "fairness",
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "load_before": load_before,
+        "paste_mb": args.paste_mb,
+        "results": results,
+    }
+    write(result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
