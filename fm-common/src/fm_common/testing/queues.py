@@ -19,7 +19,7 @@ def queued(redis_url: str, queue: str) -> list[dict[str, Any]]:
     """The queue's messages as `{task, id, kwargs}`, in the worker's order."""
     client = redis.Redis.from_url(redis_url)
     try:
-        raw: list[bytes] = []
+        raw: list[bytes | str] = []
         for step in FAIR_PRIORITY_STEPS:
             key = queue if step == 0 else f"{queue}{_SEP}{step}"
             raw += reversed(client.lrange(key, 0, -1))
