@@ -2676,7 +2676,7 @@ export interface components {
         };
         /**
          * AgentCapabilities
-         * @description GET /internal/v1/capabilities (never any key).
+         * @description GET /v1/meta/capabilities (never any key).
          */
         AgentCapabilities: {
             /** Llmproviders */
