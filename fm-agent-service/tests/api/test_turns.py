@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from typing import Any
 
 import httpx
@@ -646,3 +647,30 @@ async def test_the_next_turn_sends_the_case_history_to_the_model(
     messages = fake.requests[-1].body["messages"]
     history = [(m["role"], m["content"]) for m in messages[1:-1]]
     assert history == [("user", QUERY), ("assistant", first.json()["agent_response"])]
+
+
+async def test_one_users_queued_turns_do_not_hold_another_users_first(
+    settings: Any,
+    case_id: str,
+    auth: dict[str, str],
+    user_id: str,
+    token_issuer: Any,
+    standins: Any,
+) -> None:
+    # Issue 16 item 5: each queued turn is sent with its rank among its owner's turns
+    # still waiting, so the worker takes them round-robin across users (ADR 0136).
+    from fm_common.testing.queues import queued
+
+    bob = str(uuid.uuid4())
+    bobs_case = standins.add_case(bob)
+    prefer = {"Prefer": "respond-async"}
+    async with running(settings) as client:
+        for _ in range(3):
+            resp = await post_turn(client, case_id, auth, query=QUERY, headers=prefer)
+            assert resp.status_code == 202
+        resp = await post_turn(
+            client, bobs_case, token_issuer.headers(bob), query=QUERY, headers=prefer
+        )
+        assert resp.status_code == 202
+    order = [q["kwargs"]["owner_id"] for q in queued(settings.effective_broker_url, "agent")]
+    assert order == [user_id, bob, user_id, user_id]

@@ -35,7 +35,12 @@ from agent_service.domain.turns.context import (
     prepare_turn,
     store_attachments,
 )
-from agent_service.domain.turns.fairness import give_turn_slot, take_turn_slot
+from agent_service.domain.turns.fairness import (
+    give_turn_slot,
+    queued_turn_rank,
+    take_turn_slot,
+    turn_left_queue,
+)
 from agent_service.domain.turns.idempotency import check_key, turn_key
 from agent_service.domain.turns.intents import Decision, decide, refusal
 from agent_service.domain.turns.model_call import call_model
@@ -68,7 +73,7 @@ from fm_common.contracts.agent import (
 )
 from fm_common.contracts.case import TurnAppendRequest, TurnAppendResult, TurnMessage
 from fm_common.errors import Conflict, FMError, Unavailable
-from fm_common.jobs import enqueue
+from fm_common.jobs import enqueue, fair_priority
 
 log = structlog.get_logger("agent.turns")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -364,6 +369,7 @@ async def queue_turn(
         "turn_key": turn_key,
         "turn": queued.model_dump(mode="json"),
     }
+    rank = await queued_turn_rank(rt.redis, user_id)
     try:
         await asyncio.to_thread(
             enqueue,
@@ -371,8 +377,10 @@ async def queue_turn(
             RUN_TURN_TASK,
             queue=AGENT_QUEUE,
             kwargs=kwargs,
+            priority=fair_priority(rank),
         )
     except Exception as exc:  # the broker is down: the job is failed, the caller gets 503
+        await turn_left_queue(rt.redis, user_id)
         await rt.jobs.update(
             job.job_id, status="failed", error={"message": "The job queue is unavailable."}
         )

@@ -40,10 +40,13 @@ def run_turn(
     # Imported on first use (agent_service.worker says why).
     from agent_service.domain.llm.chain import LLMUnavailable
     from agent_service.domain.turns.context import TurnInput
+    from agent_service.domain.turns.fairness import turn_left_queue
     from agent_service.domain.turns.flows import run_turn as run_agent_turn
 
     host = ctx.host
     agent = agent_runtime(host)
+    # Out of the owner's queued count, which ranks their next queued turns (ADR 0136).
+    host.run(turn_left_queue(agent.redis, owner_id))
     _read_attachments(host, owner_id, turn.get("stored") or [])
 
     async def answer() -> dict[str, Any]:
