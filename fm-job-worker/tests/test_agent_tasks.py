@@ -183,12 +183,12 @@ def new_case(case_url: str, issuer: TokenIssuer) -> str:
 
 def messages(case_url: str, issuer: TokenIssuer, case_id: str) -> list[dict[str, Any]]:
     resp = httpx.get(
-        f"{case_url}/internal/v1/cases/{case_id}/messages/recent",
-        params={"limit": 50},
+        f"{case_url}/internal/v1/cases/{case_id}",
+        params={"history": 50},
         headers=issuer.service_headers(OWNER),  # internal routes take service tokens only
     )
     assert resp.status_code == 200, resp.text
-    return list(resp.json()["messages"])
+    return list(resp.json()["recent_messages"])
 
 
 def queue_turn_job(rt: Runtime, case_id: str) -> str:

@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from fm_common.devstack import ROOT, Stack
+from fm_common.devstack import Stack
+from fm_common.testing.shared import SHARED
 from fm_common.testing.tokens import TokenIssuer
 
-RUNBOOKS = ROOT.parent / "shared" / "data" / "runbooks" / "prometheus-operator"
+RUNBOOKS = SHARED / "data" / "runbooks" / "prometheus-operator"
 ADMIN_ID = "admin-0000-0000-0000-000000000001"
 
 

@@ -31,7 +31,6 @@ def _routes(v: dict) -> list[tuple[str, str, dict | None]]:
         ("GET", f"/api/v1/cases/{c}/reports/{r}", None),
         ("GET", f"/api/v1/cases/{c}/reports/jobs/{j}", None),
         ("GET", f"/internal/v1/cases/{c}", None),
-        ("GET", f"/internal/v1/cases/{c}/messages/recent", None),
         (
             "POST",
             f"/internal/v1/cases/{c}/turns",

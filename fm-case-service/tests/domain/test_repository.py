@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import case_service
-from case_service.domain.cases import flows, service
+from case_service.domain.cases import flows, internal, service
 from case_service.domain.cases.repository import CaseRepository
 from case_service.storage import open_engine
 from fm_common.contracts.case import (
@@ -138,8 +138,8 @@ async def test_messages_and_turns_round_trip(maker: Maker):
         "two",
         "answer to two",
     ]
-    recent = await tx(maker, service.recent_messages, "alice", cid, limit=2)
-    assert [m.content for m in recent.messages] == ["two", "answer to two"]
+    ctx = await tx(maker, internal.case_context, "alice", cid, history=2)
+    assert [m.content for m in ctx.recent_messages] == ["two", "answer to two"]
 
 
 async def test_racing_creates_with_one_key_make_one_case(maker: Maker):

@@ -10,11 +10,10 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fm_common.app import create_service_app
-from fm_common.db import create_engine, create_sessionmaker, migrate
+from fm_common.db import open_database, ping
 from fm_common.errors import PayloadTooLarge, error_response
 from fm_common.settings import load_settings
 from knowledge_service.api.routes import collections, documents, internal, jobs, search
@@ -60,40 +59,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.effective_database_url
-        await migrate(MIGRATIONS, url)
-        engine = create_engine(url)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        settings.files_dir.mkdir(parents=True, exist_ok=True)
-        embedder = embedder_for(settings, settings.torch_threads)
-        # A missing model (a torch-free image without its ONNX export) stops the start
-        # with a message naming the fix, rather than failing every search.
-        await asyncio.to_thread(embedder.check_available)
-        store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
-        app.state.search_deps = SearchDeps(
-            settings=settings,
-            store=store,
-            embedder=embedder,
-            bm25=Bm25Indexes(settings.bm25_dir, store),
-            redis=app.state.redis,
-        )
-        preload = None
-        if settings.preload_model:
-            # Off the event loop: the service answers /health while the model loads.
-            preload = asyncio.create_task(asyncio.to_thread(embedder.load))
-        try:
-            yield
-        finally:
-            if preload is not None and not preload.done():
-                with contextlib.suppress(BaseException):
-                    await preload
-            await engine.dispose()
+        async with open_database(app, MIGRATIONS, settings.effective_database_url):
+            settings.files_dir.mkdir(parents=True, exist_ok=True)
+            embedder = embedder_for(settings, settings.torch_threads)
+            # A missing model (a torch-free image without its ONNX export) stops the start
+            # with a message naming the fix, rather than failing every search.
+            await asyncio.to_thread(embedder.check_available)
+            store = VectorStore(settings.chroma_url, embedder.name, settings.retry_after_seconds)
+            app.state.search_deps = SearchDeps(
+                settings=settings,
+                store=store,
+                embedder=embedder,
+                bm25=Bm25Indexes(settings.bm25_dir, store),
+                redis=app.state.redis,
+            )
+            preload = None
+            if settings.preload_model:
+                # Off the event loop: the service answers /health while the model loads.
+                preload = asyncio.create_task(asyncio.to_thread(embedder.load))
+            try:
+                yield
+            finally:
+                if preload is not None and not preload.done():
+                    with contextlib.suppress(BaseException):
+                        await preload
 
     def checks(app: FastAPI) -> dict[str, Callable[[], Awaitable[Any]]]:
         async def database() -> None:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await ping(app.state.engine)
 
         async def chroma() -> None:
             await asyncio.to_thread(app.state.search_deps.store.heartbeat)

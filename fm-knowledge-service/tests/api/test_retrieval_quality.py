@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from fm_common.devstack import ROOT, Stack
+from fm_common.devstack import Stack
+from fm_common.testing.shared import SHARED
 from fm_common.testing.tokens import TokenIssuer
 
-CORPORA = ROOT.parent / "shared" / "data" / "runbooks"
+CORPORA = SHARED / "data" / "runbooks"
 QUESTIONS = Path(__file__).resolve().parents[1] / "eval" / "retrieval_questions.json"
 USER = "retrieval-eval-0000-0000-000000000001"
 # The first test indexes ~1,200 chunks through one worker child (about a minute and a

@@ -18,7 +18,6 @@ from case_service.domain.reports import service as reports_service
 from fm_common.auth import ServicePrincipal
 from fm_common.contracts.case import (
     CaseContext,
-    CaseMessagesResponse,
     Report,
     ReportStoreRequest,
     TurnAppendRequest,
@@ -43,17 +42,6 @@ async def get_case_context(
 ) -> CaseContext:
     """The case, its state and its investigation (and its last `history` messages)."""
     return await internal_service.case_context(session, principal.user_id, case_id, history=history)
-
-
-@router.get("/messages/recent", response_model=CaseMessagesResponse, responses=_NOT_FOUND)
-async def recent_messages(
-    case_id: str,
-    principal: ServicePrincipal,
-    session: ReadSessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 20,
-) -> CaseMessagesResponse:
-    """The last `limit` messages, oldest first."""
-    return await service.recent_messages(session, principal.user_id, case_id, limit=limit)
 
 
 @router.post(

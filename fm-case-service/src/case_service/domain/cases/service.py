@@ -317,20 +317,6 @@ async def list_messages(
     )
 
 
-async def recent_messages(
-    session: AsyncSession, owner_id: str, case_id: str, *, limit: int
-) -> CaseMessagesResponse:
-    """The last `limit` messages, oldest first (the agent's context window)."""
-    case = await load_case(session, owner_id, case_id)
-    rows = await CaseRepository(session).recent_messages(case_id, limit)
-    return CaseMessagesResponse(
-        messages=[to_message(m) for m in rows],
-        total_count=case.message_count,
-        retrieved_count=len(rows),
-        has_more=len(rows) < case.message_count,
-    )
-
-
 async def append_turn(
     session: AsyncSession, owner_id: str, case_id: str, body: TurnAppendRequest
 ) -> TurnAppendResult:
@@ -398,7 +384,6 @@ __all__ = [
     "list_cases",
     "list_messages",
     "open_case",
-    "recent_messages",
     "transition_case",
     "update_case",
     "valid_next_states",
