@@ -55,22 +55,6 @@ LOG = (
 QUERY = "Checkout returns 502 and the orders service says too many clients; what do I do?"
 
 
-@pytest.fixture(scope="module")
-def gateway(system_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=system_stack.gateway_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture
-def fake(system_stack: Stack) -> Iterator[Any]:
-    fake = getattr(system_stack, "fake_llm", None)
-    if fake is None:
-        pytest.skip("fm_common.testing.fake_llm is not importable")
-    fake.reset()
-    yield fake
-    fake.reset()
-
-
 def _cite_runbook(request: Any) -> str:
     """The model's answer: cite the passage of our runbook (whatever its rank)."""
     from fm_common.testing.fake_llm import default_answer

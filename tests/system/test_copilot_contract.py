@@ -17,13 +17,11 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from fm_common.devstack import Stack
 from fm_common.testing.reference import assert_matches
 
 _NEEDED = (
@@ -134,25 +132,9 @@ class Extension:
         return self.turn(case_id, **fields)
 
 
-@pytest.fixture(scope="module")
-def http(system_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=system_stack.gateway_url, timeout=120) as client:
-        yield client
-
-
 @pytest.fixture
-def fake(system_stack: Stack) -> Iterator[Any]:
-    fake = getattr(system_stack, "fake_llm", None)
-    if fake is None:
-        pytest.skip("fm_common.testing.fake_llm is not importable")
-    fake.reset()
-    yield fake
-    fake.reset()
-
-
-@pytest.fixture
-def ext(http: httpx.Client) -> Extension:
-    return Extension(http).start(f"copilot_{uuid.uuid4().hex[:10]}", register=True)
+def ext(gateway: httpx.Client) -> Extension:
+    return Extension(gateway).start(f"copilot_{uuid.uuid4().hex[:10]}", register=True)
 
 
 def model_answer(proposed_state: str | None = None) -> Any:
@@ -305,20 +287,20 @@ def test_hypothesis_action_changes_the_hypothesis(ext: Extension, fake: Any) -> 
     assert states[hypothesis["hypothesis_id"]] == "refuted"
 
 
-def test_sign_out_ends_every_client_of_the_account(http: httpx.Client) -> None:
+def test_sign_out_ends_every_client_of_the_account(gateway: httpx.Client) -> None:
     username = f"copilot_{uuid.uuid4().hex[:10]}"
-    extension = Extension(http).start(username, register=True)
-    dashboard = Extension(http).start(username, register=False)  # its own token chain
-    out = http.post("/api/v1/auth/logout", headers=extension.headers())
+    extension = Extension(gateway).start(username, register=True)
+    dashboard = Extension(gateway).start(username, register=False)  # its own token chain
+    out = gateway.post("/api/v1/auth/logout", headers=extension.headers())
     assert out.status_code == 200, out.text
     assert_matches("LogoutResponse", out.json())
     assert out.json()["all_sessions_ended"] is True
     assert out.json()["revoked_tokens"] >= 2
     for client in (extension, dashboard):
-        me = http.get("/api/v1/auth/me", headers=client.headers())
+        me = gateway.get("/api/v1/auth/me", headers=client.headers())
         assert me.status_code == 401
         assert me.json()["code"] == "TOKEN_REVOKED"
-        refreshed = http.post(
+        refreshed = gateway.post(
             "/api/v1/auth/refresh",
             json={"refresh_token": client.refresh},
             headers={"Origin": ORIGIN},
@@ -422,8 +404,8 @@ def test_answers_queued_as_202_are_polled_at_their_location(ext: Extension, fake
     assert {c["type"] for c in job["result"]["suggested_actions"]} <= CARD_TYPES
 
 
-def test_cors_preflight_allows_what_the_extension_sends(http: httpx.Client) -> None:
-    pre = http.options(
+def test_cors_preflight_allows_what_the_extension_sends(gateway: httpx.Client) -> None:
+    pre = gateway.options(
         "/api/v1/cases",
         headers={
             "Origin": ORIGIN,

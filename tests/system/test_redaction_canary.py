@@ -11,13 +11,11 @@ import importlib.util
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from fm_common.devstack import Stack
 from fm_common.testing.canaries import canaries, leaks
 
 _NEEDED = ("gateway", "auth_service", "case_service", "knowledge_service", "evidence_service")
@@ -28,22 +26,6 @@ pytestmark = pytest.mark.skipif(
 
 PASSWORD = "correct horse battery staple"
 PLACEHOLDER = re.compile(r"<(?:SECRET|EMAIL|IP|PHONE|CARD|SSN)_\d+>")
-
-
-@pytest.fixture(scope="module")
-def gateway(system_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=system_stack.gateway_url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture
-def fake(system_stack: Stack) -> Iterator[Any]:
-    fake = getattr(system_stack, "fake_llm", None)
-    if fake is None:
-        pytest.skip("fm_common.testing.fake_llm is not importable")
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def _echo(request: Any) -> str:

@@ -12,13 +12,11 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from fm_common.devstack import Stack
 from fm_common.testing import documents
 
 _NEEDED = ("gateway", "agent_service", "evidence_service", "knowledge_service", "job_worker")
@@ -38,12 +36,6 @@ SCREENSHOT_LINES = [
     f"psycopg2.OperationalError: {ERROR}",
     f"aws_access_key_id = {SECRET}",
 ]
-
-
-@pytest.fixture(scope="module")
-def gateway(system_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=system_stack.gateway_url, timeout=90) as client:
-        yield client
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,16 +59,6 @@ def warm_worker(gateway: httpx.Client) -> None:
     ] not in ("completed", "failed"):
         assert time.monotonic() < deadline, "the worker did not index a small log in 300 s"
         time.sleep(0.5)
-
-
-@pytest.fixture
-def fake(system_stack: Stack) -> Iterator[Any]:
-    fake = getattr(system_stack, "fake_llm", None)
-    if fake is None:
-        pytest.skip("fm_common.testing.fake_llm is not importable")
-    fake.reset()
-    yield fake
-    fake.reset()
 
 
 def _quote_the_evidence(request: Any) -> str:
