@@ -38,9 +38,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from knowledge import QUESTIONS, RESULTS, RUNBOOKS, bench_ingestion, bench_recall, pct
+from knowledge import (
+    QUESTIONS,
+    RESULTS,
+    RUNBOOKS,
+    bench_ingestion,
+    bench_recall,
+    knowledge_stack,
+    pct,
+)
 
-from fm_common.devstack import Stack
 from fm_common.testing.tokens import TokenIssuer
 
 MODEL = "all-MiniLM-L6-v2"
@@ -218,22 +225,8 @@ def stack_round(backend: str, files: list[Path]) -> dict[str, Any]:
     """Ingestion and recall through the real processes on one backend."""
     os.environ["FM_EMBEDDING_BACKEND"] = backend  # the raw reference rate in this process too
     issuer = TokenIssuer().start()
-    root = Path(tempfile.mkdtemp(prefix=f"fm-bench-emb-{backend}-"))
-    stack = Stack(
-        data_dir=root / "data",
-        ports=Stack.free_ports(),
-        only={"redis", "chroma", "knowledge", "worker"},
-        log_dir=root / "logs",
-        extra_env={
-            "FM_JWKS_URL": issuer.jwks_url,
-            "FM_WORKER_CONCURRENCY": "2",
-            "FM_LOG_FORMAT": "json",
-            "FM_LOG_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-            "FM_KNOWLEDGE_VERIFY_CASE_OWNERSHIP": "false",
-            "FM_EMBEDDING_BACKEND": backend,
-        },
-    )
+    stack = knowledge_stack(issuer, f"fm-bench-emb-{backend}-", FM_EMBEDDING_BACKEND=backend)
+    root = stack.data_dir.parent
     started = time.perf_counter()
     stack.start(timeout=300)
     try:

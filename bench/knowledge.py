@@ -407,18 +407,11 @@ def write(results: dict[str, Any]) -> None:
     (RESULTS / "knowledge.md").write_text("\n".join(lines))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--total-chunks", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--ingest-rounds", type=int, default=3)
-    args = parser.parse_args()
-    if not RUNBOOKS.is_dir():
-        raise SystemExit(f"the runbook corpus is not at {RUNBOOKS}")
-    files = sorted(p for p in RUNBOOKS.rglob("*.md") if p.name not in ("SOURCE.md",))
-    issuer = TokenIssuer().start()
-    root = Path(tempfile.mkdtemp(prefix="fm-bench-knowledge-"))
-    stack = Stack(
+def knowledge_stack(issuer: TokenIssuer, prefix: str, **env: str) -> Stack:
+    """Redis, Chroma, the knowledge service and a worker with 2 children on free ports, in
+    a new temporary folder named `prefix...`, trusting `issuer`'s tokens (not started)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    return Stack(
         data_dir=root / "data",
         ports=Stack.free_ports(),
         only={"redis", "chroma", "knowledge", "worker"},
@@ -430,8 +423,22 @@ def main() -> None:
             "FM_LOG_LEVEL": "WARNING",
             "HF_HUB_OFFLINE": "1",
             "FM_KNOWLEDGE_VERIFY_CASE_OWNERSHIP": "false",
+            **env,
         },
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--total-chunks", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--ingest-rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not RUNBOOKS.is_dir():
+        raise SystemExit(f"the runbook corpus is not at {RUNBOOKS}")
+    files = sorted(p for p in RUNBOOKS.rglob("*.md") if p.name not in ("SOURCE.md",))
+    issuer = TokenIssuer().start()
+    stack = knowledge_stack(issuer, "fm-bench-knowledge-")
     stack.start(timeout=180)
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import tempfile
@@ -103,6 +104,7 @@ def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+@functools.cache
 def knowledge_bench() -> Any:
     """bench/knowledge.py as a module (its polling and latency helpers)."""
     import importlib.util
@@ -260,21 +262,7 @@ def online(args: argparse.Namespace) -> dict[str, Any]:
     questions = load_questions()
     files = corpus_files()
     issuer = TokenIssuer().start()
-    root = Path(tempfile.mkdtemp(prefix="fm-bench-retrieval-"))
-    stack = Stack(
-        data_dir=root / "data",
-        ports=Stack.free_ports(),
-        only={"redis", "chroma", "knowledge", "worker"},
-        log_dir=root / "logs",
-        extra_env={
-            "FM_JWKS_URL": issuer.jwks_url,
-            "FM_WORKER_CONCURRENCY": "2",
-            "FM_LOG_FORMAT": "json",
-            "FM_LOG_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-            "FM_KNOWLEDGE_VERIFY_CASE_OWNERSHIP": "false",
-        },
-    )
+    stack = knowledge_bench().knowledge_stack(issuer, "fm-bench-retrieval-")
     stack.start(timeout=300)
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
