@@ -369,8 +369,9 @@ async def queue_turn(
         "turn_key": turn_key,
         "turn": queued.model_dump(mode="json"),
     }
-    rank = await queued_turn_rank(rt.redis, user_id)
+    rank: int | None = None
     try:
+        rank = await queued_turn_rank(rt.redis, user_id)
         await asyncio.to_thread(
             enqueue,
             rt.settings.effective_broker_url,
@@ -380,7 +381,8 @@ async def queue_turn(
             priority=fair_priority(rank),
         )
     except Exception as exc:  # the broker is down: the job is failed, the caller gets 503
-        await turn_left_queue(rt.redis, user_id)
+        if rank is not None:
+            await turn_left_queue(rt.redis, user_id)
         await rt.jobs.update(
             job.job_id, status="failed", error={"message": "The job queue is unavailable."}
         )
