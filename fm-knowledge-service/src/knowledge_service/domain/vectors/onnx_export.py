@@ -13,7 +13,6 @@ A directory whose manifest matches the installed source is kept as it is.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -21,7 +20,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,33 +275,3 @@ def _check_exportable(model: Any) -> str:
             "use FM_EMBEDDING_BACKEND=torch for this model"
         )
     return "mean"
-
-
-def main(argv: list[str] | None = None) -> int:
-    from knowledge_service.config import Settings
-
-    settings = Settings()
-    parser = argparse.ArgumentParser(
-        prog="fm-embedding-export",
-        description="Export the embedding model to ONNX (once; kept while current).",
-    )
-    parser.add_argument("--model", default=settings.embedding_model)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=settings.embedding_onnx_root,
-        help="root directory of exported models (FM_EMBEDDING_ONNX_DIR)",
-    )
-    parser.add_argument("--force", action="store_true", help="export even when current")
-    args = parser.parse_args(argv)
-    try:
-        path = ensure_exported(args.out.resolve(), args.model, force=args.force)
-    except ExportError as exc:
-        print(f"fm-embedding-export: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    print(path)  # noqa: T201
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
