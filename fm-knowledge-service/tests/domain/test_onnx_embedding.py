@@ -110,7 +110,7 @@ def test_the_export_command_writes_a_current_model_with_the_same_vectors(
     out = subprocess.run(
         [
             sys.executable,
-            *("-m", "knowledge_service.domain.vectors.onnx_export"),
+            *("-m", "knowledge_service.export_cli"),
             *("--model", MODEL, "--out", str(tmp_path)),
         ],
         capture_output=True,
