@@ -2,7 +2,9 @@
 and the base class of every repository.
 
 SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL; the same Alembic
-migrations serve both. A service runs its migrations at start-up (`migrate`).
+migrations serve both. A service runs its migrations at start-up (`migrate`; on PostgreSQL
+under an advisory lock, so replicas starting together take turns), and
+`python -m fm_common.migrate <module>` runs them alone (the Helm chart's Job).
 The persistence convention (docs/architecture.md "Inside a service"): `domain/base.py` holds
 the service's `Base` (on `new_metadata()`), `domain/models.py` imports every model module
 for Alembic, and each aggregate's `repository.py` is a `Repository[Row]` subclass.
@@ -202,6 +204,11 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+# The PostgreSQL advisory lock every migration of a database holds (advisory locks are
+# per database, and each service has its own): any constant not used for another lock.
+MIGRATION_LOCK_KEY = 0x464D_4D49_4752  # "FMMIGR"
+
+
 def run_alembic_env(target_metadata: MetaData) -> None:
     """The body of every service's migrations/env.py (online and offline modes)."""
     from alembic import context
@@ -223,14 +230,31 @@ def run_alembic_env(target_metadata: MetaData) -> None:
         return
 
     def do_run(connection: Any) -> None:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=render_as_batch,
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        # Replicas starting together (and the Helm chart's migrations Job) upgrade one at a
+        # time: the others wait here, then find nothing left to do (ADR 0150). The lock is
+        # the connection's and ends with it; committed, so Alembic opens its own transaction.
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=render_as_batch,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            # A connection that broke has dropped the lock with it.
+            if postgres and not connection.closed:
+                with contextlib.suppress(Exception):
+                    connection.rollback()
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                    connection.commit()
 
     async def run_async() -> None:
         engine = create_engine(url, poolclass=NullPool)
