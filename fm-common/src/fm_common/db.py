@@ -218,15 +218,15 @@ def run_alembic_env(target_metadata: MetaData) -> None:
     assert url, "sqlalchemy.url is set by fm_common.db.migrate"
     render_as_batch = is_sqlite(url)
 
-    if context.is_offline_mode():
+    def run_migrations(**options: Any) -> None:
         context.configure(
-            url=url,
-            target_metadata=target_metadata,
-            literal_binds=True,
-            render_as_batch=render_as_batch,
+            target_metadata=target_metadata, render_as_batch=render_as_batch, **options
         )
         with context.begin_transaction():
             context.run_migrations()
+
+    if context.is_offline_mode():
+        run_migrations(url=url, literal_binds=True)
         return
 
     def do_run(connection: Any) -> None:
@@ -238,14 +238,7 @@ def run_alembic_env(target_metadata: MetaData) -> None:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
         try:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                render_as_batch=render_as_batch,
-                compare_type=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
+            run_migrations(connection=connection, compare_type=True)
         finally:
             # A connection that broke has dropped the lock with it.
             if postgres and not connection.closed:
