@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from fm_common.db import MIGRATION_LOCK_KEY
+from fm_common.db import MIGRATION_LOCK
 from fm_common.migrate import migrate_service
 
 
@@ -43,16 +43,16 @@ async def test_waits_for_the_lock_another_migration_holds(
     monkeypatch.setenv("FM_KNOWLEDGE_DATABASE_URL", postgres_url)
     holder = await asyncpg.connect(_plain(postgres_url))
     try:
-        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         task = asyncio.ensure_future(asyncio.to_thread(migrate_service, "knowledge_service"))
         await asyncio.sleep(2.0)
         assert not task.done(), "the migration ran although another one held the lock"
         assert not await _version_table(holder)
-        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         await asyncio.wait_for(task, timeout=120)
         assert await _version_table(holder)
         # The migration let its lock go: it can be taken at once.
-        assert await holder.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        assert await holder.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK)
     finally:
         await holder.close()
 
@@ -60,23 +60,6 @@ async def test_waits_for_the_lock_another_migration_holds(
 def _env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FM_")}
     return env | settings
-
-
-def test_replicas_starting_together_all_succeed(postgres_url: str) -> None:
-    # Processes, as replicas are (Alembic's context is one per process, not per thread).
-    env = _env(FM_EVIDENCE_DATABASE_URL=postgres_url, FM_ENVIRONMENT="development")
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fm_common.migrate", "evidence_service"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outcomes = [(run.wait(timeout=180), run.stderr.read() if run.stderr else "") for run in runs]
-    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
 
 
 def test_a_module_without_tables_is_refused() -> None:

@@ -2,9 +2,7 @@
 and the base class of every repository.
 
 SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL; the same Alembic
-migrations serve both. A service runs its migrations at start-up (`migrate`; on PostgreSQL
-under an advisory lock, so replicas starting together take turns), and
-`python -m fm_common.migrate <module>` runs them alone (the Helm chart's Job).
+migrations serve both. A service runs its migrations at start-up (`migrate`).
 The persistence convention (docs/architecture.md "Inside a service"): `domain/base.py` holds
 the service's `Base` (on `new_metadata()`), `domain/models.py` imports every model module
 for Alembic, and each aggregate's `repository.py` is a `Repository[Row]` subclass.
@@ -154,6 +152,11 @@ class Repository(Generic[RowT]):
         await self.session.flush()
 
 
+# The PostgreSQL advisory lock key every service's migrations take (any constant; a
+# session-level lock, released when the migrating connection ends).
+MIGRATION_LOCK = 0x464D4D49  # "FMMI"
+
+
 def _alembic_config(script_location: Path, url: str) -> Any:
     from alembic.config import Config
 
@@ -204,11 +207,6 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-# The PostgreSQL advisory lock every migration of a database holds (advisory locks are
-# per database, and each service has its own): any constant not used for another lock.
-MIGRATION_LOCK_KEY = 0x464D_4D49_4752  # "FMMIGR"
-
-
 def run_alembic_env(target_metadata: MetaData) -> None:
     """The body of every service's migrations/env.py (online and offline modes)."""
     from alembic import context
@@ -218,36 +216,37 @@ def run_alembic_env(target_metadata: MetaData) -> None:
     assert url, "sqlalchemy.url is set by fm_common.db.migrate"
     render_as_batch = is_sqlite(url)
 
-    def run_migrations(**options: Any) -> None:
+    if context.is_offline_mode():
         context.configure(
-            target_metadata=target_metadata, render_as_batch=render_as_batch, **options
+            url=url,
+            target_metadata=target_metadata,
+            literal_binds=True,
+            render_as_batch=render_as_batch,
         )
         with context.begin_transaction():
             context.run_migrations()
-
-    if context.is_offline_mode():
-        run_migrations(url=url, literal_binds=True)
         return
 
     def do_run(connection: Any) -> None:
-        # Replicas starting together (and the Helm chart's migrations Job) upgrade one at a
-        # time: the others wait here, then find nothing left to do (ADR 0150). The lock is
-        # the connection's and ends with it; committed, so Alembic opens its own transaction.
-        postgres = connection.dialect.name == "postgresql"
-        if postgres:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        # Replicas starting at once on one PostgreSQL migrate one after the other: the
+        # first upgrades, the others then find the database at head (ADR 0145).
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
             connection.commit()
         try:
-            run_migrations(connection=connection, compare_type=True)
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=render_as_batch,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
         finally:
-            # A connection that broke has dropped the lock with it.
-            if postgres and not connection.closed:
-                with contextlib.suppress(Exception):
-                    connection.rollback()
-                    connection.execute(
-                        text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                    )
-                    connection.commit()
+            if locked:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
 
     async def run_async() -> None:
         engine = create_engine(url, poolclass=NullPool)
