@@ -172,6 +172,28 @@ VARIANTS = {
 }
 
 
+REFUSED = {
+    "local storage": ({"storage": {"url": "file:///data"}}, "/storage/url"),
+    "a secret inline": ({"redis": {"url": "redis://:pw@redis:6379/0"}}, "'url' not allowed"),
+    "an empty secret name": (
+        {"secrets": {"serviceClient": {"existingSecret": ""}}},
+        "/secrets/serviceClient/existingSecret",
+    ),
+    "a misspelt key": ({"ingres": {"enabled": False}}, "'ingres' not allowed"),
+    "no Chroma": ({"chroma": {"url": ""}}, "/chroma/url"),
+    "no worker child": ({"worker": {"concurrency": 0}}, "/worker/concurrency"),
+    "a variable that is no setting": ({"agent": {"env": {"PATH": "/tmp"}}}, "PATH"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_values_that_cannot_work_are_refused(case: str) -> None:
+    # values.schema.json, checked by Helm before anything renders (install, upgrade, lint).
+    values, where = REFUSED[case]
+    with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
+        render(values)
+
+
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_manifest_is_valid_kubernetes(variant: str, kube_version: str) -> None:
