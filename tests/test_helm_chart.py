@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,11 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import redis
 import yaml
 from pydantic_settings import BaseSettings
 
+from fm_common.heartbeat import heartbeat_key, start_heartbeat
 from fm_common.settings import PLACEHOLDER_SECRETS, BaseServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -409,3 +415,30 @@ def test_previous_keys_are_mounted_where_auth_reads_them(monkeypatch: pytest.Mon
     assert deployments["gateway"]["spec"]["replicas"] == 2
     assert set(of_kind(docs, "HorizontalPodAutoscaler")) == {"agent", "knowledge"}
     assert not [d for d in docs if d["kind"] in ("Job", "Ingress")]
+
+
+def test_beats_liveness_probe_reads_its_own_heartbeat(
+    manifests: list[dict[str, Any]], redis_url: str
+) -> None:
+    """The probe's command, run as the kubelet would, against the key beat keeps fresh."""
+    (beat,) = of_kind(manifests, "Deployment")["beat"]["spec"]["template"]["spec"]["containers"]
+    command = [
+        sys.executable if part == "python" else part
+        for part in beat["livenessProbe"]["exec"]["command"]
+    ]
+
+    def probe(hostname: str) -> int:
+        env = {**os.environ, "FM_REDIS_URL": redis_url, "HOSTNAME": hostname}
+        return subprocess.run(command, env=env, timeout=60, check=False).returncode
+
+    assert probe(socket.gethostname()) == 1, "no heartbeat yet"
+    stop = start_heartbeat(redis_url, "beat", interval=0.2)
+    try:
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 10
+        while not client.exists(heartbeat_key("beat")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probe(socket.gethostname()) == 0
+        assert probe("another-pod") == 1, "another pod's beat is not this one alive"
+    finally:
+        stop.set()
