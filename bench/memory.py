@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fm_common import preforked
 from fm_common.devstack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,9 +56,13 @@ def pss_kb(pid: int) -> int:
 
 
 def sample(stack: Stack) -> dict[str, dict[str, int]]:
-    """Per Procfile process: PSS (kB) and process count of its whole session."""
+    """Per Procfile process: PSS (kB) and process count of its whole session; "preload":
+    the fork server the Python processes are forked from and its resource tracker."""
     sessions = {proc.pid: name for name, proc in stack.procs.items()}
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"pss_kb": 0, "processes": 0})
+    for pid in preforked.server_pids():
+        out["preload"]["pss_kb"] += pss_kb(pid)
+        out["preload"]["processes"] += 1
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
