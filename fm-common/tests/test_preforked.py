@@ -25,6 +25,7 @@ PROBE = """
         "preloaded": [m for m in ("fastapi", "sqlalchemy", "celery") if m in sys.modules],
         "no_threads_libs": [m for m in ("numpy", "onnxruntime", "torch") if m in sys.modules],
         "frozen": gc.get_freeze_count(),
+        "comm": open("/proc/self/comm").read().strip(),
     }))
     sys.exit(int(os.environ.get("FM_PROBE_EXIT", "0")))
 """
@@ -67,13 +68,15 @@ def test_a_forked_child_is_the_process_popen_would_have_started(
         )
     assert isinstance(proc, preforked.ForkedProcess)
     assert proc.wait(timeout=60) == 3
-    assert proc.poll() == 3 and proc.returncode == 3
+    assert proc.poll() == 3
+    assert proc.returncode == 3
     seen = json.loads(log.read_text().strip().splitlines()[-1])
     assert seen["argv"] == ["--flag", "x"]
     # Only the environment it was given, not the supervisor's.
     assert seen["env"] == {"FM_PROBE": "hello", "FM_SECRET_ELSEWHERE": None}
     assert seen["session_leader"] is True
     assert seen["cwd"] == str(probe_dir)
+    assert seen["comm"] == "fm_probe_mod"
     # Started from the fork server: the shared libraries already imported, the GC frozen,
     # and none of the libraries that start threads when imported.
     assert seen["preloaded"] == ["fastapi", "sqlalchemy", "celery"]

@@ -25,6 +25,7 @@ import: no numpy, no ONNX Runtime).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -289,6 +290,9 @@ def _child(kind: list[str], argv: list[str], env: dict[str, str], cwd: str, out:
     os.environ.update(env)
     os.chdir(cwd)
     how, name = kind
+    # Its name in top and `ps -o comm` (the command line stays the fork server's).
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
     if how == "module":
         import runpy
 
