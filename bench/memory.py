@@ -59,7 +59,7 @@ def pss_kb(pid: int) -> int:
 
 def sample(stack: Stack) -> dict[str, dict[str, int]]:
     """Per Procfile process: PSS (kB) and process count of its whole session; "preload":
-    the fork server the Python processes are forked from and its resource tracker."""
+    the fork server the Python processes are forked from."""
     sessions = {proc.pid: name for name, proc in stack.procs.items()}
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"pss_kb": 0, "processes": 0})
     for pid in preforked.server_pids():
@@ -139,6 +139,7 @@ def measure(run: str, settle: float) -> dict[str, Any]:
         }
     finally:
         stack.stop()
+        preforked.shutdown()  # each run its own fork server (none in a -plain run)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -115,7 +115,22 @@ def test_a_console_script_of_the_venv_is_forked(tmp_path: Path) -> None:
     assert celery.__version__ in log.read_text()
 
 
+def test_shutdown_stops_the_fork_server_and_the_next_spawn_starts_one(tmp_path: Path) -> None:
+    with open(tmp_path / "a.log", "ab") as out:
+        preforked.spawn(["celery", "--version"], env=_env(), cwd=tmp_path, stdout=out).wait(60)
+    (old,) = preforked.server_pids()
+    preforked.shutdown()
+    assert preforked.server_pids() == []
+    assert not Path(f"/proc/{old}").exists()  # exited and reaped
+    with open(tmp_path / "b.log", "ab") as out:
+        proc = preforked.spawn(["celery", "--version"], env=_env(), cwd=tmp_path, stdout=out)
+    assert proc.wait(60) == 0
+    (new,) = preforked.server_pids()
+    assert new != old
+
+
 def test_prefork_off_runs_plain_processes(probe_dir: Path) -> None:
+    preforked.shutdown()
     log = probe_dir / "plain.log"
     with open(log, "ab") as out:
         proc = preforked.spawn(
@@ -128,3 +143,4 @@ def test_prefork_off_runs_plain_processes(probe_dir: Path) -> None:
     assert proc.wait(timeout=60) == 0
     assert '"FM_PROBE": "plain"' in log.read_text()
     assert '"preloaded": []' in log.read_text()
+    assert preforked.server_pids() == []  # no fork server was started for it

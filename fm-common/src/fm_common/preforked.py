@@ -101,6 +101,22 @@ def server_pids() -> list[int]:
     return [server.proc.pid] if server is not None and server.proc.poll() is None else []
 
 
+def shutdown(timeout: float = 30.0) -> None:
+    """Stop the fork server (it exits when its socket closes); the next spawn starts a
+    new one. Its children are not touched: stop them first."""
+    global _server
+    with _server_lock:
+        server, _server = _server, None
+    if server is None:
+        return
+    server.sock.close()
+    try:
+        server.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
 class _Server:
     """The supervisor's end of the fork server: one request at a time on a SEQPACKET
     socket (the child's stdout goes along as a file descriptor); a reader thread collects
