@@ -6,7 +6,8 @@ others, skips Procfile lines whose Python module is not installed, refuses to st
 a taken port with a clear message, waits until the gateway reports healthy, restarts a
 child that dies with backoff (stores first, and says so), and stops everything on
 Ctrl-C. System tests use the same `Stack` on free ports, so they start the real
-processes the way `make run` does.
+processes the way `make run` does. The Python lines are forked from one pre-imported
+fork server (`fm_common.preforked`, ADR 0155).
 
     python -m fm_common.devstack run [--data-dir data] [--base-port 8000]
 """
@@ -211,7 +212,7 @@ class Stack:
         for name, (prefix, _) in SERVICES.items():
             env[f"{prefix}_PORT"] = str(self.ports[name])
             env[f"FM_{name.upper()}_URL"] = self.url(name)
-        # Put the venv's scripts first so `python`, `celery` and `chroma` are ours.
+        # The venv's scripts first, then Chroma's environment: `python`, `celery`, `chroma`.
         env["PATH"] = os.pathsep.join([_bin_path(), env.get("PATH", "")])
         env.update(self.extra_env)
         return env
