@@ -1,7 +1,9 @@
 """Idle memory of the whole `make run` system: the sum of the proportional set sizes.
 
 Starts every process of faultmaven-deploy/Procfile the way `make run` does (devstack, the
-worker with 2 children, no LLM provider) on free ports, once per embedding backend,
+worker with 2 children, no LLM provider) on free ports, once per embedding backend
+(and once more with the default backend and FM_DEVSTACK_PREFORK=0: every Python process
+started on its own instead of forked from the pre-imported fork server, ADR 0155),
 waits until the knowledge service and the worker have loaded the embedding model and
 the system is idle, then reads /proc/<pid>/smaps_rollup of every process in the
 stack's sessions (children included) three times, 5 s apart, and reports the median
@@ -10,7 +12,7 @@ system holds). Target: < 1.0 GB with the default (onnx) backend.
 The machine is shared: the load average is noted next to each figure.
 Writes bench/results/memory.json and memory.md.
 
-    uv run --frozen --no-sync python bench/memory.py [--backends onnx,torch]
+    uv run --frozen --no-sync python bench/memory.py [--runs onnx,torch,onnx-plain]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fm_common import preforked
 from fm_common.devstack import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,9 +58,13 @@ def pss_kb(pid: int) -> int:
 
 
 def sample(stack: Stack) -> dict[str, dict[str, int]]:
-    """Per Procfile process: PSS (kB) and process count of its whole session."""
+    """Per Procfile process: PSS (kB) and process count of its whole session; "preload":
+    the fork server the Python processes are forked from."""
     sessions = {proc.pid: name for name, proc in stack.procs.items()}
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"pss_kb": 0, "processes": 0})
+    for pid in preforked.server_pids():
+        out["preload"]["pss_kb"] += pss_kb(pid)
+        out["preload"]["processes"] += 1
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -86,8 +93,10 @@ def _read(path: Path) -> str:
         return ""
 
 
-def measure(backend: str, settle: float) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix=f"fm-bench-memory-{backend}-"))
+def measure(run: str, settle: float) -> dict[str, Any]:
+    """`run`: a backend (onnx, torch), with `-plain` for processes not forked."""
+    backend, _, plain = run.partition("-")
+    root = Path(tempfile.mkdtemp(prefix=f"fm-bench-memory-{run}-"))
     stack = Stack(
         data_dir=root / "data",
         ports=Stack.free_ports(),
@@ -97,6 +106,7 @@ def measure(backend: str, settle: float) -> dict[str, Any]:
             "FM_WORKER_CONCURRENCY": "2",  # make run's default
             "HF_HUB_OFFLINE": "1",
             "FM_EMBEDDING_BACKEND": backend,
+            "FM_DEVSTACK_PREFORK": "0" if plain else "1",
         },
     )
     started = time.monotonic()
@@ -115,6 +125,8 @@ def measure(backend: str, settle: float) -> dict[str, Any]:
         per, at_load = samples[median]
         return {
             "backend": backend,
+            "run": run,
+            "prefork": not plain,
             "ready_seconds": round(ready, 1),
             "total_mb": round(totals[median] / 1024, 1),  # MiB
             "total_gb": round(totals[median] * 1024 / 1e9, 3),  # 10^9 bytes
@@ -127,6 +139,7 @@ def measure(backend: str, settle: float) -> dict[str, Any]:
         }
     finally:
         stack.stop()
+        preforked.shutdown()  # each run its own fork server (none in a -plain run)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -141,9 +154,11 @@ def write(results: dict[str, Any]) -> None:
         f"Every Procfile process (worker with 2 children), idle after the embedding model "
         f"loaded, sum of PSS over every process of each entry's session; median of three "
         f"samples 5 s apart. {os.cpu_count()} CPUs shared with other work. Measured "
-        f"{results['measured_at']}. Target < 1.0 GB (onnx).",
+        f"{results['measured_at']}. Target < 1.0 GB (onnx). The Python processes are forked "
+        f"from one pre-imported fork server (`preload`, ADR 0155); `-plain`: "
+        f"FM_DEVSTACK_PREFORK=0, each started on its own as before.",
         "",
-        "| process | " + " | ".join(f"{r['backend']} MB (processes)" for r in runs) + " |",
+        "| process | " + " | ".join(f"{r['run']} MB (processes)" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     names: list[str] = []
@@ -171,20 +186,20 @@ def main() -> None:
 
     os.environ.setdefault("FM_EMBEDDING_ONNX_DIR", str(ROOT / ".cache" / "models"))
     parser = argparse.ArgumentParser()
-    parser.add_argument("--backends", default="onnx,torch")
+    parser.add_argument("--runs", default="onnx,torch,onnx-plain")
     parser.add_argument("--settle", type=float, default=20.0, help="idle seconds before sampling")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "runs": [],
     }
-    for backend in args.backends.split(","):
-        run = measure(backend, args.settle)
+    for name in args.runs.split(","):
+        run = measure(name, args.settle)
         print(json.dumps(run), flush=True)
         results["runs"].append(run)
         write(results)
     results["target_met"] = {
-        r["backend"]: r["total_gb"] < 1.0 for r in results["runs"] if r["backend"] == "onnx"
+        r["run"]: r["total_gb"] < 1.0 for r in results["runs"] if r["run"] == "onnx"
     }
     write(results)
     print((RESULTS / "memory.md").read_text())

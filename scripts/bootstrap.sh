@@ -68,6 +68,10 @@ fi
 # --- Python environment ---------------------------------------------------------------
 export UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
 uv sync --frozen --all-packages --quiet
+# The Chroma server (`chroma run`) in an environment of its own: the services' venv has
+# the thin HTTP client, which installs the same `chromadb` module (ADR 0156).
+UV_PROJECT_ENVIRONMENT="$PWD/.cache/chroma-server" \
+  uv sync --frozen --quiet --project faultmaven-deploy/chroma-server
 
 # --- The embedding model, exported once to ONNX (the runtime needs no torch) ----------
 # Kept while current (keyed by the model and a checksum of its packaged files); the dev

@@ -6,7 +6,8 @@ others, skips Procfile lines whose Python module is not installed, refuses to st
 a taken port with a clear message, waits until the gateway reports healthy, restarts a
 child that dies with backoff (stores first, and says so), and stops everything on
 Ctrl-C. System tests use the same `Stack` on free ports, so they start the real
-processes the way `make run` does.
+processes the way `make run` does. The Python lines are forked from one pre-imported
+fork server (`fm_common.preforked`, ADR 0155).
 
     python -m fm_common.devstack run [--data-dir data] [--base-port 8000]
 """
@@ -32,8 +33,12 @@ from typing import IO
 
 import httpx
 
+from fm_common import preforked
+
 ROOT = Path(__file__).resolve().parents[3]
 PROCFILE = ROOT / "faultmaven-deploy" / "Procfile"
+# The Chroma server's own environment (scripts/bootstrap.sh makes it; ADR 0156).
+CHROMA_BIN = ROOT / ".cache" / "chroma-server" / "bin"
 
 # Service name -> (env prefix, default port). Redis and Chroma are the stores.
 SERVICES: dict[str, tuple[str, int]] = {
@@ -90,7 +95,13 @@ class ProcSpec:
 def _which(exe: str) -> str | None:
     from shutil import which
 
-    return which(exe, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    return which(exe, path=os.pathsep.join([_bin_path(), os.environ["PATH"]]))
+
+
+def _bin_path() -> str:
+    """Where devstack's processes are looked up first: this venv's scripts (`python`,
+    `celery`), then the Chroma server's environment (`chroma`)."""
+    return os.pathsep.join([str(Path(sys.executable).parent), str(CHROMA_BIN)])
 
 
 def read_procfile(path: Path = PROCFILE) -> list[ProcSpec]:
@@ -143,7 +154,7 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     only: set[str] | None = None
     log_dir: Path | None = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, preforked.Proc] = field(default_factory=dict)
     specs: dict[str, ProcSpec] = field(default_factory=dict)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict)
     service_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -201,8 +212,8 @@ class Stack:
         for name, (prefix, _) in SERVICES.items():
             env[f"{prefix}_PORT"] = str(self.ports[name])
             env[f"FM_{name.upper()}_URL"] = self.url(name)
-        # Put the venv's scripts first so `python`, `celery` and `chroma` are ours.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        # The venv's scripts first, then Chroma's environment: `python`, `celery`, `chroma`.
+        env["PATH"] = os.pathsep.join([_bin_path(), env.get("PATH", "")])
         env.update(self.extra_env)
         return env
 
@@ -260,14 +271,8 @@ class Stack:
             self._logs[name] = out  # type: ignore[assignment]
         else:
             out = subprocess.PIPE
-        proc = subprocess.Popen(
-            shlex.split(command),
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # Python entry points are forked from one pre-imported parent (ADR 0155).
+        proc = preforked.spawn(shlex.split(command), env=env, cwd=ROOT, stdout=out)
         self.procs[name] = proc
         if out == subprocess.PIPE:
             threading.Thread(target=_pump, args=(name, proc), daemon=True).start()
@@ -410,7 +415,7 @@ def _expand(command: str, env: Mapping[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", repl, command)
 
 
-def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], name: str) -> None:
+def _wait_port(port: int, timeout: float, proc: preforked.Proc, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -424,7 +429,7 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], name: s
 _COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95", "94"]
 
 
-def _pump(name: str, proc: subprocess.Popen[bytes]) -> None:
+def _pump(name: str, proc: preforked.Proc) -> None:
     color = _COLORS[hash(name) % len(_COLORS)]
     tty = sys.stdout.isatty()
     prefix = f"\033[{color}m{name:>9} |\033[0m " if tty else f"{name:>9} | "

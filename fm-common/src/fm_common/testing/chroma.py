@@ -18,12 +18,19 @@ from fm_common.testing.ports import free_port
 
 
 def find_chroma() -> str:
-    exe = Path(sys.executable).parent / "chroma"
-    if exe.exists():
-        return str(exe)
+    """The `chroma` CLI of the Chroma server's own environment (scripts/bootstrap.sh,
+    ADR 0156), else one on PATH."""
+    from fm_common.devstack import CHROMA_BIN
+
+    for exe in (CHROMA_BIN / "chroma", Path(sys.executable).parent / "chroma"):
+        if exe.exists():
+            return str(exe)
     path = shutil.which("chroma")
     if path is None:
-        raise RuntimeError("the `chroma` CLI is not installed (it comes with the chromadb package)")
+        raise RuntimeError(
+            "the `chroma` CLI is not installed (scripts/bootstrap.sh puts the Chroma server "
+            f"in {CHROMA_BIN.parent})"
+        )
     return path
 
 
