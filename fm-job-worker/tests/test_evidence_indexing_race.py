@@ -358,13 +358,13 @@ def test_a_large_file_is_indexed_in_slices_each_handed_over_once(rt, evidence, s
     assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
 
 
-def test_a_slice_redone_after_its_passages_expired_prepares_them_again(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
+def test_a_slice_whose_passages_expired_prepares_them_again(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
     file_id = str(uuid.uuid4())
     evidence.files[file_id] = _long_log(300)
     kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
-    total = app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="u0").result[
-        "chunks"
-    ]
+    total = (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="u0").result["chunks"]
+    )
     rt.redis.delete(f"fm:knowledge:evidence-slices:{file_id}")  # expired, Redis restarted
     while slices:
         result = _deliver(*slices.pop(0)).result
@@ -377,9 +377,9 @@ def test_a_file_deleted_between_slices_is_taken_back_out(rt, evidence, slices) -
     file_id = str(uuid.uuid4())
     evidence.files[file_id] = _long_log(300)
     kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
-    assert app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="v0").result[
-        "indexed"
-    ]
+    assert (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="v0").result["indexed"]
+    )
     assert _case_chunks(evidence, file_id)
     del evidence.files[file_id]
 

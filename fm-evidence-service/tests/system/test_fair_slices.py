@@ -138,9 +138,7 @@ def test_a_quiet_users_file_is_indexed_while_a_large_one_is_in_progress(users: U
     users.wait("the large file's first slice", lambda: users.chunks(case_a, large))
 
     small = users.upload(b, case_b, _log(20, "quiet"), "small.log")
-    users.wait(
-        "the small file", lambda: users.file(b, small)["analysis_status"] == "completed"
-    )
+    users.wait("the small file", lambda: users.file(b, small)["analysis_status"] == "completed")
     # Read after the small file ended: the large one had not.
     assert users.file(a, large)["analysis_status"] == "processing"
     partial = len(users.chunks(case_a, large))
