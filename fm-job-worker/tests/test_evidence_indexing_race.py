@@ -387,3 +387,28 @@ def test_a_file_deleted_between_slices_is_taken_back_out(rt, evidence, slices) -
     assert not slices
     assert _case_chunks(evidence, file_id) == []
     assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
+
+
+def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
+    rt, evidence, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    assert (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="w0").result["indexed"]
+    )
+    assert _case_chunks(evidence, file_id)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_and_upsert", boom)
+    follow = slices.pop(0)
+    assert _deliver(*follow).result is None
+    # Failed once, with the reason, not handed on; nothing of it stays searchable.
+    assert not slices
+    assert evidence.reports[-1] == (file_id, "failed")
+    assert _case_chunks(evidence, file_id) == []
+    assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
+    assert tracking.get(rt.redis, "w0/1") is None

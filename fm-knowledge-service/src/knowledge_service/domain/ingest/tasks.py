@@ -207,6 +207,12 @@ def _fail_evidence(host: Host, kwargs: Kwargs, message: str, code: str) -> None:
     except FMError as exc:  # the failure is recorded in the job store and the log anyway
         log.warning("evidence.report_failed", error=exc.detail)
     _drop_passages(host, kwargs["file_id"])
+    # A failed file is not searchable in part: the chunks its earlier slices (or a run
+    # that died) upserted go (owner-scoped; the store may be what is down).
+    try:
+        take_back(host, kwargs["case_id"], kwargs["file_id"], kwargs["owner_id"])
+    except Exception as exc:
+        log.warning("evidence.take_back_failed", file_id=kwargs["file_id"], error=repr(exc))
 
 
 @task("knowledge.index_evidence", queue="ingest", give_up=_fail_evidence)
