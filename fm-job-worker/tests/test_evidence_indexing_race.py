@@ -355,7 +355,7 @@ def test_a_large_file_is_indexed_in_slices_each_handed_over_once(rt, evidence, s
     assert evidence.reports == [(file_id, "processing"), (file_id, "completed")]
     # Nothing left in flight, and the kept passages are gone with the last slice.
     assert not [e for e in tracking.all_entries(rt.redis) if e.track_id.startswith("t0")]
-    assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
 
 
 def test_a_slice_whose_passages_expired_prepares_them_again(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
@@ -386,7 +386,7 @@ def test_a_file_deleted_between_slices_is_taken_back_out(rt, evidence, slices) -
     assert _deliver(*slices.pop(0)).result == {"file_id": file_id, "status": "gone"}
     assert not slices
     assert _case_chunks(evidence, file_id) == []
-    assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
 
 
 def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
@@ -410,5 +410,28 @@ def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
     assert not slices
     assert evidence.reports[-1] == (file_id, "failed")
     assert _case_chunks(evidence, file_id) == []
-    assert rt.redis.get(f"fm:knowledge:evidence-slices:{file_id}") is None
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
     assert tracking.get(rt.redis, "w0/1") is None
+
+
+def test_a_later_slice_reads_only_a_window_of_the_kept_passages(
+    rt, evidence, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.SLICE_WINDOW", 5)
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    total = (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="x0").result["chunks"]
+    )
+    starts = []
+    while slices:
+        follow = slices.pop(0)
+        starts.append(follow[0]["start"])
+        result = _deliver(*follow).result
+    # The first slice embeds a batch of 8 from what it prepared; each later one its
+    # window of 5.
+    assert starts == list(range(8, total, 5))
+    assert result["chunks"] == total
+    docs = _case_chunks(evidence, file_id)
+    assert len(docs) == total == len(set(docs))

@@ -166,14 +166,17 @@ def _report_evidence(host: Host, kwargs: Kwargs, status: str, summary: str) -> N
 
 
 # The prepared chunks of an evidence file indexed in slices (ADR 0160), read by its
-# later slices: its redacted chunk texts (as the collection holds them) and metadata.
+# later slices: a Redis list of [id, redacted text, metadata] (as the collection holds
+# them), read a window at a time, so a slice's cost does not grow with the file.
 EVIDENCE_SLICES_KEY = "fm:knowledge:evidence-slices:{}"
 EVIDENCE_SLICES_TTL = 6 * 3600
+# The most chunks a later slice takes (its time usually ends it first).
+SLICE_WINDOW = 256
 
 
 @dataclass
 class _Passages:
-    """An evidence file's chunks, ready to embed: ids, redacted texts, metadata."""
+    """Chunks of an evidence file ready to embed: ids, redacted texts, metadata."""
 
     ids: list[str]
     texts: list[str]
@@ -181,19 +184,34 @@ class _Passages:
 
 
 def _save_passages(host: Host, file_id: str, passages: _Passages) -> None:
-    body = json.dumps({"ids": passages.ids, "texts": passages.texts, "metas": passages.metas})
-    host.redis.set(EVIDENCE_SLICES_KEY.format(file_id), body, ex=EVIDENCE_SLICES_TTL)
+    key = EVIDENCE_SLICES_KEY.format(file_id)
+    rows = [
+        json.dumps(row) for row in zip(passages.ids, passages.texts, passages.metas, strict=True)
+    ]
+    pipe = host.redis.pipeline()  # one transaction: a reader never sees part of the list
+    pipe.delete(key)
+    for at in range(0, len(rows), 500):
+        pipe.rpush(key, *rows[at : at + 500])
+    pipe.expire(key, EVIDENCE_SLICES_TTL)
+    pipe.execute()
 
 
-def _load_passages(host: Host, file_id: str) -> _Passages | None:
-    raw = host.redis.get(EVIDENCE_SLICES_KEY.format(file_id))
-    if raw is None:
+def _load_passages(host: Host, file_id: str, start: int) -> tuple[int, _Passages] | None:
+    """How many passages the file has, and SLICE_WINDOW of them from `start`; None when
+    they are not kept (expired, Redis restarted)."""
+    key = EVIDENCE_SLICES_KEY.format(file_id)
+    pipe = host.redis.pipeline()
+    pipe.llen(key)
+    pipe.lrange(key, start, start + SLICE_WINDOW - 1)
+    total, raw = pipe.execute()
+    if not total:
         return None
     try:
-        data = json.loads(raw)
-        return _Passages(list(data["ids"]), list(data["texts"]), list(data["metas"]))
-    except (ValueError, KeyError, TypeError):
+        rows = [json.loads(r) for r in raw]
+        window = _Passages([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    except (ValueError, IndexError, TypeError):
         return None
+    return int(total), window
 
 
 def _drop_passages(host: Host, file_id: str) -> None:
@@ -224,41 +242,43 @@ def index_evidence(
     The first slice reads, redacts and chunks the file; every slice embeds and upserts
     chunks from `start` until its time is up (FM_WORKER_SLICE_SECONDS) and hands the
     rest over (`ctx.resume_later`), so one user's large file does not hold a worker
-    child while another user's file waits (ADR 0160). Later slices read the chunks the
-    first one kept in Redis (or prepare them again: chunking is deterministic); chunk
-    ids are too, so a redone slice overwrites its vectors. The last slice removes stale
-    chunks and reports the file `completed`.
+    child while another user's file waits (ADR 0160). Later slices read a window of the
+    chunks the first one kept in Redis (or prepare them again: chunking is
+    deterministic); chunk ids are too, so a redone slice overwrites its vectors. The
+    last slice removes stale chunks and reports the file `completed`.
     """
     host = ctx.host
     k = knowledge(host)
     token = host.service_token(owner_id)
     client = EvidenceClient(host.settings.evidence_url, host.http)
-    passages = _load_passages(host, file_id) if start else None
-    if passages is not None:
+    kept = _load_passages(host, file_id, start) if start else None
+    if kept is not None:
         # A later slice: the file may have been deleted since the first.
         try:
             host.run(client.get(file_id, token=token))
         except NotFound:
             return _gone(host, case_id, file_id, owner_id)
+        (total, passages), offset = kept, start
     else:
-        passages = _prepare_evidence(host, file_id, case_id, owner_id, token, client)
-        if passages is None:
+        prepared = _prepare_evidence(host, file_id, case_id, owner_id, token, client)
+        if prepared is None:
             return _gone(host, case_id, file_id, owner_id)
+        passages, offset, total = prepared, 0, len(prepared.ids)
     deps = k.ingest_deps()
     collection = case_collection(case_id)
-    total = len(passages.ids)
-    done = embed_and_upsert(
+    size = len(passages.ids)
+    done = offset + embed_and_upsert(
         deps,
         collection,
         passages.ids,
         passages.texts,
         passages.metas,
-        ctx.progress,
-        start=start,
+        lambda fraction: ctx.progress((offset + fraction * size) / max(1, total)),
+        start=start - offset,
         stop=ctx.slice_over,
     )
     if done < total:
-        if not start:
+        if kept is None:  # prepared here: kept for the later slices
             _save_passages(host, file_id, passages)
         ctx.resume_later(start=done)
         return {"file_id": file_id, "case_id": case_id, "indexed": done, "chunks": total}
