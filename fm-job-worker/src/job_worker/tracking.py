@@ -111,6 +111,10 @@ def all_entries(redis: Any) -> list[InFlight]:
 def resend(app: Any, redis: Any, entry: InFlight) -> None:
     entry.state, entry.hostname, entry.heartbeat = "requeued", None, time.time()
     redis.hset(INFLIGHT_KEY, entry.track_id, entry.dump())
+    _send(app, entry)
+
+
+def _send(app: Any, entry: InFlight) -> None:
     # ignore_result: otherwise the worker's app subscribes to a result channel per send.
     app.send_task(
         entry.task,
@@ -138,14 +142,7 @@ def hand_over(app: Any, redis: Any, done: str, following: InFlight, keep: int) -
     redis.hsetnx(INFLIGHT_KEY, following.track_id, following.dump())
     if not redis.set(SLICE_DONE_KEY.format(done), "1", nx=True, ex=keep):
         return False
-    app.send_task(
-        following.task,
-        kwargs=following.kwargs,
-        queue=following.queue,
-        task_id=following.track_id,
-        priority=following.priority,
-        ignore_result=True,
-    )
+    _send(app, following)
     return True
 
 
