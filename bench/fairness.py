@@ -273,9 +273,13 @@ def write(result: dict[str, Any]) -> None:
         "",
         "Attack run before the caps and the fair ordering: small turn 0.07 s alone, 15.8 s "
         "during three 1 MB pasted turns; the pasted evidence held both worker children for "
-        "7 minutes while 34 other ingestion tasks waited (FIFO).",
+        "7 minutes while 34 other ingestion tasks waited (FIFO). With the fair ordering and "
+        "tasks run to completion (before ADR 0160; load 0.59): the small file queued behind "
+        "A's work waited 379.77 s, both children held by the two 1 MB pastes (381 s each).",
         "",
     ]
+    if result.get("note"):
+        md += [result["note"], ""]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
 
 
