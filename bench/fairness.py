@@ -10,10 +10,14 @@ model) and measures, for the quiet user B:
   - the indexing of one small evidence file: wait alone, then queued behind A's pasted
     evidence and a backlog of A's uploads, and how many of A's queued files the worker
     took before B's (fair ordering by rank, ADR 0136: 0 or 1 expected, all of them
-    under plain FIFO; a task already running is never preempted).
-Writes bench/results/fairness.json and fairness.md.
+    under plain FIFO); A's large files are indexed in slices (ADR 0160), so B's file
+    takes the next free child instead of waiting for A's files to end;
+  - then that all of A's work still ends (how many files completed, and when).
+Writes bench/results/fairness.json and fairness.md (`--slice-seconds 0`: run-to-completion,
+as before ADR 0160, written to fairness-unsliced.{json,md}).
 
     uv run --frozen --no-sync python bench/fairness.py [--paste-mb 1] [--backlog 6]
+        [--slice-seconds 5]
 """
 
 from __future__ import annotations
@@ -138,6 +142,30 @@ async def wait_indexed(
     return done
 
 
+async def case_files(
+    client: httpx.AsyncClient, auth: dict[str, str], case_id: str
+) -> list[dict[str, Any]]:
+    resp = await client.get(
+        f"/api/v1/cases/{case_id}/uploaded-files", params={"limit": 100}, headers=auth
+    )
+    resp.raise_for_status()
+    return list(resp.json()["files"])
+
+
+async def wait_case_ended(
+    client: httpx.AsyncClient, auth: dict[str, str], case_id: str, timeout: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """Wait until every file of the case has ended (completed or failed); when, and them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = await case_files(client, auth, case_id)
+        if all(f["analysis_status"] in ("completed", "failed") for f in files):
+            return time.monotonic(), files
+        if time.monotonic() > deadline:
+            return float("nan"), files
+        await asyncio.sleep(2.0)
+
+
 async def quiet_turns(
     client: httpx.AsyncClient, auth: dict[str, str], case_id: str, stop: asyncio.Event, least: int
 ) -> list[float]:
@@ -185,6 +213,9 @@ async def measure(stack: Stack, paste_mb: float, backlog: int, turns: int) -> di
         index_busy = ended[theirs] - t1 if theirs in ended else None
         cut = ended.get(theirs, float("inf"))
         before = sum(1 for f in mine if ended.get(f, float("inf")) < cut)
+        # 4. A's work is not starved or lost: every file of A's case ends, completed.
+        a_ended, a_files = await wait_case_ended(client, a, case_a, 3600)
+        a_statuses = [f["analysis_status"] for f in a_files]
     return {
         "small_turn_alone": stats(alone),
         "small_turn_during_noise": stats(during),
@@ -193,22 +224,34 @@ async def measure(stack: Stack, paste_mb: float, backlog: int, turns: int) -> di
         "index_small_file_behind_backlog_s": None if index_busy is None else round(index_busy, 2),
         "backlog_files": backlog,
         "backlog_files_indexed_before_it": before,
+        "noisy_files": len(a_files),
+        "noisy_files_completed": a_statuses.count("completed"),
+        "noisy_files_failed": a_statuses.count("failed"),
+        "noisy_all_ended_s": round(a_ended - t1, 2),
     }
 
 
 def write(result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fairness.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "fairness" if result["slice_seconds"] else "fairness-unsliced"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     r = result["results"]
+    slicing = (
+        f"A running task gives its child back every {result['slice_seconds']} s "
+        "(`FM_WORKER_SLICE_SECONDS`, ADR 0160)."
+        if result["slice_seconds"]
+        else "Slicing off (`FM_WORKER_SLICE_SECONDS=0`): a task runs to completion."
+    )
     noise = r["small_turn_during_noise"]
     md = [
         "# Fairness: one noisy user against a quiet one (issue 16 item 5)",
         "",
-        f"{result['machine']}; load average {result['load_before']} before the run "
+        f"{result['machine']}; load average {result['load_before']} before the run, "
+        f"{result['load_after_1m_5m'][0]} / {result['load_after_1m_5m'][1]} (1 / 5 min) after "
         "(shared machine: other work inflates every number). Real stack (`make run`'s "
         "processes), worker with 2 children, zero-latency fake provider. "
         f"Pasted turns of {result['paste_mb']} MB; backlog of {r['backlog_files']} files "
-        "of 200 KB.",
+        f"of 200 KB. {slicing}",
         "",
         "| | quiet user B |",
         "|---|---|",
@@ -224,13 +267,20 @@ def write(result: dict[str, Any]) -> None:
         f"{r['index_small_file_behind_backlog_s']} s |",
         f"| A's queued backlog files indexed before it | "
         f"{r['backlog_files_indexed_before_it']} of {r['backlog_files']} |",
+        f"| A's files (pasted evidence + backlog): all ended after | {r['noisy_all_ended_s']} s "
+        f"({r['noisy_files_completed']} of {r['noisy_files']} completed, "
+        f"{r['noisy_files_failed']} failed) |",
         "",
         "Attack run before the caps and the fair ordering: small turn 0.07 s alone, 15.8 s "
         "during three 1 MB pasted turns; the pasted evidence held both worker children for "
-        "7 minutes while 34 other ingestion tasks waited (FIFO).",
+        "7 minutes while 34 other ingestion tasks waited (FIFO). With the fair ordering and "
+        "tasks run to completion (before ADR 0160; load 0.59): the small file queued behind "
+        "A's work waited 379.77 s, both children held by the two 1 MB pastes (381 s each).",
         "",
     ]
-    (RESULTS / "fairness.md").write_text("\n".join(md))
+    if result.get("note"):
+        md += [result["note"], ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(md))
 
 
 def main() -> None:
@@ -238,6 +288,7 @@ def main() -> None:
     parser.add_argument("--paste-mb", type=float, default=1.0)
     parser.add_argument("--backlog", type=int, default=6)
     parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--slice-seconds", type=float, default=5.0)
     args = parser.parse_args()
     port = free_port()
     fake = subprocess.Popen(
@@ -279,6 +330,7 @@ def main() -> None:
             # The poller asks every 2 s for minutes: keep the per-user limit out of the way.
             "FM_GATEWAY_RATE_LIMIT_PER_WINDOW": "100000",
             "FM_WORKER_CONCURRENCY": "2",
+            "FM_WORKER_SLICE_SECONDS": str(args.slice_seconds),
             "FM_LOG_LEVEL": "INFO",
             "FM_LOG_FORMAT": "json",
             "HF_HUB_OFFLINE": "1",
@@ -292,12 +344,15 @@ def main() -> None:
         stack.stop()
         fake.terminate()
         fake.wait(timeout=10)
+    load_after = [round(x, 2) for x in os.getloadavg()[:2]]
     result = {
         "name": "fairness",
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
         "load_before": load_before,
+        "load_after_1m_5m": load_after,
         "paste_mb": args.paste_mb,
+        "slice_seconds": args.slice_seconds,
         "results": results,
     }
     write(result)

@@ -1,8 +1,9 @@
-"""knowledge.index_evidence when the file is deleted while it is being indexed (ADR 0045):
-the real task (Celery `apply`), the real knowledge database, Chroma server and embedding
-model, and a stand-in of the evidence service (with the auth service's service-token route)
-that serves the file, then answers the task's final report with 404, as the evidence
-service does once the file's delete has committed between the fetch and the report."""
+"""knowledge.index_evidence when the file is deleted while it is being indexed (ADR 0045),
+and in slices (ADR 0160): the real task (Celery `apply`), the real knowledge database,
+Chroma server and embedding model, and a stand-in of the evidence service (with the auth
+service's service-token route) that serves the file, then answers the task's final report
+with 404, as the evidence service does once the file's delete has committed between the
+fetch and the report."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from fm_common.db import migrate_sync
 from fm_common.errors import FMError, Forbidden
 from fm_common.testing.servers import AppServer
 from fm_common.testing.tokens import TokenIssuer
+from job_worker import tracking
 from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
 from job_worker.runtime import Runtime
@@ -284,3 +286,152 @@ def test_pdf_evidence_chunks_are_redacted_before_they_are_indexed(rt, evidence, 
     assert "Incident notes" in docs
     for secret in ("Pdf9Secret7", "PdfMysql9x", "oncall.pdf@example.org"):
         assert secret not in docs
+
+
+@pytest.fixture
+def slices(rt: Runtime, monkeypatch: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every run is one slice (one embedding batch); the slices each run hands over are
+    recorded (kwargs, send options), not delivered: the test delivers them."""
+    rt.settings = rt.settings.model_copy(update={"slice_seconds": 1e-6})
+    handed: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def send_task(name: str, kwargs: dict[str, Any], **options: Any) -> None:
+        if name == "knowledge.index_evidence":
+            handed.append((kwargs, options))
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    return handed
+
+
+def _deliver(kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+    task = app.tasks["knowledge.index_evidence"]
+    return task.apply(kwargs=kwargs, task_id=options["task_id"], priority=options["priority"])
+
+
+def _case_chunks(evidence: EvidenceStandIn, file_id: str) -> list[str]:
+    client = chromadb.HttpClient(host="127.0.0.1", port=evidence.chroma_port)
+    col = client.get_collection(COLLECTION, embedding_function=None)
+    return list(col.get(where={"document_id": file_id}, include=["documents"])["documents"])
+
+
+def _long_log(lines: int) -> bytes:
+    return "".join(
+        f"2024-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z ERROR payments-{i % 7} upstream "
+        f"timeout after {i} ms on pool {i % 13} request {i} was retried\n"
+        for i in range(lines)
+    ).encode()
+
+
+def test_a_large_file_is_indexed_in_slices_each_handed_over_once(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(600)
+    first = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    run = app.tasks["knowledge.index_evidence"].apply(kwargs=first, task_id="t0", priority=3)
+
+    part = run.result
+    assert part["indexed"] == 8  # one embedding batch, then its time was up
+    total = part["chunks"]
+    assert total > 24
+    order = ["t0"]
+    while slices:
+        kwargs, options = slices.pop(0)
+        # The rest, at the priority the work came with, as the next slice of t0.
+        assert options["priority"] == 3
+        n = len(order)
+        assert options["task_id"] == f"t0/{n}"
+        assert kwargs == {**first, "start": 8 * n, "slice": {"of": "t0", "n": n}}
+        order.append(options["task_id"])
+        result = _deliver(kwargs, options).result
+        if n == 2:
+            # Slice 2 delivered again after it handed over (its worker died before the
+            # acknowledgement): nothing redone, slice 3 not sent twice.
+            assert _deliver(kwargs, options).result is None
+            assert len(slices) == 1
+    assert result == {"file_id": file_id, "case_id": CASE, "chunks": total}
+    assert len(order) == -(-total // 8)
+    docs = _case_chunks(evidence, file_id)
+    assert len(docs) == total == len(set(docs))
+    # The file was reported processing once and completed once, by the last slice.
+    assert evidence.reports == [(file_id, "processing"), (file_id, "completed")]
+    # Nothing left in flight, and the kept passages are gone with the last slice.
+    assert not [e for e in tracking.all_entries(rt.redis) if e.track_id.startswith("t0")]
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
+
+
+def test_a_slice_whose_passages_expired_prepares_them_again(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    total = (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="u0").result["chunks"]
+    )
+    rt.redis.delete(f"fm:knowledge:evidence-slices:{file_id}")  # expired, Redis restarted
+    while slices:
+        result = _deliver(*slices.pop(0)).result
+    assert result["chunks"] == total
+    docs = _case_chunks(evidence, file_id)
+    assert len(docs) == total == len(set(docs))
+
+
+def test_a_file_deleted_between_slices_is_taken_back_out(rt, evidence, slices) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    assert (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="v0").result["indexed"]
+    )
+    assert _case_chunks(evidence, file_id)
+    del evidence.files[file_id]
+
+    assert _deliver(*slices.pop(0)).result == {"file_id": file_id, "status": "gone"}
+    assert not slices
+    assert _case_chunks(evidence, file_id) == []
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
+
+
+def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
+    rt, evidence, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    assert (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="w0").result["indexed"]
+    )
+    assert _case_chunks(evidence, file_id)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_and_upsert", boom)
+    follow = slices.pop(0)
+    assert _deliver(*follow).result is None
+    # Failed once, with the reason, not handed on; nothing of it stays searchable.
+    assert not slices
+    assert evidence.reports[-1] == (file_id, "failed")
+    assert _case_chunks(evidence, file_id) == []
+    assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
+    assert tracking.get(rt.redis, "w0/1") is None
+
+
+def test_a_later_slice_reads_only_a_window_of_the_kept_passages(
+    rt, evidence, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.SLICE_WINDOW", 5)
+    file_id = str(uuid.uuid4())
+    evidence.files[file_id] = _long_log(300)
+    kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}
+    total = (
+        app.tasks["knowledge.index_evidence"].apply(kwargs=kwargs, task_id="x0").result["chunks"]
+    )
+    starts = []
+    while slices:
+        follow = slices.pop(0)
+        starts.append(follow[0]["start"])
+        result = _deliver(*follow).result
+    # The first slice embeds a batch of 8 from what it prepared; each later one its
+    # window of 5.
+    assert starts == list(range(8, total, 5))
+    assert result["chunks"] == total
+    docs = _case_chunks(evidence, file_id)
+    assert len(docs) == total == len(set(docs))

@@ -16,7 +16,7 @@ class Sender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict, str, str]] = []
 
-    def send_task(self, name, kwargs, queue, task_id, ignore_result):  # type: ignore[no-untyped-def]
+    def send_task(self, name, kwargs, queue, task_id, ignore_result, priority=None):  # type: ignore[no-untyped-def]
         assert ignore_result is True  # no result channel subscribed per send
         self.sent.append((name, kwargs, queue, task_id))
 

@@ -57,6 +57,8 @@ class HostSettings(Protocol):
     @property
     def ingest_time_limit(self) -> int: ...
     @property
+    def slice_seconds(self) -> float: ...
+    @property
     def orphan_grace_seconds(self) -> int: ...
 
 
@@ -109,9 +111,15 @@ class Host(Protocol):
         ...
 
     def send_task(
-        self, name: str, kwargs: Kwargs, *, queue: str, countdown: float | None = None
+        self,
+        name: str,
+        kwargs: Kwargs,
+        *,
+        queue: str,
+        countdown: float | None = None,
+        priority: int | None = None,
     ) -> None:
-        """Enqueue a task by name (no result kept)."""
+        """Enqueue a task by name (no result kept); `priority` as `fm_common.jobs.enqueue`."""
         ...
 
     def expect(self, track_id: str, name: str, queue: str, kwargs: Kwargs) -> None:
@@ -147,6 +155,19 @@ class TaskContext(Protocol):
 
     def leave_job(self) -> None:
         """Another run settles this task's job (it took the work into its batch)."""
+        ...
+
+    def slice_over(self) -> bool:
+        """This run has had its share of the worker child (FM_WORKER_SLICE_SECONDS since
+        it started): long work that can be resumed stops at its next safe point and calls
+        `resume_later`, so a task another user queued gets the child (ADR 0160)."""
+        ...
+
+    def resume_later(self, **changes: Any) -> None:
+        """End this run as one slice of the work: once the task returns, it is sent
+        again with its kwargs updated by `changes`, at the priority it came with, as the
+        next slice (tracked, redone after a crash, and sent once even when this slice is
+        redelivered). The job stays running; the task's return value is not its result."""
         ...
 
 

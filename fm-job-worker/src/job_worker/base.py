@@ -10,11 +10,16 @@ into a Celery task of the same name, on `TrackedTask`:
   (on the job, and on the document for ingestion): never lost silently.
 - The job record (fm_common.jobs), when the task carries a `job_id`, follows along:
   running -> completed | failed, with attempts and progress.
+- Slices (ADR 0160): a task that calls `ctx.resume_later(**changes)` ends this run as
+  one slice; the host sends the next (kwargs updated, the same priority, track id
+  `<first slice's>/<n>`, the reserved kwarg `slice`), and a redelivered slice that had
+  already handed over ends at once. Each slice has its own attempts and limits.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import httpx
@@ -26,12 +31,17 @@ from celery import Celery, Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from fm_common.errors import FMError, GatewayTimeout, Unavailable
+from fm_common.jobs import JOB_TTL_SECONDS
 from fm_common.tasks import GiveUp, Kwargs, PermanentError, TaskResult, TaskSpec
 from job_worker import tracking
 from job_worker.config import Settings
 from job_worker.runtime import Runtime, current
 
 log = structlog.get_logger("worker.task")
+
+# The kwarg the host adds to a slice after the first: {"of": first track id, "n": n}.
+SLICE_KWARG = "slice"
+HOST_KWARGS = frozenset({"job_id", SLICE_KWARG})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -55,11 +65,21 @@ def is_transient(exc: BaseException) -> bool:
 class Context:
     """One run of a task (`fm_common.tasks.TaskContext`)."""
 
-    def __init__(self, rt: Runtime, entry: tracking.InFlight, job_id: str | None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        entry: tracking.InFlight,
+        job_id: str | None,
+        slice_seconds: float = 0.0,
+    ) -> None:
         self.rt = rt
         self.entry = entry
         self.job_id = job_id
         self.job_left = False
+        self.started = time.monotonic()
+        self.slice_seconds = slice_seconds
+        # The kwargs changes of the next slice, when this run ends as a slice.
+        self.resume: dict[str, Any] | None = None
 
     @property
     def host(self) -> Runtime:
@@ -80,6 +100,14 @@ class Context:
         tracking.heartbeat(self.rt.redis, self.entry)
         if self.job_id:
             self.rt.jobs.update(self.job_id, progress=round(fraction, 3))
+
+    def slice_over(self) -> bool:
+        return 0 < self.slice_seconds <= time.monotonic() - self.started
+
+    def resume_later(self, **changes: Any) -> None:
+        if HOST_KWARGS & changes.keys():
+            raise ValueError(f"a slice cannot change {sorted(HOST_KWARGS & changes.keys())}")
+        self.resume = changes
 
 
 class TrackedTask(Task):
@@ -121,22 +149,34 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
         rt = current(settings, app)
         conf = rt.settings  # this process's (a test's runtime brings its own)
         job_id = kwargs.get("job_id")
-        track_id = job_id or self.request.id
-        entry = tracking.begin(
-            rt.redis, track_id, name, queue, kwargs, self.request.hostname or "?"
-        )
+        part = kwargs.get(SLICE_KWARG)
+        track_id = f"{part['of']}/{part['n']}" if part else job_id or self.request.id
         # A task's log lines carry its own ids only (never an earlier task's).
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task=name, track_id=track_id)
+        if tracking.slice_done(rt.redis, track_id):
+            # Redelivered (or recovered) after it had handed the rest of its work over:
+            # done; an entry its killed run left is ended, not reaped as lost.
+            log.info("task.slice_already_done")
+            tracking.end(rt.redis, track_id)
+            return None
+        priority = (self.request.delivery_info or {}).get("priority")
+        entry = tracking.begin(
+            rt.redis, track_id, name, queue, kwargs, self.request.hostname or "?", priority
+        )
         if entry.attempts > conf.max_attempts + conf.max_retries:
             message = "The job was redelivered too many times (it keeps killing its worker)."
             _fail(rt, give_up, kwargs, message, "TOO_MANY_ATTEMPTS", track_id)
             return None
         if job_id:
             rt.jobs.update(job_id, status="running", attempts=entry.attempts)
-        ctx = Context(rt, entry, job_id)
+        ctx = Context(rt, entry, job_id, conf.slice_seconds)
         try:
-            result = spec.fn(ctx, **{k: v for k, v in kwargs.items() if k != "job_id"})
+            result = spec.fn(ctx, **{k: v for k, v in kwargs.items() if k not in HOST_KWARGS})
+            if ctx.resume is not None:
+                _hand_over(rt, entry, ctx.resume)
+                tracking.end(rt.redis, track_id)
+                return result
         except Retry:
             raise
         except PermanentError as exc:
@@ -177,6 +217,21 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
         return result
 
     return run
+
+
+def _hand_over(rt: Runtime, entry: tracking.InFlight, changes: dict[str, Any]) -> None:
+    """Send the slice after `entry`'s: its kwargs with `changes`, at its priority."""
+    part = entry.kwargs.get(SLICE_KWARG)
+    first, n = (part["of"], part["n"]) if part else (entry.track_id, 0)
+    following = tracking.InFlight(
+        track_id=f"{first}/{n + 1}",
+        task=entry.task,
+        queue=entry.queue,
+        kwargs={**entry.kwargs, **changes, SLICE_KWARG: {"of": first, "n": n + 1}},
+        priority=entry.priority,
+    )
+    sent = tracking.hand_over(rt.app, rt.redis, entry.track_id, following, JOB_TTL_SECONDS)
+    log.info("task.sliced", next=following.track_id, sent=sent, changes=changes)
 
 
 def _fail(

@@ -39,6 +39,11 @@ class Settings(BaseServiceSettings):
     # consumes the ingest queue): children start warm and share the weights.
     preload_embedder: bool = True
 
+    # A long task that can be resumed (evidence indexing) gives its child back after
+    # this many seconds and sends the rest as its next slice, so another user's waiting
+    # task runs in between (ADR 0160); 0: never.
+    slice_seconds: float = Field(default=5.0, ge=0)
+
     # Transient failures (a store down) are retried with exponential backoff.
     max_retries: int = Field(default=6, ge=0)
     retry_backoff_max: int = Field(default=300, ge=1)

@@ -59,11 +59,22 @@ class Runtime:
         return cast(R, self._resources[build])
 
     def send_task(
-        self, name: str, kwargs: Kwargs, *, queue: str, countdown: float | None = None
+        self,
+        name: str,
+        kwargs: Kwargs,
+        *,
+        queue: str,
+        countdown: float | None = None,
+        priority: int | None = None,
     ) -> None:
         # ignore_result: otherwise the app subscribes to a result channel per send.
         self.app.send_task(
-            name, kwargs=kwargs, queue=queue, countdown=countdown, ignore_result=True
+            name,
+            kwargs=kwargs,
+            queue=queue,
+            countdown=countdown,
+            priority=priority,
+            ignore_result=True,
         )
 
     def expect(self, track_id: str, name: str, queue: str, kwargs: Kwargs) -> None:

@@ -84,15 +84,25 @@ def embed_and_upsert(
     texts: list[str],
     metas: list[dict[str, Any]],
     progress: Callable[[float], None] | None = None,
-) -> None:
-    """Embed in batches and upsert each group as soon as it is embedded."""
-    group = deps.settings.embed_batch_size * 4
-    for start in range(0, len(texts), group):
-        end = start + group
-        vectors = deps.embedder.encode(texts[start:end], batch_size=deps.settings.embed_batch_size)
-        deps.store.upsert(collection, ids[start:end], vectors, texts[start:end], metas[start:end])
+    *,
+    start: int = 0,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Embed in batches from chunk `start` and upsert each group as soon as it is
+    embedded; returns where it ended: `len(texts)`, or earlier when `stop()` said so
+    after a group (a slice's time is up, ADR 0160). With `stop`, a group is one
+    embedding batch, so a slice ends soon after its time; at least one group is done."""
+    size = deps.settings.embed_batch_size
+    group = size if stop is not None else size * 4
+    for begin in range(start, len(texts), group):
+        end = min(begin + group, len(texts))
+        vectors = deps.embedder.encode(texts[begin:end], batch_size=size)
+        deps.store.upsert(collection, ids[begin:end], vectors, texts[begin:end], metas[begin:end])
         if progress is not None:
-            progress(min(1.0, end / len(texts)))
+            progress(end / len(texts))
+        if stop is not None and end < len(texts) and stop():
+            return end
+    return len(texts)
 
 
 @lru_cache(maxsize=4)

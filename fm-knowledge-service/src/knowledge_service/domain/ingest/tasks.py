@@ -7,7 +7,9 @@ evidence service owns them), with a service token acting for the evidence's owne
 
 from __future__ import annotations
 
+import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,35 +165,168 @@ def _report_evidence(host: Host, kwargs: Kwargs, status: str, summary: str) -> N
         log.info("evidence.gone", file_id=kwargs["file_id"])
 
 
+# The prepared chunks of an evidence file indexed in slices (ADR 0160), read by its
+# later slices: a Redis list of [id, redacted text, metadata] (as the collection holds
+# them), read a window at a time, so a slice's cost does not grow with the file.
+EVIDENCE_SLICES_KEY = "fm:knowledge:evidence-slices:{}"
+EVIDENCE_SLICES_TTL = 6 * 3600
+# The most chunks a later slice takes (its time usually ends it first).
+SLICE_WINDOW = 256
+
+
+@dataclass
+class _Passages:
+    """Chunks of an evidence file ready to embed: ids, redacted texts, metadata."""
+
+    ids: list[str]
+    texts: list[str]
+    metas: list[dict[str, Any]]
+
+
+def _save_passages(host: Host, file_id: str, passages: _Passages) -> None:
+    key = EVIDENCE_SLICES_KEY.format(file_id)
+    rows = [
+        json.dumps(row) for row in zip(passages.ids, passages.texts, passages.metas, strict=True)
+    ]
+    pipe = host.redis.pipeline()  # one transaction: a reader never sees part of the list
+    pipe.delete(key)
+    for at in range(0, len(rows), 500):
+        pipe.rpush(key, *rows[at : at + 500])
+    pipe.expire(key, EVIDENCE_SLICES_TTL)
+    pipe.execute()
+
+
+def _load_passages(host: Host, file_id: str, start: int) -> tuple[int, _Passages] | None:
+    """How many passages the file has, and SLICE_WINDOW of them from `start`; None when
+    they are not kept (expired, Redis restarted)."""
+    key = EVIDENCE_SLICES_KEY.format(file_id)
+    pipe = host.redis.pipeline()
+    pipe.llen(key)
+    pipe.lrange(key, start, start + SLICE_WINDOW - 1)
+    total, raw = pipe.execute()
+    if not total:
+        return None
+    try:
+        rows = [json.loads(r) for r in raw]
+        window = _Passages([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    except (ValueError, IndexError, TypeError):
+        return None
+    return int(total), window
+
+
+def _drop_passages(host: Host, file_id: str) -> None:
+    host.redis.delete(EVIDENCE_SLICES_KEY.format(file_id))
+
+
 def _fail_evidence(host: Host, kwargs: Kwargs, message: str, code: str) -> None:
     record_job_failure(host, kwargs, message, code)
     try:
         _report_evidence(host, kwargs, "failed", message)
     except FMError as exc:  # the failure is recorded in the job store and the log anyway
         log.warning("evidence.report_failed", error=exc.detail)
+    _drop_passages(host, kwargs["file_id"])
+    # A failed file is not searchable in part: the chunks its earlier slices (or a run
+    # that died) upserted go (owner-scoped; the store may be what is down).
+    try:
+        take_back(host, kwargs["case_id"], kwargs["file_id"], kwargs["owner_id"])
+    except Exception as exc:
+        log.warning("evidence.take_back_failed", file_id=kwargs["file_id"], error=repr(exc))
 
 
 @task("knowledge.index_evidence", queue="ingest", give_up=_fail_evidence)
-def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) -> dict[str, Any]:
-    """Index a case's text evidence into `case_<case_id>` (as its owner)."""
+def index_evidence(
+    ctx: TaskContext, file_id: str, case_id: str, owner_id: str, start: int = 0
+) -> dict[str, Any]:
+    """Index a case's text evidence into `case_<case_id>` (as its owner), in slices.
+
+    The first slice reads, redacts and chunks the file; every slice embeds and upserts
+    chunks from `start` until its time is up (FM_WORKER_SLICE_SECONDS) and hands the
+    rest over (`ctx.resume_later`), so one user's large file does not hold a worker
+    child while another user's file waits (ADR 0160). Later slices read a window of the
+    chunks the first one kept in Redis (or prepare them again: chunking is
+    deterministic); chunk ids are too, so a redone slice overwrites its vectors. The
+    last slice removes stale chunks and reports the file `completed`.
+    """
     host = ctx.host
+    k = knowledge(host)
+    token = host.service_token(owner_id)
+    client = EvidenceClient(host.settings.evidence_url, host.http)
+    kept = _load_passages(host, file_id, start) if start else None
+    if kept is not None:
+        # A later slice: the file may have been deleted since the first.
+        try:
+            host.run(client.get(file_id, token=token))
+        except NotFound:
+            return _gone(host, case_id, file_id, owner_id)
+        (total, passages), offset = kept, start
+    else:
+        prepared = _prepare_evidence(host, file_id, case_id, owner_id, token, client)
+        if prepared is None:
+            return _gone(host, case_id, file_id, owner_id)
+        passages, offset, total = prepared, 0, len(prepared.ids)
+    deps = k.ingest_deps()
+    collection = case_collection(case_id)
+    size = len(passages.ids)
+    done = offset + embed_and_upsert(
+        deps,
+        collection,
+        passages.ids,
+        passages.texts,
+        passages.metas,
+        lambda fraction: ctx.progress((offset + fraction * size) / max(1, total)),
+        start=start - offset,
+        stop=ctx.slice_over,
+    )
+    if done < total:
+        if kept is None:  # prepared here: kept for the later slices
+            _save_passages(host, file_id, passages)
+        ctx.resume_later(start=done)
+        return {"file_id": file_id, "case_id": case_id, "indexed": done, "chunks": total}
+    deps.store.delete_where(
+        collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": total}}]}
+    )
+    k.collection_changed(collection)
+    _drop_passages(host, file_id)
+    summary = f"Indexed as {total} passages of the case's knowledge."
+    # The report doubles as the re-check after the upsert: a file deleted after its bytes
+    # were fetched answers 404 here, and its chunks are taken back out. A delete that
+    # commits after this answer queues knowledge.unindex_evidence, which runs after the
+    # upsert: either way the deleted file's text does not stay searchable.
+    try:
+        host.run(client.set_analysis(file_id, "completed", summary=summary, token=token))
+    except NotFound:
+        log.info("evidence.deleted_while_indexing", file_id=file_id)
+        take_back(host, case_id, file_id, owner_id)
+        return {"file_id": file_id, "status": "gone"}
+    return {"file_id": file_id, "case_id": case_id, "chunks": total}
+
+
+def _gone(host: Host, case_id: str, file_id: str, owner_id: str) -> dict[str, Any]:
+    log.info("evidence.gone", file_id=file_id)
+    # An earlier attempt (or slice) may have upserted after the unindex ran: take that
+    # back too.
+    _drop_passages(host, file_id)
+    take_back(host, case_id, file_id, owner_id)
+    return {"file_id": file_id, "status": "gone"}
+
+
+def _prepare_evidence(
+    host: Host, file_id: str, case_id: str, owner_id: str, token: str, client: EvidenceClient
+) -> _Passages | None:
+    """Fetch, redact and chunk an evidence file (storing what was read from an image or
+    office document with it); None when the file is gone."""
     k = knowledge(host)
     try:
         k.db(lambda s: documents.claim_case(s, case_id, owner_id))
     except documents.CaseNotFound:
         raise PermanentError("The case belongs to another user.", "CASE_NOT_FOUND") from None
-    token = host.service_token(owner_id)
-    client = EvidenceClient(host.settings.evidence_url, host.http)
     limit = k.settings.max_upload_bytes
     try:
         host.run(client.set_analysis(file_id, "processing", token=token))
         meta = host.run(client.get(file_id, token=token))
         data = host.run(client.read_content(file_id, max_bytes=limit + 1, token=token))
     except NotFound:
-        log.info("evidence.gone", file_id=file_id)
-        # An earlier attempt may have upserted after the unindex ran: take that back too.
-        take_back(host, case_id, file_id, owner_id)
-        return {"file_id": file_id, "status": "gone"}
+        return None
     if meta.case_id != case_id:
         raise PermanentError("The evidence file is not part of this case.", "CASE_MISMATCH")
     if len(data) > limit:
@@ -222,11 +357,8 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         try:
             _store_text(host, client, file_id, extracted, token)
         except NotFound:
-            log.info("evidence.gone", file_id=file_id)
-            return {"file_id": file_id, "status": "gone"}
-    deps = k.ingest_deps()
-    model = deps.store.model_name
-    collection = case_collection(case_id)
+            return None
+    model = k.store.model_name
     ids = [f"evidence:{file_id}:{c.index}" for c in chunks]
     texts = [c.text for c in chunks]
     if not whole:  # a binary format (PDF, ...): its extracted chunks, each on its own
@@ -248,23 +380,7 @@ def index_evidence(ctx: TaskContext, file_id: str, case_id: str, owner_id: str) 
         }
         for c in chunks
     ]
-    embed_and_upsert(deps, collection, ids, texts, metas, ctx.progress)
-    deps.store.delete_where(
-        collection, {"$and": [{"document_id": file_id}, {"chunk_index": {"$gte": len(chunks)}}]}
-    )
-    k.collection_changed(collection)
-    summary = f"Indexed as {len(chunks)} passages of the case's knowledge."
-    # The report doubles as the re-check after the upsert: a file deleted after its bytes
-    # were fetched answers 404 here, and its chunks are taken back out. A delete that
-    # commits after this answer queues knowledge.unindex_evidence, which runs after the
-    # upsert: either way the deleted file's text does not stay searchable.
-    try:
-        host.run(client.set_analysis(file_id, "completed", summary=summary, token=token))
-    except NotFound:
-        log.info("evidence.deleted_while_indexing", file_id=file_id)
-        take_back(host, case_id, file_id, owner_id)
-        return {"file_id": file_id, "status": "gone"}
-    return {"file_id": file_id, "case_id": case_id, "chunks": len(chunks)}
+    return _Passages(ids, texts, metas)
 
 
 def read_pending_text(host: Host, file_id: str, owner_id: str) -> str:
