@@ -131,22 +131,28 @@ async def search(
     targets = await _collections(maker, principal, req)
     if not targets:
         return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
-    vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
     where = _where(req)
     depth = req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
-    semantic = await asyncio.gather(
-        *(asyncio.to_thread(deps.store.query, name, vector, depth, where) for name, _ in targets)
+    # Hybrid: the BM25 side needs no vector, so it runs while the query is embedded and
+    # Chroma answers (it used to wait for them: ADR 0165).
+    keyword_task = (
+        asyncio.ensure_future(_keyword(deps, targets, req, depth)) if req.mode == "hybrid" else None
     )
-    if req.mode == "semantic":
-        results = _merge_semantic(targets, semantic, req)
-    else:
-        versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
-        keyword = await asyncio.gather(
+    try:
+        vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
+        semantic = await asyncio.gather(
             *(
-                asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
-                for (name, _), ver in zip(targets, versions, strict=True)
+                asyncio.to_thread(deps.store.query, name, vector, depth, where)
+                for name, _ in targets
             )
         )
+        keyword = await keyword_task if keyword_task is not None else None
+    finally:
+        if keyword_task is not None and not keyword_task.done():
+            keyword_task.cancel()
+    if keyword is None:
+        results = _merge_semantic(targets, semantic, req)
+    else:
         results = _fuse(targets, semantic, keyword, req, fusion_weights(deps.settings))
     took = round((time.perf_counter() - started) * 1000, 2)
     log.info(
@@ -157,6 +163,19 @@ async def search(
         took_ms=took,
     )
     return SearchResponse(results=results, total_count=len(results), took_ms=took, mode=req.mode)
+
+
+async def _keyword(
+    deps: SearchDeps, targets: list[tuple[str, str]], req: SearchRequest, depth: int
+) -> list[list[tuple[str, str, dict[str, Any], float]]]:
+    """The BM25 candidates of every target collection, at its current version."""
+    versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
+    return await asyncio.gather(
+        *(
+            asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
+            for (name, _), ver in zip(targets, versions, strict=True)
+        )
+    )
 
 
 def _v(raw: Any) -> str:
