@@ -21,7 +21,7 @@ from fm_common.errors import Unprocessable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.search import ranking
-from knowledge_service.domain.vectors.bm25 import Bm25Indexes, version_key
+from knowledge_service.domain.vectors.bm25 import Bm25Index, Bm25Indexes, version_key
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import (
     GLOBAL_COLLECTION,
@@ -140,9 +140,11 @@ async def search(
     )
     try:
         vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
+        # Hybrid asks Chroma for ids and scores only; the texts come from the BM25 index.
+        content = keyword_task is None
         semantic = await asyncio.gather(
             *(
-                asyncio.to_thread(deps.store.query, name, vector, depth, where)
+                asyncio.to_thread(deps.store.query, name, vector, depth, where, content)
                 for name, _ in targets
             )
         )
@@ -153,7 +155,10 @@ async def search(
     if keyword is None:
         results = _merge_semantic(targets, semantic, req)
     else:
-        results = _fuse(targets, semantic, keyword, req, fusion_weights(deps.settings))
+        semantic = await _with_content(deps, targets, semantic, [ix for ix, _ in keyword])
+        results = _fuse(
+            targets, semantic, [hits for _, hits in keyword], req, fusion_weights(deps.settings)
+        )
     took = round((time.perf_counter() - started) * 1000, 2)
     log.info(
         "knowledge.searched",
@@ -167,8 +172,8 @@ async def search(
 
 async def _keyword(
     deps: SearchDeps, targets: list[tuple[str, str]], req: SearchRequest, depth: int
-) -> list[list[tuple[str, str, dict[str, Any], float]]]:
-    """The BM25 candidates of every target collection, at its current version."""
+) -> list[tuple[Bm25Index, list[tuple[str, str, dict[str, Any], float]]]]:
+    """The BM25 index and candidates of every target collection, at its current version."""
     versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
     return await asyncio.gather(
         *(
@@ -186,12 +191,33 @@ def _v(raw: Any) -> str:
 
 def _bm25(
     indexes: Bm25Indexes, collection: str, version: str, req: SearchRequest, k: int
-) -> list[tuple[str, str, dict[str, Any], float]]:
+) -> tuple[Bm25Index, list[tuple[str, str, dict[str, Any], float]]]:
     index = indexes.get(collection, version)
-    return [
+    return index, [
         (index.ids[pos], index.documents[pos], index.metadatas[pos], score)
         for pos, score in index.search(req.query, k, _keep(req))
     ]
+
+
+async def _with_content(
+    deps: SearchDeps,
+    targets: list[tuple[str, str]],
+    semantic: list[list[Hit]],
+    indexes: list[Bm25Index],
+) -> list[list[Hit]]:
+    """The semantic hits with their texts and metadata, from the collection's BM25 index;
+    a chunk written after the index was read comes from Chroma, one gone since is dropped."""
+    out: list[list[Hit]] = []
+    for (name, _), hits, index in zip(targets, semantic, indexes, strict=True):
+        missing = [h.chunk_id for h in hits if index.chunk(h.chunk_id) is None]
+        fetched = await asyncio.to_thread(deps.store.fetch, name, missing) if missing else {}
+        filled = []
+        for hit in hits:
+            found = index.chunk(hit.chunk_id) or fetched.get(hit.chunk_id)
+            if found is not None:
+                filled.append(Hit(hit.chunk_id, found[0], found[1], hit.score))
+        out.append(filled)
+    return out
 
 
 def _merge_semantic(
