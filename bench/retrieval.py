@@ -427,7 +427,9 @@ def offline() -> dict[str, Any]:
     (RESULTS / "retrieval_offline.md").write_text(
         "# Retrieval ranking candidates (offline: exact cosine, in-memory BM25)\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, load {load()}; "
-        "`python bench/retrieval.py --offline`. See ADR 0115.\n\n" + table(rows_out) + "\n"
+        "`python bench/retrieval.py --offline`. See ADR 0115 and ADR 0165.\n\n"
+        + table(rows_out)
+        + "\n"
     )
     return {"offline": rows_out, "load": load()}
 
