@@ -302,6 +302,7 @@ def bench_latency(
     clients: int,
     requests: int,
     mode: str = "semantic",
+    limit: int = 10,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     server: list[float] = []
@@ -316,7 +317,7 @@ def bench_latency(
                 resp = client.post(
                     "/api/v1/knowledge/search",
                     headers=headers,
-                    json={"query": q, "limit": 10, "mode": mode},
+                    json={"query": q, "limit": limit, "mode": mode},
                 )
                 dt = (time.perf_counter() - t0) * 1000
                 resp.raise_for_status()
@@ -336,6 +337,7 @@ def bench_latency(
     wall = time.perf_counter() - started
     return {
         "mode": mode,
+        "limit": limit,
         "clients": clients,
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / wall, 1),

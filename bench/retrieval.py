@@ -100,6 +100,12 @@ def first_seen(items: list[str]) -> list[str]:
     return out
 
 
+def knowledge_settings() -> Any:
+    from knowledge_service.config import Settings
+
+    return Settings()
+
+
 def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -298,9 +304,14 @@ def online(args: argparse.Namespace) -> dict[str, Any]:
             print(f"filling to {args.total_chunks} chunks ...", flush=True)
             results["collection"] = fill(stack, user_id, token, args.total_chunks)
             results["latency"] = []
-            for mode in first_seen([conf["mode"], "semantic"]):
+            # Semantic at limit 10 (what a client asks) and at the hybrid candidate depth
+            # (Chroma returning as many): hybrid minus the latter is BM25 and the fusion.
+            depth = max(10, knowledge_settings().hybrid_candidates)
+            runs = dict.fromkeys([(conf["mode"], 10), ("semantic", 10), ("semantic", depth)])
+            for mode, limit in runs:
                 results["load_before_latency"] = load()
-                row = bench_latency(stack, issuer, user_id, 1, args.requests, mode)
+                row = bench_latency(stack, issuer, user_id, 1, args.requests, mode, limit)
+                row["load_before"] = results["load_before_latency"]
                 row["load"] = load()
                 print(json.dumps(row), flush=True)
                 results["latency"].append(row)
@@ -345,18 +356,23 @@ def offline() -> dict[str, Any]:
         data = {"rows": rows, "vecs": vecs, "qv": qv}
         cache.write_bytes(pickle.dumps(data))
     rows, vecs, qv = data["rows"], data["vecs"], data["qv"]
+    for row in rows:  # the runbook is the document the ranking groups passages by
+        row[2]["document_id"] = row[2]["doc"]
     retriever = bm25s.BM25()
     retriever.index([chunk_terms(r[1], r[2]) or ["__empty__"] for r in rows], show_progress=False)
     depth = settings.hybrid_candidates
+    before_depth = 50  # the candidates per list of ADR 0115
 
     def candidates(i: int) -> tuple[list[Any], list[Any]]:
         sims = vecs @ qv[i]
-        top = np.argsort(-sims)[:depth]
+        top = np.argsort(-sims)[: max(depth, before_depth)]
         sem = [(*rows[j], "personal", float(sims[j])) for j in top]
         terms = [t for t in tokenize(questions[i]["question"]) if t in retriever.vocab_dict]
         kw: list[Any] = []
         if terms:
-            docs, scores = retriever.retrieve([terms], k=depth, show_progress=False)
+            docs, scores = retriever.retrieve(
+                [terms], k=max(depth, before_depth), show_progress=False
+            )
             kw = [
                 (*rows[int(j)], "personal", float(s))
                 for j, s in zip(docs[0], scores[0], strict=True)
@@ -366,11 +382,17 @@ def offline() -> dict[str, Any]:
 
     lists = [candidates(i) for i in range(len(questions))]
 
-    def rank(weights: ranking.FusionWeights | None, limit: int = 20) -> list[list[str]]:
+    def rank(
+        weights: ranking.FusionWeights | None, limit: int = 20, passages: bool = False
+    ) -> list[list[str]]:
         out = []
-        for q, (sem, kw) in zip(questions, lists, strict=True):
+        for q, (sem_all, kw_all) in zip(questions, lists, strict=True):
+            cut = before_depth if passages else depth
+            sem, kw = sem_all[:cut], kw_all[:cut]
             if weights is None:
                 chunks = [s[2]["doc"] for s in sem[:limit]]
+            elif passages:
+                chunks = passage_fusion(sem, kw, q["question"], weights)[:limit]
             else:
                 fused = ranking.fuse(sem, kw, q["question"], weights)
                 chunks = [e.meta["doc"] for e in fused[:limit]]
@@ -380,28 +402,54 @@ def offline() -> dict[str, Any]:
     current = ranking.FusionWeights(
         settings.rrf_k, settings.hybrid_bm25_weight, settings.hybrid_title_weight
     )
+    before = ranking.FusionWeights(10, 0.75, 1.0)
+    name = f"k={current.k}, bm25 {current.bm25}, title {current.title}, {depth} candidates"
     rows_out = {
         "semantic": metrics(questions, rank(None)),
-        "RRF k=60, equal weights, no title match (the former fusion)": metrics(
-            questions, rank(ranking.FusionWeights(60, 1.0, 0.0))
+        "passages fused, RRF k=60, equal weights, no title, 50 candidates (before 0115)": metrics(
+            questions, rank(ranking.FusionWeights(60, 1.0, 0.0), passages=True)
         ),
-        "hybrid, RRF k=10 bm25 0.75, no title": metrics(
-            questions, rank(ranking.FusionWeights(current.k, current.bm25, 0.0))
+        "passages fused, k=10, bm25 0.75, title 1.0, 50 candidates (ADR 0115)": metrics(
+            questions, rank(before, passages=True)
         ),
-        f"hybrid now (k={current.k}, bm25 {current.bm25}, title {current.title})": metrics(
-            questions, rank(current)
+        f"runbooks fused, k=10, bm25 0.75, title 1.0, {depth} candidates": metrics(
+            questions, rank(before)
         ),
-        "agent before (semantic, 5 chunks)": metrics(questions, rank(None, 5)),
-        "agent now (hybrid, 5 chunks)": metrics(questions, rank(current, 5)),
+        f"runbooks fused, {name} (ADR 0165)": metrics(questions, rank(current)),
+        "agent before ADR 0115 (semantic, 5 chunks)": metrics(questions, rank(None, 5)),
+        "agent before (passages fused, ADR 0115, 5 chunks)": metrics(
+            questions, rank(before, 5, passages=True)
+        ),
+        "agent now (runbooks fused, 5 chunks)": metrics(questions, rank(current, 5)),
     }
     print(table(rows_out))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "retrieval_offline.md").write_text(
         "# Retrieval ranking candidates (offline: exact cosine, in-memory BM25)\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, load {load()}; "
-        "`python bench/retrieval.py --offline`. See ADR 0115.\n\n" + table(rows_out) + "\n"
+        "`python bench/retrieval.py --offline`. See ADR 0115 and ADR 0165.\n\n"
+        + table(rows_out)
+        + "\n"
     )
     return {"offline": rows_out, "load": load()}
+
+
+def passage_fusion(semantic: list[Any], keyword: list[Any], query: str, weights: Any) -> list[str]:
+    """The ranking of ADR 0115, for comparison: passages (not runbooks) fused by weighted
+    reciprocal rank, plus the title match; runbooks in the order of their passages."""
+    from knowledge_service.domain.search import ranking
+
+    score: dict[str, float] = {}
+    meta_of: dict[str, dict[str, Any]] = {}
+    for weight, found in ((1.0, semantic), (weights.bm25, keyword)):
+        for rank, (cid, _, meta, _, _) in enumerate(found, start=1):
+            score[cid] = score.get(cid, 0.0) + weight / (weights.k + rank)
+            meta_of[cid] = meta
+    terms = ranking.query_terms(query)
+    for cid, meta in meta_of.items():
+        match = ranking.title_match(terms, meta["title"])
+        score[cid] += weights.title * match / (weights.k + 1)
+    return [meta_of[c]["doc"] for c in sorted(score, key=lambda c: -score[c])]
 
 
 def table(rows: dict[str, Any]) -> str:
@@ -441,13 +489,16 @@ def write(results: dict[str, Any]) -> None:
         lines += [
             f"## Search latency with {col['chunks']} chunks in the user's collection",
             "",
-            "| mode | clients | requests | p50 ms | p99 ms | server p99 ms | load after |",
-            "|---|---|---|---|---|---|---|",
+            "| mode | limit | clients | requests | p50 ms | p99 ms | server p50 / p99 ms | "
+            "load before | load after |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in results["latency"]:
             lines.append(
-                f"| {row['mode']} | {row['clients']} | {row['requests']} | {row['p50_ms']} | "
-                f"{row['p99_ms']} | {row['server_took_p99_ms']} | {row['load']} |"
+                f"| {row['mode']} | {row.get('limit', 10)} | {row['clients']} | "
+                f"{row['requests']} | {row['p50_ms']} | {row['p99_ms']} | "
+                f"{row['server_took_p50_ms']} / {row['server_took_p99_ms']} | "
+                f"{row.get('load_before', '')} | {row['load']} |"
             )
         lines += ["", "Target: p99 < 50 ms at one client in the agent's mode.", ""]
     (RESULTS / "retrieval.md").write_text("\n".join(lines))

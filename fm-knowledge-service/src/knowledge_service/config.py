@@ -112,12 +112,13 @@ class Settings(ServiceCallerSettings):
     verify_case_ownership: bool = True
 
     # Hybrid search: semantic and BM25 candidates per collection before fusion, then
-    # weighted reciprocal rank fusion (weight / (rrf_k + rank)) plus the title match
-    # (share of the title's words in the query, times title_weight / (rrf_k + 1)).
-    # Tuned on our own questions over both runbook corpora (ADR 0115).
-    hybrid_candidates: int = Field(default=50, ge=1, le=1000)
+    # weighted reciprocal rank fusion of the documents (weight / (rrf_k + rank), a
+    # document ranked by its best passage in each list) plus the title match (share of
+    # the title's words in the query, times title_weight / (rrf_k + 1)). Tuned on our
+    # own questions over both runbook corpora (ADR 0115, ADR 0165).
+    hybrid_candidates: int = Field(default=20, ge=1, le=1000)
     rrf_k: int = Field(default=10, ge=1)
-    hybrid_bm25_weight: float = Field(default=0.75, ge=0.0, le=10.0)
+    hybrid_bm25_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     hybrid_title_weight: float = Field(default=1.0, ge=0.0, le=10.0)
 
     def parse_limits(self) -> ParseLimits:

@@ -31,10 +31,11 @@ USER = "retrieval-eval-0000-0000-000000000001"
 pytestmark = pytest.mark.timeout(1800)
 
 # Measured by bench/retrieval.py on these questions (all 125): the agent's path (hybrid,
-# 5 passages) recall@1 0.816, MRR 0.882 (offline and over HTTP alike).
-FLOOR_RECALL_AT_1 = 0.77
-FLOOR_MRR = 0.85
-FLOOR_RECALL_AT_5 = 0.93
+# 5 passages, runbooks fused: ADR 0165) recall@1 0.848, MRR 0.901, recall@5 0.984
+# (offline and over HTTP alike). A margin of three to four questions below.
+FLOOR_RECALL_AT_1 = 0.82
+FLOOR_MRR = 0.88
+FLOOR_RECALL_AT_5 = 0.95
 
 
 def _corpus() -> list[Path]:
@@ -146,7 +147,7 @@ def test_the_agents_mode_ranks_better_than_semantic_search(
     headers = token_issuer.headers(USER, ttl=3600)
     hybrid = _measure(kstack, headers, both_corpora, "hybrid", passages)
     semantic = _measure(kstack, headers, both_corpora, "semantic", passages)
-    # Measured: MRR 0.88 vs 0.81, recall@1 0.82 vs 0.73 (ADR 0115).
+    # Measured: MRR 0.90 vs 0.81, recall@1 0.85 vs 0.73 (ADR 0165).
     assert hybrid["mrr"] > semantic["mrr"] + 0.03, (hybrid["mrr"], semantic["mrr"])
     assert hybrid["r1"] > semantic["r1"], (hybrid["r1"], semantic["r1"])
 
@@ -185,8 +186,11 @@ def test_the_no_provider_answer_and_its_citations_lead_with_the_right_runbook(
         return found
 
     # "raft: lost leader" (etcdNoLeader) and "Too many pods" (KubeletTooManyPods):
-    # semantic search put a look-alike runbook first for both.
-    for qid in (3, 21):
+    # semantic search put a look-alike runbook first for both. "x509: certificate has
+    # expired" on the kubelet's port (KubeletServerCertificateExpiration) and remote_write's
+    # "Failed to send batch" (PrometheusRemoteStorageFailures): fusing passages put a
+    # look-alike first, fusing runbooks does not (ADR 0165).
+    for qid in (3, 21, 24, 63):
         q = questions[qid]
         found = asyncio.run(passages(q["question"]))
         assert both_corpora[found[0].document_id] in q["gold"], [p.title for p in found]

@@ -21,7 +21,7 @@ from fm_common.errors import Unprocessable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
 from knowledge_service.domain.search import ranking
-from knowledge_service.domain.vectors.bm25 import Bm25Indexes, version_key
+from knowledge_service.domain.vectors.bm25 import Bm25Index, Bm25Indexes, version_key
 from knowledge_service.domain.vectors.embedder import Embedder
 from knowledge_service.domain.vectors.store import (
     GLOBAL_COLLECTION,
@@ -131,23 +131,34 @@ async def search(
     targets = await _collections(maker, principal, req)
     if not targets:
         return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
-    vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
     where = _where(req)
     depth = req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
-    semantic = await asyncio.gather(
-        *(asyncio.to_thread(deps.store.query, name, vector, depth, where) for name, _ in targets)
+    # Hybrid: the BM25 side needs no vector, so it runs while the query is embedded and
+    # Chroma answers (it used to wait for them: ADR 0165).
+    keyword_task = (
+        asyncio.ensure_future(_keyword(deps, targets, req, depth)) if req.mode == "hybrid" else None
     )
-    if req.mode == "semantic":
-        results = _merge_semantic(targets, semantic, req)
-    else:
-        versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
-        keyword = await asyncio.gather(
+    try:
+        vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
+        # Hybrid asks Chroma for ids and scores only; the texts come from the BM25 index.
+        content = keyword_task is None
+        semantic = await asyncio.gather(
             *(
-                asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
-                for (name, _), ver in zip(targets, versions, strict=True)
+                asyncio.to_thread(deps.store.query, name, vector, depth, where, content)
+                for name, _ in targets
             )
         )
-        results = _fuse(targets, semantic, keyword, req, fusion_weights(deps.settings))
+        keyword = await keyword_task if keyword_task is not None else None
+    finally:
+        if keyword_task is not None and not keyword_task.done():
+            keyword_task.cancel()
+    if keyword is None:
+        results = _merge_semantic(targets, semantic, req)
+    else:
+        semantic = await _with_content(deps, targets, semantic, [ix for ix, _ in keyword])
+        results = _fuse(
+            targets, semantic, [hits for _, hits in keyword], req, fusion_weights(deps.settings)
+        )
     took = round((time.perf_counter() - started) * 1000, 2)
     log.info(
         "knowledge.searched",
@@ -159,6 +170,19 @@ async def search(
     return SearchResponse(results=results, total_count=len(results), took_ms=took, mode=req.mode)
 
 
+async def _keyword(
+    deps: SearchDeps, targets: list[tuple[str, str]], req: SearchRequest, depth: int
+) -> list[tuple[Bm25Index, list[tuple[str, str, dict[str, Any], float]]]]:
+    """The BM25 index and candidates of every target collection, at its current version."""
+    versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
+    return await asyncio.gather(
+        *(
+            asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
+            for (name, _), ver in zip(targets, versions, strict=True)
+        )
+    )
+
+
 def _v(raw: Any) -> str:
     if raw is None:
         return "0"
@@ -167,12 +191,33 @@ def _v(raw: Any) -> str:
 
 def _bm25(
     indexes: Bm25Indexes, collection: str, version: str, req: SearchRequest, k: int
-) -> list[tuple[str, str, dict[str, Any], float]]:
+) -> tuple[Bm25Index, list[tuple[str, str, dict[str, Any], float]]]:
     index = indexes.get(collection, version)
-    return [
+    return index, [
         (index.ids[pos], index.documents[pos], index.metadatas[pos], score)
         for pos, score in index.search(req.query, k, _keep(req))
     ]
+
+
+async def _with_content(
+    deps: SearchDeps,
+    targets: list[tuple[str, str]],
+    semantic: list[list[Hit]],
+    indexes: list[Bm25Index],
+) -> list[list[Hit]]:
+    """The semantic hits with their texts and metadata, from the collection's BM25 index;
+    a chunk written after the index was read comes from Chroma, one gone since is dropped."""
+    out: list[list[Hit]] = []
+    for (name, _), hits, index in zip(targets, semantic, indexes, strict=True):
+        missing = [h.chunk_id for h in hits if index.chunk(h.chunk_id) is None]
+        fetched = await asyncio.to_thread(deps.store.fetch, name, missing) if missing else {}
+        filled = []
+        for hit in hits:
+            found = index.chunk(hit.chunk_id) or fetched.get(hit.chunk_id)
+            if found is not None:
+                filled.append(Hit(hit.chunk_id, found[0], found[1], hit.score))
+        out.append(filled)
+    return out
 
 
 def _merge_semantic(

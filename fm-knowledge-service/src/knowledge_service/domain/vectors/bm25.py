@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,15 @@ class Bm25Index:
     documents: list[str]
     metadatas: list[dict[str, Any]]
     retriever: Any  # bm25s.BM25, None when the collection is empty
+    positions: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.positions = {cid: pos for pos, cid in enumerate(self.ids)}
+
+    def chunk(self, chunk_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The text and metadata of a chunk of this collection (at this version)."""
+        pos = self.positions.get(chunk_id)
+        return None if pos is None else (self.documents[pos], self.metadatas[pos])
 
     def search(
         self, query: str, k: int, keep: Callable[[dict[str, Any]], bool] | None = None

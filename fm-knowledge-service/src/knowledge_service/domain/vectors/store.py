@@ -270,6 +270,17 @@ class VectorStore:
         got = self._call(lambda: col.get(where=where, include=[]))
         return len(got["ids"])
 
+    def fetch(self, collection: str, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of the given chunks (those that still exist), by id."""
+        col = self.get_collection(collection)
+        if col is None or not ids:
+            return {}
+        got = self._call(lambda: col.get(ids=list(ids), include=["documents", "metadatas"]))
+        return {
+            cid: (doc or "", dict(meta or {}))
+            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+
     def iterate(
         self,
         collection: str,
@@ -302,8 +313,13 @@ class VectorStore:
         embedding: Sequence[float],
         n_results: int,
         where: dict[str, Any] | None = None,
+        content: bool = True,
     ) -> list[Hit]:
-        """Nearest chunks of one collection; [] when it does not exist or is of another model."""
+        """Nearest chunks of one collection; [] when it does not exist or is of another model.
+
+        `content=False`: ids and scores only (texts and metadata empty). Reading the
+        records is most of a query's time at 100,000 chunks; hybrid search takes them
+        from its BM25 index, which holds the same chunks in memory (ADR 0165)."""
         col = self._handle(collection)
         if col is None:
             return []
@@ -323,18 +339,15 @@ class VectorStore:
                 query_embeddings=[list(embedding)],
                 n_results=n_results,
                 where=where or None,
-                include=["documents", "metadatas", "distances"],
+                include=["documents", "metadatas", "distances"] if content else ["distances"],
             ),
         )
         if res is None:
             return []
+        ids, dists = res["ids"][0], res["distances"][0]
+        docs = res["documents"][0] if content else [""] * len(ids)
+        metas = res["metadatas"][0] if content else [{}] * len(ids)
         hits = []
-        for cid, doc, meta, dist in zip(
-            res["ids"][0],
-            res["documents"][0],
-            res["metadatas"][0],
-            res["distances"][0],
-            strict=True,
-        ):
+        for cid, doc, meta, dist in zip(ids, docs, metas, dists, strict=True):
             hits.append(Hit(cid, doc or "", dict(meta or {}), 1.0 - float(dist)))
         return hits
