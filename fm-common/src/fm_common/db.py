@@ -152,6 +152,11 @@ class Repository(Generic[RowT]):
         await self.session.flush()
 
 
+# The PostgreSQL advisory lock key every service's migrations take (any constant; a
+# session-level lock, released when the migrating connection ends).
+MIGRATION_LOCK = 0x464D4D49  # "FMMI"
+
+
 def _alembic_config(script_location: Path, url: str) -> Any:
     from alembic.config import Config
 
@@ -223,14 +228,25 @@ def run_alembic_env(target_metadata: MetaData) -> None:
         return
 
     def do_run(connection: Any) -> None:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=render_as_batch,
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        # Replicas starting at once on one PostgreSQL migrate one after the other: the
+        # first upgrades, the others then find the database at head (ADR 0145).
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=render_as_batch,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if locked:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
 
     async def run_async() -> None:
         engine = create_engine(url, poolclass=NullPool)

@@ -21,6 +21,9 @@ from pydantic_settings import (
 )
 
 Environment = Literal["development", "test", "production"]
+# self-hosted: one host, state may live in the data dir. enterprise: replicas on many
+# hosts sharing only PostgreSQL, Redis, Chroma and S3 (ADR 0145).
+Deployment = Literal["self-hosted", "enterprise"]
 
 # Values that must never run outside development: the .env.example placeholders.
 S = TypeVar("S", bound="BaseServiceSettings")
@@ -50,8 +53,13 @@ class BaseServiceSettings(BaseSettings):
 
     # Name used in logs, metrics and the default SQLite file name; set by each subclass.
     service_name: ClassVar[str] = "service"
+    # The service keeps rows in SQL (SQLite in the data dir unless database_url is set).
+    uses_database: ClassVar[bool] = False
 
     environment: Environment = "development"
+    # enterprise: the process refuses to start where it would keep authoritative state
+    # on its local disk (SQLite, a generated signing key, local blob storage).
+    deployment: Deployment = "self-hosted"
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     data_dir: Path = Path("data")
@@ -112,6 +120,32 @@ class BaseServiceSettings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _enterprise_keeps_nothing_on_local_disk(self) -> BaseServiceSettings:
+        if self.deployment != "enterprise":
+            return self
+        kept = self.local_state()
+        if kept:
+            raise ValueError(
+                "FM_DEPLOYMENT=enterprise keeps no authoritative state on local disk, but "
+                + "; ".join(kept)
+            )
+        return self
+
+    def local_state(self) -> list[str]:
+        """What this process would keep authoritatively in its data dir, each naming the
+        setting that moves it to a shared store (refused in enterprise mode). Caches
+        rebuilt from a shared store (BM25 indexes, the ONNX model) are not listed."""
+        kept = []
+        url = self.database_url or ""
+        if self.uses_database and (not url or url.startswith("sqlite")):
+            prefix = self.model_config.get("env_prefix", "FM_")
+            kept.append(
+                f"{prefix}DATABASE_URL (or FM_DATABASE_URL) is {'SQLite' if url else 'unset'}: "
+                "set a postgresql+asyncpg:// URL"
+            )
+        return kept
+
     @property
     def effective_jwks_url(self) -> str:
         return self.jwks_url or f"{self.auth_url}/api/v1/auth/.well-known/jwks.json"
@@ -151,6 +185,10 @@ def load_settings(cls: type[S]) -> S:
         lines = []
         for err in exc.errors():
             loc = "_".join(str(p) for p in err["loc"]).upper()
+            if not loc and err["type"] == "value_error":
+                # A check across settings: its message names the settings itself.
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             name = f"{prefix}{loc}" if loc else prefix.rstrip("_")
             lines.append(f"{name}: {err['msg']}")
         raise SystemExit(f"invalid configuration: {'; '.join(lines)}") from None

@@ -32,6 +32,7 @@ class Settings(ServiceCallerSettings):
     """FM_EVIDENCE_* (and the shared FM_* settings)."""
 
     service_name: ClassVar[str] = "evidence"
+    uses_database: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_EVIDENCE_", extra="ignore", frozen=True)
 
     # Where the files live: <storage_dir>/files/<id[:2]>/<id>, temp files in <storage_dir>/tmp
