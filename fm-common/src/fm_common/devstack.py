@@ -176,7 +176,10 @@ class Stack:
 
     def service_of(self, process: str) -> str:
         """The Procfile name a process runs (`case-2` -> `case`)."""
-        return self.specs[process].name if process in self.specs else process
+        if process in self.specs:
+            return self.specs[process].name
+        base, _, number = process.rpartition("-")
+        return base if number.isdigit() and base in self.replicas else process
 
     def url(self, name: str) -> str:
         scheme = "https" if self.service_of(name) == "gateway" and self.gateway_tls else "http"
