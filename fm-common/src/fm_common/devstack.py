@@ -143,6 +143,10 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     only: set[str] | None = None
     log_dir: Path | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    specs: dict[str, ProcSpec] = field(default_factory=dict)
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+    service_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # Procfile name -> how many instances (default 1). Instance i of `case` is the process
     # `case-i`, with its own port (`ports["case-i"]`), its own empty data dir
     # (<data_dir>/case-i) and log; `ports["case"]` and FM_CASE_URL are then the load
@@ -150,10 +154,6 @@ class Stack:
     # after the stores and stopped last) serves. tests/system/test_replicas.py.
     replicas: Mapping[str, int] = field(default_factory=dict)
     balancer: Any = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    specs: dict[str, ProcSpec] = field(default_factory=dict)
-    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
-    service_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def default_ports(cls, base: int = 8000) -> dict[str, int]:
