@@ -268,6 +268,8 @@ def step_auth(rep: Replicas, *, cross: bool) -> dict[str, str]:
         assert me.status_code == 200, me.text
         assert me.json()["username"] == user["username"]
         gateways.add(rep.served(rid, "gateway"))
+        # The balancer's header and its log name the same replica.
+        assert me.headers["x-served-by"] == rep.served(rid, "gateway")
     assert gateways == set(rep.alive("gateway"))
     # The same key set on every auth replica: the current key and the retired one.
     jwks = []
