@@ -13,10 +13,11 @@ import httpx
 import uvicorn
 from sqlalchemy.exc import OperationalError
 
+from evidence_service.config import Settings
 from evidence_service.domain.evidence import flows, repository, storage
 from evidence_service.main import create_app
 from fm_common.testing.ports import free_port
-from fm_common.testing.s3_server import storage_backend
+from fm_common.testing.s3_server import S3Server, storage_backend
 
 
 async def test_concurrent_uploads_of_same_bytes_store_exactly_one(kit, alice):
@@ -233,3 +234,42 @@ async def test_large_upload_is_streamed_not_held_in_memory(settings, alice):
     assert resp.status_code == 201, resp.text
     assert resp.json()["size_bytes"] == len(chunk) * total_chunks
     assert peak < 16 * 1024 * 1024, f"peak {peak / 1048576:.1f} MiB"
+
+
+async def test_s3_store_killed_is_503_with_retry_after_and_keeps_what_was_stored(
+    settings, alice, stored_in
+):
+    """The S3 server dies: an upload and a download answer 503 STORAGE_UNAVAILABLE with
+    Retry-After (never 500), no row is added; the file stored before is intact after."""
+    server = S3Server().start()
+    try:
+        s3 = settings.model_copy(update=server.settings(server.create_bucket()))
+        s3 = Settings.model_validate(s3.model_dump())  # the S3 secret as a SecretStr
+        app = create_app(s3)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+
+                async def upload(content: bytes) -> httpx.Response:
+                    return await client.post(
+                        "/api/v1/evidence",
+                        data={"case_id": alice.case_id},
+                        files={"file": ("a.log", content, "text/plain")},
+                        headers=alice.headers,
+                    )
+
+                kept = (await upload(b"2024-05-01 INFO kept\n")).json()["file_id"]
+                server.kill()
+                resp = await upload(b"2024-05-01 INFO lost\n")
+                assert resp.status_code == 503, resp.text
+                assert resp.headers["retry-after"] == "7"
+                assert resp.json()["code"] == "STORAGE_UNAVAILABLE"
+                down = await client.get(f"/api/v1/evidence/{kept}/content", headers=alice.headers)
+                assert down.status_code == 503
+                assert down.headers["retry-after"] == "7"
+                listed = await client.get(
+                    f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
+                )
+                assert [f["file_id"] for f in listed.json()["files"]] == [kept]
+    finally:
+        server.stop()
