@@ -29,7 +29,6 @@ from typing import Any
 
 from fm_common.blobs import BlobStore, LocalBlobStore
 from fm_common.blobs.base import READ_CHUNK
-from fm_common.blobs.s3 import S3BlobStore
 from fm_common.testing.s3_server import S3Server
 
 BENCH = Path(__file__).resolve().parent
@@ -96,6 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_before": round(os.getloadavg()[0], 1),
         "mib": args.mib,
         "runs": args.runs,
     }
@@ -103,15 +103,7 @@ def main() -> None:
         results["local"] = measure(LocalBlobStore(Path(tmp) / "blobs"), args.runs, args.mib)
     server = S3Server().start()
     try:
-        settings = server.settings(server.create_bucket())
-        store = S3BlobStore(
-            bucket=settings["storage_url"].removeprefix("s3://").split("/")[0],
-            prefix="bench/",
-            endpoint_url=settings["storage_s3_endpoint_url"],
-            region=settings["storage_s3_region"],
-            access_key_id=settings["storage_s3_access_key_id"],
-            secret_access_key=settings["storage_s3_secret_access_key"],
-        )
+        store = server.store(server.create_bucket(), prefix="bench/")
         results["s3_moto"] = measure(store, args.runs, args.mib)
     finally:
         server.stop()
@@ -121,7 +113,8 @@ def main() -> None:
     lines = [
         "# Blob store throughput (bench/blobs.py)",
         "",
-        f"{results['machine']}; a {args.mib} MiB blob written in 1 MiB chunks and read back, "
+        f"{results['machine']}, load {results['load_before']}; a {args.mib} MiB blob written "
+        "in 1 MiB chunks and read back, "
         f"and 200 blobs of 4 KiB; median of {args.runs} runs. S3 is moto's server on this "
         "machine (objects in its memory): our client path and the protocol's cost, not a "
         "real S3, MinIO or Ceph.",

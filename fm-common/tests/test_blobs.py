@@ -27,16 +27,9 @@ from fm_common.settings import BaseServiceSettings, parse_storage_url
 from fm_common.testing.s3_server import S3Server
 
 
-def _s3(settings: dict[str, Any], **kw: Any) -> S3BlobStore:
-    return S3BlobStore(
-        bucket=settings["storage_url"].removeprefix("s3://").split("/")[0],
-        prefix="t/",
-        endpoint_url=settings["storage_s3_endpoint_url"],
-        region=settings["storage_s3_region"],
-        access_key_id=settings["storage_s3_access_key_id"],
-        secret_access_key=settings["storage_s3_secret_access_key"],
-        **kw,
-    )
+def _s3(s3_server: S3Server, settings: dict[str, Any], **kw: Any) -> S3BlobStore:
+    bucket = settings["storage_url"].removeprefix("s3://").split("/")[0]
+    return s3_server.store(bucket, **kw)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -44,7 +37,7 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
     if request.param == "local":
         store: BlobStore = LocalBlobStore(tmp_path / "blobs")
     else:
-        store = _s3(request.getfixturevalue("s3_storage"))
+        store = _s3(request.getfixturevalue("s3_server"), request.getfixturevalue("s3_storage"))
     yield store
     store.close()
 
@@ -113,8 +106,8 @@ def test_keys_that_leave_the_store_are_refused(blobs):
 
 
 # -- S3 ---------------------------------------------------------------------------------
-def test_file_larger_than_a_part_goes_up_in_parts_and_matches_its_sha256(s3_storage):
-    store = _s3(s3_storage, part_size=MIN_PART_SIZE)
+def test_file_larger_than_a_part_goes_up_in_parts_and_matches_its_sha256(s3_server, s3_storage):
+    store = _s3(s3_server, s3_storage, part_size=MIN_PART_SIZE)
     data = os.urandom(2 * MIN_PART_SIZE + 12345)
     writer = store.begin("files/big")
     # Uneven chunks, so part boundaries fall inside chunks.
@@ -130,8 +123,8 @@ def test_file_larger_than_a_part_goes_up_in_parts_and_matches_its_sha256(s3_stor
     assert store.pending() == []
 
 
-def test_exactly_one_part_is_one_multipart_part(s3_storage):
-    store = _s3(s3_storage, part_size=MIN_PART_SIZE)
+def test_exactly_one_part_is_one_multipart_part(s3_server, s3_storage):
+    store = _s3(s3_server, s3_storage, part_size=MIN_PART_SIZE)
     data = b"p" * MIN_PART_SIZE
     writer = store.begin("files/one")
     writer.write(data)
@@ -140,8 +133,8 @@ def test_exactly_one_part_is_one_multipart_part(s3_storage):
     assert store.read("files/one") == data
 
 
-def test_abort_of_a_multipart_upload_leaves_no_upload_and_no_object(s3_storage):
-    store = _s3(s3_storage, part_size=MIN_PART_SIZE)
+def test_abort_of_a_multipart_upload_leaves_no_upload_and_no_object(s3_server, s3_storage):
+    store = _s3(s3_server, s3_storage, part_size=MIN_PART_SIZE)
     writer = store.begin("files/cut")
     writer.write(b"z" * (MIN_PART_SIZE + 10))
     assert store.pending() == ["files/cut"]
@@ -150,8 +143,8 @@ def test_abort_of_a_multipart_upload_leaves_no_upload_and_no_object(s3_storage):
     assert store.list_blobs() == []
 
 
-def test_background_abort_after_a_part_in_flight_leaves_nothing(s3_storage):
-    store = _s3(s3_storage, part_size=MIN_PART_SIZE)
+def test_background_abort_after_a_part_in_flight_leaves_nothing(s3_server, s3_storage):
+    store = _s3(s3_server, s3_storage, part_size=MIN_PART_SIZE)
     writer = store.begin("files/cut")
     writer.write(b"z" * (MIN_PART_SIZE + 10))
     writer.abort(wait=False)
@@ -162,8 +155,8 @@ def test_background_abort_after_a_part_in_flight_leaves_nothing(s3_storage):
     assert store.list_blobs() == []
 
 
-def test_sweep_aborts_stale_uploads_but_not_ones_still_sending_parts(s3_storage):
-    store = _s3(s3_storage, part_size=MIN_PART_SIZE)
+def test_sweep_aborts_stale_uploads_but_not_ones_still_sending_parts(s3_server, s3_storage):
+    store = _s3(s3_server, s3_storage, part_size=MIN_PART_SIZE)
     live = store.begin("files/live")
     live.write(b"l" * MIN_PART_SIZE)
     dead = store.begin("files/dead")
@@ -174,8 +167,8 @@ def test_sweep_aborts_stale_uploads_but_not_ones_still_sending_parts(s3_storage)
     assert store.pending() == []
 
 
-def test_store_refusing_credentials_is_unavailable_not_not_found(s3_storage):
-    store = _s3({**s3_storage, "storage_url": "s3://no-such-bucket-here"})
+def test_missing_bucket_is_store_unavailable_not_blob_not_found(s3_server, s3_storage):
+    store = _s3(s3_server, {**s3_storage, "storage_url": "s3://no-such-bucket-here"})
     with pytest.raises(StoreUnavailable):
         store.check()
     with pytest.raises(StoreUnavailable):
@@ -186,7 +179,7 @@ def test_killed_server_is_store_unavailable_and_answered_503(tmp_path):
     server = S3Server().start()
     try:
         bucket = server.create_bucket()
-        store = _s3(server.settings(bucket), connect_timeout=1, max_attempts=1)
+        store = server.store(bucket, connect_timeout=1, max_attempts=1)
         store.put("files/kept", b"kept")
         writer = store.begin("files/new")
         writer.write(b"bytes")

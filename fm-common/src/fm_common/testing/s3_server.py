@@ -91,6 +91,20 @@ class S3Server:
             "storage_s3_secret_access_key": SECRET_KEY,
         }
 
+    def store(self, bucket: str, prefix: str = "t/", **options: Any) -> Any:
+        """An S3BlobStore on this server (`options`: part_size, timeouts, attempts)."""
+        from fm_common.blobs.s3 import S3BlobStore
+
+        return S3BlobStore(
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=self.endpoint_url,
+            region=REGION,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            **options,
+        )
+
     def env(self, bucket: str, prefix: str = "fm") -> dict[str, str]:
         """The same settings as FM_* environment variables (for processes a test starts)."""
         return {f"FM_{k.upper()}": str(v) for k, v in self.settings(bucket, prefix).items()}
