@@ -8,10 +8,12 @@ plain `FM_` prefix, so `FM_CASE_REDIS_URL` overrides `FM_REDIS_URL` for one serv
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -44,6 +46,35 @@ def split_list(value: object) -> object:
 # List settings that read `a, b` as well as `["a", "b"]` (as .env.example writes them).
 StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 StrTuple = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_list)]
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where blobs live: a local directory (`path`) or an S3 bucket and key prefix."""
+
+    scheme: Literal["file", "s3"]
+    path: Path = Path()
+    bucket: str = ""
+    # Empty, or ending with "/".
+    prefix: str = ""
+
+
+def parse_storage_url(url: str, data_dir: Path) -> StorageLocation:
+    """FM_STORAGE_URL: empty (the data dir), a path, file:///path, or s3://bucket/prefix."""
+    text = url.strip()
+    if not text:
+        return StorageLocation("file", path=data_dir)
+    parsed = urlsplit(text)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError("an s3:// storage URL names a bucket: s3://bucket/prefix")
+        prefix = parsed.path.strip("/")
+        return StorageLocation("s3", bucket=parsed.netloc, prefix=f"{prefix}/" if prefix else "")
+    if parsed.scheme == "file":
+        return StorageLocation("file", path=Path(parsed.path))
+    if parsed.scheme:
+        raise ValueError(f"storage URL scheme {parsed.scheme!r} is not supported (s3:// or a path)")
+    return StorageLocation("file", path=Path(text))
 
 
 class BaseServiceSettings(BaseSettings):
@@ -95,6 +126,16 @@ class BaseServiceSettings(BaseSettings):
     # Seconds a client is told to wait when a dependency is down (Retry-After on 503).
     retry_after_seconds: int = 5
 
+    # Blob storage (fm_common.blobs, ADR 0141): unset = the data dir; a path (or
+    # file:///path); `s3://bucket/prefix` for S3 or any S3-compatible store. The S3
+    # endpoint is for MinIO, Ceph RGW...; unset = AWS. Credentials unset = boto's default
+    # chain (AWS_* env, web identity / IRSA, instance profile).
+    storage_url: str = ""
+    storage_s3_endpoint_url: str | None = None
+    storage_s3_region: str | None = None
+    storage_s3_access_key_id: str | None = None
+    storage_s3_secret_access_key: SecretStr | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -106,6 +147,24 @@ class BaseServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         shared = EnvSettingsSource(settings_cls, env_prefix="FM_", case_sensitive=False)
         return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    @field_validator(
+        "storage_s3_endpoint_url",
+        "storage_s3_region",
+        "storage_s3_access_key_id",
+        "storage_s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FM_STORAGE_S3_REGION=` (as .env.example writes it) means "unset".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_is_known(cls, value: str) -> str:
+        parse_storage_url(value, Path("data"))
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> BaseServiceSettings:
@@ -145,6 +204,10 @@ class BaseServiceSettings(BaseSettings):
                 "set a postgresql+asyncpg:// URL"
             )
         return kept
+
+    @property
+    def storage_location(self) -> StorageLocation:
+        return parse_storage_url(self.storage_url, self.data_dir)
 
     @property
     def effective_jwks_url(self) -> str:

@@ -25,6 +25,7 @@ import structlog
 from celery import Celery, Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
+from fm_common.blobs import StoreUnavailable
 from fm_common.errors import FMError, GatewayTimeout, Unavailable
 from fm_common.tasks import GiveUp, Kwargs, PermanentError, TaskResult, TaskSpec
 from job_worker import tracking
@@ -48,7 +49,8 @@ def is_transient(exc: BaseException) -> bool:
         | saexc.OperationalError
         | saexc.InterfaceError
         | saexc.TimeoutError
-        | kombu.exceptions.OperationalError,
+        | kombu.exceptions.OperationalError
+        | StoreUnavailable,
     )
 
 

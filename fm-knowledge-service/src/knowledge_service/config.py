@@ -149,13 +149,5 @@ class Settings(ServiceCallerSettings):
         return self.data_dir / "knowledge"
 
     @property
-    def files_dir(self) -> Path:
-        return self.knowledge_dir / "files"
-
-    @property
-    def text_dir(self) -> Path:
-        return self.knowledge_dir / "text"
-
-    @property
     def bm25_dir(self) -> Path:
         return self.knowledge_dir / "bm25"
