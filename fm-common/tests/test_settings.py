@@ -85,3 +85,21 @@ def test_an_unknown_deployment_is_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FM_DEPLOYMENT", "cluster")
     with pytest.raises(ValueError, match="self-hosted"):
         _Lists()
+
+
+class _Files(BaseServiceSettings):
+    service_name: ClassVar[str] = "files"
+    uses_blobs: ClassVar[bool] = True
+    model_config = SettingsConfigDict(env_prefix="FM_FILES_", extra="ignore", frozen=True)
+
+
+def test_enterprise_refuses_local_blob_storage(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    from fm_common.settings import load_settings
+
+    monkeypatch.setenv("FM_DEPLOYMENT", "enterprise")
+    for local in ("", str(tmp_path), f"file://{tmp_path}"):
+        monkeypatch.setenv("FM_STORAGE_URL", local)
+        with pytest.raises(SystemExit, match="FM_STORAGE_URL is a local directory"):
+            load_settings(_Files)
+    monkeypatch.setenv("FM_STORAGE_URL", "s3://fm-bucket/prod")
+    assert _Files().local_state() == []

@@ -1,7 +1,8 @@
 """Replicas that agree (issue 14): two instances of every service and of the worker, each
-with its own empty data dir, sharing only PostgreSQL, Redis, Chroma (and S3 where the
-blob storage is there), behind HAProxy (round-robin per service; the services reach each
-other through it too), in enterprise mode (FM_DEPLOYMENT=enterprise).
+with its own empty data dir, sharing only PostgreSQL, Redis, Chroma and an S3 server
+(moto's, standing in for AWS S3, MinIO, Ceph RGW), behind HAProxy (round-robin per
+service; the services reach each other through it too), in enterprise mode
+(FM_DEPLOYMENT=enterprise).
 
 Every crossing is proven, not hoped for: each request carries its own X-Request-ID, which
 the gateway and every service client pass on, and the balancer logs which instance served
@@ -526,18 +527,6 @@ def journey(rep: Replicas, *, cross: bool) -> list[str]:
 # -- the tests ---------------------------------------------------------------------------
 
 
-def test_every_replica_starts_with_its_own_empty_data_dir(rep: Replicas) -> None:
-    for name in REPLICATED:
-        for inst in rep.stack.instances(name):
-            assert rep.stack.instance_env(inst)["FM_DATA_DIR"] == str(rep.stack.data_dir / inst)
-    # Nothing authoritative in any replica's data dir: no SQLite file, no signing key.
-    for inst_dir in rep.stack.data_dir.iterdir():
-        if inst_dir.name in ("redis", "chroma"):
-            continue
-        assert not list(inst_dir.rglob("*.db")), inst_dir
-        assert not list(inst_dir.rglob("signing_key.pem")), inst_dir
-
-
 def test_files_are_in_blob_storage_every_replica_shares(rep: Replicas) -> None:
     if not rep.blobs_shared:
         pytest.skip(
@@ -563,3 +552,26 @@ def test_the_journey_passes_with_one_replica_of_each_kind_killed(rep: Replicas) 
     after = rep.balancer.lines()[before:]
     assert after, "the balancer logged nothing"
     assert {inst for _, inst, *_ in after} <= {f"{name}-2" for name in SERVICES}, after
+
+
+def test_after_the_journeys_the_replicas_data_dirs_hold_only_caches(rep: Replicas) -> None:
+    """Every replica started with its own empty data dir; after both journeys nothing in
+    any of them is authoritative: no SQLite file, no signing key, no stored file, only
+    the knowledge replicas' BM25 indexes (a cache, ADR 0145)."""
+    for name in REPLICATED:
+        for inst in rep.stack.instances(name):
+            assert rep.stack.instance_env(inst)["FM_DATA_DIR"] == str(rep.stack.data_dir / inst)
+    kept = []
+    for inst_dir in rep.stack.data_dir.iterdir():
+        if inst_dir.name in ("redis", "chroma"):  # the shared stores' own dirs
+            continue
+        if inst_dir.is_file():  # beat's, which has the stores' dir: nothing of its own
+            kept.append(inst_dir.name)
+            continue
+        for path in inst_dir.rglob("*"):
+            relative = path.relative_to(inst_dir)
+            if path.is_file() and relative.parts[:2] != ("knowledge", "bm25"):
+                kept.append(f"{inst_dir.name}/{relative}")
+    assert kept == []
+    if rep.blobs_shared:
+        assert list((rep.stack.data_dir / "knowledge-1" / "knowledge" / "bm25").iterdir())

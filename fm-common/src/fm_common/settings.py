@@ -86,6 +86,8 @@ class BaseServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "service"
     # The service keeps rows in SQL (SQLite in the data dir unless database_url is set).
     uses_database: ClassVar[bool] = False
+    # The service keeps files in blob storage (the data dir unless FM_STORAGE_URL is s3://).
+    uses_blobs: ClassVar[bool] = False
 
     environment: Environment = "development"
     # enterprise: the process refuses to start where it would keep authoritative state
@@ -202,6 +204,11 @@ class BaseServiceSettings(BaseSettings):
             kept.append(
                 f"{prefix}DATABASE_URL (or FM_DATABASE_URL) is {'SQLite' if url else 'unset'}: "
                 "set a postgresql+asyncpg:// URL"
+            )
+        if self.uses_blobs and self.storage_location.scheme != "s3":
+            kept.append(
+                "FM_STORAGE_URL is a local directory: set s3://bucket/prefix (S3, MinIO, Ceph "
+                "RGW) and its FM_STORAGE_S3_* settings"
             )
         return kept
 

@@ -33,6 +33,7 @@ class Settings(ServiceCallerSettings):
 
     service_name: ClassVar[str] = "evidence"
     uses_database: ClassVar[bool] = True
+    uses_blobs: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_EVIDENCE_", extra="ignore", frozen=True)
 
     # Where the files live when the blob store is local (FM_STORAGE_URL unset or a path):

@@ -43,6 +43,7 @@ ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 class Settings(ServiceCallerSettings):
     service_name: ClassVar[str] = "knowledge"
     uses_database: ClassVar[bool] = True
+    uses_blobs: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_KNOWLEDGE_", extra="ignore", frozen=True)
 
     # Shared with the worker (FM_EMBEDDING_MODEL): a sentence-transformers model name.
