@@ -26,11 +26,26 @@ run: ## Run the whole system (gateway on http://localhost:8000); Ctrl-C stops it
 	@scripts/bootstrap.sh
 	@$(UV_RUN) python -m fm_common.devstack run --base-port $(BASE_PORT)
 
+# The suites that store files, run again with the files in S3 (a moto server process,
+# ADR 0141); the knowledge tests of search ranking and embedding backends are not about
+# storage and run once, in the main pass.
+S3_SUITES := fm-evidence-service/tests fm-knowledge-service/tests/api \
+  fm-job-worker/tests/test_ingest_batches.py \
+  --ignore=fm-knowledge-service/tests/api/test_retrieval_quality.py \
+  --ignore=fm-knowledge-service/tests/api/test_embedding_backend.py \
+  --ignore=fm-knowledge-service/tests/api/test_search_runbooks.py
+
 .PHONY: test
-test: ## Run every test (real Redis, Chroma, SQLite, PostgreSQL, embeddings)
+test: ## Run every test (real Redis, Chroma, SQLite, PostgreSQL, embeddings; files local, then S3)
 	@scripts/bootstrap.sh --test
 	@cd fm-dashboard && npm test --silent
 	@$(UV_RUN) pytest $(PYTEST_ARGS)
+	@FM_TEST_STORAGE=s3 $(UV_RUN) pytest $(S3_SUITES) $(PYTEST_ARGS)
+
+.PHONY: test-s3
+test-s3: ## The evidence and knowledge suites with their files in S3 (moto's server)
+	@scripts/bootstrap.sh --test
+	@FM_TEST_STORAGE=s3 $(UV_RUN) pytest $(S3_SUITES) $(PYTEST_ARGS)
 
 .PHONY: test-llm
 test-llm: ## The agent against a real small model (llama.cpp + SmolLM2-135M; the first run builds it, 15-30 min)

@@ -34,6 +34,8 @@ if [ "$want_test" = 1 ]; then
   [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
     || missing+=(postgresql)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # The load balancer in front of the replicas of tests/system/test_replicas.py.
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 fi
 [ "$want_bench" = 1 ] && { command -v wrk >/dev/null 2>&1 || missing+=(wrk); }
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -38,3 +38,31 @@ async def test_migrating_twice_is_harmless(tmp_path: Path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}"
     await migrate(MIGRATIONS, url)
     assert await _diff(url) == []
+
+
+async def test_replicas_migrating_one_postgresql_at_once_all_start(postgres_url: str):
+    """Replicas (processes) that start together migrate one after the other (an advisory
+    lock): the first upgrades, the others find the database at head (ADR 0145)."""
+    import subprocess
+    import sys
+    import time
+
+    # Each process imports first, then all start migrating at the same moment.
+    probe = (
+        "import sys, time; from fm_common.db import migrate_sync; "
+        "from auth_service.main import MIGRATIONS; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+        "migrate_sync(MIGRATIONS, sys.argv[1])"
+    )
+    start = str(time.time() + 10)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", probe, postgres_url, start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    assert await _diff(postgres_url) == []

@@ -134,3 +134,40 @@ def test_compose_gives_each_container_only_the_secrets_it_uses() -> None:
         checked += 1
     assert checked == 9
     assert services["auth"]["environment"]["FM_AUTH_SIGNING_KEY_PATH"].startswith("/keys/")
+
+
+def test_replicas_get_their_own_port_data_dir_and_worker_name(tmp_path: Path) -> None:
+    replicas = {"case": 2, "worker": 2}
+    stack = Stack(data_dir=tmp_path, ports=Stack.free_ports(replicas), replicas=replicas)
+    assert stack.instances("case") == ["case-1", "case-2"]
+    assert stack.instances("auth") == ["auth"]
+    ports = [stack.ports[n] for n in ("case", "case-1", "case-2")]
+    assert len(set(ports)) == 3
+    env = stack.instance_env("case-2")
+    assert env["FM_DATA_DIR"] == str(tmp_path / "case-2")
+    assert env["FM_CASE_PORT"] == str(stack.ports["case-2"])
+    assert stack.url("case-2") == f"http://127.0.0.1:{stack.ports['case-2']}"
+    # The others reach the case service through the balancer's front.
+    assert stack.env()["FM_CASE_URL"] == f"http://127.0.0.1:{stack.ports['case']}"
+    assert stack.instance_env("worker-1")["FM_WORKER_NAME"] == "worker-1"
+    assert "FM_CASE_PORT" not in stack.instance_env("worker-1")
+    assert stack.instance_env("auth") == {}  # one instance: as `make run` has it
+
+
+def test_the_balancer_config_is_valid_haproxy(tmp_path: Path) -> None:
+    from fm_common.testing.balancer import BalancerUnavailable, HAProxy
+
+    replicas = {"case": 2, "gateway": 2}
+    stack = Stack(data_dir=tmp_path, ports=Stack.free_ports(replicas), replicas=replicas)
+    try:
+        balancer = HAProxy(stack, log=tmp_path / "haproxy.log")
+    except BalancerUnavailable as exc:
+        pytest.skip(str(exc))
+    text = balancer.render()
+    assert f"server case-2 127.0.0.1:{stack.ports['case-2']} check" in text
+    assert "frontend auth" not in text  # one instance: nothing in front of it
+    (tmp_path / "haproxy.cfg").write_text(text)
+    check = subprocess.run(
+        [balancer.exe, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True
+    )
+    assert check.returncode == 0, check.stderr.decode()

@@ -1,5 +1,8 @@
 """Fixtures of the evidence service tests.
 
+The files go to the blob store FM_TEST_STORAGE names: the local directory (default) or a
+bucket on a real S3-protocol server process (`s3`; fm_common.testing.s3_server).
+
 The case service is the owner of cases; here a small stand-in of its
 `GET /internal/v1/cases/{case_id}` runs over real HTTP (uvicorn on a free port) and
 verifies the token like the real one does (a service token, minted by the test issuer),
@@ -23,6 +26,7 @@ from fastapi.responses import JSONResponse
 from evidence_service.config import Settings
 from evidence_service.main import create_app
 from fm_common.auth import TokenVerifier
+from fm_common.blobs import BlobStore, open_blob_store
 from fm_common.errors import FMError
 from fm_common.testing.servers import AppServer
 from fm_common.testing.tokens import SERVICE_CLIENT_SECRET, TokenIssuer
@@ -117,6 +121,7 @@ def settings(
     data_dir: Path,
     sqlite_url: str,
     case_service: CaseStandIn,
+    storage_settings: dict[str, Any],
 ) -> Settings:
     return make_settings(
         redis_url=redis_url,
@@ -125,6 +130,7 @@ def settings(
         database_url=sqlite_url,
         case_url=case_service.url,
         max_file_bytes=1024 * 1024,
+        **storage_settings,
     )
 
 
@@ -177,6 +183,47 @@ PNG_BYTES = (
 )
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A blob of the evidence store: its key's last part and its bytes (None while it is
+    an upload in flight)."""
+
+    key: str
+    blobs: BlobStore
+    placed: bool
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    def read_bytes(self) -> bytes:
+        return self.blobs.read(self.key)
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """The evidence service's store as it opens it (local dir or S3 bucket)."""
+    return open_blob_store(settings, "evidence", local_root=settings.effective_storage_dir)
+
+
+def stored(settings: Settings) -> list[Stored]:
+    """Every file in the evidence store of `settings`: placed files and uploads in flight."""
+    blobs = blob_store(settings)
+    placed = [Stored(b.key, blobs, True) for b in blobs.list_blobs("files/")]
+    return placed + [Stored(key, blobs, False) for key in blobs.pending()]
+
+
+@pytest.fixture
+def stored_in() -> Callable[[Settings], list[Stored]]:
+    """`stored_in(settings)`: every file in that evidence store (placed and in flight)."""
+    return stored
+
+
+@pytest.fixture
+def blobs_of() -> Callable[[Settings], BlobStore]:
+    """`blobs_of(settings)`: the evidence service's blob store for those settings."""
+    return blob_store
+
+
 @dataclass
 class Kit:
     """Helpers of the API tests: uploads as a user, what is on disk."""
@@ -223,11 +270,9 @@ class Kit:
             headers={**user.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
 
-    def stored(self) -> list[Path]:
-        """Every file in the store: placed files and temp files."""
-        root = self.settings.effective_storage_dir
-        placed = [p for p in (root / "files").glob("*/*") if p.is_file()]
-        return placed + list((root / "tmp").glob("*"))
+    def stored(self) -> list[Stored]:
+        """Every file in the store: placed files and uploads in flight."""
+        return stored(self.settings)
 
     async def rows(self) -> int:
         from sqlalchemy import text

@@ -24,9 +24,12 @@ async def test_ready_reports_database_storage_and_redis(client):
     assert {checks[k]["status"] for k in ("database", "storage", "redis")} == {"healthy"}
 
 
-async def test_ready_is_503_when_the_store_is_gone(client, settings):
-    tmp = settings.effective_storage_dir / "tmp"
-    tmp.rmdir()
+async def test_ready_is_503_when_the_store_is_gone(client, app, settings):
+    if settings.storage_location.scheme == "s3":
+        bucket = settings.storage_location.bucket
+        app.state.file_store.blobs.client.delete_bucket(Bucket=bucket)
+    else:
+        (settings.effective_storage_dir / "tmp").rmdir()
     resp = await client.get("/ready")
     assert resp.status_code == 503
     assert resp.json()["checks"]["storage"]["status"] != "healthy"

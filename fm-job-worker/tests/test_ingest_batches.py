@@ -28,8 +28,16 @@ TEXT = "# {title}\n\nWhen {title} fires, check the {title} dashboards and restar
 
 @pytest.fixture
 def rt(
-    redis_url: str, sqlite_url: str, chroma_url: str, data_dir: Path, monkeypatch: Any
+    redis_url: str,
+    sqlite_url: str,
+    chroma_url: str,
+    data_dir: Path,
+    monkeypatch: Any,
+    storage_settings: dict[str, Any],
 ) -> Iterator[Runtime]:
+    # FM_TEST_STORAGE=s3: the originals are read from a bucket, not the data dir.
+    for name, value in storage_settings.items():
+        monkeypatch.setenv(f"FM_{name.upper()}", str(value))
     monkeypatch.setenv("FM_KNOWLEDGE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("FM_DATA_DIR", str(data_dir))
     monkeypatch.setenv("FM_CHROMA_URL", chroma_url)
@@ -60,9 +68,7 @@ def sent(monkeypatch: Any) -> list[tuple[str, dict[str, Any], str | None]]:
 
 def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0) -> str:
     """A stored original, its document row (waiting) and its queued job."""
-    k = knowledge(rt).settings
-    k.files_dir.mkdir(parents=True, exist_ok=True)
-    (k.files_dir / doc_id).write_bytes(body)
+    knowledge(rt).blobs.put(documents.file_key(doc_id), body)
     job_id = f"job-{doc_id}"
     rt.jobs.save(new_job("knowledge.ingest", "o", job_id=job_id, resource_id=doc_id))
 

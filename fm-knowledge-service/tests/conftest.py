@@ -4,6 +4,8 @@
 server, the knowledge service, a Celery worker) on free ports, trusting the test token
 issuer. `runbooks` (session): the prometheus-operator runbooks uploaded once through
 the API as global documents and processed by the worker; every search test shares them.
+With FM_TEST_STORAGE=s3 the stack stores its files in a bucket of a real S3-protocol
+server process (fm_common.testing.s3_server) instead of its data dir.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def runbook_files() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def kstack(tmp_path_factory: pytest.TempPathFactory, token_issuer: TokenIssuer) -> Iterator[Stack]:
+def kstack(
+    tmp_path_factory: pytest.TempPathFactory, token_issuer: TokenIssuer, storage_env: dict[str, str]
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("kstack")
     stack = Stack(
         data_dir=root / "data",
@@ -47,6 +51,8 @@ def kstack(tmp_path_factory: pytest.TempPathFactory, token_issuer: TokenIssuer) 
             # Small embedding groups, so a worker can be killed between two of them.
             "FM_KNOWLEDGE_EMBED_BATCH_SIZE": "8",
             "HF_HUB_OFFLINE": "1",
+            # FM_TEST_STORAGE=s3: the service and the worker share a bucket, not a disk.
+            **storage_env,
         },
     )
     try:

@@ -14,6 +14,7 @@ from fm_common.settings import BaseServiceSettings
 
 class Settings(BaseServiceSettings):
     service_name: ClassVar[str] = "auth"
+    uses_database: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_AUTH_", extra="ignore", frozen=True)
 
     registration_enabled: bool = True
@@ -31,11 +32,16 @@ class Settings(BaseServiceSettings):
 
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=7 * 86_400, ge=300)
-    # PEM Ed25519 private key; generated into <data_dir>/auth/signing_key.pem when unset.
+    # PEM Ed25519 private key: the text itself (FM_AUTH_SIGNING_KEY, e.g. from a secret)
+    # or a file (FM_AUTH_SIGNING_KEY_PATH, e.g. a mounted secret). When neither is set it
+    # is generated into <data_dir>/auth/signing_key.pem (self-hosted only).
+    signing_key: SecretStr | None = None
     signing_key_path: Path | None = None
     # Retired keys (PEM, private or public half) whose tokens are still honoured and
-    # published in the JWKS until they expire: key rotation without logging anyone out.
+    # published in the JWKS (each by its kid) until they expire: key rotation without
+    # logging anyone out. Files, and/or PEM blocks in one setting.
     previous_key_paths: tuple[Path, ...] = ()
+    previous_keys: SecretStr | None = None
 
     # The credential of the processes that call other services' /internal routes (shared
     # FM_SERVICE_CLIENT_SECRET) and the client names they may ask as (the token's subject
@@ -78,6 +84,21 @@ class Settings(BaseServiceSettings):
         if self.dev_login_enabled and self.environment == "production":
             raise ValueError("FM_AUTH_DEV_LOGIN_ENABLED must not be true in production")
         return self
+
+    @model_validator(mode="after")
+    def _one_signing_key(self) -> Settings:
+        if self.signing_key is not None and self.signing_key_path is not None:
+            raise ValueError("set FM_AUTH_SIGNING_KEY or FM_AUTH_SIGNING_KEY_PATH, not both")
+        return self
+
+    def local_state(self) -> list[str]:
+        kept = super().local_state()
+        if self.signing_key is None and self.signing_key_path is None:
+            kept.append(
+                "FM_AUTH_SIGNING_KEY or FM_AUTH_SIGNING_KEY_PATH is unset: each replica would "
+                "generate its own signing key in its data dir"
+            )
+        return kept
 
     @property
     def admin_username_set(self) -> frozenset[str]:

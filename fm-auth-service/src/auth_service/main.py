@@ -17,6 +17,8 @@ from auth_service.domain.tokens.keys import (
     KeyRing,
     load_or_create_signing_key,
     load_previous_key,
+    previous_keys_from_pem,
+    signing_key_from_pem,
 )
 from auth_service.domain.tokens.repository import TokenStore
 from auth_service.domain.users.flows import AuthContext
@@ -64,16 +66,29 @@ class NoStore:
         await self.app(scope, receive, send_no_store)
 
 
+def load_key_ring(settings: Settings) -> KeyRing:
+    """The signing key and the retired ones, from the settings (ADR 0145)."""
+    if settings.signing_key is not None:
+        current = signing_key_from_pem(
+            settings.signing_key.get_secret_value().encode(), "FM_AUTH_SIGNING_KEY"
+        )
+    else:
+        current = load_or_create_signing_key(
+            settings.effective_signing_key_path, create=settings.signing_key_path is None
+        )
+    previous = tuple(load_previous_key(p) for p in settings.previous_key_paths)
+    if settings.previous_keys is not None:
+        previous += previous_keys_from_pem(
+            settings.previous_keys.get_secret_value(), "FM_AUTH_PREVIOUS_KEYS"
+        )
+    return KeyRing(current=current, previous=previous)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     # The key is read (or made) before the app exists, so the app verifies its own tokens
     # with it instead of fetching its own JWKS over HTTP.
-    keys = KeyRing(
-        current=load_or_create_signing_key(
-            settings.effective_signing_key_path, create=settings.signing_key_path is None
-        ),
-        previous=tuple(load_previous_key(p) for p in settings.previous_key_paths),
-    )
+    keys = load_key_ring(settings)
 
     async def open_auth(app: FastAPI) -> None:
         """The minter, stores and limits on app.state.auth; the first admin when set."""

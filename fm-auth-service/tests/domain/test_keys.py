@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_service.domain.tokens.keys import (
@@ -81,3 +82,64 @@ def test_previous_key_may_be_the_public_half_only(tmp_path: Path):
     assert ring.public_key_for("unknown") is None
     with pytest.raises(SystemExit, match="cannot be read"):
         load_previous_key(tmp_path / "missing.pem")
+
+
+def _pem(key: Ed25519PrivateKey, public: bool = False) -> str:
+    if public:
+        return (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def test_keys_from_the_environment_sign_and_list_every_retired_kid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from auth_service.config import Settings
+    from auth_service.main import load_key_ring
+
+    current, old, older = (Ed25519PrivateKey.generate() for _ in range(3))
+    monkeypatch.setenv("FM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY", _pem(current))
+    monkeypatch.setenv("FM_AUTH_PREVIOUS_KEYS", _pem(old) + "\n" + _pem(older, public=True))
+    ring = load_key_ring(Settings())
+    assert ring.current.kid == signing_key_from(current).kid
+    kids = [k["kid"] for k in ring.jwks["keys"]]
+    assert kids == [ring.current.kid, signing_key_from(old).kid, signing_key_from(older).kid]
+    assert not (tmp_path / "auth").exists()  # nothing generated into the data dir
+    # Another replica with the same settings: the same key set.
+    assert load_key_ring(Settings()).jwks == ring.jwks
+
+
+def test_a_bad_key_in_the_environment_stops_with_one_line(monkeypatch: pytest.MonkeyPatch):
+    from auth_service.config import Settings
+    from auth_service.main import load_key_ring
+
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY", "not a key")
+    with pytest.raises(SystemExit, match=r"^invalid configuration: FM_AUTH_SIGNING_KEY is not"):
+        load_key_ring(Settings())
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY", _pem(Ed25519PrivateKey.generate()))
+    monkeypatch.setenv("FM_AUTH_PREVIOUS_KEYS", "garbage")
+    with pytest.raises(SystemExit, match="FM_AUTH_PREVIOUS_KEYS holds no PEM key"):
+        load_key_ring(Settings())
+
+
+def test_enterprise_auth_refuses_to_generate_a_key_per_replica(monkeypatch: pytest.MonkeyPatch):
+    from auth_service.config import Settings
+    from fm_common.settings import load_settings
+
+    monkeypatch.setenv("FM_DEPLOYMENT", "enterprise")
+    monkeypatch.setenv("FM_AUTH_DATABASE_URL", "postgresql+asyncpg://fm@db/auth")
+    with pytest.raises(SystemExit, match="FM_AUTH_SIGNING_KEY or FM_AUTH_SIGNING_KEY_PATH"):
+        load_settings(Settings)
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY", _pem(Ed25519PrivateKey.generate()))
+    assert load_settings(Settings).deployment == "enterprise"
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY_PATH", "/run/secrets/key.pem")
+    with pytest.raises(SystemExit, match="not both"):
+        load_settings(Settings)

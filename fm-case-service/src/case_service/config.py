@@ -12,6 +12,7 @@ from fm_common.settings import BaseServiceSettings
 
 class Settings(BaseServiceSettings):
     service_name: ClassVar[str] = "case"
+    uses_database: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_CASE_", extra="ignore", frozen=True)
 
     # Closed and resolved cases are purged this many days after they ended.

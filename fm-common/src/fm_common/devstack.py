@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -158,6 +158,13 @@ class Stack:
     specs: dict[str, ProcSpec] = field(default_factory=dict)
     _logs: dict[str, IO[bytes]] = field(default_factory=dict)
     service_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # Procfile name -> how many instances (default 1). Instance i of `case` is the process
+    # `case-i`, with its own port (`ports["case-i"]`), its own empty data dir
+    # (<data_dir>/case-i) and log; `ports["case"]` and FM_CASE_URL are then the load
+    # balancer's front, which `balancer` (anything with start() and stop(), started
+    # after the stores and stopped last) serves. tests/system/test_replicas.py.
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    balancer: Any = None
 
     @classmethod
     def default_ports(cls, base: int = 8000) -> dict[str, int]:
@@ -167,12 +174,26 @@ class Stack:
         return ports
 
     @classmethod
-    def free_ports(cls) -> dict[str, int]:
-        names = (*SERVICES, *STORES)
+    def free_ports(cls, replicas: Mapping[str, int] | None = None) -> dict[str, int]:
+        """A free port per service and store, and per instance of `replicas`."""
+        names = [*SERVICES, *STORES]
+        for name, count in (replicas or {}).items():
+            names += instance_names(name, count) if name in SERVICES else []
         return dict(zip(names, free_port_set(len(names)), strict=True))
 
+    def instances(self, name: str) -> list[str]:
+        """The process names of Procfile line `name`: itself, or `name-1` .. `name-n`."""
+        return instance_names(name, self.replicas.get(name, 1))
+
+    def service_of(self, process: str) -> str:
+        """The Procfile name a process runs (`case-2` -> `case`)."""
+        if process in self.specs:
+            return self.specs[process].name
+        base, _, number = process.rpartition("-")
+        return base if number.isdigit() and base in self.replicas else process
+
     def url(self, name: str) -> str:
-        scheme = "https" if name == "gateway" and self.gateway_tls else "http"
+        scheme = "https" if self.service_of(name) == "gateway" and self.gateway_tls else "http"
         return f"{scheme}://127.0.0.1:{self.ports[name]}"
 
     @property
@@ -243,13 +264,16 @@ class Stack:
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         specs = sorted(self.selected(), key=lambda s: s.name not in START_FIRST)
         env = self.env()
+        balanced = False
         for spec in specs:
-            self.specs[spec.name] = spec
-            self.start_process(spec.name, env)
-            if spec.name in START_FIRST:
-                _wait_port(
-                    self.ports[spec.name], timeout=60, proc=self.procs[spec.name], name=spec.name
-                )
+            if spec.name not in START_FIRST and self.balancer is not None and not balanced:
+                self.balancer.start()
+                balanced = True
+            for name in self.instances(spec.name):
+                self.specs[name] = spec
+                self.start_process(name, env)
+                if spec.name in START_FIRST:
+                    _wait_port(self.ports[name], timeout=60, proc=self.procs[name], name=name)
         if wait:
             self.wait_healthy(timeout)
         return self
@@ -259,9 +283,22 @@ class Stack:
         env = self.env() if env is None else env
         return {k: v for k, v in env.items() if name in SECRET_ENV.get(k, frozenset({name}))}
 
+    def instance_env(self, name: str) -> dict[str, str]:
+        """What instance `name` of a replicated line has of its own: its port, its data
+        dir (empty at first start), and its worker name."""
+        service = self.service_of(name)
+        if name == service:
+            return {}
+        env = {"FM_DATA_DIR": str(self.data_dir / name), "FM_WORKER_NAME": name}
+        if service in SERVICES:
+            env[f"{SERVICES[service][0]}_PORT"] = str(self.ports[name])
+        return env
+
     def start_process(self, name: str, env: dict[str, str] | None = None) -> None:
         spec = self.specs[name]
-        env = self.process_env(name, env)
+        env = self.process_env(spec.name, env) | self.instance_env(name)
+        if name != spec.name:
+            Path(env["FM_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         command = os.path.expandvars(_expand(spec.command, env))
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +317,7 @@ class Stack:
     def wait_healthy(self, timeout: float = 120.0) -> None:
         """Wait until every started service answers /health."""
         deadline = time.monotonic() + timeout
-        pending = [n for n in self.procs if n in SERVICES]
+        pending = [n for n in self.procs if self.service_of(n) in SERVICES]
         # Only "does it answer": the gateway's certificate need not name 127.0.0.1.
         with httpx.Client(timeout=2.0, verify=not self.gateway_tls) as client:
             while pending:
@@ -293,7 +330,7 @@ class Stack:
                     except httpx.HTTPError:
                         continue
                     if resp.status_code == 200:
-                        _check_identity(name, self.ports[name], resp)
+                        _check_identity(self.service_of(name), self.ports[name], resp)
                         pending.remove(name)
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not healthy after {timeout}s: {', '.join(pending)}")
@@ -328,6 +365,8 @@ class Stack:
             t.start()
         for t in threads:
             t.join()
+        if self.balancer is not None:
+            self.balancer.stop()
         for name in START_FIRST:
             self.stop_process(name)
         for fh in self._logs.values():
@@ -394,6 +433,10 @@ class Restarter:
             del self.due[name]
             said.append(f"FaultMaven: {name} restarted")
         return said
+
+
+def instance_names(name: str, count: int) -> list[str]:
+    return [name] if count <= 1 else [f"{name}-{i}" for i in range(1, count + 1)]
 
 
 def _check_identity(name: str, port: int, resp: httpx.Response) -> None:

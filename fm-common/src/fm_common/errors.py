@@ -148,7 +148,9 @@ def error_response(
 
 def dependency_error_classes() -> list[type[Exception]]:
     """The exception classes that can mean 'a dependency is down' (see _dependency_down)."""
-    found: list[type[Exception]] = [ConnectionError]
+    from fm_common.blobs.base import StoreUnavailable
+
+    found: list[type[Exception]] = [ConnectionError, StoreUnavailable]
     try:
         import redis.exceptions as rexc
 
@@ -206,6 +208,10 @@ def _dependency_down(exc: BaseException) -> str | None:
             return "job queue"
     except ImportError:  # pragma: no cover
         pass
+    from fm_common.blobs.base import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        return "file store"
     if isinstance(exc, ConnectionError):
         return "upstream"
     return None

@@ -8,10 +8,12 @@ plain `FM_` prefix, so `FM_CASE_REDIS_URL` overrides `FM_REDIS_URL` for one serv
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -21,6 +23,9 @@ from pydantic_settings import (
 )
 
 Environment = Literal["development", "test", "production"]
+# self-hosted: one host, state may live in the data dir. enterprise: replicas on many
+# hosts sharing only PostgreSQL, Redis, Chroma and S3 (ADR 0145).
+Deployment = Literal["self-hosted", "enterprise"]
 
 # Values that must never run outside development: the .env.example placeholders.
 S = TypeVar("S", bound="BaseServiceSettings")
@@ -43,6 +48,35 @@ StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 StrTuple = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_list)]
 
 
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where blobs live: a local directory (`path`) or an S3 bucket and key prefix."""
+
+    scheme: Literal["file", "s3"]
+    path: Path = Path()
+    bucket: str = ""
+    # Empty, or ending with "/".
+    prefix: str = ""
+
+
+def parse_storage_url(url: str, data_dir: Path) -> StorageLocation:
+    """FM_STORAGE_URL: empty (the data dir), a path, file:///path, or s3://bucket/prefix."""
+    text = url.strip()
+    if not text:
+        return StorageLocation("file", path=data_dir)
+    parsed = urlsplit(text)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError("an s3:// storage URL names a bucket: s3://bucket/prefix")
+        prefix = parsed.path.strip("/")
+        return StorageLocation("s3", bucket=parsed.netloc, prefix=f"{prefix}/" if prefix else "")
+    if parsed.scheme == "file":
+        return StorageLocation("file", path=Path(parsed.path))
+    if parsed.scheme:
+        raise ValueError(f"storage URL scheme {parsed.scheme!r} is not supported (s3:// or a path)")
+    return StorageLocation("file", path=Path(text))
+
+
 class BaseServiceSettings(BaseSettings):
     """Settings every FaultMaven process reads."""
 
@@ -50,8 +84,15 @@ class BaseServiceSettings(BaseSettings):
 
     # Name used in logs, metrics and the default SQLite file name; set by each subclass.
     service_name: ClassVar[str] = "service"
+    # The service keeps rows in SQL (SQLite in the data dir unless database_url is set).
+    uses_database: ClassVar[bool] = False
+    # The service keeps files in blob storage (the data dir unless FM_STORAGE_URL is s3://).
+    uses_blobs: ClassVar[bool] = False
 
     environment: Environment = "development"
+    # enterprise: the process refuses to start where it would keep authoritative state
+    # on its local disk (SQLite, a generated signing key, local blob storage).
+    deployment: Deployment = "self-hosted"
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     data_dir: Path = Path("data")
@@ -87,6 +128,16 @@ class BaseServiceSettings(BaseSettings):
     # Seconds a client is told to wait when a dependency is down (Retry-After on 503).
     retry_after_seconds: int = 5
 
+    # Blob storage (fm_common.blobs, ADR 0141): unset = the data dir; a path (or
+    # file:///path); `s3://bucket/prefix` for S3 or any S3-compatible store. The S3
+    # endpoint is for MinIO, Ceph RGW...; unset = AWS. Credentials unset = boto's default
+    # chain (AWS_* env, web identity / IRSA, instance profile).
+    storage_url: str = ""
+    storage_s3_endpoint_url: str | None = None
+    storage_s3_region: str | None = None
+    storage_s3_access_key_id: str | None = None
+    storage_s3_secret_access_key: SecretStr | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -98,6 +149,24 @@ class BaseServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         shared = EnvSettingsSource(settings_cls, env_prefix="FM_", case_sensitive=False)
         return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    @field_validator(
+        "storage_s3_endpoint_url",
+        "storage_s3_region",
+        "storage_s3_access_key_id",
+        "storage_s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FM_STORAGE_S3_REGION=` (as .env.example writes it) means "unset".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_is_known(cls, value: str) -> str:
+        parse_storage_url(value, Path("data"))
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> BaseServiceSettings:
@@ -111,6 +180,41 @@ class BaseServiceSettings(BaseSettings):
                     f"outside development"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _enterprise_keeps_nothing_on_local_disk(self) -> BaseServiceSettings:
+        if self.deployment != "enterprise":
+            return self
+        kept = self.local_state()
+        if kept:
+            raise ValueError(
+                "FM_DEPLOYMENT=enterprise keeps no authoritative state on local disk, but "
+                + "; ".join(kept)
+            )
+        return self
+
+    def local_state(self) -> list[str]:
+        """What this process would keep authoritatively in its data dir, each naming the
+        setting that moves it to a shared store (refused in enterprise mode). Caches
+        rebuilt from a shared store (BM25 indexes, the ONNX model) are not listed."""
+        kept = []
+        url = self.database_url or ""
+        if self.uses_database and (not url or url.startswith("sqlite")):
+            prefix = self.model_config.get("env_prefix", "FM_")
+            kept.append(
+                f"{prefix}DATABASE_URL (or FM_DATABASE_URL) is {'SQLite' if url else 'unset'}: "
+                "set a postgresql+asyncpg:// URL"
+            )
+        if self.uses_blobs and self.storage_location.scheme != "s3":
+            kept.append(
+                "FM_STORAGE_URL is a local directory: set s3://bucket/prefix (S3, MinIO, Ceph "
+                "RGW) and its FM_STORAGE_S3_* settings"
+            )
+        return kept
+
+    @property
+    def storage_location(self) -> StorageLocation:
+        return parse_storage_url(self.storage_url, self.data_dir)
 
     @property
     def effective_jwks_url(self) -> str:
@@ -151,6 +255,10 @@ def load_settings(cls: type[S]) -> S:
         lines = []
         for err in exc.errors():
             loc = "_".join(str(p) for p in err["loc"]).upper()
+            if not loc and err["type"] == "value_error":
+                # A check across settings: its message names the settings itself.
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             name = f"{prefix}{loc}" if loc else prefix.rstrip("_")
             lines.append(f"{name}: {err['msg']}")
         raise SystemExit(f"invalid configuration: {'; '.join(lines)}") from None

@@ -32,10 +32,14 @@ class Settings(ServiceCallerSettings):
     """FM_EVIDENCE_* (and the shared FM_* settings)."""
 
     service_name: ClassVar[str] = "evidence"
+    uses_database: ClassVar[bool] = True
+    uses_blobs: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_EVIDENCE_", extra="ignore", frozen=True)
 
-    # Where the files live: <storage_dir>/files/<id[:2]>/<id>, temp files in <storage_dir>/tmp
-    # (same filesystem, so the final rename is atomic). Defaults to <data_dir>/evidence.
+    # Where the files live when the blob store is local (FM_STORAGE_URL unset or a path):
+    # <storage_dir>/files/<id[:2]>/<id>, temp files in <storage_dir>/tmp (same filesystem,
+    # so the final rename is atomic). Defaults to <FM_STORAGE_URL or data_dir>/evidence.
+    # Not used with an s3:// FM_STORAGE_URL (the files are under <prefix>/evidence/ there).
     storage_dir: Path | None = None
     max_file_bytes: int = Field(default=50 * MIB, gt=0)
     # Text fields of the upload form (case_id, description, ...), each.
@@ -75,7 +79,7 @@ class Settings(ServiceCallerSettings):
 
     @property
     def effective_storage_dir(self) -> Path:
-        return self.storage_dir or self.data_dir / "evidence"
+        return self.storage_dir or self.storage_location.path / "evidence"
 
     @property
     def effective_broker_url(self) -> str:

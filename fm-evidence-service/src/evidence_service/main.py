@@ -22,6 +22,7 @@ from evidence_service.domain.evidence.flows import (
 )
 from evidence_service.domain.evidence.storage import FileStore
 from fm_common.app import create_service_app
+from fm_common.blobs import open_blob_store
 from fm_common.clients.auth import service_credential
 from fm_common.clients.case import CaseClient
 from fm_common.db import open_database, ping
@@ -57,8 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, MIGRATIONS, url):
-            store = FileStore(settings.effective_storage_dir)
-            store.ensure_dirs()
+            store = FileStore(
+                open_blob_store(settings, "evidence", local_root=settings.effective_storage_dir)
+            )
             app.state.file_store = store
             app.state.case_gate = CaseGate(
                 CaseClient(
@@ -76,12 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                store.blobs.close()
 
     def checks(app: FastAPI) -> dict[str, Callable[[], Awaitable[Any]]]:
         async def storage() -> None:
-            root = app.state.file_store.tmp_dir
-            if not await asyncio.to_thread(root.is_dir):
-                raise OSError(f"{root} is missing")
+            await asyncio.to_thread(app.state.file_store.blobs.check)
 
         return {"database": lambda: ping(app.state.engine), "storage": storage}
 

@@ -13,9 +13,11 @@ import httpx
 import uvicorn
 from sqlalchemy.exc import OperationalError
 
+from evidence_service.config import Settings
 from evidence_service.domain.evidence import flows, repository, storage
 from evidence_service.main import create_app
 from fm_common.testing.ports import free_port
+from fm_common.testing.s3_server import S3Server, storage_backend
 
 
 async def test_concurrent_uploads_of_same_bytes_store_exactly_one(kit, alice):
@@ -68,8 +70,7 @@ async def test_disk_full_while_writing_is_507_and_leaves_nothing(kit, alice, mon
 
 
 async def test_failed_rename_is_503_with_retry_after_and_leaves_nothing(kit, alice, monkeypatch):
-    def broken(self, temp, file_id):
-        temp.finish()
+    def broken(self, temp):
         raise OSError(errno.EIO, "I/O error")
 
     monkeypatch.setattr(storage.FileStore, "place", broken)
@@ -91,7 +92,9 @@ async def test_database_failure_after_placing_removes_the_file(kit, alice, monke
     assert kit.stored() == []
 
 
-async def test_case_service_down_is_503_with_retry_after_and_stores_nothing(settings, alice):
+async def test_case_service_down_is_503_with_retry_after_and_stores_nothing(
+    settings, alice, stored_in
+):
     down = settings.model_copy(update={"case_url": f"http://127.0.0.1:{free_port()}"})
     app = create_app(down)
     async with app.router.lifespan_context(app):
@@ -110,9 +113,7 @@ async def test_case_service_down_is_503_with_retry_after_and_stores_nothing(sett
     assert resp.headers["retry-after"] == "7"
     assert resp.json()["code"] == "CASE_UNAVAILABLE"
     assert listed.status_code == 503
-    root = down.effective_storage_dir
-    assert list((root / "files").glob("*/*")) == []
-    assert list((root / "tmp").glob("*")) == []
+    assert stored_in(down) == []
 
 
 async def test_case_checked_before_the_file_is_read_when_case_id_comes_first(
@@ -155,10 +156,9 @@ def _serve(app) -> tuple[uvicorn.Server, int]:
     return server, port
 
 
-async def test_client_disconnect_mid_upload_leaves_no_file_and_no_row(settings, alice):
+async def test_client_disconnect_mid_upload_leaves_no_file_and_no_row(settings, alice, blobs_of):
     server, port = _serve(create_app(settings))
-    tmp = settings.effective_storage_dir / "tmp"
-    files = settings.effective_storage_dir / "files"
+    blobs = blobs_of(settings)
     try:
         boundary = "cut"
         head = (
@@ -175,15 +175,19 @@ async def test_client_disconnect_mid_upload_leaves_no_file_and_no_row(settings, 
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(request + head + b"2024-05-01T10:00:00Z INFO partial line\n" * 8000)
         deadline = time.monotonic() + 10
-        while not list(tmp.glob("*.part")):  # the upload is being written
-            assert time.monotonic() < deadline, "the upload never started"
-            await asyncio.sleep(0.02)
+        if storage_backend() == "local":
+            while not blobs.pending():  # the upload is being written
+                assert time.monotonic() < deadline, "the upload never started"
+                await asyncio.sleep(0.02)
+        else:
+            # Under one S3 part nothing reaches the store before the commit.
+            await asyncio.sleep(0.5)
         sock.close()
         deadline = time.monotonic() + 10
-        while list(tmp.glob("*.part")):
+        while blobs.pending():
             assert time.monotonic() < deadline, "temp file left behind"
             await asyncio.sleep(0.05)
-        assert list(files.glob("*/*")) == []
+        assert blobs.list_blobs("files/") == []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             listed = await client.get(
                 f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
@@ -230,3 +234,42 @@ async def test_large_upload_is_streamed_not_held_in_memory(settings, alice):
     assert resp.status_code == 201, resp.text
     assert resp.json()["size_bytes"] == len(chunk) * total_chunks
     assert peak < 16 * 1024 * 1024, f"peak {peak / 1048576:.1f} MiB"
+
+
+async def test_s3_store_killed_is_503_with_retry_after_and_keeps_what_was_stored(
+    settings, alice, stored_in
+):
+    """The S3 server dies: an upload and a download answer 503 STORAGE_UNAVAILABLE with
+    Retry-After (never 500), no row is added; the file stored before is intact after."""
+    server = S3Server().start()
+    try:
+        s3 = settings.model_copy(update=server.settings(server.create_bucket()))
+        s3 = Settings.model_validate(s3.model_dump())  # the S3 secret as a SecretStr
+        app = create_app(s3)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+
+                async def upload(content: bytes) -> httpx.Response:
+                    return await client.post(
+                        "/api/v1/evidence",
+                        data={"case_id": alice.case_id},
+                        files={"file": ("a.log", content, "text/plain")},
+                        headers=alice.headers,
+                    )
+
+                kept = (await upload(b"2024-05-01 INFO kept\n")).json()["file_id"]
+                server.kill()
+                resp = await upload(b"2024-05-01 INFO lost\n")
+                assert resp.status_code == 503, resp.text
+                assert resp.headers["retry-after"] == "7"
+                assert resp.json()["code"] == "STORAGE_UNAVAILABLE"
+                down = await client.get(f"/api/v1/evidence/{kept}/content", headers=alice.headers)
+                assert down.status_code == 503
+                assert down.headers["retry-after"] == "7"
+                listed = await client.get(
+                    f"/api/v1/cases/{alice.case_id}/uploaded-files", headers=alice.headers
+                )
+                assert [f["file_id"] for f in listed.json()["files"]] == [kept]
+    finally:
+        server.stop()

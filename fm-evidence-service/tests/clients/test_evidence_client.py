@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from evidence_service.domain.evidence.storage import FileStore
 from evidence_service.main import create_app
 from fm_common.clients.base import create_http_client
 from fm_common.clients.evidence import EvidenceClient
@@ -141,7 +142,9 @@ async def test_service_down_is_unavailable(alice):
         await http.aclose()
 
 
-async def test_download_in_progress_survives_a_concurrent_delete(evidence, alice, settings):
+async def test_download_in_progress_survives_a_concurrent_delete(
+    evidence, alice, settings, blobs_of
+):
     token = alice.headers["Authorization"].removeprefix("Bearer ")
     content = b"".join(
         f"2024-05-01T10:00:00Z INFO line {i:06d} of a long download\n".encode()
@@ -156,13 +159,11 @@ async def test_download_in_progress_survives_a_concurrent_delete(evidence, alice
         async for chunk in chunks:
             received += chunk
     assert bytes(received) == content
-    assert not (
-        settings.effective_storage_dir / "files" / created.file_id[:2] / created.file_id
-    ).exists()
+    assert not blobs_of(settings).exists(FileStore.key_for(created.file_id))
 
 
 async def test_delete_is_committed_before_the_answer_is_sent(
-    evidence, alice, settings, monkeypatch
+    evidence, alice, settings, monkeypatch, blobs_of
 ):
     """A slow commit must delay the 204, never follow it (read-your-writes)."""
     import asyncio
@@ -179,7 +180,6 @@ async def test_delete_is_committed_before_the_answer_is_sent(
 
     monkeypatch.setattr(AsyncSession, "commit", slow_commit)
     await evidence.delete(created.file_id, token=token)
-    path = settings.effective_storage_dir / "files" / created.file_id[:2] / created.file_id
-    assert not path.exists()
+    assert not blobs_of(settings).exists(FileStore.key_for(created.file_id))
     with pytest.raises(NotFound):
         await evidence.get(created.file_id, token=token)

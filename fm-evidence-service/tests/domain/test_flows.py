@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+import pytest
 import redis
 
 from evidence_service.domain.evidence.flows import (
@@ -16,6 +17,7 @@ from evidence_service.domain.evidence.flows import (
 )
 from fm_common.testing.ports import free_port
 from fm_common.testing.queues import queued
+from fm_common.testing.s3_server import storage_backend
 
 
 def _queued(redis_url: str) -> list[dict]:
@@ -71,24 +73,41 @@ async def test_broker_down_keeps_upload_and_requeue_sends_it_later(app, kit, ali
     assert await requeue_unindexed(requeue_settings, app.state.sessionmaker) == 0
 
 
+@pytest.mark.skipif(
+    storage_backend() != "local", reason="backdates files on disk; S3: fm-common test_blobs"
+)
 async def test_sweep_removes_stale_temp_and_unreferenced_files_only(app, kit, alice, settings):
     kept = (await kit.upload(alice)).json()["file_id"]
     store = app.state.file_store
-    stale_temp = store.tmp_dir / "dead.part"
+    blobs = store.blobs
+    stale_temp = blobs.tmp_dir / "dead.part"
     stale_temp.write_bytes(b"half")
-    orphan = store.path_for("0f0f0f0f-0000-0000-0000-000000000000")
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"no row")
-    fresh_temp = store.tmp_dir / "live.part"
+    orphan_id = "0f0f0f0f-0000-0000-0000-000000000000"
+    blobs.put(store.key_for(orphan_id), b"no row")
+    orphan = blobs.path_for(store.key_for(orphan_id))
+    fresh_temp = blobs.tmp_dir / "live.part"
     fresh_temp.write_bytes(b"uploading")
     old = time.time() - 7200
-    for path in (stale_temp, orphan, store.path_for(kept)):
+    for path in (stale_temp, orphan, blobs.path_for(store.key_for(kept))):
         os.utime(path, (old, old))
     assert await sweep_orphans(settings, app.state.sessionmaker, store) == 2
     assert not stale_temp.exists()
     assert not orphan.exists()
     assert fresh_temp.exists()
-    assert store.path_for(kept).exists()
+    assert store.exists(kept)
+
+
+async def test_sweep_keeps_files_with_rows_and_drops_files_without(app, kit, alice, settings):
+    """On either backend: with no grace period, the row-less file goes, the other stays."""
+    kept = (await kit.upload(alice)).json()["file_id"]
+    store = app.state.file_store
+    orphan_id = "0f0f0f0f-0000-0000-0000-000000000001"
+    store.blobs.put(store.key_for(orphan_id), b"no row")
+    now = settings.model_copy(update={"sweep_after_seconds": 0})
+    time.sleep(0.01)
+    assert await sweep_orphans(now, app.state.sessionmaker, store) == 1
+    assert not store.exists(orphan_id)
+    assert store.exists(kept)
 
 
 def _maintenance_queue(redis_url: str) -> list[dict]:

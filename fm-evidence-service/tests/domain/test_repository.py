@@ -157,7 +157,7 @@ async def test_unqueued_text_files_and_mark_queued(maker):
         assert await repo.existing_ids([text.id, "nope"]) == {text.id}
 
 
-async def test_concurrent_api_uploads_store_one_file(request, settings, alice):
+async def test_concurrent_api_uploads_store_one_file(request, settings, alice, stored_in):
     """The whole upload path with separate connections racing (PostgreSQL)."""
     url = _url(request, "postgres")
     app = create_app(settings.model_copy(update={"database_url": url}))
@@ -178,5 +178,4 @@ async def test_concurrent_api_uploads_store_one_file(request, settings, alice):
             )
     assert sorted(r.status_code for r in answers) == [200] * 5 + [201]
     assert len({r.json()["file_id"] for r in answers}) == 1
-    files = [p for p in (settings.effective_storage_dir / "files").glob("*/*") if p.is_file()]
-    assert len(files) == 1
+    assert len(stored_in(settings)) == 1

@@ -30,6 +30,7 @@ import structlog
 from celery import Celery, Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
+from fm_common.blobs import StoreUnavailable
 from fm_common.errors import FMError, GatewayTimeout, Unavailable
 from fm_common.jobs import JOB_TTL_SECONDS
 from fm_common.tasks import GiveUp, Kwargs, PermanentError, TaskResult, TaskSpec
@@ -58,7 +59,8 @@ def is_transient(exc: BaseException) -> bool:
         | saexc.OperationalError
         | saexc.InterfaceError
         | saexc.TimeoutError
-        | kombu.exceptions.OperationalError,
+        | kombu.exceptions.OperationalError
+        | StoreUnavailable,
     )
 
 

@@ -43,6 +43,16 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=settings.maintenance_time_limit,
         timezone="UTC",
         enable_utc=True,
+        # Beat keeps its schedule's state (when each entry last ran) and its leader lock
+        # in Redis (celery-redbeat), not in a file: a new beat pod goes on where the old
+        # one left off, and a second beat waits on the lock instead of sending every
+        # task twice (ADR 0145).
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_redis_options={},
+        redbeat_key_prefix="fm:beat:",
+        redbeat_lock_timeout=settings.beat_lock_timeout,
+        beat_max_loop_interval=settings.beat_max_loop_interval,
         beat_schedule={
             "cases-purge-expired": {
                 "task": "cases.purge_expired",

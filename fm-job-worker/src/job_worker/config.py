@@ -53,6 +53,11 @@ class Settings(BaseServiceSettings):
     # Files and vectors younger than this are never treated as orphans (uploads racing).
     orphan_grace_seconds: int = Field(default=3600, ge=0)
 
+    # Beat's leader lock in Redis: a standby beat takes over this many seconds after the
+    # leader stops renewing it; the leader wakes at least every max_loop_interval.
+    beat_lock_timeout: int = Field(default=150, ge=10)
+    beat_max_loop_interval: int = Field(default=30, ge=1)
+
     # Beat intervals (seconds).
     reap_interval: int = Field(default=300, ge=5)
     purge_orphans_interval: int = Field(default=3600, ge=60)

@@ -42,6 +42,8 @@ ALLOWED_EXTENSIONS = ("pdf", *OFFICE_EXTENSIONS, *TEXT_EXTENSIONS)
 
 class Settings(ServiceCallerSettings):
     service_name: ClassVar[str] = "knowledge"
+    uses_database: ClassVar[bool] = True
+    uses_blobs: ClassVar[bool] = True
     model_config = SettingsConfigDict(env_prefix="FM_KNOWLEDGE_", extra="ignore", frozen=True)
 
     # Shared with the worker (FM_EMBEDDING_MODEL): a sentence-transformers model name.
@@ -147,14 +149,6 @@ class Settings(ServiceCallerSettings):
     @property
     def knowledge_dir(self) -> Path:
         return self.data_dir / "knowledge"
-
-    @property
-    def files_dir(self) -> Path:
-        return self.knowledge_dir / "files"
-
-    @property
-    def text_dir(self) -> Path:
-        return self.knowledge_dir / "text"
 
     @property
     def bm25_dir(self) -> Path:

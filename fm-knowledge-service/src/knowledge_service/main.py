@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fm_common.app import create_service_app
+from fm_common.blobs import open_blob_store
 from fm_common.db import open_database, ping
 from fm_common.errors import PayloadTooLarge, error_response
 from fm_common.settings import load_settings
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, MIGRATIONS, settings.effective_database_url):
-            settings.files_dir.mkdir(parents=True, exist_ok=True)
+            app.state.blobs = open_blob_store(settings, "knowledge")
             embedder = embedder_for(settings, settings.torch_threads)
             # A missing model (a torch-free image without its ONNX export) stops the start
             # with a message naming the fix, rather than failing every search.
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if preload is not None and not preload.done():
                     with contextlib.suppress(BaseException):
                         await preload
+                app.state.blobs.close()
 
     def checks(app: FastAPI) -> dict[str, Callable[[], Awaitable[Any]]]:
         async def database() -> None:
@@ -91,7 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def chroma() -> None:
             await asyncio.to_thread(app.state.search_deps.store.heartbeat)
 
-        return {"database": database, "chroma": chroma}
+        async def storage() -> None:
+            await asyncio.to_thread(app.state.blobs.check)
+
+        return {"database": database, "chroma": chroma, "storage": storage}
 
     app = create_service_app(
         settings,

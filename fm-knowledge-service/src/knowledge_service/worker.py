@@ -15,6 +15,7 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fm_common.blobs import BlobStore, open_blob_store
 from fm_common.db import create_engine, create_sessionmaker
 from fm_common.settings import load_settings
 from fm_common.tasks import Host
@@ -63,6 +64,12 @@ class KnowledgeWorker:
         return VectorStore(k.chroma_url, self.embedder.name, k.retry_after_seconds)
 
     @cached_property
+    def blobs(self) -> BlobStore:
+        """The originals and extracted text, where the service stored them (not its disk:
+        the same S3 bucket in a multi-host deployment)."""
+        return open_blob_store(self.settings, "knowledge")
+
+    @cached_property
     def bm25(self) -> Bm25Indexes:
         return Bm25Indexes(self.settings.bm25_dir, self.store)
 
@@ -92,6 +99,7 @@ class KnowledgeWorker:
     def ingest_deps(self) -> IngestDeps:
         return IngestDeps(
             settings=self.settings,
+            blobs=self.blobs,
             store=self.store,
             embedder=self.embedder,
             db=self.db,

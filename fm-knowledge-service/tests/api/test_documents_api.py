@@ -15,6 +15,7 @@ import pytest
 
 from fm_common.testing.ports import free_port
 from fm_common.testing.queues import queued
+from fm_common.testing.s3_server import S3Server
 from fm_common.testing.tokens import TokenIssuer
 from knowledge_service.config import Settings
 from knowledge_service.main import create_app
@@ -26,7 +27,12 @@ def _settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 async def client(
-    redis_url: str, chroma_url: str, sqlite_url: str, data_dir: Path, token_issuer: TokenIssuer
+    redis_url: str,
+    chroma_url: str,
+    sqlite_url: str,
+    data_dir: Path,
+    token_issuer: TokenIssuer,
+    storage_settings: dict[str, Any],
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = _settings(
         redis_url=redis_url,
@@ -35,6 +41,7 @@ async def client(
         data_dir=data_dir,
         jwks_url=token_issuer.jwks_url,
         max_upload_bytes=1024 * 1024,
+        **storage_settings,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -259,3 +266,40 @@ async def test_queued_ingestion_is_capped_per_user(
     order = [q["id"] for q in queued(redis_url, "ingest")]
     assert order[1] == other.json()["job"]["job_id"]
     assert len(order) == 4
+
+
+async def test_file_store_down_is_503_and_records_nothing(
+    redis_url, chroma_url, sqlite_url, data_dir, token_issuer
+) -> None:  # type: ignore[no-untyped-def]
+    """The S3 store killed: an upload is 503 with Retry-After (never a 500), no document
+    row and no job are left, and the service says it is not ready."""
+    server = S3Server().start()
+    try:
+        settings = _settings(
+            redis_url=redis_url,
+            chroma_url=chroma_url,
+            database_url=sqlite_url,
+            data_dir=data_dir,
+            jwks_url=token_issuer.jwks_url,
+            retry_after_seconds=11,
+            **server.settings(server.create_bucket()),
+        )
+        app = create_app(settings)
+        headers = _h(token_issuer, "u-s3-down")
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://k") as c:
+                assert (await _upload(c, headers, "before.md")).status_code == 202
+                server.kill()
+                resp = await _upload(c, headers, "after.md")
+                assert resp.status_code == 503, resp.text
+                assert resp.headers["retry-after"] == "11"
+                assert resp.json()["code"] == "STORAGE_UNAVAILABLE"
+                listed = await c.get("/api/v1/knowledge/documents", headers=headers)
+                assert [d["title"] for d in listed.json()["documents"]] == ["before.md"]
+                ready = await c.get("/ready")
+                assert ready.status_code == 503
+                assert ready.json()["checks"]["storage"]["status"] != "healthy"
+        assert len(queued(redis_url, "ingest")) == 1
+    finally:
+        server.stop()

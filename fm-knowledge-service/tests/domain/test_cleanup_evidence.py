@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fm_common.blobs import LocalBlobStore
 from fm_common.errors import GatewayTimeout, NotFound, Unauthorized, Unavailable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import cleanup
@@ -97,6 +98,7 @@ def world(chroma_url: str, kdb, data_dir: Path) -> dict[str, Any]:  # type: igno
     def purge(exists: Any) -> dict[str, Any]:
         return purge_orphans(
             settings,
+            LocalBlobStore(settings.knowledge_dir),
             store,
             Bm25Indexes(settings.bm25_dir, store),
             kdb,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fm_common.blobs import LocalBlobStore
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents.cleanup import purge_orphans
 from knowledge_service.domain.documents.models import CaseCollection, Document
@@ -91,15 +92,17 @@ def test_purge_removes_orphans_and_keeps_the_rest(chroma_url: str, kdb, data_dir
         s.add(CaseCollection(case_id="owned", owner_id="o"))
 
     kdb(claim)
-    settings.files_dir.mkdir(parents=True)
+    blobs = LocalBlobStore(settings.knowledge_dir)
+    files = settings.knowledge_dir / "files"
     old = time.time() - 7200
     for name in ("keep", "gone", "fresh"):
-        (settings.files_dir / name).write_bytes(b"x")
-    os.utime(settings.files_dir / "gone", (old, old))
-    os.utime(settings.files_dir / "keep", (old, old))
+        blobs.put(f"files/{name}", b"x")
+    os.utime(files / "gone", (old, old))
+    os.utime(files / "keep", (old, old))
 
     result = purge_orphans(
         settings,
+        blobs,
         store,
         Bm25Indexes(settings.bm25_dir, store),
         kdb,
@@ -111,7 +114,7 @@ def test_purge_removes_orphans_and_keeps_the_rest(chroma_url: str, kdb, data_dir
     assert store.count("user_p") == 2  # keep:0 and the evidence chunk
     assert store.get_collection("case_orphan") is None
     assert store.count("case_owned") == 1
-    assert sorted(p.name for p in settings.files_dir.iterdir()) == ["fresh", "keep"]
+    assert [b.key for b in blobs.list_blobs()] == ["files/fresh", "files/keep"]
 
 
 def test_the_fast_query_path_matches_the_model_encode() -> None:

@@ -8,6 +8,12 @@
 - `postgres_server` (session) / `postgres_url`: a real PostgreSQL, a fresh database per test.
 - `chroma_server` (session): a real Chroma server (`chroma run`) on a free port;
   `chroma_url` gives each test a clean server (every collection deleted).
+- `s3_server` (session): a real S3-protocol server process (moto's server, started with
+  `python -m moto.server`); `s3_storage` gives each test a new bucket on it and yields
+  its FM_STORAGE_* settings as keyword arguments; `storage_settings` is those of the
+  backend FM_TEST_STORAGE names (`{}` for local, the default; `s3_storage` for s3);
+  `storage_env` (session) is the same as FM_* environment variables, one bucket for the
+  session, for the processes a stack starts.
 
 Every test and every stack a test starts share one ONNX export of the embedding model
 (`FM_EMBEDDING_ONNX_DIR`, default `.cache/models` in the checkout), not one per data dir.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +113,43 @@ def postgres_url(postgres_server: object) -> str:
 
     assert isinstance(postgres_server, PostgresServer)
     return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[object]:
+    from fm_common.testing.s3_server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server: object) -> dict[str, Any]:
+    """A new bucket on the S3 server; its settings (storage_url, endpoint, credentials)."""
+    from fm_common.testing.s3_server import S3Server
+
+    assert isinstance(s3_server, S3Server)
+    return s3_server.settings(s3_server.create_bucket())
+
+
+@pytest.fixture
+def storage_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The blob store settings of the backend FM_TEST_STORAGE names (local: none)."""
+    from fm_common.testing.s3_server import storage_backend
+
+    if storage_backend() == "s3":
+        return dict(request.getfixturevalue("s3_storage"))
+    return {}
+
+
+@pytest.fixture(scope="session")
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """FM_STORAGE_* variables of the backend FM_TEST_STORAGE names, for started processes."""
+    from fm_common.testing.s3_server import S3Server, storage_backend
+
+    if storage_backend() != "s3":
+        return {}
+    server = request.getfixturevalue("s3_server")
+    assert isinstance(server, S3Server)
+    return server.env(server.create_bucket())

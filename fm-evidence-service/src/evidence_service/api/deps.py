@@ -16,7 +16,9 @@ SessionDep: TypeAlias = DbSession
 
 def get_evidence_service(request: Request, session: SessionDep) -> EvidenceService:
     state = request.app.state
-    return EvidenceService(session, state.file_store, state.case_gate)
+    return EvidenceService(
+        session, state.file_store, state.case_gate, state.settings.retry_after_seconds
+    )
 
 
 def get_uploads(request: Request) -> Uploads:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fm_common.blobs import BlobStore
 from fm_common.db import DbSession
 from knowledge_service.config import Settings
 from knowledge_service.domain.search.service import SearchDeps
@@ -29,6 +30,10 @@ def _store(request: Request) -> VectorStore:
     return request.app.state.search_deps.store  # type: ignore[no-any-return]
 
 
+def _blobs(request: Request) -> BlobStore:
+    return request.app.state.blobs  # type: ignore[no-any-return]
+
+
 def _redis(request: Request) -> Any:
     return request.app.state.redis
 
@@ -43,5 +48,7 @@ SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_maker)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SearchDepsDep = Annotated[SearchDeps, Depends(_search_deps)]
 StoreDep = Annotated[VectorStore, Depends(_store)]
+# Originals and extracted text (fm_common.blobs: the data dir or S3).
+BlobsDep = Annotated[BlobStore, Depends(_blobs)]
 RedisDep = Annotated[Any, Depends(_redis)]
 HttpDep = Annotated[Any, Depends(_http)]

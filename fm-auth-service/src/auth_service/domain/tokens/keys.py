@@ -1,4 +1,6 @@
-"""The signing key: loaded from a PEM file, or generated into the data dir on first start.
+"""The signing key: from FM_AUTH_SIGNING_KEY (PEM text), a PEM file, or generated into
+the data dir on first start (self-hosted only: in enterprise mode every replica must sign
+with the same key, ADR 0145).
 
 Only Ed25519 (EdDSA) is supported; the `kid` is the key's RFC 7638 JWK thumbprint, so
 the same key always has the same kid and a replaced key gets a new one.
@@ -10,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +101,11 @@ def load_previous_key(path: Path) -> VerificationKey:
         raise SystemExit(
             f"invalid configuration: FM_AUTH_PREVIOUS_KEY_PATHS: {path} cannot be read"
         ) from exc
+    return previous_key_from_pem(data, f"the previous key {path}")
+
+
+def previous_key_from_pem(data: bytes, source: str) -> VerificationKey:
+    """A retired key from PEM text (its private or public half); `source` names it."""
     key: object
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -105,15 +113,27 @@ def load_previous_key(path: Path) -> VerificationKey:
         try:
             key = serialization.load_pem_public_key(data)
         except ValueError as exc:
-            raise SystemExit(
-                f"invalid configuration: the previous key {path} is not a PEM key"
-            ) from exc
+            raise SystemExit(f"invalid configuration: {source} is not a PEM key") from exc
     if isinstance(key, Ed25519PrivateKey):
         key = key.public_key()
     if not isinstance(key, Ed25519PublicKey):
-        raise SystemExit(f"invalid configuration: the previous key {path} is not an Ed25519 key")
+        raise SystemExit(f"invalid configuration: {source} is not an Ed25519 key")
     jwk = _public_jwk(key)
     return VerificationKey(key, jwk["kid"], jwk)
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.DOTALL)
+
+
+def previous_keys_from_pem(text: str, setting: str) -> tuple[VerificationKey, ...]:
+    """Every PEM block of `text` (one setting holding several retired keys, as a Kubernetes
+    secret mounted into the environment would)."""
+    blocks = _PEM_BLOCK.findall(text.encode())
+    if text.strip() and not blocks:
+        raise SystemExit(f"invalid configuration: {setting} holds no PEM key")
+    return tuple(
+        previous_key_from_pem(block, f"{setting} (key {i + 1})") for i, block in enumerate(blocks)
+    )
 
 
 def _write_new_key(path: Path) -> None:
@@ -147,12 +167,16 @@ def load_or_create_signing_key(path: Path, *, create: bool) -> SigningKey:
         if not create:
             raise SystemExit(f"invalid configuration: FM_AUTH_SIGNING_KEY_PATH: {path} not found")
         _write_new_key(path)
+    return signing_key_from_pem(path.read_bytes(), f"the signing key {path}")
+
+
+def signing_key_from_pem(data: bytes, source: str) -> SigningKey:
+    """The signing key from PEM text (a file's, or FM_AUTH_SIGNING_KEY's); `source`
+    names it in the one line that stops the process when it is not a usable key."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise SystemExit(
-            f"invalid configuration: the signing key {path} is not an unencrypted PEM key"
-        ) from exc
+        raise SystemExit(f"invalid configuration: {source} is not an unencrypted PEM key") from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise SystemExit(f"invalid configuration: the signing key {path} is not an Ed25519 key")
+        raise SystemExit(f"invalid configuration: {source} is not an Ed25519 key")
     return signing_key_from(key)

@@ -159,9 +159,18 @@ async def bootstrap_admin(
             updated_at=now,
             last_login_at=None,
         )
-        await UserRepository(db).add(user)
-        log.info("auth.bootstrap_admin_created", user_id=user.id)
-        return True
+        try:
+            await UserRepository(db).add(user)
+        except Conflict:
+            # Another replica starting at the same time created it first (one database,
+            # several auth replicas: ADR 0145); theirs is checked like any existing one.
+            found = await UserRepository(db).by_username(username)
+            if found is None:
+                raise
+            user = found
+        else:
+            log.info("auth.bootstrap_admin_created", user_id=user.id)
+            return True
     if user.password_hash and await hasher.verify(password, user.password_hash):
         return True
     log.error(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import IO
 from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
@@ -14,6 +13,7 @@ from evidence_service.api.deps import EvidenceServiceDep, UploadsDep
 from evidence_service.domain.evidence.flows import queue_unindex
 from evidence_service.domain.evidence.service import serving_type
 from fm_common.auth import CurrentPrincipal
+from fm_common.blobs import BlobReader
 from fm_common.contracts.evidence import EvidenceFile, EvidenceText
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
@@ -147,7 +147,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-async def _read(handle: IO[bytes]) -> AsyncIterator[bytes]:
+async def _read(handle: BlobReader) -> AsyncIterator[bytes]:
     try:
         while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
             yield chunk

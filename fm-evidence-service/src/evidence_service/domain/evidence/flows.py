@@ -11,7 +11,6 @@ on the (owner, case, hash) unique constraint and answers with the winner's file.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,7 +120,7 @@ class Uploads:
             if form.case_id not in checked:
                 await self.cases.ensure_case(form.case_id, principal.token)
         except BaseException:
-            received.file.temp.abort()
+            received.file.temp.abort(wait=False)
             raise
         # Shielded: once the bytes are complete, a client that goes away no longer decides
         # whether the file and its row exist (_store finishes, and drops the temp file).
@@ -133,7 +132,9 @@ class Uploads:
         try:
             return await self._place_and_record(principal, form, received)
         finally:
-            received.file.temp.abort()  # a no-op once the file was renamed into place
+            # A no-op once placed; a duplicate's upload is dropped (in the background
+            # when there is network work, S3).
+            received.file.temp.abort(wait=False)
 
     async def _place_and_record(
         self, principal: Principal, form: UploadForm, received: ReceivedForm
@@ -143,11 +144,10 @@ class Uploads:
         existing = await self._find(principal.user_id, form.case_id, content_hash)
         if existing is not None:
             return self._duplicate(existing)
-        file_id = str(uuid.uuid4())
         try:
-            await asyncio.to_thread(self.store.place, upload.temp, file_id)
+            file_id = await asyncio.to_thread(self.store.place, upload.temp)
         except OSError as exc:
-            raise storage_error(exc) from exc
+            raise storage_error(exc, self.settings.retry_after_seconds) from exc
         row = EvidenceFileRow(
             id=file_id,
             owner_id=principal.user_id,
@@ -168,13 +168,13 @@ class Uploads:
             async with self.sessionmaker() as session, session.begin():
                 await EvidenceRepository(session).add(row)
         except IntegrityError:
-            self.store.remove(file_id)
+            await asyncio.to_thread(self.store.remove, file_id)
             existing = await self._find(principal.user_id, form.case_id, content_hash)
             if existing is None:
                 raise
             return self._duplicate(existing)
         except Exception:
-            self.store.remove(file_id)
+            await asyncio.to_thread(self.store.remove, file_id)
             raise
         UPLOADS.labels("stored").inc()
         UPLOADED_BYTES.inc(row.size_bytes)

@@ -66,6 +66,7 @@ class ReceivedForm:
 class _FilePart:
     temp: TempFile
     raw_filename: str
+    retry_after: int = 5
     head: bytearray = field(default_factory=bytearray)
     sample: bytearray = field(default_factory=bytearray)
     # Chunks not yet written, kept as received (no copying into one buffer).
@@ -93,14 +94,14 @@ class _FilePart:
             try:
                 await inflight
             except OSError as exc:
-                raise storage_error(exc) from exc
+                raise storage_error(exc, self.retry_after) from exc
 
     def drop(self) -> None:
         """Abandon the upload: no error of a batch in flight goes unread; drop the file."""
         if self.inflight is not None:
             self.inflight.add_done_callback(_consume)
             self.inflight = None
-        self.temp.abort()
+        self.temp.abort(wait=False)
 
 
 def _consume(future: asyncio.Future[None]) -> None:
@@ -252,7 +253,7 @@ class UploadReceiver:
             if isinstance(form.current, _FilePart):
                 form.current.drop()
             if form.done is not None:
-                form.done.temp.abort()
+                form.done.temp.abort(wait=False)
             raise
 
     async def _event(self, form: _Form, kind: str, value: Any) -> None:
@@ -261,7 +262,9 @@ class UploadReceiver:
             if filename is not None and form.name == FILE_FIELD:
                 if form.done is not None:
                     raise Unprocessable("Send exactly one file per upload.", code="ONE_FILE_ONLY")
-                form.current = _FilePart(self.store.new_temp(), filename)
+                form.current = _FilePart(
+                    self.store.new_temp(), filename, self.settings.retry_after_seconds
+                )
             elif len(form.fields) >= MAX_FIELDS:
                 raise Unprocessable("Too many form fields.", code="TOO_MANY_FIELDS")
             else:

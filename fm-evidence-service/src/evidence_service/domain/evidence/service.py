@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import IO
 
 import structlog
 from sqlalchemy import event
@@ -24,8 +23,9 @@ from evidence_service.domain.evidence.models import (
     EvidenceUnindexRow,
 )
 from evidence_service.domain.evidence.repository import EvidenceRepository
-from evidence_service.domain.evidence.storage import FileStore
+from evidence_service.domain.evidence.storage import FileStore, storage_error
 from fm_common.auth import Principal
+from fm_common.blobs import BlobReader
 from fm_common.contracts.evidence import (
     INDEXED_SOURCE_TYPES,
     AnalysisUpdate,
@@ -118,8 +118,7 @@ def _unlink_after_commit(session: AsyncSession, store: FileStore, file_ids: Iter
 
         @event.listens_for(sync_session, "after_commit")
         def _committed(sess: Session) -> None:
-            for file_id in sess.info.pop("evidence_unlink", []):
-                store.remove(file_id)
+            store.remove_many(sess.info.pop("evidence_unlink", []))
 
         @event.listens_for(sync_session, "after_rollback")
         def _rolled_back(sess: Session) -> None:
@@ -131,8 +130,11 @@ def _unlink_after_commit(session: AsyncSession, store: FileStore, file_ids: Iter
 class EvidenceService:
     """Evidence files of one request (one session, one caller)."""
 
-    def __init__(self, session: AsyncSession, store: FileStore, cases: CaseGate) -> None:
+    def __init__(
+        self, session: AsyncSession, store: FileStore, cases: CaseGate, retry_after: int = 5
+    ) -> None:
         self.session = session
+        self.retry_after = retry_after
         self.repo = EvidenceRepository(session)
         self.store = store
         self.cases = cases
@@ -149,14 +151,17 @@ class EvidenceService:
 
     async def open_content(
         self, principal: Principal, file_id: str
-    ) -> tuple[EvidenceFile, IO[bytes], int]:
+    ) -> tuple[EvidenceFile, BlobReader, int]:
         """The caller's file, open for reading (the caller closes it), and its size.
 
         The file is opened before the answer starts, so a concurrent delete cannot cut a
         download short: the open handle keeps the bytes readable.
         """
         row = await self._owned(principal, file_id)
-        handle = await asyncio.to_thread(self.store.open, row.id)
+        try:
+            handle = await asyncio.to_thread(self.store.open, row.id)
+        except OSError as exc:
+            raise storage_error(exc, self.retry_after) from exc
         if handle is None:
             log.error("evidence.content_missing", file_id=row.id)
             raise FileNotFound("The file's content is missing.", code="CONTENT_MISSING")

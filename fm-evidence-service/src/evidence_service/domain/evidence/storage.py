@@ -1,178 +1,97 @@
-"""Files on disk: written to a temp file, hashed as they stream, fsynced, renamed into place.
+"""The evidence files in the service's blob store (fm_common.blobs: a local directory or
+an S3 bucket, ADR 0141).
 
-Layout under the storage dir: `files/<id[:2]>/<id>` for stored files and `tmp/` for
-uploads in flight (same filesystem, so the final rename is atomic). A file is either
-wholly in `files/` or not there at all; leftovers of a crash sit in `tmp/` (or in
-`files/` without a metadata row) and are swept by age.
+Layout: `files/<id[:2]>/<id>`. An upload is a blob writer opened under a new file id:
+its bytes are hashed as they stream, and nothing is visible at the key until `place`
+commits it (local: fsync and atomic rename; S3: the multipart upload completes). A
+crash leaves an unfinished upload (swept by age by `sweep_temp`) or a stored file
+without a metadata row (swept by the service's orphan sweep).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import threading
-import time
 import uuid
-from pathlib import Path
-from typing import IO
+from collections.abc import Iterable
+from typing import TypeAlias
 
 import structlog
 
-from fm_common.errors import FMError, Unavailable
+from fm_common.blobs import (
+    BlobNotFound,
+    BlobReader,
+    BlobStore,
+    BlobWriter,
+    InsufficientStorage,
+    storage_error,
+)
 
 log = structlog.get_logger("evidence_service.storage")
 
 READ_CHUNK = 256 * 1024
-# Flush written bytes to disk every this many bytes while the upload still streams, so
-# the final fsync (on the critical path) has little left to do.
-SYNC_EVERY = 8 * 1024 * 1024
+FILES = "files/"
 
+# An upload in flight: `write`, `sha256`, `size`, `commit` (through FileStore.place), `abort`.
+TempFile: TypeAlias = BlobWriter
 
-class InsufficientStorage(FMError):
-    status_code, code, detail = 507, "INSUFFICIENT_STORAGE", "The file store is full."
-
-
-def storage_error(exc: OSError) -> FMError:
-    """The HTTP answer for a failed disk operation (the cause is logged, never shown)."""
-    log.error("evidence.storage_error", error=repr(exc))
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorage("The file store is full; the upload was not kept.")
-    return Unavailable("The file store failed; the upload was not kept. Retry later.")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class TempFile:
-    """An upload being written: sha256 and size follow every write. Blocking calls; a
-    write may run in a worker thread while abort() is called from the event loop, so the
-    two are serialized by a lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[bytes] | None = open(path, "xb")
-        self._sha = hashlib.sha256()
-        self._lock = threading.Lock()
-        self._unsynced = 0
-        self.size = 0
-
-    def write(self, data: bytes | list[bytes]) -> None:
-        chunks = data if isinstance(data, list) else [data]
-        with self._lock:
-            if self._fh is None:
-                raise OSError(errno.EBADF, "the upload was aborted")
-            for chunk in chunks:
-                self._fh.write(chunk)
-                self._sha.update(chunk)
-                self.size += len(chunk)
-                self._unsynced += len(chunk)
-            if self._unsynced >= SYNC_EVERY:
-                self._fh.flush()
-                os.fdatasync(self._fh.fileno())
-                self._unsynced = 0
-
-    @property
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
-
-    def finish(self) -> None:
-        """Flush and fsync the bytes (before the rename makes them visible)."""
-        assert self._fh is not None
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-
-    def abort(self) -> None:
-        """Drop the temp file; safe to call more than once, never raises."""
-        with self._lock:
-            try:
-                if self._fh is not None:
-                    self._fh.close()
-            except OSError:
-                pass
-            self._fh = None
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("evidence.temp_unlink_failed", path=str(self.path), error=repr(exc))
+__all__ = ["READ_CHUNK", "FileStore", "InsufficientStorage", "TempFile", "storage_error"]
 
 
 class FileStore:
-    """The evidence files of this service under one directory."""
+    """The evidence files of this service in one blob store."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files_dir = root / "files"
-        self.tmp_dir = root / "tmp"
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
 
-    def ensure_dirs(self) -> None:
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def key_for(file_id: str) -> str:
+        return f"{FILES}{file_id[:2]}/{file_id}"
 
-    def path_for(self, file_id: str) -> Path:
-        return self.files_dir / file_id[:2] / file_id
+    @staticmethod
+    def file_id(temp: TempFile) -> str:
+        """The id the upload was opened for (its key's last part)."""
+        return temp.key.rsplit("/", 1)[-1]
 
     def new_temp(self) -> TempFile:
-        return TempFile(self.tmp_dir / f"{uuid.uuid4().hex}.part")
+        """An upload of a new file (its id chosen now; visible only once placed)."""
+        return self.blobs.begin(self.key_for(str(uuid.uuid4())))
 
-    def place(self, temp: TempFile, file_id: str) -> Path:
-        """fsync the temp file, rename it to its final path and fsync the directories."""
-        temp.finish()
-        final = self.path_for(file_id)
-        parent_existed = final.parent.exists()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if not parent_existed:
-            _fsync_dir(self.files_dir)
-        os.rename(temp.path, final)
-        _fsync_dir(final.parent)
-        return final
+    def place(self, temp: TempFile) -> str:
+        """Make the upload durable and visible under its file id; the id."""
+        temp.commit()
+        return self.file_id(temp)
 
     def remove(self, file_id: str) -> None:
         """Delete a stored file; a missing file is fine (idempotent), never raises."""
         try:
-            self.path_for(file_id).unlink(missing_ok=True)
+            self.blobs.delete(self.key_for(file_id))
         except OSError as exc:
             # Left for the orphan sweep; the metadata row is already gone.
             log.warning("evidence.unlink_failed", file_id=file_id, error=repr(exc))
 
-    def open(self, file_id: str) -> IO[bytes] | None:
-        """The stored file open for reading, or None when it is not on disk."""
+    def remove_many(self, file_ids: Iterable[str]) -> None:
+        """Delete stored files (one request per 1000 on S3); never raises."""
+        ids = list(file_ids)
+        if not ids:
+            return
         try:
-            return open(self.path_for(file_id), "rb")
-        except FileNotFoundError:
+            self.blobs.delete_many([self.key_for(i) for i in ids])
+        except OSError as exc:
+            log.warning("evidence.unlink_failed", count=len(ids), error=repr(exc))
+
+    def open(self, file_id: str) -> BlobReader | None:
+        """The stored file open for reading, or None when it is not stored."""
+        try:
+            return self.blobs.open(self.key_for(file_id))
+        except BlobNotFound:
             return None
 
     def exists(self, file_id: str) -> bool:
-        return self.path_for(file_id).is_file()
+        return self.blobs.exists(self.key_for(file_id))
 
     def sweep_temp(self, older_than: float) -> int:
-        """Remove temp files of uploads that died (crash, kill) more than `older_than` s ago."""
-        cutoff = time.time() - older_than
-        removed = 0
-        for path in self.tmp_dir.glob("*.part"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
-                    removed += 1
-            except OSError:
-                continue
-        return removed
+        """Drop uploads that died (crash, kill) more than `older_than` s ago."""
+        return self.blobs.sweep_pending(older_than)
 
     def stored_ids(self, older_than: float) -> list[str]:
-        """Ids of stored files last modified more than `older_than` seconds ago."""
-        cutoff = time.time() - older_than
-        ids = []
-        for path in self.files_dir.glob("*/*"):
-            try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    ids.append(path.name)
-            except OSError:
-                continue
-        return ids
+        """Ids of stored files last written more than `older_than` seconds ago."""
+        return [b.key.rsplit("/", 1)[-1] for b in self.blobs.list_blobs(FILES, older_than)]

@@ -16,6 +16,7 @@ from fm_common.contracts.knowledge import (
     split_tags,
 )
 from knowledge_service.api.deps import (
+    BlobsDep,
     HttpDep,
     RedisDep,
     SessionDep,
@@ -53,6 +54,7 @@ async def upload(
     principal: CurrentPrincipal,
     maker: SessionMakerDep,
     settings: SettingsDep,
+    blobs: BlobsDep,
     redis: RedisDep,
     http: HttpDep,
     file: Annotated[UploadFile, File()],
@@ -81,6 +83,7 @@ async def upload(
         redis=redis,
         http=http,
         settings=settings,
+        blobs=blobs,
         principal=principal,
         upload=file,
         form=form,
@@ -120,10 +123,10 @@ async def list_documents(
 
 @router.get("/documents/{document_id}", response_model=KnowledgeDocument, responses=ERRORS)
 async def get_document(
-    document_id: str, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+    document_id: str, principal: CurrentPrincipal, session: SessionDep, blobs: BlobsDep
 ) -> KnowledgeDocument:
     """One document with its status, error, chunk count and extracted text."""
-    return await service.get_document(session, principal, document_id, settings)
+    return await service.get_document(session, principal, document_id, blobs)
 
 
 @router.delete(
@@ -135,10 +138,10 @@ async def delete_document(
     document_id: str,
     principal: CurrentPrincipal,
     session: SessionDep,
-    settings: SettingsDep,
+    blobs: BlobsDep,
     store: StoreDep,
     redis: RedisDep,
 ) -> Response:
     """Delete a document; its passages are gone from every later search."""
-    await service.delete_document(session, principal, document_id, settings, store, redis)
+    await service.delete_document(session, principal, document_id, blobs, store, redis)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from fm_common.auth import ServicePrincipal
-from knowledge_service.api.deps import RedisDep, SessionDep, SettingsDep, StoreDep
+from knowledge_service.api.deps import BlobsDep, RedisDep, SessionDep, StoreDep
 from knowledge_service.domain.documents import service
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -24,12 +24,10 @@ async def delete_case_collection(
     case_id: str,
     principal: ServicePrincipal,
     session: SessionDep,
-    settings: SettingsDep,
+    blobs: BlobsDep,
     store: StoreDep,
     redis: RedisDep,
 ) -> Response:
     """Drop a case's collection and documents (idempotent; the caller must own the case)."""
-    await service.drop_case(
-        session, case_id, principal.user_id, settings, store, redis, strict=True
-    )
+    await service.drop_case(session, case_id, principal.user_id, blobs, store, redis, strict=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

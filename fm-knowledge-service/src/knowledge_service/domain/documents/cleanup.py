@@ -17,13 +17,14 @@ when it cannot be asked, nothing is.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import structlog
 
+from fm_common.blobs import BlobStore
 from fm_common.errors import FMError, GatewayTimeout, Unauthorized, Unavailable
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents.repository import (
@@ -42,19 +43,20 @@ EvidenceExists = Callable[[str, list[str]], set[str]]
 EVIDENCE_BATCH = 500
 
 
-def _old_files(folder: Path, known: set[str], cutoff: float) -> list[Path]:
-    if not folder.is_dir():
-        return []
+def _old_files(blobs: BlobStore, known: set[str], older_than: float) -> list[str]:
+    """Keys of originals and texts older than the grace period whose document is gone."""
     out = []
-    for path in folder.iterdir():
-        doc_id = path.name.split(".", 1)[0]
-        if doc_id not in known and path.stat().st_mtime < cutoff:
-            out.append(path)
+    for prefix in ("files/", "text/"):
+        for blob in blobs.list_blobs(prefix, older_than):
+            doc_id = blob.key.rsplit("/", 1)[-1].split(".", 1)[0]
+            if doc_id not in known:
+                out.append(blob.key)
     return out
 
 
 def purge_orphans(
     settings: Settings,
+    blobs: BlobStore,
     store: VectorStore,
     bm25: Bm25Indexes,
     db: Any,
@@ -121,11 +123,10 @@ def purge_orphans(
     for name in swept.pop("changed"):
         if name not in changed:
             changed.append(name)
-    files = _old_files(settings.files_dir, known, cutoff) + _old_files(
-        settings.text_dir, known, cutoff
-    )
-    for path in files:
-        path.unlink(missing_ok=True)
+    files = _old_files(blobs, known, time.time() - cutoff)
+    blobs.delete_many(files)
+    # Uploads a killed service left unfinished (a temp file; an open S3 multipart upload).
+    blobs.sweep_pending(grace_seconds)
     alive = set(collections) - set(dropped)
     indexes = 0
     if settings.bm25_dir.is_dir():

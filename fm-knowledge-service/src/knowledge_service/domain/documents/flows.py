@@ -8,7 +8,6 @@ is left `processing` with no job to finish it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from fastapi import UploadFile
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fm_common.auth import Principal
+from fm_common.blobs import BlobStore, storage_error
 from fm_common.contracts.knowledge import DocumentAccepted, JobRef, Scope
 from fm_common.errors import (
     Forbidden,
@@ -67,30 +67,28 @@ def _check_extension(filename: str) -> None:
         )
 
 
-async def _store_file(upload: UploadFile, settings: Settings, document_id: str) -> tuple[int, str]:
-    """Copy the upload to the data dir; (size, sha256). 413 over the limit, 422 when empty."""
-    settings.files_dir.mkdir(parents=True, exist_ok=True)
-    final = service.file_path(settings, document_id)
-    part = final.with_suffix(".part")
-    digest = hashlib.sha256()
-    size = 0
+async def _store_file(
+    upload: UploadFile, settings: Settings, blobs: BlobStore, document_id: str
+) -> tuple[int, str]:
+    """Stream the upload into the blob store (hashed as it goes; on S3 each 8 MiB part is
+    sent while the rest is read); (size, sha256). 413 over the limit, 422 when empty,
+    503 (507 for a full disk) when the store fails; nothing is kept then."""
+    writer = blobs.begin(service.file_key(document_id))
     try:
-        with part.open("wb") as out:
-            while block := await upload.read(READ_BLOCK):
-                size += len(block)
-                if size > settings.max_upload_bytes:
-                    raise PayloadTooLarge(
-                        f"The file is larger than the limit of {settings.max_upload_bytes} bytes."
-                    )
-                digest.update(block)
-                await asyncio.to_thread(out.write, block)
-        if size == 0:
+        while block := await upload.read(READ_BLOCK):
+            if writer.size + len(block) > settings.max_upload_bytes:
+                raise PayloadTooLarge(
+                    f"The file is larger than the limit of {settings.max_upload_bytes} bytes."
+                )
+            await asyncio.to_thread(writer.write, block)
+        if writer.size == 0:
             raise Unprocessable("The file is empty.", code="EMPTY_FILE")
-        part.rename(final)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return size, digest.hexdigest()
+        await asyncio.to_thread(writer.commit)
+    except OSError as exc:
+        raise storage_error(exc, settings.retry_after_seconds) from exc
+    finally:
+        writer.abort(wait=False)  # a no-op once committed
+    return writer.size, writer.sha256
 
 
 async def _verify_case(principal: Principal, case_id: str, settings: Settings, http: Any) -> None:
@@ -132,6 +130,7 @@ async def upload_document(
     redis: Any,
     http: Any,
     settings: Settings,
+    blobs: BlobStore,
     principal: Principal,
     upload: UploadFile,
     form: UploadForm,
@@ -149,7 +148,7 @@ async def upload_document(
 
     document_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())
-    size, sha256 = await _store_file(upload, settings, document_id)
+    size, sha256 = await _store_file(upload, settings, blobs, document_id)
     case_id = form.case_id if form.scope == "case" else None
     kwargs = {"document_id": document_id, "job_id": job_id}
     jobs = JobStore(redis)
@@ -188,7 +187,7 @@ async def upload_document(
             )
             await session.commit()
     except BaseException:
-        await asyncio.to_thread(service.remove_files, settings, document_id)
+        await asyncio.to_thread(service.remove_files, blobs, document_id)
         raise
     try:
         await asyncio.to_thread(
@@ -209,7 +208,7 @@ async def upload_document(
             if doc is not None:
                 await repo.delete(doc)
             await session.commit()
-        await asyncio.to_thread(service.remove_files, settings, document_id)
+        await asyncio.to_thread(service.remove_files, blobs, document_id)
         await jobs.update(job_id, status="failed", error={"message": "queue unavailable"})
         raise Unavailable(
             "The job queue is unavailable; upload again later.",

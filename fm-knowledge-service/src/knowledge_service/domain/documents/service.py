@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fm_common.auth import Principal
+from fm_common.blobs import BlobNotFound, BlobStore
 from fm_common.contracts.knowledge import DocumentPage, KnowledgeDocument
 from fm_common.db import utcnow
 from fm_common.errors import Forbidden, NotFound
-from knowledge_service.config import Settings
 from knowledge_service.domain.documents.models import Document
 from knowledge_service.domain.documents.repository import (
     CaseCollectionRepository,
@@ -42,12 +41,13 @@ def tags_index(tags: list[str]) -> str:
     return "," + ",".join(tags) + ("," if tags else "")
 
 
-def file_path(settings: Settings, document_id: str) -> Path:
-    return settings.files_dir / document_id
+# Keys in the knowledge blob store (fm_common.blobs): the original and its extracted text.
+def file_key(document_id: str) -> str:
+    return f"files/{document_id}"
 
 
-def text_path(settings: Settings, document_id: str) -> Path:
-    return settings.text_dir / f"{document_id}.txt"
+def text_key(document_id: str) -> str:
+    return f"text/{document_id}.txt"
 
 
 def _iso(value: datetime) -> str:
@@ -116,7 +116,7 @@ async def list_documents(
 
 
 async def get_document(
-    session: AsyncSession, principal: Principal, document_id: str, settings: Settings
+    session: AsyncSession, principal: Principal, document_id: str, blobs: BlobStore
 ) -> KnowledgeDocument:
     """One visible document with its extracted text; 404 for anything else."""
     doc = await DocumentRepository(session).get_visible(document_id, principal.user_id)
@@ -124,23 +124,24 @@ async def get_document(
         raise DocumentNotFound()
     content = ""
     if doc.status == "processed":
-        content = await asyncio.to_thread(_read_text, text_path(settings, doc.id))
+        content = await asyncio.to_thread(_read_text, blobs, doc.id)
     return to_contract(doc, content)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(blobs: BlobStore, document_id: str) -> str:
     try:
-        with path.open(encoding="utf-8") as fh:
-            return fh.read(MAX_CONTENT_CHARS)
-    except FileNotFoundError:
+        # UTF-8 takes at most 4 bytes a character; a character cut at the end is dropped.
+        data = blobs.read(text_key(document_id), max_bytes=4 * MAX_CONTENT_CHARS)
+    except BlobNotFound:
         return ""
+    return data.decode("utf-8", errors="ignore")[:MAX_CONTENT_CHARS]
 
 
 async def delete_document(
     session: AsyncSession,
     principal: Principal,
     document_id: str,
-    settings: Settings,
+    blobs: BlobStore,
     store: VectorStore,
     redis: Any,
 ) -> None:
@@ -155,14 +156,18 @@ async def delete_document(
     await asyncio.to_thread(store.delete_document, doc.collection, doc.id)
     collection = doc.collection
     await DocumentRepository(session).delete(doc)
-    await asyncio.to_thread(remove_files, settings, doc.id)
+    await asyncio.to_thread(remove_files, blobs, doc.id)
     await bump_version(redis, collection)
     log.info("document.deleted", document_id=document_id, collection=collection)
 
 
-def remove_files(settings: Settings, document_id: str) -> None:
-    file_path(settings, document_id).unlink(missing_ok=True)
-    text_path(settings, document_id).unlink(missing_ok=True)
+def remove_files(blobs: BlobStore, document_id: str) -> None:
+    """Delete a document's original and text; never raises: what the store refuses now
+    is an orphan that `purge_orphans` removes later (no row points at it any more)."""
+    try:
+        blobs.delete_many([file_key(document_id), text_key(document_id)])
+    except OSError as exc:
+        log.warning("document.files_not_removed", document_id=document_id, error=repr(exc))
 
 
 async def case_collection_owner(session: AsyncSession, case_id: str) -> str | None:
@@ -181,7 +186,7 @@ async def drop_case(
     session: AsyncSession,
     case_id: str,
     owner_id: str,
-    settings: Settings,
+    blobs: BlobStore,
     store: VectorStore,
     redis: Any,
     *,
@@ -204,7 +209,7 @@ async def drop_case(
     docs = await docs_repo.case_documents(case_id, owner_id)
     for doc in docs:
         await docs_repo.delete(doc)
-        await asyncio.to_thread(remove_files, settings, doc.id)
+        await asyncio.to_thread(remove_files, blobs, doc.id)
     await cases.drop(case_id)
     await bump_version(redis, name)
     log.info("case_collection.dropped", case_id=case_id, documents=len(docs))

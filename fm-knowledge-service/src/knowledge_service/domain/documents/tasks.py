@@ -29,7 +29,7 @@ def delete_case_collection(ctx: TaskContext, case_id: str, owner_id: str) -> dic
     k = knowledge(host)
     dropped = k.db(
         lambda s: documents.drop_case(
-            s, case_id, owner_id, k.settings, k.store, host.aredis, strict=False
+            s, case_id, owner_id, k.blobs, k.store, host.aredis, strict=False
         )
     )
     if dropped:
@@ -45,6 +45,7 @@ def purge_orphans(ctx: TaskContext) -> dict[str, Any]:
     k = knowledge(host)
     result = purge(
         k.settings,
+        k.blobs,
         k.store,
         k.bm25,
         k.db,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fm_common.blobs import BlobNotFound, BlobStore
 from fm_common.limits import ParseLimitExceeded, run_bounded
 from knowledge_service.config import Settings
 from knowledge_service.domain.documents import service as documents
@@ -40,6 +41,8 @@ PREVIEW_CHARS = 500
 @dataclass
 class IngestDeps:
     settings: Settings
+    # The originals and their extracted text (fm_common.blobs: the data dir or S3).
+    blobs: BlobStore
     store: VectorStore
     embedder: Embedder
     db: Any  # Db: run an async unit of work with a session, committing it
@@ -206,13 +209,15 @@ class _Prepared:
     text: str
 
 
-def _prepare(settings: Settings, doc: Any, tokens: TokenBudget | None) -> _Prepared:
-    path = documents.file_path(settings, doc.id)
-    if not path.exists():
-        raise PermanentIngestError("The stored original of this document is missing.")
+def _prepare(deps: IngestDeps, doc: Any, tokens: TokenBudget | None) -> _Prepared:
     kind = detect_kind(doc.filename, doc.content_type, doc.document_type)
     try:
-        chunks, text = chunks_for_file(path, kind, settings, doc.title, tokens)
+        # The file itself on local storage; on S3 a temp copy streamed down (parsers
+        # want a path), removed when done. A store that is down propagates (a retry).
+        with deps.blobs.local_copy(documents.file_key(doc.id)) as path:
+            chunks, text = chunks_for_file(path, kind, deps.settings, doc.title, tokens)
+    except BlobNotFound:
+        raise PermanentIngestError("The stored original of this document is missing.") from None
     except ExtractionError as exc:
         raise PermanentIngestError(str(exc)) from None
     return _Prepared(doc, chunks, text)
@@ -240,13 +245,12 @@ def ingest_batch(
     propagate for a retry.
     """
     started = time.perf_counter()
-    settings = deps.settings
     outcomes: dict[str, Outcome] = {}
     prepared: list[_Prepared] = []
     tokens = token_budget(deps.embedder)
     for doc in docs:
         try:
-            prepared.append(_prepare(settings, doc, tokens))
+            prepared.append(_prepare(deps, doc, tokens))
         except PermanentIngestError as exc:
             outcomes[doc.id] = _fail(deps, doc, str(exc))
     extracted_at = time.perf_counter()
@@ -277,10 +281,9 @@ def ingest_batch(
     embedded_at = time.perf_counter()
     finished = [p for p in prepared if p.doc.id not in outcomes]
     if finished:
-        settings.text_dir.mkdir(parents=True, exist_ok=True)
         rows = []
         for item in finished:
-            documents.text_path(settings, item.doc.id).write_text(item.text, encoding="utf-8")
+            deps.blobs.put(documents.text_key(item.doc.id), item.text.encode("utf-8"))
             preview = " ".join(item.text.split())[:PREVIEW_CHARS]
             rows.append((item.doc.id, len(item.chunks), preview))
         kept = deps.db(lambda s: documents.mark_processed(s, rows, model))
@@ -290,7 +293,7 @@ def ingest_batch(
             else:
                 # Deleted while we worked: take our vectors back out.
                 deps.store.delete_document(item.doc.collection, item.doc.id)
-                documents.remove_files(settings, item.doc.id)
+                documents.remove_files(deps.blobs, item.doc.id)
                 outcomes[item.doc.id] = Outcome(item.doc.id, "deleted")
     for collection in groups:
         deps.changed(collection)
