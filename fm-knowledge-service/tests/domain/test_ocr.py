@@ -4,9 +4,11 @@ limits that hold: pixels checked before decoding, time per page, pages per PDF."
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import zlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -123,26 +125,26 @@ def test_ocr_off_reads_no_image(tmp_path: Path) -> None:
 def test_ocr_runs_under_a_memory_cap_it_inherits() -> None:
     """Inside a process already capped (a bounded parse), tesseract gets the lower cap,
     and an image it cannot read within it fails with a sentence, not a crash."""
-    import multiprocessing as mp
-
-    def child(queue: Any) -> None:
-        import resource
-
-        cap = 3 * 1024 * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        data = documents.text_image(["capped but readable"], size=20)
-        queue.put(ocr_image(data, OcrLimits(memory_bytes=8 * 1024**3)).text)
-        try:
-            ocr_image(data, OcrLimits(memory_bytes=16 * 1024 * 1024))
-            queue.put("read in 16 MiB?")
-        except OcrError as exc:
-            queue.put(f"error: {exc}")
-
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=child, args=(queue,))
-    proc.start()
-    first, second = queue.get(timeout=120), queue.get(timeout=120)
-    proc.join(30)
+    # A fresh interpreter, not a fork of this one: pytest's process holds threads (the
+    # stack fixtures' clients), and a fork taken while one of them holds a lock can hang.
+    script = """
+import json, resource
+from fm_common.testing import documents
+from knowledge_service.domain.ingest.ocr import OcrError, OcrLimits, ocr_image
+cap = 3 * 1024 * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+data = documents.text_image(["capped but readable"], size=20)
+first = ocr_image(data, OcrLimits(memory_bytes=8 * 1024**3)).text
+try:
+    ocr_image(data, OcrLimits(memory_bytes=16 * 1024 * 1024))
+    second = "read in 16 MiB?"
+except OcrError as exc:
+    second = f"error: {exc}"
+print(json.dumps([first, second]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=True
+    )
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
     assert "capped but readable" in first
     assert second.startswith("error: The text of the image could not be read")
