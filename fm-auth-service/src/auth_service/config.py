@@ -37,6 +37,10 @@ class Settings(BaseServiceSettings):
     # is generated into <data_dir>/auth/signing_key.pem (self-hosted only).
     signing_key: SecretStr | None = None
     signing_key_path: Path | None = None
+    # Generate the key at FM_AUTH_SIGNING_KEY_PATH when that file does not exist yet (a
+    # compose volume of its own on first start). Off by default, so that a mounted secret
+    # that is missing stops the service instead of replacing the key; never in enterprise.
+    create_signing_key: bool = False
     # Retired keys (PEM, private or public half) whose tokens are still honoured and
     # published in the JWKS (each by its kid) until they expire: key rotation without
     # logging anyone out. Files, and/or PEM blocks in one setting.
@@ -93,6 +97,11 @@ class Settings(BaseServiceSettings):
 
     def local_state(self) -> list[str]:
         kept = super().local_state()
+        if self.create_signing_key:
+            kept.append(
+                "FM_AUTH_CREATE_SIGNING_KEY is true: a replica would generate its own signing "
+                "key where the mounted one is missing"
+            )
         if self.signing_key is None and self.signing_key_path is None:
             kept.append(
                 "FM_AUTH_SIGNING_KEY or FM_AUTH_SIGNING_KEY_PATH is unset: each replica would "

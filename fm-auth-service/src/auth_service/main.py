@@ -74,7 +74,8 @@ def load_key_ring(settings: Settings) -> KeyRing:
         )
     else:
         current = load_or_create_signing_key(
-            settings.effective_signing_key_path, create=settings.signing_key_path is None
+            settings.effective_signing_key_path,
+            create=settings.signing_key_path is None or settings.create_signing_key,
         )
     previous = tuple(load_previous_key(p) for p in settings.previous_key_paths)
     if settings.previous_keys is not None:

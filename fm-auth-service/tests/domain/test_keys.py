@@ -143,3 +143,25 @@ def test_enterprise_auth_refuses_to_generate_a_key_per_replica(monkeypatch: pyte
     monkeypatch.setenv("FM_AUTH_SIGNING_KEY_PATH", "/run/secrets/key.pem")
     with pytest.raises(SystemExit, match="not both"):
         load_settings(Settings)
+
+
+def test_a_configured_path_is_made_only_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """compose's own key volume: FM_AUTH_CREATE_SIGNING_KEY makes the key on the first
+    start and keeps it; without it a missing file stops the service; never in enterprise."""
+    from auth_service.config import Settings
+    from auth_service.main import load_key_ring
+    from fm_common.settings import load_settings
+
+    path = tmp_path / "keys" / "signing_key.pem"
+    monkeypatch.setenv("FM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FM_AUTH_SIGNING_KEY_PATH", str(path))
+    with pytest.raises(SystemExit, match="not found"):
+        load_key_ring(Settings())
+    monkeypatch.setenv("FM_AUTH_CREATE_SIGNING_KEY", "true")
+    first = load_key_ring(Settings())
+    assert path.is_file()
+    assert load_key_ring(Settings()).current.kid == first.current.kid  # kept, not replaced
+    monkeypatch.setenv("FM_DEPLOYMENT", "enterprise")
+    monkeypatch.setenv("FM_AUTH_DATABASE_URL", "postgresql+asyncpg://fm@db/auth")
+    with pytest.raises(SystemExit, match="FM_AUTH_CREATE_SIGNING_KEY"):
+        load_settings(Settings)
