@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from fm_common.devstack import Stack
+from fm_common.devstack import Stack, every_process_but
 from fm_common.testing.ports import free_port, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
@@ -297,18 +297,7 @@ def main() -> None:
     stack = Stack(
         data_dir=root / "data",
         ports=Stack.free_ports(),
-        only={
-            "redis",
-            "chroma",
-            "auth",
-            "session",
-            "case",
-            "knowledge",
-            "evidence",
-            "agent",
-            "gateway",
-            "worker",
-        },
+        only=every_process_but("beat"),
         log_dir=root / "logs",
         extra_env={
             "FM_AGENT_PROVIDERS": json.dumps(providers),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fm_common.devstack import Stack, free_port_set
+from fm_common.devstack import Stack, every_process_but, free_port_set, read_procfile
 from fm_common.testing.servers import AppServer
 
 
@@ -171,3 +171,12 @@ def test_the_balancer_config_is_valid_haproxy(tmp_path: Path) -> None:
         [balancer.exe, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True
     )
     assert check.returncode == 0, check.stderr.decode()
+
+
+def test_every_process_but_leaves_out_only_what_is_named() -> None:
+    names = {spec.name for spec in read_procfile()}
+    chosen = every_process_but("beat")
+    assert chosen == names - {"beat"}
+    assert {"redis", "chroma", "gateway", "worker"} <= chosen
+    with pytest.raises(ValueError, match="not in the Procfile"):
+        every_process_but("beet")

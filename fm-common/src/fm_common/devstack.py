@@ -115,6 +115,15 @@ def read_procfile(path: Path = PROCFILE) -> list[ProcSpec]:
     return specs
 
 
+def every_process_but(*left_out: str) -> set[str]:
+    """The names of the Procfile's processes but `left_out`: a Stack's `only` for a
+    benchmark or test that wants the whole system except, say, beat's periodic sweeps."""
+    unknown = set(left_out) - {spec.name for spec in read_procfile()}
+    if unknown:
+        raise ValueError(f"not in the Procfile: {sorted(unknown)}")
+    return {spec.name for spec in read_procfile()} - set(left_out)
+
+
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
