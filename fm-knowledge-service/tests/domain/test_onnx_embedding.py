@@ -127,6 +127,20 @@ def test_the_export_command_writes_a_current_model_with_the_same_vectors(
     assert (a * b).sum(axis=1).min() >= 0.99999
 
 
+def test_an_embedder_without_an_export_makes_it_itself(
+    onnx: OnnxEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lazy export (a process with the `torch` extra and no current export) runs the
+    command in a child and then serves its model: it ran a module that had lost its
+    command line and failed with "left no current model"."""
+    pytest.importorskip("torch", reason="the export needs the `torch` extra")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fresh = OnnxEmbedder(MODEL, tmp_path, export=True)
+    a, b = np.asarray(fresh.encode(TEXTS)), np.asarray(onnx.encode(TEXTS))
+    assert onnx_export.is_current(onnx_export.model_dir(tmp_path, MODEL), MODEL)
+    assert (a * b).sum(axis=1).min() >= 0.99999
+
+
 def _child(embedder: OnnxEmbedder, threads: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     embedder.set_threads(threads)
     queue.put((embedder.encode(TEXTS, batch_size=4), len(os.listdir("/proc/self/task"))))

@@ -129,7 +129,7 @@ class OnnxEmbedder:
             [
                 sys.executable,
                 "-m",
-                "knowledge_service.domain.vectors.onnx_export",
+                "knowledge_service.export_cli",  # fm-embedding-export
                 "--model",
                 self.name,
                 "--out",
