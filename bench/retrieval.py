@@ -422,14 +422,23 @@ def offline() -> dict[str, Any]:
         ),
         "agent now (runbooks fused, 5 chunks)": metrics(questions, rank(current, 5)),
     }
+    import retrieval_tried  # beside this file: the candidates that did not help (ADR 0174)
+
+    tried = retrieval_tried.candidates(
+        questions, lists, rows, vecs, qv, get_embedder(settings.embedding_model), current.k
+    )
+    for tried_name, ranker in tried.items():
+        rows_out[tried_name] = metrics(
+            questions,
+            [first_seen(ranker(i, sem[:depth], kw[:depth])) for i, (sem, kw) in enumerate(lists)],
+        )
     print(table(rows_out))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "retrieval_offline.md").write_text(
         "# Retrieval ranking candidates (offline: exact cosine, in-memory BM25)\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, load {load()}; "
-        "`python bench/retrieval.py --offline`. See ADR 0115 and ADR 0165.\n\n"
-        + table(rows_out)
-        + "\n"
+        "`python bench/retrieval.py --offline`. See ADR 0115, ADR 0165 and ADR 0174 "
+        "(the last six rows: candidates that did not help).\n\n" + table(rows_out) + "\n"
     )
     return {"offline": rows_out, "load": load()}
 
