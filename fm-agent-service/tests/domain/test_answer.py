@@ -126,11 +126,19 @@ def test_an_unreadable_hypothesis_or_action_is_dropped_not_the_whole_answer() ->
                     {"statement": "Pool exhausted", "likelihood": 0.8},
                 ],
                 "suggested_actions": [{"label": ""}, {"label": "Check the pool"}],
+                "evidence_findings": [
+                    {"evidence": "the log shows the pool is full", "summary": "full"},
+                    {"summary": "no evidence id"},
+                    {"evidence": "E1", "summary": "pool at 100/100"},
+                ],
                 "working_conclusion": "  ",
             }
         )
     )
     assert [h.statement for h in answer.hypotheses] == ["Pool exhausted"]
     assert [a.label for a in answer.suggested_actions] == ["Check the pool"]
+    assert [(f.evidence, f.summary) for f in answer.evidence_findings] == [
+        ("E1", "pool at 100/100")
+    ]
     assert answer.cited_sources == ["S1"]
     assert answer.working_conclusion is None

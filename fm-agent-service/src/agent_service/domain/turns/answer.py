@@ -129,13 +129,19 @@ class LLMTurnAnswer(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_unreadable_items(cls, data: Any) -> Any:
-        """A hypothesis or suggested action that fails its own shape (an empty statement,
-        a likelihood of 7) is dropped, not the whole answer; a blank optional text is
-        none. A small model's answer keeps what it got right."""
+        """A hypothesis, suggested action or evidence finding that fails its own shape (an
+        empty statement, a likelihood of 7, a finding without its evidence id) is dropped,
+        not the whole answer; a blank optional text is none. A small model's answer keeps
+        what it got right (`make test-llm`: SmolLM2 wrote whole sentences as the evidence
+        id, and lost two answers over it)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        for key, model in (("hypotheses", LLMHypothesis), ("suggested_actions", LLMAction)):
+        for key, model in (
+            ("hypotheses", LLMHypothesis),
+            ("suggested_actions", LLMAction),
+            ("evidence_findings", LLMEvidenceFinding),
+        ):
             items = data.get(key)
             if isinstance(items, list):
                 kept = []
