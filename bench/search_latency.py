@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from fm_common.devstack import Stack
+from fm_common.devstack import ROOT, Stack
 from fm_common.testing.tokens import TokenIssuer
 
 BENCH = Path(__file__).resolve().parent
@@ -65,22 +65,28 @@ def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def stack_on(data: Path, issuer: TokenIssuer) -> Stack:
-    """Redis, Chroma, the knowledge service and a worker on `data` (kept between runs)."""
+def stack_on(data: Path, issuer: TokenIssuer, code: Path | None = None) -> Stack:
+    """Redis, Chroma, the knowledge service and a worker on `data` (kept between runs);
+    with `code`, the services run that checkout's code (its `*/src` first on PYTHONPATH,
+    each process started on its own rather than forked from the shared fork server)."""
+    env = {
+        "FM_JWKS_URL": issuer.jwks_url,
+        "FM_WORKER_CONCURRENCY": "2",
+        "FM_LOG_FORMAT": "json",
+        # INFO: the service's `knowledge.searched` lines carry the phase timings.
+        "FM_LOG_LEVEL": "INFO",
+        "HF_HUB_OFFLINE": "1",
+        "FM_KNOWLEDGE_VERIFY_CASE_OWNERSHIP": "false",
+    }
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(code.glob("fm-*/src")))
+        env["FM_DEVSTACK_PREFORK"] = "0"
     return Stack(
         data_dir=data / "data",
         ports=Stack.free_ports(),
         only={"redis", "chroma", "knowledge", "worker"},
         log_dir=data / "logs",
-        extra_env={
-            "FM_JWKS_URL": issuer.jwks_url,
-            "FM_WORKER_CONCURRENCY": "2",
-            "FM_LOG_FORMAT": "json",
-            # INFO: the service's `knowledge.searched` lines carry the phase timings.
-            "FM_LOG_LEVEL": "INFO",
-            "HF_HUB_OFFLINE": "1",
-            "FM_KNOWLEDGE_VERIFY_CASE_OWNERSHIP": "false",
-        },
+        extra_env=env,
     )
 
 
@@ -164,58 +170,88 @@ def _gc(client: httpx.Client) -> dict[str, float]:
     return out
 
 
-def run_row(
-    stack: Stack, issuer: TokenIssuer, user_id: str, name: str, body: dict[str, Any], n: int
-) -> dict[str, Any]:
-    headers = issuer.headers(user_id, ttl=3600)
-    client_ms: list[float] = []
-    server_ms: list[float] = []
-    with httpx.Client(base_url=stack.url("knowledge"), timeout=60) as client:
-        # Warm-up: the connection, the BM25 index in memory, first-call paths.
+class Target:
+    """One stack under measurement: its client, its samples, its log."""
+
+    def __init__(self, label: str, stack: Stack, headers: dict[str, str]) -> None:
+        self.label, self.stack, self.headers = label, stack, headers
+        self.client = httpx.Client(base_url=stack.url("knowledge"), timeout=60)
+
+    def search(self, body: dict[str, Any], query: str) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        resp = self.client.post(
+            "/api/v1/knowledge/search", headers=self.headers, json={**body, "query": query}
+        )
+        dt = (time.perf_counter() - t0) * 1000
+        resp.raise_for_status()
+        return dt, float(resp.json()["took_ms"])
+
+
+def run_row(targets: list[Target], name: str, body: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """`n` distinct questions, one client; with several targets each question goes to
+    every one of them in turn (the first target alternating), so they share the load."""
+    for t in targets:  # warm-up: the connection, the BM25 index in memory, first calls
         for q in _queries(20, 999):
-            client.post("/api/v1/knowledge/search", headers=headers, json={**body, "query": q})
-        before = load()
-        offset = _log_offset(stack)
-        gc_before = _gc(client)
-        for q in _queries(n, len(name)):
-            t0 = time.perf_counter()
-            resp = client.post(
-                "/api/v1/knowledge/search", headers=headers, json={**body, "query": q}
-            )
-            dt = (time.perf_counter() - t0) * 1000
-            resp.raise_for_status()
-            client_ms.append(dt)
-            server_ms.append(resp.json()["took_ms"])
-        gc_after = _gc(client)
+            t.search(body, q)
+    before = load()
+    offsets = [_log_offset(t.stack) for t in targets]
+    gc_before = [_gc(t.client) for t in targets]
+    client_ms: list[list[float]] = [[] for _ in targets]
+    server_ms: list[list[float]] = [[] for _ in targets]
+    for i, q in enumerate(_queries(n, len(name))):
+        order = list(range(len(targets)))
+        if i % 2:
+            order.reverse()
+        for j in order:
+            dt, took = targets[j].search(body, q)
+            client_ms[j].append(dt)
+            server_ms[j].append(took)
+    gc_after = [_gc(t.client) for t in targets]
+    after = load()
     time.sleep(0.3)  # the log line of the last request
-    phases = _phases(stack, offset)
-    return {
-        "row": name,
-        "mode": body["mode"],
-        "limit": body["limit"],
-        "requests": len(client_ms),
-        "p50_ms": pct(client_ms, 0.5),
-        "p99_ms": pct(client_ms, 0.99),
-        "max_ms": round(max(client_ms), 2),
-        "mean_ms": round(statistics.mean(client_ms), 2),
-        "server_p50_ms": pct(server_ms, 0.5),
-        "server_p99_ms": pct(server_ms, 0.99),
-        "phases_p50_p99_ms": {
-            k: [pct(v, 0.5), pct(v, 0.99)] for k, v in phases.items() if len(v) >= n // 2
-        },
-        "gc": {
-            f"gen{g}": [
-                int(gc_after.get(f"gen{g}_count", 0) - gc_before.get(f"gen{g}_count", 0)),
-                round((gc_after.get(f"gen{g}_sum", 0) - gc_before.get(f"gen{g}_sum", 0)) * 1000, 1),
-            ]
-            for g in range(3)
-        },
-        "load_before": before,
-        "load_after": load(),
-    }
+    rows = []
+    for j, t in enumerate(targets):
+        phases = _phases(t.stack, offsets[j])
+        gb, ga = gc_before[j], gc_after[j]
+        rows.append(
+            {
+                "row": name,
+                "label": t.label,
+                "interleaved": len(targets) > 1,
+                "mode": body["mode"],
+                "limit": body["limit"],
+                "requests": len(client_ms[j]),
+                "p50_ms": pct(client_ms[j], 0.5),
+                "p99_ms": pct(client_ms[j], 0.99),
+                "max_ms": round(max(client_ms[j]), 2),
+                "mean_ms": round(statistics.mean(client_ms[j]), 2),
+                "server_p50_ms": pct(server_ms[j], 0.5),
+                "server_p99_ms": pct(server_ms[j], 0.99),
+                "phases_p50_p99_ms": {
+                    k: [pct(v, 0.5), pct(v, 0.99)] for k, v in phases.items() if len(v) >= n // 2
+                },
+                "gc": {
+                    f"gen{g}": [
+                        int(ga.get(f"gen{g}_count", 0) - gb.get(f"gen{g}_count", 0)),
+                        round((ga.get(f"gen{g}_sum", 0) - gb.get(f"gen{g}_sum", 0)) * 1000, 1),
+                    ]
+                    for g in range(3)
+                },
+                "load_before": before,
+                "load_after": after,
+            }
+        )
+    return rows
 
 
-def measure(data: Path, rounds: int, requests: int, label: str, rows: list[str]) -> list[Any]:
+def measure(
+    data: Path,
+    rounds: int,
+    requests: int,
+    label: str,
+    rows: list[str],
+    compare: tuple[Path, Path, str] | None = None,
+) -> list[Any]:
     from agent_service.config import Settings as AgentSettings
 
     state = json.loads((data / "state.json").read_text())
@@ -231,23 +267,32 @@ def measure(data: Path, rounds: int, requests: int, label: str, rows: list[str])
         "semantic": {"mode": "semantic", "limit": 10},
     }
     issuer = TokenIssuer().start()
-    stack = stack_on(data, issuer)
-    stack.start(timeout=300)
+    # Compared, both run from their own checkout the same way (not forked).
+    stacks = [(label, stack_on(data, issuer, ROOT if compare is not None else None))]
+    if compare is not None:
+        code, other_data, other_label = compare
+        stacks.insert(0, (other_label, stack_on(other_data, issuer, code)))
+    targets: list[Target] = []
     out = []
     try:
+        for lab, stack in stacks:
+            stack.start(timeout=300)
+            targets.append(Target(lab, stack, issuer.headers(state["user_id"], ttl=3600)))
         for r in range(1, rounds + 1):
             for name in rows:
-                row = run_row(stack, issuer, state["user_id"], name, bodies[name], requests)
-                row.update(
-                    label=label,
-                    round=r,
-                    chunks=state["chunks"],
-                    measured_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                )
-                print(json.dumps(row), flush=True)
-                out.append(row)
+                for row in run_row(targets, name, bodies[name], requests):
+                    row.update(
+                        round=r,
+                        chunks=state["chunks"],
+                        measured_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    )
+                    print(json.dumps(row), flush=True)
+                    out.append(row)
     finally:
-        stack.stop()
+        for t in targets:
+            t.client.close()
+        for _, stack in stacks:
+            stack.stop()
         issuer.stop()
     return out
 
@@ -315,11 +360,24 @@ def main() -> None:
     parser.add_argument("--label", default="current")
     parser.add_argument("--rows", default="hybrid,agent", help="of hybrid, agent, semantic")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout: its services search a copy of the data (--compare-data), "
+        "each question sent to both stacks in turn",
+    )
+    parser.add_argument("--compare-data", type=Path)
+    parser.add_argument("--compare-label", default="before")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     if args.prepare or not (args.data / "state.json").exists():
         prepare(args.data, args.total_chunks)
-    rows = measure(args.data, args.rounds, args.requests, args.label, args.rows.split(","))
+    compare = None
+    if args.compare is not None:
+        if args.compare_data is None:
+            raise SystemExit("--compare needs --compare-data (a copy of --data)")
+        compare = (args.compare, args.compare_data, args.compare_label)
+    rows = measure(args.data, args.rounds, args.requests, args.label, args.rows.split(","), compare)
     if not args.no_write:
         write(rows)
 

@@ -142,22 +142,26 @@ async def search(
     """Search the caller's collections; semantic by default, hybrid on request."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
-    targets = await _collections(maker, principal, req)
-    mark = _lap(phases, "collections", started)
-    if not targets:
-        return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
-    where = _where(req)
-    depth = req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
-    # Hybrid: the BM25 side needs no vector, so it runs while the query is embedded and
-    # Chroma answers (it used to wait for them: ADR 0165).
-    keyword_task = (
-        asyncio.ensure_future(_keyword(deps, targets, req, depth, phases))
-        if req.mode == "hybrid"
-        else None
-    )
+    # The query vector does not depend on which collections are searched, so it is
+    # embedded while they are worked out (a case search asks the database for the
+    # case's owner: 2 ms at p50, 6-15 ms at p99 on a busy machine).
+    embedding = asyncio.ensure_future(_embed(deps, req.query, phases))
+    keyword_task = None
     try:
-        vector = await asyncio.to_thread(deps.embedder.encode_query, req.query)
-        mark = _lap(phases, "embed", mark)
+        targets = await _collections(maker, principal, req)
+        _lap(phases, "collections", started)
+        if not targets:
+            return SearchResponse(results=[], total_count=0, took_ms=0.0, mode=req.mode)
+        where = _where(req)
+        depth = (
+            req.limit if req.mode == "semantic" else max(req.limit, deps.settings.hybrid_candidates)
+        )
+        # Hybrid: the BM25 side needs no vector, so it runs while the query is embedded
+        # and Chroma answers (it used to wait for them: ADR 0165).
+        if req.mode == "hybrid":
+            keyword_task = asyncio.ensure_future(_keyword(deps, targets, req, depth, phases))
+        vector = await embedding
+        mark = time.perf_counter()
         # Hybrid asks Chroma for ids and scores only; the texts come from the BM25 index.
         content = keyword_task is None
         semantic = await asyncio.gather(
@@ -170,8 +174,11 @@ async def search(
         keyword = await keyword_task if keyword_task is not None else None
         mark = time.perf_counter()
     finally:
-        if keyword_task is not None and not keyword_task.done():
-            keyword_task.cancel()
+        for task in (embedding, keyword_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if embedding.done() and not embedding.cancelled():
+            embedding.exception()  # retrieved: a failure after an early exit is not logged
     if keyword is None:
         results = _merge_semantic(targets, semantic, req)
     else:
@@ -201,6 +208,13 @@ def _lap(phases: dict[str, float], phase: str, since: float) -> float:
     return now
 
 
+async def _embed(deps: SearchDeps, query: str, phases: dict[str, float]) -> list[float]:
+    started = time.perf_counter()
+    vector = await asyncio.to_thread(deps.embedder.encode_query, query)
+    _lap(phases, "embed", started)
+    return vector
+
+
 async def _keyword(
     deps: SearchDeps,
     targets: list[tuple[str, str]],
@@ -210,7 +224,7 @@ async def _keyword(
 ) -> list[tuple[Bm25Index, list[tuple[str, str, dict[str, Any], float]]]]:
     """The BM25 index and candidates of every target collection, at its current version."""
     started = time.perf_counter()
-    versions = await asyncio.gather(*(deps.redis.get(version_key(n)) for n, _ in targets))
+    versions = await deps.redis.mget([version_key(n) for n, _ in targets])  # one round trip
     found = await asyncio.gather(
         *(
             asyncio.to_thread(_bm25, deps.bm25, name, _v(ver), req, depth)
