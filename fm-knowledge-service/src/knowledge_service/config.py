@@ -70,11 +70,6 @@ class Settings(ServiceCallerSettings):
     # Threads per embedding call in the service process (query embeddings), for ONNX
     # Runtime or torch alike; 0 leaves the backend's default (one for ONNX).
     torch_threads: int = Field(default=1, ge=0)
-    # How long a thread may hold the GIL while another waits for it (Python's default
-    # is 5 ms). A search runs the query embedding, the BM25 side and the event loop in
-    # three threads; each hand-over waited up to the interval behind Python code in
-    # another (bench/search_latency.py). 0 leaves Python's default.
-    gil_switch_interval_ms: float = Field(default=0.5, ge=0, le=100)
     # Load the model when the service starts (off the event loop) rather than on the
     # first search.
     preload_model: bool = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.gil_switch_interval_ms:
-            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         async with open_database(app, MIGRATIONS, settings.effective_database_url):
             app.state.blobs = open_blob_store(settings, "knowledge")
             embedder = embedder_for(settings, settings.torch_threads)
