@@ -31,9 +31,12 @@ services inherit it).
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import os
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -50,15 +53,12 @@ RESULTS = BENCH / "results"
 PHASES = ("collections", "embed", "chroma", "bm25", "content", "fuse")
 
 
+@functools.cache
 def _retrieval() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_retrieval", BENCH / "retrieval.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench/retrieval.py (its corpora, questions, upload and fill helpers, and through
+    it bench/knowledge.py's)."""
+    sys.path.insert(0, str(BENCH))
+    return importlib.import_module("retrieval")
 
 
 def load() -> str:
@@ -119,10 +119,7 @@ def prepare(data: Path, total: int) -> dict[str, Any]:
 
 
 def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 2)
+    return float(_retrieval().knowledge_bench().pct(values, p))
 
 
 def _queries(n: int, seed: int) -> list[str]:

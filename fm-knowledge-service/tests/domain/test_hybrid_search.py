@@ -36,9 +36,9 @@ class _Versions:
         return [b"1" for _ in keys]
 
 
-def _principal() -> Principal:
+def _principal(user: str = USER) -> Principal:
     return Principal(
-        user_id=USER,
+        user_id=user,
         username="h",
         roles=("user",),
         session_id=None,
@@ -153,15 +153,7 @@ def test_the_concurrent_search_returns_what_its_steps_give_one_after_another(
         bm25=Bm25Indexes(tmp_path / "bm25", store),
         redis=_Versions(),
     )
-    principal = Principal(
-        user_id=user,
-        username="o",
-        roles=("user",),
-        session_id=None,
-        jti="j",
-        expires_at=0,
-        token="t",
-    )
+    principal = _principal(user)
     targets = [(name, "personal")]
     for query in (
         "etcd members down, quorum at risk",
