@@ -20,12 +20,21 @@ different builds of the service, on the very same data:
 
 Each run appends its rows to bench/results/search_latency.json (`--label` names the
 build, e.g. `before` / `after`), and bench/results/search_latency.md is written from
-every row kept there. The same data can be searched by another checkout's code:
-PYTHONPATH pointing at its `*/src` folders runs that code (the fork server and the
-services inherit it).
+every row kept there. `--compare <checkout> --compare-data <copy of --data>` measures
+another build side by side: a second stack runs that checkout's code (its `*/src` first
+on PYTHONPATH; both stacks then start their processes on their own, not from the fork
+server) on the copy, and each question goes to both stacks in turn, alternating which
+goes first, so both see the same load (a p99 moves by 30 ms between two rounds a
+minute apart on this shared machine). The checkout needs `.cache` (a link to this
+one's: Chroma's environment and the model export).
 
     nice -n 10 uv run --frozen --no-sync python bench/search_latency.py \
         --data /tmp/fm-search-latency [--prepare] [--rounds 2] [--label after]
+    git archive <before> | tar -x -C /tmp/before && ln -s $PWD/.cache /tmp/before/.cache
+    cp -a /tmp/fm-search-latency /tmp/fm-search-latency-b
+    nice -n 10 uv run --frozen --no-sync python bench/search_latency.py \
+        --data /tmp/fm-search-latency --compare /tmp/before \
+        --compare-data /tmp/fm-search-latency-b --label after
 """
 
 from __future__ import annotations
