@@ -7,6 +7,7 @@ the per-request cost stays small.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,34 @@ LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+# The cyclic garbage collector stops every thread of the process while it runs: a
+# collection of the oldest generation walks every tracked object, tens of milliseconds
+# in a process holding a large index (the knowledge service's BM25 indexes).
+GC_PAUSE = Histogram(
+    "fm_gc_pause_seconds",
+    "Pauses of the cyclic garbage collector",
+    ["service", "generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+_gc_started: list[float] = []
+
+
+def install_gc_metrics(service: str) -> None:
+    """Time every collection of the garbage collector (`fm_gc_pause_seconds`); once."""
+    if any(getattr(cb, "_fm_service", None) for cb in gc.callbacks):
+        return
+    observe = [GC_PAUSE.labels(service, str(g)).observe for g in range(3)]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _gc_started.append(time.perf_counter())
+        elif _gc_started:
+            observe[info["generation"]](time.perf_counter() - _gc_started.pop())
+
+    on_gc._fm_service = service  # type: ignore[attr-defined]
+    gc.callbacks.append(on_gc)
+
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})

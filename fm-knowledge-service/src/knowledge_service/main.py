@@ -16,6 +16,7 @@ from fm_common.app import create_service_app
 from fm_common.blobs import open_blob_store
 from fm_common.db import open_database, ping
 from fm_common.errors import PayloadTooLarge, error_response
+from fm_common.observability import install_gc_metrics
 from fm_common.settings import load_settings
 from knowledge_service.api.routes import collections, documents, internal, jobs, search
 from knowledge_service.config import Settings
@@ -107,5 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (documents, search, jobs, collections, internal):
         app.include_router(module.router)
+    # Search latency's tail (bench/search_latency.py): the collector's pauses, measured.
+    install_gc_metrics(settings.service_name)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     return app

@@ -32,13 +32,13 @@ CHUNKS = {
 class _Versions:
     """Redis as the search reads it: the collection's version, never bumped here."""
 
-    async def get(self, key: str) -> bytes:
-        return b"1"
+    async def mget(self, keys: list[str]) -> list[bytes]:
+        return [b"1" for _ in keys]
 
 
-def _principal() -> Principal:
+def _principal(user: str = USER) -> Principal:
     return Principal(
-        user_id=USER,
+        user_id=user,
         username="h",
         roles=("user",),
         session_id=None,
@@ -110,3 +110,63 @@ def test_a_query_for_ids_only_reads_no_texts(chroma_url: str) -> None:
     assert full[0].content == CHUNKS["ingress:0"][1]
     got = store.fetch(f"user_{USER}", ["ingress:0", "gone:0"])
     assert got == {"ingress:0": (CHUNKS["ingress:0"][1], full[0].metadata)}
+
+
+def test_the_concurrent_search_returns_what_its_steps_give_one_after_another(
+    chroma_url: str, tmp_path: Path
+) -> None:
+    """The search embeds while it works out the collections, and runs the BM25 side while
+    Chroma answers (for latency only): its ranked output must be exactly that of the
+    same steps run one after the other: ids, texts, scores and metadata, in order."""
+    from knowledge_service.domain.search.service import (
+        _bm25,
+        _fuse,
+        _with_content,
+        fusion_weights,
+    )
+
+    user = "hybrid-order-user"
+    name = f"user_{user}"
+    embedder = get_embedder("all-MiniLM-L6-v2")
+    store = VectorStore(chroma_url, embedder.name)
+    runbooks = {
+        **CHUNKS,
+        "members:0": ("etcdMembersDown", "two etcd members are down and quorum is at risk"),
+        "members:1": ("etcdMembersDown", "check the etcd pods and the disk of each member"),
+        "quota:0": ("KubeQuotaExceeded", "namespace quota exceeded, pods cannot be created"),
+        "quota:1": ("KubeQuotaAlmostFull", "namespace quota at 90 percent of its hard limit"),
+        "crash:0": ("KubePodCrashLooping", "pod restarts over and over: CrashLoopBackOff"),
+        "clock:1": ("NodeClockNotSynchronising", "ntp lost sync, the node clock is not synced"),
+    }
+    ids = list(runbooks)
+    texts = [runbooks[c][1] for c in ids]
+    metas = [
+        {"document_id": c.split(":")[0], "title": runbooks[c][0], "chunk_index": int(c[-1])}
+        for c in ids
+    ]
+    store.upsert(name, ids, embedder.encode(texts), texts, metas)
+    settings = Settings()
+    deps = SearchDeps(
+        settings=settings,
+        store=store,
+        embedder=embedder,
+        bm25=Bm25Indexes(tmp_path / "bm25", store),
+        redis=_Versions(),
+    )
+    principal = _principal(user)
+    targets = [(name, "personal")]
+    for query in (
+        "etcd members down, quorum at risk",
+        "namespace quota almost full",
+        "pod keeps restarting",
+        "node clock drift chrony ntp",
+    ):
+        req = SearchRequest(query=query, limit=10, mode="hybrid", scopes=["personal"])
+        got = asyncio.run(search(None, principal, req, deps))  # type: ignore[arg-type]
+        depth = max(req.limit, settings.hybrid_candidates)
+        semantic = [store.query(name, embedder.encode_query(query), depth, None, False)]
+        index, keyword = _bm25(deps.bm25, name, "1", req, depth)
+        filled = asyncio.run(_with_content(deps, targets, semantic, [index]))
+        expected = _fuse(targets, filled, [keyword], req, fusion_weights(settings))
+        assert len(got.results) >= 4
+        assert [r.model_dump() for r in got.results] == [r.model_dump() for r in expected]

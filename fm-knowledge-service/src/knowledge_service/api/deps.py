@@ -1,4 +1,9 @@
-"""Annotated dependencies of the knowledge routes."""
+"""Annotated dependencies of the knowledge routes.
+
+They are `async def` although they only read `app.state`: FastAPI runs a plain `def`
+dependency in its thread pool, and each such hop is two thread wake-ups per request,
+which on a busy machine cost milliseconds of search latency (bench/search_latency.py).
+"""
 
 from __future__ import annotations
 
@@ -14,31 +19,31 @@ from knowledge_service.domain.search.service import SearchDeps
 from knowledge_service.domain.vectors.store import VectorStore
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _maker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _maker(request: Request) -> async_sessionmaker[AsyncSession]:
     return request.app.state.sessionmaker  # type: ignore[no-any-return]
 
 
-def _search_deps(request: Request) -> SearchDeps:
+async def _search_deps(request: Request) -> SearchDeps:
     return request.app.state.search_deps  # type: ignore[no-any-return]
 
 
-def _store(request: Request) -> VectorStore:
+async def _store(request: Request) -> VectorStore:
     return request.app.state.search_deps.store  # type: ignore[no-any-return]
 
 
-def _blobs(request: Request) -> BlobStore:
+async def _blobs(request: Request) -> BlobStore:
     return request.app.state.blobs  # type: ignore[no-any-return]
 
 
-def _redis(request: Request) -> Any:
+async def _redis(request: Request) -> Any:
     return request.app.state.redis
 
 
-def _http(request: Request) -> Any:
+async def _http(request: Request) -> Any:
     return request.app.state.http
 
 
