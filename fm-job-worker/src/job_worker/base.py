@@ -170,7 +170,9 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
             message = "The job was redelivered too many times (it keeps killing its worker)."
             _fail(rt, give_up, kwargs, message, "TOO_MANY_ATTEMPTS", track_id)
             return None
-        if job_id:
+        if job_id and not part:
+            # A later slice leaves the job as the earlier ones did: running, or settled
+            # by the task already (a batch member done before the batch, ADR 0166).
             rt.jobs.update(job_id, status="running", attempts=entry.attempts)
         ctx = Context(rt, entry, job_id, conf.slice_seconds)
         try:
