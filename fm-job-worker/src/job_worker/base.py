@@ -171,9 +171,12 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
             _fail(rt, give_up, kwargs, message, "TOO_MANY_ATTEMPTS", track_id)
             return None
         if job_id and not part:
-            # A later slice leaves the job as the earlier ones did: running, or settled
-            # by the task already (a batch member done before the batch, ADR 0166).
             rt.jobs.update(job_id, status="running", attempts=entry.attempts)
+        elif job_id and entry.attempts > 1:
+            # A later slice redone leaves the job's status as the earlier slices did:
+            # running, or settled by the task already (a batch member done before the
+            # batch, ADR 0166).
+            rt.jobs.update(job_id, attempts=entry.attempts)
         ctx = Context(rt, entry, job_id, conf.slice_seconds)
         try:
             result = spec.fn(ctx, **{k: v for k, v in kwargs.items() if k not in HOST_KWARGS})
