@@ -249,7 +249,12 @@ def _continue_batch(
             ctx.progress((offset + at) / max(1, total))
 
         reached, refused = embed_passages(
-            deps, window, start=start - offset, stop=ctx.slice_over, progress=report, skip=skip
+            deps,
+            window,
+            start=max(0, start - offset),  # a member after a failed one starts whole
+            stop=ctx.slice_over,
+            progress=report,
+            skip=skip,
         )
         done = offset + reached
         for member in pending:
