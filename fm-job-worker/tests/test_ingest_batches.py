@@ -378,6 +378,7 @@ def test_a_runbook_deleted_between_slices_is_taken_back_out(rt: Runtime, slices)
     assert _chunks(rt, "big") == 8
     # Deleted as the API does it: vectors, row, files.
     knowledge(rt).store.delete_document("user_o", "big")
+
     async def drop(s: Any) -> None:
         repo = DocumentRepository(s)
         await repo.delete(await repo.get("big"))
@@ -455,3 +456,31 @@ def test_a_stale_claim_of_a_chain_whose_run_died_is_taken_over(rt: Runtime, slic
     total = _doc(rt, "big").chunk_count
     assert [i for i, _, _ in _stored(rt, "big")] == list(range(total))
     assert _job(rt, "big").status == "completed"
+
+
+def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back(
+    rt: Runtime, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _upload(rt, "small", TEXT.format(title="Done").encode(), age=0)
+    _upload(rt, "big", _long_runbook("queue", 150), age=1)
+    kwargs = {"document_id": "small", "job_id": "job-small"}
+    first = app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-small")
+    # Its own document, the smaller, is done in the first slice; the batch goes on.
+    assert first.result == {"document_id": "small", "status": "processed", "chunks": 1, "batch": 2}
+    assert _job(rt, "small").status == "completed"
+    follow = slices.pop(0)
+    assert follow[0]["document_id"] == "small"
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_passages", boom)
+    assert _deliver(*follow).result is None
+    # The settled document and its job stay as they were; the large one waits again,
+    # unclaimed, with its own run sent again; the kept passages are gone.
+    assert (_doc(rt, "small").status, _job(rt, "small").status) == ("processed", "completed")
+    assert _chunks(rt, "small") == 1
+    big = _doc(rt, "big")
+    assert (big.status, big.claimed_by) == ("processing", None)
+    assert [k["document_id"] for k, _ in slices] == ["big"]
+    assert not rt.redis.exists("fm:knowledge:ingest-slices:job-small")

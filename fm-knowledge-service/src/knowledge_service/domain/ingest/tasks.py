@@ -61,14 +61,25 @@ BINARY_KINDS = frozenset({"pdf", "image", "docx", "pptx", "xlsx", "odt", "ods"})
 
 
 def _fail_ingest(host: Host, kwargs: Kwargs, message: str, code: str) -> None:
+    claimer = kwargs.get("claimer") or kwargs.get("job_id")
+    if kwargs.get("claimer") and not _waiting(host, kwargs["document_id"]):
+        # A later slice of a batch whose own document was settled by an earlier slice:
+        # that stays as it is; the members still waiting go back to their own runs.
+        keeper.drop(host.redis, INGEST_SLICES_KEY.format(claimer))
+        _release_batch(host, claimer, kwargs["document_id"])
+        return
     # The job first: whoever sees the document failed finds the job failed too.
     record_job_failure(host, kwargs, message, code)
     fail_document(knowledge(host).ingest_deps(), kwargs["document_id"], message)
     # The others of its batch are not at fault: they go back to their own runs.
-    claimer = kwargs.get("claimer") or kwargs.get("job_id")
     if claimer:
         keeper.drop(host.redis, INGEST_SLICES_KEY.format(claimer))
         _release_batch(host, claimer, kwargs["document_id"])
+
+
+def _waiting(host: Host, document_id: str) -> bool:
+    doc = knowledge(host).db(lambda s: documents.load(s, document_id))
+    return doc is not None and doc.status == "processing"
 
 
 def _release_batch(host: Host, claimer: str, keep_id: str) -> int:
