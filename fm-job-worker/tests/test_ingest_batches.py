@@ -4,6 +4,7 @@ task (Celery `apply`), the real knowledge database, Chroma server and embedding 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,6 @@ def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0, title: str = ""
     rt.jobs.save(new_job("knowledge.ingest", "o", job_id=job_id, resource_id=doc_id))
 
     async def add(s: Any) -> None:
-        from datetime import timedelta
-
         await DocumentRepository(s).add(
             Document(
                 id=doc_id,
@@ -305,6 +304,14 @@ def _version(rt: Runtime) -> int:
     return int(rt.redis.get(version_key("user_o")) or 0)
 
 
+def _age_claim(rt: Runtime, doc_id: str, minutes: int) -> None:
+    async def age(s: Any) -> None:
+        doc = await DocumentRepository(s).get(doc_id)
+        doc.claimed_at = utcnow() - timedelta(minutes=minutes)
+
+    knowledge(rt).db(age)
+
+
 def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
     body = _long_runbook("payments", 200)
     _upload(rt, "whole", body, title="Payments")
@@ -346,7 +353,16 @@ def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime,
             )
         )
         assert other.state == "elsewhere"
+        if n == 1:
+            _age_claim(rt, "big", minutes=10)
         result = _deliver(kwargs, options).result
+        if n == 1:
+            # Each slice renews the chain's claim: a live chain never looks stale.
+            renewed = _doc(rt, "big").claimed_at
+            assert renewed is not None
+            assert renewed.replace(tzinfo=None) > utcnow().replace(tzinfo=None) - timedelta(
+                minutes=1
+            )
         if n == 2:
             # Slice 2 delivered again after it handed over (its worker died before the
             # acknowledgement): nothing redone, slice 3 not sent twice.
@@ -432,19 +448,13 @@ def test_a_batch_in_slices_marks_its_small_documents_first(rt: Runtime, slices) 
 
 
 def test_a_stale_claim_of_a_chain_whose_run_died_is_taken_over(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
     _upload(rt, "big", _long_runbook("search", 150))
     kwargs = {"document_id": "big", "job_id": "job-big"}
     app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
     follow = slices.pop(0)
 
     # The chain's slice was lost long ago (its claim outlived the hard time limit).
-    async def age(s: Any) -> None:
-        doc = await DocumentRepository(s).get("big")
-        doc.claimed_at = utcnow() - timedelta(hours=2)
-
-    knowledge(rt).db(age)
+    _age_claim(rt, "big", minutes=120)
     rt.settings = rt.settings.model_copy(update={"slice_seconds": 0.0})
     # Another document's run takes it into its batch, and ingests it whole.
     _upload(rt, "d1", TEXT.format(title="Other").encode(), age=5)
