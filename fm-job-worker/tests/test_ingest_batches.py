@@ -480,6 +480,12 @@ def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back
     assert _job(rt, "small").status == "completed"
     follow = slices.pop(0)
     assert follow[0]["document_id"] == "small"
+    assert follow[0]["start"] == 8
+    # A slice that goes on with the others leaves the settled job alone (progress too).
+    _deliver(*follow)
+    job = _job(rt, "small")
+    assert (job.status, job.progress) == ("completed", 1.0)
+    follow = slices.pop(0)
 
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("a bug")

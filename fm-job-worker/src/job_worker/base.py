@@ -100,7 +100,7 @@ class Context:
 
     def progress(self, fraction: float) -> None:
         tracking.heartbeat(self.rt.redis, self.entry)
-        if self.job_id:
+        if self.job_id and not self.job_left:  # a job left to others is theirs to write
             self.rt.jobs.update(self.job_id, progress=round(fraction, 3))
 
     def slice_over(self) -> bool:
