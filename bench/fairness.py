@@ -12,12 +12,16 @@ model) and measures, for the quiet user B:
     took before B's (fair ordering by rank, ADR 0136: 0 or 1 expected, all of them
     under plain FIFO); A's large files are indexed in slices (ADR 0160), so B's file
     takes the next free child instead of waiting for A's files to end;
-  - then that all of A's work still ends (how many files completed, and when).
+  - then that all of A's work still ends (how many files completed, and when);
+  - runbook uploads (`--scenario runbooks`, ADR 0166): A uploads large runbooks that hold
+    both children, then B one small runbook; B's time to processed, and A's.
 Writes bench/results/fairness.json and fairness.md (`--slice-seconds 0`: run-to-completion,
-as before ADR 0160, written to fairness-unsliced.{json,md}).
+as before ADR 0160, written to fairness-unsliced.{json,md}); a run of one scenario keeps
+the other's last figures in the file.
 
     uv run --frozen --no-sync python bench/fairness.py [--paste-mb 1] [--backlog 6]
-        [--slice-seconds 5]
+        [--slice-seconds 5] [--scenario all|evidence|runbooks] [--runbook-kb 400]
+        [--runbooks 2]
 """
 
 from __future__ import annotations
@@ -231,27 +235,131 @@ async def measure(stack: Stack, paste_mb: float, backlog: int, turns: int) -> di
     }
 
 
-def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    name = "fairness" if result["slice_seconds"] else "fairness-unsliced"
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    r = result["results"]
-    slicing = (
-        f"A running task gives its child back every {result['slice_seconds']} s "
-        "(`FM_WORKER_SLICE_SECONDS`, ADR 0160)."
-        if result["slice_seconds"]
-        else "Slicing off (`FM_WORKER_SLICE_SECONDS=0`): a task runs to completion."
+def runbook_text(size: int, seed: str) -> str:
+    """A markdown runbook of `size` characters, distinct per `seed`."""
+    parts, total, i = [], 0, 0
+    while total < size:
+        part = (
+            f"## Step {i} of {seed}\n\nCheck the ingress controller of pool {i % 17} for "
+            f"upstream timeouts, then restart replica {i} of the {seed} deployment and watch "
+            f"the error budget of service {i % 5} for ten minutes before step {i + 1}.\n\n"
+        )
+        parts.append(part)
+        total += len(part)
+        i += 1
+    return "".join(parts)[:size]
+
+
+async def upload_runbook(
+    client: httpx.AsyncClient, auth: dict[str, str], text: str, name: str
+) -> tuple[str, str]:
+    resp = await client.post(
+        "/api/v1/knowledge/documents",
+        data={"title": name, "document_type": "runbook", "scope": "personal"},
+        files={"file": (f"{name}.md", text.encode(), "text/markdown")},
+        headers=auth,
     )
-    noise = r["small_turn_during_noise"]
-    md = [
-        "# Fairness: one noisy user against a quiet one (issue 16 item 5)",
+    if resp.status_code != 202:
+        raise RuntimeError(f"runbook upload failed: {resp.status_code} {resp.text[:300]}")
+    return str(resp.json()["document_id"]), resp.headers["location"]
+
+
+async def wait_processed(
+    client: httpx.AsyncClient, docs: list[tuple[dict[str, str], str]], timeout: float
+) -> dict[str, tuple[float, str]]:
+    """document id -> (the monotonic time it was seen out of `processing`, its status)."""
+    done: dict[str, tuple[float, str]] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(docs) and time.monotonic() < deadline:
+        for auth, doc_id in docs:
+            if doc_id in done:
+                continue
+            resp = await client.get(f"/api/v1/knowledge/documents/{doc_id}", headers=auth)
+            resp.raise_for_status()
+            status = resp.json()["status"]
+            if status != "processing":
+                done[doc_id] = (time.monotonic(), status)
+        await asyncio.sleep(0.5)
+    return done
+
+
+async def measure_runbooks(stack: Stack, size_kb: int, count: int) -> dict[str, Any]:
+    """A's `count` large runbooks in progress on the children, then B's small one."""
+    timeout = httpx.Timeout(600.0, connect=10.0)
+    small = "# Disk full on the build host\n\nDelete old logs in /var/log, then rerun.\n"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=timeout) as client:
+        a, b = await register(client), await register(client)
+        t0 = time.monotonic()
+        alone_id, _ = await upload_runbook(client, b, small, "alone")
+        alone = (await wait_processed(client, [(b, alone_id)], 600))[alone_id][0] - t0
+        t1 = time.monotonic()
+        large = [
+            await upload_runbook(
+                client, a, runbook_text(size_kb * 1000, f"noisy{i}{uuid.uuid4().hex[:6]}"), f"l{i}"
+            )
+            for i in range(count)
+        ]
+        # Both children on A's runbooks: every one of them has chunks in (progress > 0).
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            jobs = [(await client.get(path, headers=a)).json() for _, path in large]
+            if all(j["status"] == "running" and j["progress"] > 0 for j in jobs):
+                break
+            await asyncio.sleep(0.5)
+        t2 = time.monotonic()
+        quiet_id, _ = await upload_runbook(client, b, small, "quiet")
+        docs = [(b, quiet_id)] + [(a, doc_id) for doc_id, _ in large]
+        ended = await wait_processed(client, docs, 7200)
+        counts = []
+        for doc_id, _ in large:
+            resp = await client.get(f"/api/v1/knowledge/documents/{doc_id}", headers=a)
+            counts.append(resp.json()["chunk_count"])
+    quiet_at, quiet_status = ended.get(quiet_id, (float("nan"), "timeout"))
+    large_at = [ended.get(d, (float("nan"), "timeout")) for d, _ in large]
+    return {
+        "runbook_kb": size_kb,
+        "runbooks": count,
+        "chunks_each": counts,
+        "small_alone_s": round(alone, 2),
+        "small_behind_large_s": round(quiet_at - t2, 2),
+        "small_status": quiet_status,
+        "large_started_after_s": round(t2 - t1, 2),
+        "large_processed_after_upload_s": [round(at - t1, 2) for at, _ in large_at],
+        "large_statuses": [status for _, status in large_at],
+        "large_still_processing_when_small_done": sum(at > quiet_at for at, _ in large_at),
+    }
+
+
+def runbook_lines(rb: dict[str, Any]) -> list[str]:
+    return [
+        "## Runbook uploads (ADR 0166)",
         "",
-        f"{result['machine']}; load average {result['load_before']} before the run, "
-        f"{result['load_after_1m_5m'][0]} / {result['load_after_1m_5m'][1]} (1 / 5 min) after "
-        "(shared machine: other work inflates every number). Real stack (`make run`'s "
-        "processes), worker with 2 children, zero-latency fake provider. "
+        f"A uploads {rb['runbooks']} markdown runbooks of {rb['runbook_kb']} KB "
+        f"({', '.join(str(c) for c in rb['chunks_each'])} chunks), one on each child; once "
+        "every one has chunks in, B uploads one small runbook.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| B's small runbook alone: upload to processed | {rb['small_alone_s']} s |",
+        f"| B's small runbook behind A's in progress: upload to processed | "
+        f"{rb['small_behind_large_s']} s ({rb['small_status']}) |",
+        f"| A's runbooks still processing when B's was processed | "
+        f"{rb['large_still_processing_when_small_done']} of {rb['runbooks']} |",
+        f"| A's runbooks: both children busy after | {rb['large_started_after_s']} s |",
+        f"| A's runbooks: upload to processed | "
+        f"{', '.join(f'{t} s' for t in rb['large_processed_after_upload_s'])} "
+        f"({', '.join(rb['large_statuses'])}) |",
+        "",
+    ]
+
+
+def evidence_lines(result: dict[str, Any], r: dict[str, Any]) -> list[str]:
+    noise = r["small_turn_during_noise"]
+    return [
+        "## Evidence files and turns",
+        "",
         f"Pasted turns of {result['paste_mb']} MB; backlog of {r['backlog_files']} files "
-        f"of 200 KB. {slicing}",
+        "of 200 KB.",
         "",
         "| | quiet user B |",
         "|---|---|",
@@ -278,6 +386,49 @@ def write(result: dict[str, Any]) -> None:
         "A's work waited 379.77 s, both children held by the two 1 MB pastes (381 s each).",
         "",
     ]
+
+
+def write(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    name = "fairness" if result["slice_seconds"] else "fairness-unsliced"
+    path = RESULTS / f"{name}.json"
+    if path.exists():  # a run of one scenario keeps the other's last figures
+        previous = json.loads(path.read_text())
+        for key in ("results", "runbooks"):
+            if key not in result and key in previous:
+                result[key] = previous[key]
+                if key == "results" and previous.get("note"):
+                    result["note"] = previous["note"]
+                result.setdefault("kept_from_earlier_run", []).append(
+                    {"part": key, "load_before": previous.get("load_before")}
+                )
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    r = result.get("results")
+    slicing = (
+        f"A running task gives its child back every {result['slice_seconds']} s "
+        "(`FM_WORKER_SLICE_SECONDS`, ADR 0160)."
+        if result["slice_seconds"]
+        else "Slicing off (`FM_WORKER_SLICE_SECONDS=0`): a task runs to completion."
+    )
+    md = [
+        "# Fairness: one noisy user against a quiet one (issue 16 item 5)",
+        "",
+        f"{result['machine']}; load average {result['load_before']} before the run, "
+        f"{result['load_after_1m_5m'][0]} / {result['load_after_1m_5m'][1]} (1 / 5 min) after "
+        "(shared machine: other work inflates every number). Real stack (`make run`'s "
+        f"processes), worker with 2 children, zero-latency fake provider. {slicing}",
+        "",
+    ]
+    for kept in result.get("kept_from_earlier_run", []):
+        md += [
+            f"The {'evidence' if kept['part'] == 'results' else 'runbook'} figures are from "
+            f"an earlier run (load average {kept['load_before']} before it).",
+            "",
+        ]
+    if r:
+        md += evidence_lines(result, r)
+    if result.get("runbooks"):
+        md += runbook_lines(result["runbooks"])
     if result.get("note"):
         md += [result["note"], ""]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
@@ -289,6 +440,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=6)
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--slice-seconds", type=float, default=5.0)
+    parser.add_argument("--scenario", choices=["all", "evidence", "runbooks"], default="all")
+    parser.add_argument("--runbook-kb", type=int, default=400)
+    parser.add_argument("--runbooks", type=int, default=2)
     args = parser.parse_args()
     port = free_port()
     fake = subprocess.Popen(
@@ -328,7 +482,11 @@ def main() -> None:
     load_before = round(os.getloadavg()[0], 2)
     try:
         stack.start(timeout=300)
-        results = asyncio.run(measure(stack, args.paste_mb, args.backlog, args.turns))
+        parts: dict[str, Any] = {}
+        if args.scenario in ("all", "runbooks"):
+            parts["runbooks"] = asyncio.run(measure_runbooks(stack, args.runbook_kb, args.runbooks))
+        if args.scenario in ("all", "evidence"):
+            parts["results"] = asyncio.run(measure(stack, args.paste_mb, args.backlog, args.turns))
     finally:
         stack.stop()
         fake.terminate()
@@ -342,7 +500,7 @@ def main() -> None:
         "load_after_1m_5m": load_after,
         "paste_mb": args.paste_mb,
         "slice_seconds": args.slice_seconds,
-        "results": results,
+        **parts,
     }
     write(result)
     print(json.dumps(result, indent=2))

@@ -4,6 +4,7 @@ task (Celery `apply`), the real knowledge database, Chroma server and embedding 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +67,20 @@ def sent(monkeypatch: Any) -> list[tuple[str, dict[str, Any], str | None]]:
     return calls
 
 
-def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0) -> str:
+def _upload(rt: Runtime, doc_id: str, body: bytes, age: int = 0, title: str = "") -> str:
     """A stored original, its document row (waiting) and its queued job."""
     knowledge(rt).blobs.put(documents.file_key(doc_id), body)
     job_id = f"job-{doc_id}"
     rt.jobs.save(new_job("knowledge.ingest", "o", job_id=job_id, resource_id=doc_id))
 
     async def add(s: Any) -> None:
-        from datetime import timedelta
-
         await DocumentRepository(s).add(
             Document(
                 id=doc_id,
                 owner_id="o",
                 scope="personal",
                 collection="user_o",
-                title=doc_id,
+                title=title or doc_id,
                 document_type="runbook",
                 tags=[],
                 tags_index=",",
@@ -257,3 +256,247 @@ def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> 
         _upload(rt, f"d{i}", TEXT.format(title=f"Two{i}").encode(), age=i)
     assert _run("d0")["batch"] == 2
     assert _doc(rt, "d1").status == "processing"
+
+
+# -- in slices (ADR 0160, 0166) --------------------------------------------------------
+def _long_runbook(title: str, sections: int) -> bytes:
+    return "".join(
+        f"## Step {i} of {title}\n\nCheck the ingress controller of pool {i % 17} for "
+        f"upstream timeouts, then restart replica {i} of the {title} deployment and watch "
+        f"the error budget of service {i % 5} for ten minutes before the next step.\n\n"
+        for i in range(sections)
+    ).encode()
+
+
+@pytest.fixture
+def slices(rt: Runtime, monkeypatch: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every run is one slice (one embedding batch of 8 chunks); the slices a run hands
+    over are recorded (kwargs, send options), not delivered: the test delivers them."""
+    rt.settings = rt.settings.model_copy(update={"slice_seconds": 1e-6})
+    handed: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def send_task(name: str, kwargs: dict[str, Any], **options: Any) -> None:
+        if name == "knowledge.ingest_document":
+            handed.append((kwargs, options))
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    return handed
+
+
+def _deliver(kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+    task = app.tasks["knowledge.ingest_document"]
+    return task.apply(kwargs=kwargs, task_id=options["task_id"], priority=options["priority"])
+
+
+def _stored(rt: Runtime, doc_id: str) -> list[tuple[int, str, list[float]]]:
+    """The document's chunks as the collection holds them: index, text, vector."""
+    host, port = knowledge(rt).settings.chroma_url.rsplit(":", 1)
+    client = chromadb.HttpClient(host=host.split("//")[-1], port=int(port))
+    col = client.get_collection("user_o", embedding_function=None)
+    got = col.get(where={"document_id": doc_id}, include=["documents", "metadatas", "embeddings"])
+    rows = zip(got["metadatas"], got["documents"], got["embeddings"], strict=True)
+    return sorted((m["chunk_index"], d, [round(float(x), 5) for x in e]) for m, d, e in rows)
+
+
+def _version(rt: Runtime) -> int:
+    from knowledge_service.domain.vectors.bm25 import version_key
+
+    return int(rt.redis.get(version_key("user_o")) or 0)
+
+
+def _age_claim(rt: Runtime, doc_id: str, minutes: int) -> None:
+    async def age(s: Any) -> None:
+        doc = await DocumentRepository(s).get(doc_id)
+        doc.claimed_at = utcnow() - timedelta(minutes=minutes)
+
+    knowledge(rt).db(age)
+
+
+def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
+    body = _long_runbook("payments", 200)
+    _upload(rt, "whole", body, title="Payments")
+    rt.settings = rt.settings.model_copy(update={"slice_seconds": 0.0})
+    whole = _run("whole")
+    assert not slices
+    rt.settings = rt.settings.model_copy(update={"slice_seconds": 1e-6})
+    _upload(rt, "big", body, title="Payments")
+    first = {"document_id": "big", "job_id": "job-big"}
+    version = _version(rt)
+
+    part = app.tasks["knowledge.ingest_document"].apply(kwargs=first, task_id="job-big").result
+    assert part == {"document_id": "big", "status": "processing", "embedded": 8}
+    total = whole["chunks"]
+    assert total > 24
+    key = "fm:knowledge:ingest-slices:job-big"
+    assert rt.redis.llen(key) == total  # the passages kept for the later slices
+    order = ["job-big"]
+    while slices:
+        kwargs, options = slices.pop(0)
+        n = len(order)
+        # The rest, at the priority the work came with, as the next slice: the claim's
+        # holder, the batch, and where to start.
+        assert options["task_id"] == f"job-big/{n}"
+        assert kwargs["start"] == 8 * n
+        assert kwargs["claimer"] == "job-big"
+        assert kwargs["slice"] == {"of": "job-big", "n": n}
+        order.append(options["task_id"])
+        # Until the last slice: the document waits, claimed by the chain (another run
+        # leaves it alone), its job running with its progress, the BM25 version as it was.
+        doc, job = _doc(rt, "big"), _job(rt, "big")
+        assert (doc.status, doc.claimed_by) == ("processing", "job-big")
+        assert job.status == "running"
+        assert 0 < job.progress < 1
+        assert _version(rt) == version
+        other = knowledge(rt).db(
+            lambda s: documents.claim_batch(
+                s, "big", "job-other", max_documents=1, max_bytes=10**6, stale_after=600
+            )
+        )
+        assert other.state == "elsewhere"
+        if n == 1:
+            _age_claim(rt, "big", minutes=10)
+        result = _deliver(kwargs, options).result
+        if n == 1:
+            # Each slice renews the chain's claim: a live chain never looks stale.
+            renewed = _doc(rt, "big").claimed_at
+            assert renewed is not None
+            assert renewed.replace(tzinfo=None) > utcnow().replace(tzinfo=None) - timedelta(
+                minutes=1
+            )
+        if n == 2:
+            # Slice 2 delivered again after it handed over (its worker died before the
+            # acknowledgement): nothing redone, slice 3 not sent twice.
+            assert _deliver(kwargs, options).result is None
+            assert len(slices) == 1
+    assert result == {"document_id": "big", "status": "processed", "chunks": total}
+    assert len(order) == -(-total // 8)
+    # The same chunks and vectors as the document ingested whole.
+    assert [(i, t) for i, t, _ in _stored(rt, "big")] == [
+        (i, t) for i, t, _ in _stored(rt, "whole")
+    ]
+    for (_, _, a), (_, _, b) in zip(_stored(rt, "big"), _stored(rt, "whole"), strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-3
+    doc, job = _doc(rt, "big"), _job(rt, "big")
+    assert (doc.status, doc.chunk_count, doc.claimed_by) == ("processed", total, None)
+    assert doc.preview == _doc(rt, "whole").preview
+    assert (job.status, job.progress) == ("completed", 1.0)
+    # One bump of the collection's version, by the last slice; nothing left behind.
+    assert _version(rt) == version + 1
+    assert not rt.redis.exists(key)
+    assert not rt.redis.hexists("fm:knowledge:kept-passages", key)
+    assert not [e for e in tracking.all_entries(rt.redis) if e.track_id.startswith("job-big")]
+
+
+def test_a_runbook_deleted_between_slices_is_taken_back_out(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
+    _upload(rt, "big", _long_runbook("orders", 150))
+    kwargs = {"document_id": "big", "job_id": "job-big"}
+    app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
+    assert _chunks(rt, "big") == 8
+    # Deleted as the API does it: vectors, row, files.
+    knowledge(rt).store.delete_document("user_o", "big")
+
+    async def drop(s: Any) -> None:
+        repo = DocumentRepository(s)
+        await repo.delete(await repo.get("big"))
+
+    knowledge(rt).db(drop)
+    documents.remove_files(knowledge(rt).blobs, "big")
+    version = _version(rt)
+
+    assert _deliver(*slices.pop(0)).result == {"document_id": "big", "status": "deleted"}
+    assert not slices  # the chain ended
+    assert _chunks(rt, "big") == 0
+    assert _version(rt) == version + 1
+    assert not rt.redis.exists("fm:knowledge:ingest-slices:job-big")
+    assert _job(rt, "big").status == "completed"
+
+
+def test_later_slices_prepare_their_passages_again_past_the_redis_budget(
+    rt: Runtime, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FM_KNOWLEDGE_SLICE_PASSAGES_MB", "0")
+    rt._resources.pop(KnowledgeWorker, None)  # settings are read again
+    _upload(rt, "big", _long_runbook("ledger", 150))
+    kwargs = {"document_id": "big", "job_id": "job-big"}
+    app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
+    assert not rt.redis.exists("fm:knowledge:ingest-slices:job-big")  # not kept
+    runs = 1
+    while slices:
+        result = _deliver(*slices.pop(0)).result
+        runs += 1
+    assert runs > 2
+    assert result["status"] == "processed"
+    stored = _stored(rt, "big")
+    assert [i for i, _, _ in stored] == list(range(result["chunks"]))
+    assert _doc(rt, "big").chunk_count == result["chunks"]
+
+
+def test_a_batch_in_slices_marks_its_small_documents_first(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
+    _upload(rt, "big", _long_runbook("billing", 150), age=0)
+    _upload(rt, "small", TEXT.format(title="Tiny").encode(), age=1)
+    kwargs = {"document_id": "big", "job_id": "job-big"}
+    part = app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big").result
+    assert part["status"] == "processing"
+    # The small one was embedded first and is done, its job completed, after one slice.
+    assert (_doc(rt, "small").status, _job(rt, "small").status) == ("processed", "completed")
+    assert _doc(rt, "big").status == "processing"
+    while slices:
+        result = _deliver(*slices.pop(0)).result
+    assert result["status"] == "processed"
+    assert _job(rt, "big").status == "completed"
+    assert _job(rt, "small").status == "completed"
+
+
+def test_a_stale_claim_of_a_chain_whose_run_died_is_taken_over(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
+    _upload(rt, "big", _long_runbook("search", 150))
+    kwargs = {"document_id": "big", "job_id": "job-big"}
+    app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
+    follow = slices.pop(0)
+
+    # The chain's slice was lost long ago (its claim outlived the hard time limit).
+    _age_claim(rt, "big", minutes=120)
+    rt.settings = rt.settings.model_copy(update={"slice_seconds": 0.0})
+    # Another document's run takes it into its batch, and ingests it whole.
+    _upload(rt, "d1", TEXT.format(title="Other").encode(), age=5)
+    assert _run("d1")["batch"] == 2
+    assert (_doc(rt, "big").status, _job(rt, "big").status) == ("processed", "completed")
+    # The old chain's slice, delivered late, finds the document settled: no vectors
+    # doubled, the job left as the taking run settled it.
+    assert _deliver(*follow).result["status"] == "settled"
+    total = _doc(rt, "big").chunk_count
+    assert [i for i, _, _ in _stored(rt, "big")] == list(range(total))
+    assert _job(rt, "big").status == "completed"
+
+
+def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back(
+    rt: Runtime, slices, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _upload(rt, "small", TEXT.format(title="Done").encode(), age=0)
+    _upload(rt, "big", _long_runbook("queue", 150), age=1)
+    kwargs = {"document_id": "small", "job_id": "job-small"}
+    first = app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-small")
+    # Its own document, the smaller, is done in the first slice; the batch goes on.
+    assert first.result == {"document_id": "small", "status": "processed", "chunks": 1, "batch": 2}
+    assert _job(rt, "small").status == "completed"
+    follow = slices.pop(0)
+    assert follow[0]["document_id"] == "small"
+    assert follow[0]["start"] == 8
+    # A slice that goes on with the others leaves the settled job alone (progress too).
+    _deliver(*follow)
+    job = _job(rt, "small")
+    assert (job.status, job.progress) == ("completed", 1.0)
+    follow = slices.pop(0)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_passages", boom)
+    assert _deliver(*follow).result is None
+    # The settled document and its job stay as they were; the large one waits again,
+    # unclaimed, with its own run sent again; the kept passages are gone.
+    assert (_doc(rt, "small").status, _job(rt, "small").status) == ("processed", "completed")
+    assert _chunks(rt, "small") == 1
+    big = _doc(rt, "big")
+    assert (big.status, big.claimed_by) == ("processing", None)
+    assert [k["document_id"] for k, _ in slices] == ["big"]
+    assert not rt.redis.exists("fm:knowledge:ingest-slices:job-small")

@@ -154,7 +154,8 @@ class TaskContext(Protocol):
         ...
 
     def leave_job(self) -> None:
-        """Another run settles this task's job (it took the work into its batch)."""
+        """This run does not write the task's job (status or progress): another run
+        settles it (it took the work into its batch), or an earlier slice did."""
         ...
 
     def slice_over(self) -> bool:

@@ -100,7 +100,7 @@ class Context:
 
     def progress(self, fraction: float) -> None:
         tracking.heartbeat(self.rt.redis, self.entry)
-        if self.job_id:
+        if self.job_id and not self.job_left:  # a job left to others is theirs to write
             self.rt.jobs.update(self.job_id, progress=round(fraction, 3))
 
     def slice_over(self) -> bool:
@@ -170,8 +170,13 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
             message = "The job was redelivered too many times (it keeps killing its worker)."
             _fail(rt, give_up, kwargs, message, "TOO_MANY_ATTEMPTS", track_id)
             return None
-        if job_id:
+        if job_id and not part:
             rt.jobs.update(job_id, status="running", attempts=entry.attempts)
+        elif job_id and entry.attempts > 1:
+            # A later slice redone leaves the job's status as the earlier slices did:
+            # running, or settled by the task already (a batch member done before the
+            # batch, ADR 0166).
+            rt.jobs.update(job_id, attempts=entry.attempts)
         ctx = Context(rt, entry, job_id, conf.slice_seconds)
         try:
             result = spec.fn(ctx, **{k: v for k, v in kwargs.items() if k not in HOST_KWARGS})

@@ -67,6 +67,10 @@ class Settings(ServiceCallerSettings):
     # originals) into one batch: one embedding pass, one upsert, one commit (ADR 0057).
     ingest_batch_documents: int = Field(default=16, ge=1, le=500)
     ingest_batch_bytes: int = Field(default=1_048_576, ge=1024)
+    # Redis keeps the prepared passages of work cut into slices (a runbook batch, an
+    # evidence file: ~1-1.5 KB a chunk) for its later slices, up to this many MB in all;
+    # past it a later slice prepares its window again from the file (ADR 0166). 0: never.
+    slice_passages_mb: int = Field(default=512, ge=0)
     # Threads per embedding call in the service process (query embeddings), for ONNX
     # Runtime or torch alike; 0 leaves the backend's default (one for ONNX).
     torch_threads: int = Field(default=1, ge=0)

@@ -306,6 +306,27 @@ async def claim_batch(
     return Claim("claimed", docs=docs, own=own)
 
 
+async def renew_claims(
+    session: AsyncSession, document_ids: list[str], claimer: str, *, stale_after: float
+) -> dict[str, str]:
+    """A later slice of a batch (ADR 0160) renews its claims, so they do not look stale
+    while its slices take turns with other work: per document `ours` (still waiting,
+    claimed again now), `gone` (deleted) or `lost` (settled, or taken over by another
+    run after the claim went stale)."""
+    repo = DocumentRepository(session)
+    now = utcnow()
+    stale_before = now - timedelta(seconds=stale_after)
+    states = {}
+    for document_id in document_ids:
+        if await repo.claim(document_id, claimer, now, stale_before):
+            states[document_id] = "ours"
+        elif await repo.get(document_id) is None:
+            states[document_id] = "gone"
+        else:
+            states[document_id] = "lost"
+    return states
+
+
 def fair_order(candidates: list[Any], own: Any) -> list[Any]:
     """Round-robin over owners (issue 16 item 5: one user's 35 waiting documents held
     another user's behind them): each owner's first candidate, then each one's second...;

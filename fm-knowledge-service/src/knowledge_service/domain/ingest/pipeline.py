@@ -223,24 +223,128 @@ def _prepare(deps: IngestDeps, doc: Any, tokens: TokenBudget | None) -> _Prepare
     return _Prepared(doc, chunks, text)
 
 
-def _stale_tails(group: list[_Prepared]) -> dict[str, Any]:
-    """Chunks past each document's new count (a redo with other settings leaves none)."""
-    tails = [
-        {"$and": [{"document_id": p.doc.id}, {"chunk_index": {"$gte": len(p.chunks)}}]}
-        for p in group
+# One chunk of a batch's work list: its collection, id, text and metadata (what the
+# collection holds). A batch's passages are its documents' chunks, document after
+# document in the batch's work order.
+Passage = tuple[str, str, str, dict[str, Any]]
+
+
+@dataclass
+class Member:
+    """A document of a batch, in the work order: where its passages are, and what
+    marking it processed needs (kept in the kwargs of the batch's later slices)."""
+
+    id: str
+    collection: str
+    chunks: int
+    preview: str
+    job_id: str | None = None
+
+    def dump(self) -> list[Any]:
+        return [self.id, self.collection, self.chunks, self.preview, self.job_id]
+
+    @classmethod
+    def load(cls, raw: list[Any]) -> Member:
+        return cls(str(raw[0]), str(raw[1]), int(raw[2]), str(raw[3]), raw[4])
+
+
+def spans(members: list[Member]) -> list[tuple[Member, int, int]]:
+    """Each member with where its passages start and end in the batch's work list."""
+    out, at = [], 0
+    for member in members:
+        out.append((member, at, at + member.chunks))
+        at += member.chunks
+    return out
+
+
+def _passages(item: _Prepared, model: str) -> list[Passage]:
+    doc = item.doc
+    return [
+        (doc.collection, f"{doc.id}:{c.index}", c.text, chunk_metadata(doc, c, model))
+        for c in item.chunks
     ]
-    return tails[0] if len(tails) == 1 else {"$or": tails}
+
+
+def embed_passages(
+    deps: IngestDeps,
+    passages: list[Passage],
+    *,
+    start: int = 0,
+    stop: Callable[[], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> tuple[int, dict[str, str]]:
+    """Embed `passages` from `start` in groups and upsert each group (one request per
+    collection in it) as soon as it is embedded. Returns where it ended (the end, or
+    earlier when `stop()` said so after a group: a slice's time is up, ADR 0160; at
+    least one group is done) and the collections that refused the model, with the
+    reason (their passages are skipped from then on). Passages of documents in `skip`
+    are left out; `progress` gets the position reached."""
+    size = deps.settings.embed_batch_size
+    group = size if stop is not None else size * 4
+    refused: dict[str, str] = {}
+    for begin in range(start, len(passages), group):
+        end = min(begin + group, len(passages))
+        part = [
+            p
+            for p in passages[begin:end]
+            if p[0] not in refused and p[3]["document_id"] not in skip
+        ]
+        if part:
+            vectors = deps.embedder.encode([p[2] for p in part], batch_size=size)
+            for collection in dict.fromkeys(p[0] for p in part):
+                at = [i for i, p in enumerate(part) if p[0] == collection]
+                try:
+                    deps.store.upsert(
+                        collection,
+                        [part[i][1] for i in at],
+                        [vectors[i] for i in at],
+                        [part[i][2] for i in at],
+                        [part[i][3] for i in at],
+                    )
+                except ModelMismatch as exc:
+                    refused[collection] = exc.detail
+        if progress is not None:
+            progress(end)
+        if stop is not None and end < len(passages) and stop():
+            return end, refused
+    return len(passages), refused
+
+
+def preview_of(text: str) -> str:
+    return " ".join(text.split())[:PREVIEW_CHARS]
+
+
+@dataclass
+class BatchRun:
+    """Where a batch's run left it: the outcomes of the documents settled so far (in
+    this run), its members in the work order, their passages, and how far it got."""
+
+    outcomes: dict[str, Outcome]
+    members: list[Member]
+    passages: list[Passage]
+    done: int
+
+    @property
+    def total(self) -> int:
+        return len(self.passages)
 
 
 def ingest_batch(
-    deps: IngestDeps, docs: list[Any], progress: Callable[[float], None] | None = None
-) -> list[Outcome]:
-    """Ingest claimed documents together; one Outcome per document, in order.
+    deps: IngestDeps,
+    docs: list[Any],
+    progress: Callable[[float], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> BatchRun:
+    """Ingest claimed documents together (ADR 0057), or begin to (ADR 0160).
 
     Each document is extracted and chunked on its own (bad input fails that document
-    alone, recorded on it); the chunks of all of them are embedded in one pass, upserted
-    with one request per collection, and marked processed in one transaction: the
-    per-document costs (store round trips, commits) are paid once per batch. Idempotent:
+    alone, recorded on it); the chunks of all of them are embedded in one pass, smallest
+    document first, upserted per collection, and the documents whose chunks are all in
+    are marked processed in one transaction: the per-document costs (store round trips,
+    commits) are paid once per batch. With `stop` (a slice's time), the run may end
+    before the last chunk: the documents done are marked, the others' extracted text
+    is stored, and `continue_batch` does the rest from `BatchRun.done`. Idempotent:
     chunk ids are deterministic. Transient errors (vector store, database or Redis down)
     propagate for a retry.
     """
@@ -254,61 +358,111 @@ def ingest_batch(
         except PermanentIngestError as exc:
             outcomes[doc.id] = _fail(deps, doc, str(exc))
     extracted_at = time.perf_counter()
+    # Smallest first: in a batch cut into slices, the small documents are done (and
+    # marked) in the first one instead of waiting for a large one's last.
+    prepared.sort(key=lambda p: len(p.chunks))
     model = deps.store.model_name
-    groups: dict[str, list[_Prepared]] = {}
-    for item in prepared:
-        groups.setdefault(item.doc.collection, []).append(item)
-    total = max(1, sum(len(p.chunks) for p in prepared))
-    done = 0
-    for collection, group in groups.items():
-        ids = [f"{p.doc.id}:{c.index}" for p in group for c in p.chunks]
-        texts = [c.text for p in group for c in p.chunks]
-        metas = [chunk_metadata(p.doc, c, model) for p in group for c in p.chunks]
-        base = done
+    members = [
+        Member(
+            p.doc.id,
+            p.doc.collection,
+            len(p.chunks),
+            preview_of(p.text),
+            str(p.doc.job_id) if getattr(p.doc, "job_id", None) else None,
+        )
+        for p in prepared
+    ]
+    passages = [row for item in prepared for row in _passages(item, model)]
+    total = max(1, len(passages))
 
-        def report(fraction: float, base: int = base, size: int = len(ids)) -> None:
-            if progress is not None:
-                progress((base + fraction * size) / total)
+    def report(at: int) -> None:
+        if progress is not None:
+            progress(at / total)
 
-        try:
-            embed_and_upsert(deps, collection, ids, texts, metas, report)
-        except ModelMismatch as exc:
-            for item in group:
-                outcomes[item.doc.id] = _fail(deps, item.doc, exc.detail)
-            continue
-        done += len(ids)
-        deps.store.delete_where(collection, _stale_tails(group))
+    done, refused = embed_passages(deps, passages, stop=stop, progress=report)
     embedded_at = time.perf_counter()
-    finished = [p for p in prepared if p.doc.id not in outcomes]
-    if finished:
-        rows = []
-        for item in finished:
-            deps.blobs.put(documents.text_key(item.doc.id), item.text.encode("utf-8"))
-            preview = " ".join(item.text.split())[:PREVIEW_CHARS]
-            rows.append((item.doc.id, len(item.chunks), preview))
-        kept = deps.db(lambda s: documents.mark_processed(s, rows, model))
-        for item in finished:
-            if item.doc.id in kept:
-                outcomes[item.doc.id] = Outcome(item.doc.id, "processed", len(item.chunks))
-            else:
-                # Deleted while we worked: take our vectors back out.
-                deps.store.delete_document(item.doc.collection, item.doc.id)
-                documents.remove_files(deps.blobs, item.doc.id)
-                outcomes[item.doc.id] = Outcome(item.doc.id, "deleted")
-    for collection in groups:
-        deps.changed(collection)
+    for item in prepared:
+        if item.doc.collection in refused:
+            outcomes[item.doc.id] = _fail(deps, item.doc, refused[item.doc.collection])
+    texts = {p.doc.id: p.text for p in prepared}
+    finished = [m for m, _, end in spans(members) if end <= done and m.id not in outcomes]
+    outcomes.update(finish_members(deps, finished, texts))
+    if done < len(passages):
+        # The rest is for later slices: the text is stored now (a later slice may need
+        # to prepare its passages again from it; the document shows it once processed).
+        for member, _, end in spans(members):
+            if end > done and member.id not in outcomes:
+                deps.blobs.put(documents.text_key(member.id), texts[member.id].encode("utf-8"))
     log.info(
         "ingest.batch",
         documents=len(docs),
         processed=sum(o.status == "processed" for o in outcomes.values()),
         chunks=sum(o.chunks for o in outcomes.values()),
-        collections=len(groups),
+        embedded=done,
+        of=len(passages),
         seconds=round(time.perf_counter() - started, 3),
         extract_s=round(extracted_at - started, 3),
         embed_upsert_s=round(embedded_at - extracted_at, 3),
         finish_s=round(time.perf_counter() - embedded_at, 3),
     )
-    return [outcomes[doc.id] for doc in docs]
+    return BatchRun(outcomes, members, passages, done)
+
+
+def finish_members(
+    deps: IngestDeps, finished: list[Member], texts: dict[str, str] | None = None
+) -> dict[str, Outcome]:
+    """Members whose chunks are all in: stale chunks past each one's count removed, the
+    text stored (when given: a later slice's members had theirs stored by the first),
+    all marked processed in one transaction (a document deleted meanwhile has its
+    vectors and files taken back out), and each collection's version bumped once."""
+    if not finished:
+        return {}
+    by_collection: dict[str, list[Member]] = {}
+    for member in finished:
+        by_collection.setdefault(member.collection, []).append(member)
+    for collection, group in by_collection.items():
+        tails = [
+            {"$and": [{"document_id": m.id}, {"chunk_index": {"$gte": m.chunks}}]} for m in group
+        ]
+        deps.store.delete_where(collection, tails[0] if len(tails) == 1 else {"$or": tails})
+    if texts is not None:
+        for member in finished:
+            deps.blobs.put(documents.text_key(member.id), texts[member.id].encode("utf-8"))
+    rows = [(m.id, m.chunks, m.preview) for m in finished]
+    model = deps.store.model_name
+    kept = deps.db(lambda s: documents.mark_processed(s, rows, model))
+    outcomes = {}
+    for member in finished:
+        if member.id in kept:
+            outcomes[member.id] = Outcome(member.id, "processed", member.chunks)
+        else:
+            outcomes[member.id] = take_back_member(deps, member)
+    for collection in by_collection:
+        deps.changed(collection)
+    return outcomes
+
+
+def take_back_member(deps: IngestDeps, member: Member) -> Outcome:
+    """A member deleted while it was being ingested: our vectors and its files out (the
+    caller bumps its collection's version)."""
+    deps.store.delete_document(member.collection, member.id)
+    documents.remove_files(deps.blobs, member.id)
+    return Outcome(member.id, "deleted")
+
+
+def prepare_again(deps: IngestDeps, member: Member) -> list[Passage]:
+    """A member's passages prepared again from its stored original (chunking is
+    deterministic: the same ids, texts and metadata), for a later slice whose kept
+    passages are gone or were never kept. Raises PermanentIngestError."""
+    doc = deps.db(lambda s: documents.load(s, member.id))
+    if doc is None:
+        raise PermanentIngestError("The document was deleted.")
+    item = _prepare(deps, doc, token_budget(deps.embedder))
+    if len(item.chunks) != member.chunks:
+        raise PermanentIngestError(
+            f"The document made {len(item.chunks)} chunks again, not {member.chunks}."
+        )
+    return _passages(item, deps.store.model_name)
 
 
 def _fail(deps: IngestDeps, doc: Any, reason: str) -> Outcome:
@@ -320,6 +474,14 @@ def _fail(deps: IngestDeps, doc: Any, reason: str) -> Outcome:
     deps.changed(doc.collection)
     log.warning("ingest.failed", document_id=doc.id, reason=reason)
     return Outcome(doc.id, "failed", error=reason)
+
+
+def fail_member(deps: IngestDeps, member: Member, reason: str) -> Outcome:
+    """A permanent failure of a batch member in a later slice (as `_fail`)."""
+    doc = deps.db(lambda s: documents.load(s, member.id))
+    if doc is None:
+        return take_back_member(deps, member)
+    return _fail(deps, doc, reason)
 
 
 def fail_document(deps: IngestDeps, document_id: str, reason: str) -> None:
