@@ -14,6 +14,7 @@ import pytest
 import job_worker.runtime as runtime_mod
 from fm_common.db import migrate_sync, utcnow
 from fm_common.jobs import new_job
+from fm_common.testing.documents import long_runbook
 from job_worker import tracking
 from job_worker.app import app
 from job_worker.config import Settings as WorkerSettings
@@ -259,13 +260,6 @@ def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> 
 
 
 # -- in slices (ADR 0160, 0166) --------------------------------------------------------
-def _long_runbook(title: str, sections: int) -> bytes:
-    return "".join(
-        f"## Step {i} of {title}\n\nCheck the ingress controller of pool {i % 17} for "
-        f"upstream timeouts, then restart replica {i} of the {title} deployment and watch "
-        f"the error budget of service {i % 5} for ten minutes before the next step.\n\n"
-        for i in range(sections)
-    ).encode()
 
 
 @pytest.fixture
@@ -313,7 +307,7 @@ def _age_claim(rt: Runtime, doc_id: str, minutes: int) -> None:
 
 
 def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
-    body = _long_runbook("payments", 200)
+    body = long_runbook("payments", 200)
     _upload(rt, "whole", body, title="Payments")
     rt.settings = rt.settings.model_copy(update={"slice_seconds": 0.0})
     whole = _run("whole")
@@ -388,7 +382,7 @@ def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime,
 
 
 def test_a_runbook_deleted_between_slices_is_taken_back_out(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
-    _upload(rt, "big", _long_runbook("orders", 150))
+    _upload(rt, "big", long_runbook("orders", 150))
     kwargs = {"document_id": "big", "job_id": "job-big"}
     app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
     assert _chunks(rt, "big") == 8
@@ -416,7 +410,7 @@ def test_later_slices_prepare_their_passages_again_past_the_redis_budget(
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FM_KNOWLEDGE_SLICE_PASSAGES_MB", "0")
     rt._resources.pop(KnowledgeWorker, None)  # settings are read again
-    _upload(rt, "big", _long_runbook("ledger", 150))
+    _upload(rt, "big", long_runbook("ledger", 150))
     kwargs = {"document_id": "big", "job_id": "job-big"}
     app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
     assert not rt.redis.exists("fm:knowledge:ingest-slices:job-big")  # not kept
@@ -432,7 +426,7 @@ def test_later_slices_prepare_their_passages_again_past_the_redis_budget(
 
 
 def test_a_batch_in_slices_marks_its_small_documents_first(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
-    _upload(rt, "big", _long_runbook("billing", 150), age=0)
+    _upload(rt, "big", long_runbook("billing", 150), age=0)
     _upload(rt, "small", TEXT.format(title="Tiny").encode(), age=1)
     kwargs = {"document_id": "big", "job_id": "job-big"}
     part = app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big").result
@@ -448,7 +442,7 @@ def test_a_batch_in_slices_marks_its_small_documents_first(rt: Runtime, slices) 
 
 
 def test_a_stale_claim_of_a_chain_whose_run_died_is_taken_over(rt: Runtime, slices) -> None:  # type: ignore[no-untyped-def]
-    _upload(rt, "big", _long_runbook("search", 150))
+    _upload(rt, "big", long_runbook("search", 150))
     kwargs = {"document_id": "big", "job_id": "job-big"}
     app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-big")
     follow = slices.pop(0)
@@ -472,7 +466,7 @@ def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back
     rt: Runtime, slices, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     _upload(rt, "small", TEXT.format(title="Done").encode(), age=0)
-    _upload(rt, "big", _long_runbook("queue", 150), age=1)
+    _upload(rt, "big", long_runbook("queue", 150), age=1)
     kwargs = {"document_id": "small", "job_id": "job-small"}
     first = app.tasks["knowledge.ingest_document"].apply(kwargs=kwargs, task_id="job-small")
     # Its own document, the smaller, is done in the first slice; the batch goes on.

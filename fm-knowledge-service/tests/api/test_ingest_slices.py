@@ -10,15 +10,7 @@ import time
 import uuid
 
 from fm_common.devstack import Stack
-
-
-def _large_runbook(title: str, sections: int) -> bytes:
-    return "".join(
-        f"## Step {i} of {title}\n\nCheck the ingress controller of pool {i % 17} for "
-        f"upstream timeouts, then restart replica {i} of the {title} deployment and watch "
-        f"the error budget of service {i % 5} for ten minutes before the next step.\n\n"
-        for i in range(sections)
-    ).encode()
+from fm_common.testing import documents
 
 
 def _status(kapi, user: str, doc_id: str) -> str:  # type: ignore[no-untyped-def]
@@ -37,7 +29,7 @@ def test_a_quiet_users_runbook_is_processed_while_large_ones_are_in_progress(kap
     noisy, quiet = f"noisy-{uuid.uuid4()}", f"quiet-{uuid.uuid4()}"
     large = []
     for name in ("first", "second"):
-        resp = kapi.upload(noisy, f"{name}.md", _large_runbook(name, 1000), title=name)
+        resp = kapi.upload(noisy, f"{name}.md", documents.long_runbook(name, 1000), title=name)
         assert resp.status_code == 202, resp.text
         large.append((resp.json()["document_id"], resp.headers["location"]))
     # The worker's child is on the noisy user's runbooks: some chunks are in.
