@@ -438,7 +438,7 @@ def offline() -> dict[str, Any]:
         "# Retrieval ranking candidates (offline: exact cosine, in-memory BM25)\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, load {load()}; "
         "`python bench/retrieval.py --offline`. See ADR 0115, ADR 0165 and ADR 0174 "
-        "(the last six rows: candidates that did not help).\n\n" + table(rows_out) + "\n"
+        "(the last nine rows: candidates that did not help).\n\n" + table(rows_out) + "\n"
     )
     return {"offline": rows_out, "load": load()}
 

@@ -11,7 +11,12 @@ in-memory BM25 over both corpora, 20 candidates a list). Each candidate ranks ru
     reciprocal ranks, best cosine, best BM25 over the list's best, title match, title and
     centroid and Meaning cosines, the share of each list the runbook holds), weights fit
     by pairwise logistic regression (gold against every other candidate) on the tuning
-    half only, so the held-out half says whether it generalises.
+    half only, so the held-out half says whether it generalises;
+  * a third list from other views (ADR 0174's second round): whole runbooks as BM25's
+    documents; the question's clauses embedded apart, a passage scoring its best clause;
+    a token-level match with the model's token states (BERTScore's recall) over the top
+    five runbooks' best passages, the nearest a bi-encoder comes to reading the question
+    and the passage together.
 
 See ADR 0174 for the numbers and what they mean.
 """
@@ -39,7 +44,10 @@ def candidates(
     k: int,
 ) -> dict[str, Ranker]:
     """name -> ranker(question index, semantic candidates, BM25 candidates) -> runbooks."""
+    import bm25s
+
     from knowledge_service.domain.search import ranking
+    from knowledge_service.domain.vectors.bm25 import chunk_terms, tokenize
 
     docs = list(dict.fromkeys(r[2]["doc"] for r in rows))
     titles = {r[2]["doc"]: r[2]["title"] for r in rows}
@@ -94,18 +102,102 @@ def candidates(
 
         return rank
 
+    def fused_with(
+        i: int, sem: list[Any], kw: list[Any], extra: list[str], weight: float
+    ) -> list[str]:
+        """ADR 0165's fusion of the two lists and the title, plus `extra` (runbooks, best
+        first) as a third list of the given weight."""
+        listed = [(d, "", {"doc": d, "title": titles[d]}, "", 0.0) for d in extra]
+        value: dict[str, float] = defaultdict(float)
+        for found, w in ((sem, 1.0), (kw, 1.0), (listed, weight)):
+            for d, (r, _, _) in best(found).items():
+                value[d] += w / (k + r)
+        terms = ranking.query_terms(questions[i]["question"])
+        for d in value:
+            value[d] += ranking.title_match(terms, titles[d]) / (k + 1)
+        return sorted(value, key=lambda d: -value[d])
+
     def third_list(kind: str, weight: float) -> Ranker:
         def rank(i: int, sem: list[Any], kw: list[Any]) -> list[str]:
             top = np.argsort(-cosines[i][kind])[: len(sem)]
-            extra = [(d, "", {"doc": d, "title": titles[d]}, "", 0.0) for d in np.take(docs, top)]
-            value: dict[str, float] = defaultdict(float)
-            for found, w in ((sem, 1.0), (kw, 1.0), (extra, weight)):
-                for d, (r, _, _) in best(found).items():
-                    value[d] += w / (k + r)
-            terms = ranking.query_terms(questions[i]["question"])
-            for d in value:
-                value[d] += ranking.title_match(terms, titles[d]) / (k + 1)
-            return sorted(value, key=lambda d: -value[d])
+            return fused_with(i, sem, kw, list(np.take(docs, top)), weight)
+
+        return rank
+
+    # Whole runbooks as BM25's documents (IDF over runbooks, term counts over the whole
+    # runbook), next to the passage-level BM25 of the service.
+    whole = bm25s.BM25()
+    whole.index(
+        [[t for j in passages[d] for t in chunk_terms(rows[j][1], rows[j][2])] for d in docs],
+        show_progress=False,
+    )
+
+    def whole_runbooks(weight: float) -> Ranker:
+        def rank(i: int, sem: list[Any], kw: list[Any]) -> list[str]:
+            terms = [t for t in tokenize(questions[i]["question"]) if t in whole.vocab_dict]
+            extra: list[str] = []
+            if terms:
+                found, scores = whole.retrieve([terms], k=len(sem), show_progress=False)
+                extra = [docs[int(j)] for j, s in zip(found[0], scores[0], strict=True) if s > 0]
+            return fused_with(i, sem, kw, extra, weight)
+
+        return rank
+
+    # The question's clauses (split at quotes, punctuation and "and"/"but"/"with")
+    # embedded apart; a passage scores its best clause. Questions of one clause add nothing.
+    clause_vecs = [
+        np.asarray(embedder.encode(c), dtype=np.float32) if len(c) > 1 else None
+        for c in (_clauses(q["question"]) for q in questions)
+    ]
+
+    def clauses(weight: float) -> Ranker:
+        def rank(i: int, sem: list[Any], kw: list[Any]) -> list[str]:
+            extra: list[str] = []
+            if clause_vecs[i] is not None:
+                top = np.argsort(-(vecs @ clause_vecs[i].T).max(1))[: 3 * len(sem)]
+                extra = list(dict.fromkeys(rows[j][2]["doc"] for j in top))[: len(sem)]
+            return fused_with(i, sem, kw, extra, weight)
+
+        return rank
+
+    # Token-level matching with the same model (BERTScore's recall: each question token's
+    # best cosine among a passage's token states, averaged), over each of the top runbooks'
+    # three best passages; the top runbooks in that order are a third list.
+    row_of = {r[0]: j for j, r in enumerate(rows)}
+    states: dict[str, np.ndarray] = {}
+
+    def token_states(text: str) -> np.ndarray:
+        if text not in states:
+            ids = np.asarray(embedder._token_ids([text]), dtype=np.int64)
+            (hidden,) = embedder.model.run(
+                ["last_hidden_state"],
+                {
+                    "input_ids": ids,
+                    "attention_mask": np.ones_like(ids),
+                    "token_type_ids": np.zeros_like(ids),
+                },
+            )
+            h = hidden[0][1:-1]  # without [CLS] and [SEP]
+            states[text] = h / np.linalg.norm(h, axis=1, keepdims=True)
+        return states[text]
+
+    def token_match(top: int, weight: float) -> Ranker:
+        def rank(i: int, sem: list[Any], kw: list[Any]) -> list[str]:
+            question = questions[i]["question"]
+            fused = ranking.fuse(sem, kw, question, ranking.FusionWeights(k, 1.0, 1.0))
+            chosen: dict[str, list[str]] = {}
+            for e in fused:
+                doc = e.meta["doc"]
+                if doc in chosen or len(chosen) < top:
+                    chosen.setdefault(doc, [])
+                    if len(chosen[doc]) < 3:
+                        chosen[doc].append(rows[row_of[e.chunk_id]][1])
+            q = token_states(question)
+            value = {
+                d: max(float((q @ token_states(t).T).max(1).mean()) for t in texts)
+                for d, texts in chosen.items()
+            }
+            return fused_with(i, sem, kw, sorted(value, key=lambda d: -value[d]), weight)
 
         return rank
 
@@ -165,4 +257,16 @@ def candidates(
         "ADR 0165 + runbook centroids as a third list (weight 0.5)": third_list("centroid", 0.5),
         "ADR 0165 + Meaning passages as a third list (weight 0.5)": third_list("meaning", 0.5),
         "learned linear fusion, 10 features, fit on the tuning half": learned(),
+        "ADR 0165 + whole runbooks as BM25 documents, a third list (weight 0.5)": whole_runbooks(
+            0.5
+        ),
+        "ADR 0165 + the question's clauses embedded apart, a third list (weight 0.5)": clauses(0.5),
+        "ADR 0165 + token-level match of the top 5 runbooks, a third list (weight 1.0)": (
+            token_match(5, 1.0)
+        ),
     }
+
+
+def _clauses(question: str) -> list[str]:
+    parts = re.split(r"['\",:;]| and | but | with ", question)
+    return [p.strip() for p in parts if len(p.split()) >= 2]
