@@ -162,7 +162,8 @@ def candidates(
 
     # Token-level matching with the same model (BERTScore's recall: each question token's
     # best cosine among a passage's token states, averaged), over each of the top runbooks'
-    # three best passages; the top runbooks in that order are a third list.
+    # three best passages; the top runbooks in that order are a third list. Runs the ONNX
+    # backend's session (the default backend) for the token states.
     row_of = {r[0]: j for j, r in enumerate(rows)}
     states: dict[str, np.ndarray] = {}
 
