@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
+import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import MetaData, event, select, text
 from sqlalchemy.engine import make_url
@@ -28,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
+
+log = structlog.get_logger("db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,8 +82,23 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+_AFTER_COMMIT = "fm_after_commit"
+
+
+def after_commit(session: AsyncSession, work: Callable[[], None]) -> None:
+    """Run blocking `work` (deleting files, say) in a worker thread once the request's
+    session has committed, before the response; dropped if it rolls back.
+
+    For what may only happen once the rows are gone and must not hold the event loop (an
+    object store's delete is a network round trip). `work` must not raise: the commit has
+    happened, so what it raises is logged, not answered with an error.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(work)
+
+
 async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
-    """Request-scoped session: commits when the handler succeeds, rolls back otherwise.
+    """Request-scoped session: commits when the handler succeeds, rolls back otherwise;
+    then runs what `after_commit` queued.
 
     Needs `app.state.sessionmaker`. Services never commit; this does.
     """
@@ -90,8 +108,14 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
             await session.commit()
         except BaseException:
+            session.info.pop(_AFTER_COMMIT, None)
             await session.rollback()
             raise
+        for work in session.info.pop(_AFTER_COMMIT, []):
+            try:
+                await asyncio.to_thread(work)
+            except Exception:
+                log.exception("db.after_commit_failed", work=repr(work))
 
 
 # The request session as a route dependency, committed BEFORE the response is sent.

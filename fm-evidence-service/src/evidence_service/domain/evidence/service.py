@@ -8,13 +8,12 @@ so a failed transaction never leaves a row pointing at nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from evidence_service.domain.evidence.cases import CaseGate
 from evidence_service.domain.evidence.models import (
@@ -41,6 +40,7 @@ from fm_common.contracts.evidence import (
     UploadedFilesList,
     text_is_extracted,
 )
+from fm_common.db import after_commit
 from fm_common.errors import Conflict, Forbidden, NotFound
 
 log = structlog.get_logger("evidence_service.evidence")
@@ -111,20 +111,11 @@ def serving_type(content_type: str) -> str:
 
 
 def _unlink_after_commit(session: AsyncSession, store: FileStore, file_ids: Iterable[str]) -> None:
-    pending: list[str] = session.info.setdefault("evidence_unlink", [])
-    if not session.info.get("evidence_hooks"):
-        session.info["evidence_hooks"] = True
-        sync_session = session.sync_session
-
-        @event.listens_for(sync_session, "after_commit")
-        def _committed(sess: Session) -> None:
-            store.remove_many(sess.info.pop("evidence_unlink", []))
-
-        @event.listens_for(sync_session, "after_rollback")
-        def _rolled_back(sess: Session) -> None:
-            sess.info.pop("evidence_unlink", None)
-
-    pending.extend(file_ids)
+    """Remove the files once the delete has committed, in a worker thread (an S3 delete
+    is a round trip the event loop must not wait on); never if it rolls back."""
+    ids = list(file_ids)
+    if ids:
+        after_commit(session, functools.partial(store.remove_many, ids))
 
 
 class EvidenceService:
