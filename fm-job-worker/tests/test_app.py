@@ -26,7 +26,8 @@ REGISTERED = {
 
 
 def test_every_previously_registered_task_keeps_its_name_queue_and_limits() -> None:
-    assert "knowledge_service.domain.ingest.tasks" in TASK_MODULES
+    assert "knowledge_service.domain.ingest.tasks.documents" in TASK_MODULES
+    assert "knowledge_service.domain.ingest.tasks.evidence" in TASK_MODULES
     assert "job_worker.reaper" in TASK_MODULES
     assert settings.ingest_time_limit == 960  # the defaults the table above was taken with
     names = {n for n in app.tasks if not n.startswith("celery.")}

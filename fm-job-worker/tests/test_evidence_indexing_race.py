@@ -403,7 +403,7 @@ def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_and_upsert", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.evidence.embed_and_upsert", boom)
     follow = slices.pop(0)
     assert _deliver(*follow).result is None
     # Failed once, with the reason, not handed on; nothing of it stays searchable.
@@ -417,7 +417,7 @@ def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
 def test_a_later_slice_reads_only_a_window_of_the_kept_passages(
     rt, evidence, slices, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.SLICE_WINDOW", 5)
+    monkeypatch.setattr("knowledge_service.domain.ingest.kept.SLICE_WINDOW", 5)
     file_id = str(uuid.uuid4())
     evidence.files[file_id] = _long_log(300)
     kwargs = {"file_id": file_id, "case_id": CASE, "owner_id": OWNER}

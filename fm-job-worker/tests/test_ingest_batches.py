@@ -179,7 +179,7 @@ def test_a_crashing_batch_fails_its_own_document_and_gives_the_others_back(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.ingest_batch", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.documents.ingest_batch", boom)
     assert _run("d0") is None
     assert _doc(rt, "d0").status == "failed"
     assert _job(rt, "d0").status == "failed"
@@ -203,7 +203,7 @@ def test_given_back_documents_stay_in_flight_when_the_broker_cannot_take_them(
     def broker_down(*_: Any, **__: Any) -> Any:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.ingest_batch", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.documents.ingest_batch", boom)
     monkeypatch.setattr(app, "send_task", broker_down)
     app.tasks["knowledge.ingest_document"].apply(kwargs={"document_id": "d0", "job_id": "job-d0"})
     assert _doc(rt, "d0").status == "failed"
@@ -484,7 +484,7 @@ def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.embed_passages", boom)
+    monkeypatch.setattr("knowledge_service.domain.ingest.tasks.documents.embed_passages", boom)
     assert _deliver(*follow).result is None
     # The settled document and its job stay as they were; the large one waits again,
     # unclaimed, with its own run sent again; the kept passages are gone.

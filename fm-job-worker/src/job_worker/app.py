@@ -32,7 +32,8 @@ log = structlog.get_logger("worker.app")
 
 # Every module that declares tasks: the services' own, and the host's.
 TASK_MODULES = (
-    "knowledge_service.domain.ingest.tasks",
+    "knowledge_service.domain.ingest.tasks.documents",
+    "knowledge_service.domain.ingest.tasks.evidence",
     "knowledge_service.domain.documents.tasks",
     "knowledge_service.domain.vectors.tasks",
     "case_service.domain.cases.tasks",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent_service import worker as agent
-from knowledge_service.domain.ingest import tasks as ingest
+from knowledge_service.domain.ingest.tasks import evidence as evidence_tasks
 
 if TYPE_CHECKING:
     from fm_common.tasks import Host
@@ -26,4 +26,4 @@ class Peers:
         agent.drop_redaction_map(self.host, case_id)
 
     def read_pending_text(self, file_id: str, owner_id: str) -> str:
-        return ingest.read_pending_text(self.host, file_id, owner_id)
+        return evidence_tasks.read_pending_text(self.host, file_id, owner_id)

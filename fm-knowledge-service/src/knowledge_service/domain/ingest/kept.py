@@ -18,6 +18,8 @@ from typing import Any
 
 BUDGET_KEY = "fm:knowledge:kept-passages"
 TTL_SECONDS = 6 * 3600
+# The most passages a later slice takes (its time usually ends it first).
+SLICE_WINDOW = 256
 
 # Frees expired reservations, then reserves ARGV[2] bytes for list ARGV[1] until
 # ARGV[4] when the others' still-live reservations leave room under ARGV[5]; 1 or 0.
