@@ -91,21 +91,19 @@ def embed_and_upsert(
     start: int = 0,
     stop: Callable[[], bool] | None = None,
 ) -> int:
-    """Embed in batches from chunk `start` and upsert each group as soon as it is
-    embedded; returns where it ended: `len(texts)`, or earlier when `stop()` said so
-    after a group (a slice's time is up, ADR 0160). With `stop`, a group is one
-    embedding batch, so a slice ends soon after its time; at least one group is done."""
-    size = deps.settings.embed_batch_size
-    group = size if stop is not None else size * 4
-    for begin in range(start, len(texts), group):
-        end = min(begin + group, len(texts))
-        vectors = deps.embedder.encode(texts[begin:end], batch_size=size)
-        deps.store.upsert(collection, ids[begin:end], vectors, texts[begin:end], metas[begin:end])
+    """`embed_passages` over the chunks of one collection, from chunk `start`; returns
+    where it ended, `progress` gets the fraction done. A collection that holds another
+    model's vectors raises ModelMismatch."""
+    passages = [(collection, *chunk) for chunk in zip(ids, texts, metas, strict=True)]
+
+    def report(at: int) -> None:
         if progress is not None:
-            progress(end / len(texts))
-        if stop is not None and end < len(texts) and stop():
-            return end
-    return len(texts)
+            progress(at / len(texts))
+
+    done, refused = embed_passages(deps, passages, start=start, stop=stop, progress=report)
+    if refused:
+        raise ModelMismatch(refused[collection])
+    return done
 
 
 @lru_cache(maxsize=4)
@@ -384,15 +382,13 @@ def ingest_batch(
     for item in prepared:
         if item.doc.collection in refused:
             outcomes[item.doc.id] = _fail(deps, item.doc, refused[item.doc.collection])
-    texts = {p.doc.id: p.text for p in prepared}
+    # Every member's text is stored now: the document shows it once processed, and a
+    # later slice may need to prepare a member's passages again from it.
+    for item in prepared:
+        if item.doc.id not in outcomes:
+            deps.blobs.put(documents.text_key(item.doc.id), item.text.encode("utf-8"))
     finished = [m for m, _, end in spans(members) if end <= done and m.id not in outcomes]
-    outcomes.update(finish_members(deps, finished, texts))
-    if done < len(passages):
-        # The rest is for later slices: the text is stored now (a later slice may need
-        # to prepare its passages again from it; the document shows it once processed).
-        for member, _, end in spans(members):
-            if end > done and member.id not in outcomes:
-                deps.blobs.put(documents.text_key(member.id), texts[member.id].encode("utf-8"))
+    outcomes.update(finish_members(deps, finished))
     log.info(
         "ingest.batch",
         documents=len(docs),
@@ -408,13 +404,11 @@ def ingest_batch(
     return BatchRun(outcomes, members, passages, done)
 
 
-def finish_members(
-    deps: IngestDeps, finished: list[Member], texts: dict[str, str] | None = None
-) -> dict[str, Outcome]:
-    """Members whose chunks are all in: stale chunks past each one's count removed, the
-    text stored (when given: a later slice's members had theirs stored by the first),
-    all marked processed in one transaction (a document deleted meanwhile has its
-    vectors and files taken back out), and each collection's version bumped once."""
+def finish_members(deps: IngestDeps, finished: list[Member]) -> dict[str, Outcome]:
+    """Members whose chunks are all in (and whose text is stored): stale chunks past each
+    one's count removed, all marked processed in one transaction (a document deleted
+    meanwhile has its vectors and files taken back out), and each collection's version
+    bumped once."""
     if not finished:
         return {}
     by_collection: dict[str, list[Member]] = {}
@@ -425,9 +419,6 @@ def finish_members(
             {"$and": [{"document_id": m.id}, {"chunk_index": {"$gte": m.chunks}}]} for m in group
         ]
         deps.store.delete_where(collection, tails[0] if len(tails) == 1 else {"$or": tails})
-    if texts is not None:
-        for member in finished:
-            deps.blobs.put(documents.text_key(member.id), texts[member.id].encode("utf-8"))
     rows = [(m.id, m.chunks, m.preview) for m in finished]
     model = deps.store.model_name
     kept = deps.db(lambda s: documents.mark_processed(s, rows, model))
