@@ -34,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = ensure_exported(args.out.resolve(), args.model, force=args.force)
     except (ExportError, OSError) as exc:  # OSError: a model that cannot be loaded
-        print(f"fm-embedding-export: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    print(path)  # noqa: T201
+        parser.exit(2, f"fm-embedding-export: {exc}\n")  # the reason on stderr
+    sys.stdout.write(f"{path}\n")  # the command's result, read by whoever ran it
     return 0
 
 
