@@ -288,24 +288,8 @@ def test_pdf_evidence_chunks_are_redacted_before_they_are_indexed(rt, evidence, 
         assert secret not in docs
 
 
-@pytest.fixture
-def slices(rt: Runtime, monkeypatch: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Every run is one slice (one embedding batch); the slices each run hands over are
-    recorded (kwargs, send options), not delivered: the test delivers them."""
-    rt.settings = rt.settings.model_copy(update={"slice_seconds": 1e-6})
-    handed: list[tuple[dict[str, Any], dict[str, Any]]] = []
-
-    def send_task(name: str, kwargs: dict[str, Any], **options: Any) -> None:
-        if name == "knowledge.index_evidence":
-            handed.append((kwargs, options))
-
-    monkeypatch.setattr(app, "send_task", send_task)
-    return handed
-
-
-def _deliver(kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
-    task = app.tasks["knowledge.index_evidence"]
-    return task.apply(kwargs=kwargs, task_id=options["task_id"], priority=options["priority"])
+# Its handed-over slices are recorded by the `slices` fixture (conftest.py).
+SLICED_TASK = "knowledge.index_evidence"
 
 
 def _case_chunks(evidence: EvidenceStandIn, file_id: str) -> list[str]:
@@ -341,11 +325,11 @@ def test_a_large_file_is_indexed_in_slices_each_handed_over_once(rt, evidence, s
         assert options["task_id"] == f"t0/{n}"
         assert kwargs == {**first, "start": 8 * n, "slice": {"of": "t0", "n": n}}
         order.append(options["task_id"])
-        result = _deliver(kwargs, options).result
+        result = slices.deliver(kwargs, options).result
         if n == 2:
             # Slice 2 delivered again after it handed over (its worker died before the
             # acknowledgement): nothing redone, slice 3 not sent twice.
-            assert _deliver(kwargs, options).result is None
+            assert slices.deliver(kwargs, options).result is None
             assert len(slices) == 1
     assert result == {"file_id": file_id, "case_id": CASE, "chunks": total}
     assert len(order) == -(-total // 8)
@@ -367,7 +351,7 @@ def test_a_slice_whose_passages_expired_prepares_them_again(rt, evidence, slices
     )
     rt.redis.delete(f"fm:knowledge:evidence-slices:{file_id}")  # expired, Redis restarted
     while slices:
-        result = _deliver(*slices.pop(0)).result
+        result = slices.deliver(*slices.pop(0)).result
     assert result["chunks"] == total
     docs = _case_chunks(evidence, file_id)
     assert len(docs) == total == len(set(docs))
@@ -383,7 +367,7 @@ def test_a_file_deleted_between_slices_is_taken_back_out(rt, evidence, slices) -
     assert _case_chunks(evidence, file_id)
     del evidence.files[file_id]
 
-    assert _deliver(*slices.pop(0)).result == {"file_id": file_id, "status": "gone"}
+    assert slices.deliver(*slices.pop(0)).result == {"file_id": file_id, "status": "gone"}
     assert not slices
     assert _case_chunks(evidence, file_id) == []
     assert not rt.redis.exists(f"fm:knowledge:evidence-slices:{file_id}")
@@ -405,7 +389,7 @@ def test_a_slice_that_fails_fails_the_file_and_takes_its_chunks_back(
 
     monkeypatch.setattr("knowledge_service.domain.ingest.tasks.evidence.embed_and_upsert", boom)
     follow = slices.pop(0)
-    assert _deliver(*follow).result is None
+    assert slices.deliver(*follow).result is None
     # Failed once, with the reason, not handed on; nothing of it stays searchable.
     assert not slices
     assert evidence.reports[-1] == (file_id, "failed")
@@ -428,7 +412,7 @@ def test_a_later_slice_reads_only_a_window_of_the_kept_passages(
     while slices:
         follow = slices.pop(0)
         starts.append(follow[0]["start"])
-        result = _deliver(*follow).result
+        result = slices.deliver(*follow).result
     # The first slice embeds a batch of 8 from what it prepared; each later one its
     # window of 5.
     assert starts == list(range(8, total, 5))

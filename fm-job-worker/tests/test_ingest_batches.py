@@ -262,24 +262,8 @@ def test_the_batch_size_setting_bounds_a_run(rt: Runtime, sent, monkeypatch) -> 
 # -- in slices (ADR 0160, 0166) --------------------------------------------------------
 
 
-@pytest.fixture
-def slices(rt: Runtime, monkeypatch: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Every run is one slice (one embedding batch of 8 chunks); the slices a run hands
-    over are recorded (kwargs, send options), not delivered: the test delivers them."""
-    rt.settings = rt.settings.model_copy(update={"slice_seconds": 1e-6})
-    handed: list[tuple[dict[str, Any], dict[str, Any]]] = []
-
-    def send_task(name: str, kwargs: dict[str, Any], **options: Any) -> None:
-        if name == "knowledge.ingest_document":
-            handed.append((kwargs, options))
-
-    monkeypatch.setattr(app, "send_task", send_task)
-    return handed
-
-
-def _deliver(kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
-    task = app.tasks["knowledge.ingest_document"]
-    return task.apply(kwargs=kwargs, task_id=options["task_id"], priority=options["priority"])
+# Its handed-over slices are recorded by the `slices` fixture (conftest.py).
+SLICED_TASK = "knowledge.ingest_document"
 
 
 def _stored(rt: Runtime, doc_id: str) -> list[tuple[int, str, list[float]]]:
@@ -349,7 +333,7 @@ def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime,
         assert other.state == "elsewhere"
         if n == 1:
             _age_claim(rt, "big", minutes=10)
-        result = _deliver(kwargs, options).result
+        result = slices.deliver(kwargs, options).result
         if n == 1:
             # Each slice renews the chain's claim: a live chain never looks stale.
             renewed = _doc(rt, "big").claimed_at
@@ -360,7 +344,7 @@ def test_a_large_runbook_is_ingested_in_slices_as_it_would_be_whole(rt: Runtime,
         if n == 2:
             # Slice 2 delivered again after it handed over (its worker died before the
             # acknowledgement): nothing redone, slice 3 not sent twice.
-            assert _deliver(kwargs, options).result is None
+            assert slices.deliver(kwargs, options).result is None
             assert len(slices) == 1
     assert result == {"document_id": "big", "status": "processed", "chunks": total}
     assert len(order) == -(-total // 8)
@@ -397,7 +381,7 @@ def test_a_runbook_deleted_between_slices_is_taken_back_out(rt: Runtime, slices)
     documents.remove_files(knowledge(rt).blobs, "big")
     version = _version(rt)
 
-    assert _deliver(*slices.pop(0)).result == {"document_id": "big", "status": "deleted"}
+    assert slices.deliver(*slices.pop(0)).result == {"document_id": "big", "status": "deleted"}
     assert not slices  # the chain ended
     assert _chunks(rt, "big") == 0
     assert _version(rt) == version + 1
@@ -416,7 +400,7 @@ def test_later_slices_prepare_their_passages_again_past_the_redis_budget(
     assert not rt.redis.exists("fm:knowledge:ingest-slices:job-big")  # not kept
     runs = 1
     while slices:
-        result = _deliver(*slices.pop(0)).result
+        result = slices.deliver(*slices.pop(0)).result
         runs += 1
     assert runs > 2
     assert result["status"] == "processed"
@@ -435,7 +419,7 @@ def test_a_batch_in_slices_marks_its_small_documents_first(rt: Runtime, slices) 
     assert (_doc(rt, "small").status, _job(rt, "small").status) == ("processed", "completed")
     assert _doc(rt, "big").status == "processing"
     while slices:
-        result = _deliver(*slices.pop(0)).result
+        result = slices.deliver(*slices.pop(0)).result
     assert result["status"] == "processed"
     assert _job(rt, "big").status == "completed"
     assert _job(rt, "small").status == "completed"
@@ -456,7 +440,7 @@ def test_a_stale_claim_of_a_chain_whose_run_died_is_taken_over(rt: Runtime, slic
     assert (_doc(rt, "big").status, _job(rt, "big").status) == ("processed", "completed")
     # The old chain's slice, delivered late, finds the document settled: no vectors
     # doubled, the job left as the taking run settled it.
-    assert _deliver(*follow).result["status"] == "settled"
+    assert slices.deliver(*follow).result["status"] == "settled"
     total = _doc(rt, "big").chunk_count
     assert [i for i, _, _ in _stored(rt, "big")] == list(range(total))
     assert _job(rt, "big").status == "completed"
@@ -476,7 +460,7 @@ def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back
     assert follow[0]["document_id"] == "small"
     assert follow[0]["start"] == 8
     # A slice that goes on with the others leaves the settled job alone (progress too).
-    _deliver(*follow)
+    slices.deliver(*follow)
     job = _job(rt, "small")
     assert (job.status, job.progress) == ("completed", 1.0)
     follow = slices.pop(0)
@@ -485,7 +469,7 @@ def test_a_failing_later_slice_leaves_a_settled_document_and_gives_the_rest_back
         raise RuntimeError("a bug")
 
     monkeypatch.setattr("knowledge_service.domain.ingest.tasks.documents.embed_passages", boom)
-    assert _deliver(*follow).result is None
+    assert slices.deliver(*follow).result is None
     # The settled document and its job stay as they were; the large one waits again,
     # unclaimed, with its own run sent again; the kept passages are gone.
     assert (_doc(rt, "small").status, _job(rt, "small").status) == ("processed", "completed")
