@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 
 from fm_common.devstack import Stack, every_process_but
+from fm_common.testing.documents import long_runbook
 from fm_common.testing.ports import free_port, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
@@ -236,18 +237,9 @@ async def measure(stack: Stack, paste_mb: float, backlog: int, turns: int) -> di
 
 
 def runbook_text(size: int, seed: str) -> str:
-    """A markdown runbook of `size` characters, distinct per `seed`."""
-    parts, total, i = [], 0, 0
-    while total < size:
-        part = (
-            f"## Step {i} of {seed}\n\nCheck the ingress controller of pool {i % 17} for "
-            f"upstream timeouts, then restart replica {i} of the {seed} deployment and watch "
-            f"the error budget of service {i % 5} for ten minutes before step {i + 1}.\n\n"
-        )
-        parts.append(part)
-        total += len(part)
-        i += 1
-    return "".join(parts)[:size]
+    """A markdown runbook of `size` characters, distinct per `seed` (each step is over
+    150 characters)."""
+    return long_runbook(seed, size // 150 + 1).decode()[:size]
 
 
 async def upload_runbook(

@@ -231,10 +231,11 @@ def scanned_pdf(pages: Sequence[Sequence[str]], size: int = 28) -> bytes:
 
 def long_runbook(title: str, sections: int) -> bytes:
     """A markdown runbook of `sections` numbered steps (~190 bytes each), each step its own
-    heading: large enough to take several slices of a worker (ADR 0160, 0166)."""
+    heading: large enough to take several slices of a worker (ADR 0160, 0166; also the
+    large runbooks of bench/fairness.py)."""
     return "".join(
         f"## Step {i} of {title}\n\nCheck the ingress controller of pool {i % 17} for "
         f"upstream timeouts, then restart replica {i} of the {title} deployment and watch "
-        f"the error budget of service {i % 5} for ten minutes before the next step.\n\n"
+        f"the error budget of service {i % 5} for ten minutes before step {i + 1}.\n\n"
         for i in range(sections)
     ).encode()
