@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 JobStatus = Literal["queued", "running", "completed", "failed"]
+SETTLED: frozenset[JobStatus] = frozenset({"completed", "failed"})
 JOB_TTL_SECONDS = 7 * 24 * 3600
 QUEUES = ("ingest", "agent", "maintenance")
 
@@ -134,6 +135,33 @@ class SyncJobStore:
         if record is None:
             return None
         return self.save(_apply(record, fields))
+
+    def start(self, job_id: str, attempts: int) -> JobRecord | None:
+        """A run of the job begins: `running`, with its attempts; but a job another run
+        has already settled (a batch that took this document in, ADR 0057) keeps its
+        `completed` or `failed`, only its attempts change. Atomic against that run's
+        write (WATCH), so a settled job never goes back to running."""
+        from redis.exceptions import WatchError
+
+        key = job_key(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if not raw:
+                        return None
+                    record = JobRecord.model_validate_json(raw)
+                    fields: dict[str, Any] = {"attempts": attempts}
+                    if record.status not in SETTLED:
+                        fields["status"] = "running"
+                    record = _apply(record, fields)
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json(), ex=JOB_TTL_SECONDS)
+                    pipe.execute()
+                    return record
+                except WatchError:
+                    continue  # written meanwhile: read it again
 
 
 _send_lock = threading.Lock()

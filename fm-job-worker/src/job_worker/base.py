@@ -171,7 +171,7 @@ def register(app: Celery, spec: TaskSpec, settings: Settings) -> Task:
             _fail(rt, give_up, kwargs, message, "TOO_MANY_ATTEMPTS", track_id)
             return None
         if job_id and not part:
-            rt.jobs.update(job_id, status="running", attempts=entry.attempts)
+            rt.jobs.start(job_id, entry.attempts)  # a job a batch settled stays settled
         elif job_id and entry.attempts > 1:
             # A later slice redone leaves the job's status as the earlier slices did:
             # running, or settled by the task already (a batch member done before the
